@@ -1,0 +1,99 @@
+"""The spec language: one pydantic model per TOML section.
+
+Every model forbids unknown keys and is strict about types, because a spec is a contract: a
+string where a number belongs is a mistake to report, not to coerce. Field descriptions become
+the hints and, later, the JSON Schema.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "orpo"]
+Method = Literal["full", "freeze", "lora", "qlora"]
+DataFormat = Literal["alpaca", "sharegpt", "messages", "preference", "kto", "text"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelSection(Section):
+    name_or_path: str = Field(min_length=1, description="Hub id or local folder of the base model.")
+    template: str = Field(
+        default="auto",
+        min_length=1,
+        description="Chat template name from ftc's registry, or 'auto' for the tokenizer's own.",
+    )
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    trust_remote_code: bool = Field(
+        default=False, description="Run the model repository's own Python code; off unless you trust it."
+    )
+
+
+class DatasetSection(Section):
+    path: str = Field(min_length=1, description="Local file or folder (relative to the spec), or a hub id.")
+    format: DataFormat = Field(default="alpaca", description="How records are shaped.")
+    split: str = Field(default="train", min_length=1, description="Split to read.")
+    max_samples: int | None = Field(default=None, ge=1, description="Use at most this many records.")
+
+
+class DataSection(Section):
+    datasets: list[DatasetSection] = Field(min_length=1, description="One or more datasets, mixed.")
+    cutoff_len: int = Field(default=1024, ge=8, le=1_048_576, description="Maximum tokens per example.")
+
+
+class TrainSection(Section):
+    stage: Stage = Field(default="sft", description="Training stage.")
+    method: Method = Field(default="lora", description="Which parameters train.")
+    global_batch_size: int = Field(
+        default=16, ge=1, le=1_048_576, description="Examples per optimizer step, across all devices."
+    )
+    micro_batch_size: int | None = Field(
+        default=None, ge=1, le=65_536, description="Examples per device per forward pass; chosen by the plan if unset."
+    )
+    learning_rate: float = Field(default=1e-4, gt=0, le=1, description="Peak learning rate.")
+    max_steps: int | None = Field(default=None, ge=1, description="Optimizer steps to run (or set epochs).")
+    epochs: float | None = Field(default=None, gt=0, le=10_000, description="Passes over the data (or set max_steps).")
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed for weights init, data order and dropout.")
+    precision: Precision = Field(default="auto", description="Compute precision; 'auto' lets the plan choose.")
+    lr_scheduler: Scheduler = Field(default="cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(default=0.0, ge=0, le=1, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float = Field(default=1.0, ge=0, description="Gradient clipping norm; 0 disables it.")
+    logging_steps: int = Field(default=5, ge=1, description="Log the loss every N optimizer steps.")
+    save_steps: int = Field(default=500, ge=1, description="Write a checkpoint every N optimizer steps.")
+    save_total_limit: int | None = Field(default=2, ge=1, description="Keep at most N checkpoints.")
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainSection:
+        if self.max_steps is None and self.epochs is None:
+            raise ValueError("set either max_steps or epochs to say how long to train")
+        if self.max_steps is not None and self.epochs is not None:
+            raise ValueError("max_steps and epochs are both set; keep one")
+        return self
+
+
+class LoraSection(Section):
+    rank: int = Field(default=8, ge=1, le=4096, description="Rank of the low-rank update.")
+    alpha: float = Field(default=16, gt=0, description="Scale numerator: the update is scaled by alpha / rank.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target: str | list[str] = Field(
+        default="all", description="'all' for every linear layer but the head, or a list of module names."
+    )
+
+
+class OutputSection(Section):
+    dir: str = Field(default="runs/default", min_length=1, description="Run folder (relative to the spec).")
+
+
+class Spec(Section):
+    model: ModelSection
+    data: DataSection
+    train: TrainSection
+    lora: LoraSection = LoraSection()
+    output: OutputSection = OutputSection()
