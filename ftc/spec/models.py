@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "orpo"]
 Method = Literal["full", "freeze", "lora", "qlora"]
@@ -20,6 +21,11 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def rule_error(message: str, hint: str) -> PydanticCustomError:
+    """A cross-field rule broken; the diagnostics print its hint."""
+    return PydanticCustomError("spec_rule", message, {"hint": hint})
 
 
 class ModelSection(Section):
@@ -33,6 +39,19 @@ class ModelSection(Section):
     trust_remote_code: bool = Field(
         default=False, description="Run the model repository's own Python code; off unless you trust it."
     )
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, name: str) -> str:
+        from ftc.chat_templates import TEMPLATES  # pure registry, no heavy imports
+
+        if name != "auto" and name not in TEMPLATES:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(TEMPLATES), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "known: auto, " + ", ".join(sorted(TEMPLATES))
+            raise rule_error(f"unknown chat template '{name}'", hint)
+        return name
 
 
 class DatasetSection(Section):
@@ -67,14 +86,17 @@ class TrainSection(Section):
     max_grad_norm: float = Field(default=1.0, ge=0, description="Gradient clipping norm; 0 disables it.")
     logging_steps: int = Field(default=5, ge=1, description="Log the loss every N optimizer steps.")
     save_steps: int = Field(default=500, ge=1, description="Write a checkpoint every N optimizer steps.")
-    save_total_limit: int | None = Field(default=2, ge=1, description="Keep at most N checkpoints.")
+    save_total_limit: int = Field(default=2, ge=0, description="Keep at most N checkpoints; 0 keeps all.")
+    gradient_checkpointing: bool | None = Field(
+        default=None, description="Recompute activations in the backward pass; unset lets the plan choose."
+    )
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainSection:
         if self.max_steps is None and self.epochs is None:
-            raise ValueError("set either max_steps or epochs to say how long to train")
+            raise rule_error("say how long to train", "set train.max_steps = N or train.epochs = N")
         if self.max_steps is not None and self.epochs is not None:
-            raise ValueError("max_steps and epochs are both set; keep one")
+            raise rule_error("max_steps and epochs are both set", "keep one of train.max_steps and train.epochs")
         return self
 
 

@@ -1,0 +1,38 @@
+"""The target registry: each target turns a job into files + a command, then runs it.
+
+Records name their module so that `ftc validate` and `ftc plan` never import a target they do not use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ftc.errors import FtcError
+from ftc.targets.base import Job, Rendered, Target
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    name: str
+    module: str
+    cls: str
+    summary: str
+
+
+TARGETS: dict[str, TargetRecord] = {
+    record.name: record
+    for record in (
+        TargetRecord("local", "ftc.targets.local", "LocalTarget", "this machine, as a child process"),
+    )
+}
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise FtcError(f"unknown target '{name}'", f"known targets: {', '.join(TARGETS)}")
+    record = TARGETS[name]
+    return getattr(importlib.import_module(record.module), record.cls)()
+
+
+__all__ = ["TARGETS", "Job", "Rendered", "Target", "get_target"]

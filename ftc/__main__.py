@@ -1,0 +1,3 @@
+from ftc.cli import main
+
+main()

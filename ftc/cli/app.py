@@ -1,0 +1,108 @@
+"""The typer app: thin commands that load, compile, render and report. Work lives in the packages."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ftc.errors import FtcError
+
+app = typer.Typer(
+    name="ftc",
+    help="Validate, plan and launch fine-tuning jobs from one TOML spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class TextOrJson(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class TableOrJson(str, Enum):
+    table = "table"
+    json = "json"
+
+
+SpecArg = Annotated[Path, typer.Argument(help="The job spec (TOML).", show_default=False)]
+HardwareOpt = Annotated[str, typer.Option("--hardware", "-H", help="Hardware to plan for, e.g. cpu or 8xH100-80GB.")]
+NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Number of nodes.")]
+
+
+@app.command()
+def validate(
+    specs: Annotated[list[str], typer.Argument(help="Spec files or globs.", show_default=False)],
+    output_format: Annotated[TextOrJson, typer.Option("--format", "-f", help="Report format.")] = TextOrJson.text,
+) -> None:
+    """Check specs and report every problem in each, with file, line, key path and a hint."""
+    from ftc.cli.validate import validate_files
+
+    raise typer.Exit(validate_files(specs, output_format.value))
+
+
+@app.command()
+def plan(
+    spec: SpecArg,
+    hardware: HardwareOpt = "cpu",
+    nodes: NodesOpt = 1,
+    output_format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
+) -> None:
+    """Compile a spec into a plan for concrete hardware; every choice says why."""
+    from ftc.cli.show import show_plan
+
+    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes)
+    show_plan(loaded, resolved_plan, output_format.value)
+
+
+@app.command()
+def launch(
+    spec: SpecArg,
+    target: Annotated[str, typer.Option("--target", "-t", help="Where to run: local.")] = "local",
+    hardware: HardwareOpt = "cpu",
+    nodes: NodesOpt = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the run folder and show the command; run nothing.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+) -> None:
+    """Write the run folder for a target and start the runtime there."""
+    from ftc.cli.launching import launch_spec
+
+    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes)
+    raise typer.Exit(launch_spec(loaded, resolved_plan, target, dry_run=dry_run, overwrite=overwrite))
+
+
+@app.command()
+def quickstart(
+    folder: Annotated[Path, typer.Argument(help="Where to build the tiny model, data and spec.")] = Path("ftc-quickstart"),
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps to train.")] = 60,
+) -> None:
+    """Build a tiny model, tokenizer and dataset offline, and train a LoRA on the CPU."""
+    from ftc.cli.launching import launch_spec
+    from ftc.quickstart import write_quickstart
+
+    spec_path = write_quickstart(folder, steps=steps)
+    loaded, resolved_plan = _load_and_plan(spec_path, "cpu", 1)
+    raise typer.Exit(launch_spec(loaded, resolved_plan, "local", dry_run=False, overwrite=True))
+
+
+def _load_and_plan(spec: Path, hardware: str, nodes: int):
+    from ftc.compiler import compile_plan, parse_hardware
+    from ftc.spec import load_spec
+
+    loaded = load_spec(spec)
+    return loaded, compile_plan(loaded.spec, parse_hardware(hardware, nodes))
+
+
+def run() -> None:
+    from ftc.cli.output import print_error
+
+    try:
+        app()
+    except FtcError as error:
+        print_error(error)
+        sys.exit(1)

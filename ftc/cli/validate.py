@@ -1,0 +1,45 @@
+"""`ftc validate`: check spec files and report every problem in each, located. Kept light for CI."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+
+from ftc.spec import Diagnostic, SpecError, load_spec
+
+
+def expand(patterns: list[str]) -> list[str]:
+    """Shell-style globs for shells (and CI YAML) that do not expand them; literal names stay."""
+    files: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else []
+        files.extend(matches or [pattern])
+    return files
+
+
+def validate_files(patterns: list[str], output_format: str = "text") -> int:
+    files = expand(patterns)
+    problems: dict[str, list[Diagnostic]] = {}
+    for file in files:
+        try:
+            load_spec(file)
+        except SpecError as error:
+            problems[file] = error.diagnostics
+    if output_format == "json":
+        report = {
+            "files": len(files),
+            "valid": len(files) - len(problems),
+            "diagnostics": [d.to_dict() for found in problems.values() for d in found],
+        }
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        for found in problems.values():
+            for diagnostic in found:
+                print(diagnostic.format())
+        count = sum(len(found) for found in problems.values())
+        if problems:
+            print(f"{count} problem{'s' if count != 1 else ''} in {len(problems)} of {len(files)} file(s)", file=sys.stderr)
+        else:
+            print(f"ok: {len(files)} spec file{'s' if len(files) != 1 else ''} valid", file=sys.stderr)
+    return 1 if problems else 0

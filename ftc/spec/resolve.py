@@ -1,0 +1,29 @@
+"""Make a spec's relative paths absolute, so a run folder means the same thing wherever it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ftc.spec.models import Spec
+
+
+def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) -> Spec:
+    """Anchor local paths at `base_dir` (the spec's folder); leave hub ids as written.
+
+    `is_local` tells whether a path names something on disk — the caller's I/O, so this stays pure.
+    A model or dataset path that exists locally wins over a hub id of the same spelling.
+    """
+
+    def anchor(written: str) -> str:
+        candidate = Path(written).expanduser()
+        candidate = candidate if candidate.is_absolute() else base_dir / candidate
+        return str(candidate) if is_local(candidate) else written
+
+    model = spec.model.model_copy(update={"name_or_path": anchor(spec.model.name_or_path)})
+    datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]
+    output_dir = Path(spec.output.dir).expanduser()
+    output = spec.output.model_copy(update={"dir": str(output_dir if output_dir.is_absolute() else base_dir / output_dir)})
+    return spec.model_copy(
+        update={"model": model, "data": spec.data.model_copy(update={"datasets": datasets}), "output": output}
+    )

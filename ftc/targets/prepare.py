@@ -1,0 +1,41 @@
+"""From a loaded spec and a plan to a run folder on disk, for any target. The I/O edge of launching."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ftc.compiler.plan import Plan
+from ftc.errors import FtcError
+from ftc.spec.loader import LoadedSpec
+from ftc.spec.resolve import resolve_paths
+from ftc.targets.base import Job, Rendered, Target
+from ftc.targets.run_folder import write_run_folder
+
+
+def make_job(loaded: LoadedSpec, plan: Plan) -> Job:
+    spec = resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists)
+    _check_runtime_supports(spec.train.stage, spec.train.method)
+    return Job(spec_path=loaded.path, spec=spec, plan=plan, run_dir=Path(spec.output.dir), python=sys.executable)
+
+
+def _check_runtime_supports(stage: str, method: str) -> None:
+    # The registry module is cheap to import: it names stage modules without importing them.
+    from ftc.runtime.stages import METHODS, STAGES
+
+    if stage not in STAGES:
+        raise FtcError(
+            f"train.stage = '{stage}' is valid but the runtime does not implement it yet",
+            f"implemented stages: {', '.join(STAGES)}",
+        )
+    if method not in METHODS:
+        raise FtcError(
+            f"train.method = '{method}' is valid but the runtime does not implement it yet",
+            f"implemented methods: {', '.join(METHODS)}",
+        )
+
+
+def write_job(target: Target, job: Job, overwrite: bool) -> Rendered:
+    rendered = target.render(job)
+    write_run_folder(job.run_dir, rendered.files, set(rendered.executable), overwrite=overwrite)
+    return rendered

@@ -1,0 +1,48 @@
+"""Jinja2 rendering of the files under ftc/templates, with shell quoting as explicit filters.
+
+Autoescape is off (these are shell scripts, not HTML); every value that reaches a command line goes
+through `q` (one word) or `qjoin` (a list of words), so spaces, quotes, `$(…)` and newlines in
+names cannot break a script or inject into it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def _quote(value: Any) -> str:
+    return shlex.quote(str(value))
+
+
+def _quote_join(values: Any) -> str:
+    return " ".join(shlex.quote(str(v)) for v in values)
+
+
+def _comment(value: Any) -> str:
+    """Safe inside a `#` comment: a newline in a value must not start a new script line."""
+    return " ".join(str(value).split())
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(q=_quote, qjoin=_quote_join, comment=_comment)
+    return env
+
+
+def render(template_name: str, **values: Any) -> str:
+    return environment().get_template(template_name).render(**values)
