@@ -26,7 +26,7 @@ def write_run_folder(run_dir: Path, files: dict[str, str], executable: set[str],
             with open(target, "w", encoding="utf-8") as handle:
                 handle.write(content)
                 handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(handle.fileno())  # the rename below must not publish unwritten data
             if name in executable:
                 target.chmod(0o755)
         staging.chmod(0o755)

@@ -1,0 +1,81 @@
+import pytest
+
+from ftc.compiler import compile_plan, parse_hardware
+from ftc.compiler.batch import split_batch
+from ftc.errors import FtcError
+from ftc.spec import parse_spec
+from tests.specs import VALID, replace
+
+
+def plan_for(text: str = VALID, hardware: str = "cpu"):
+    return compile_plan(parse_spec(text, "job.toml"), parse_hardware(hardware))
+
+
+def test_cpu_plan_decides_everything_with_a_reason():
+    plan = plan_for()
+    assert plan.backend.value == "cpu"
+    assert plan.precision.value == "fp32"
+    assert plan.strategy.value == "single"
+    assert plan.world_size.value == 1
+    assert plan.gradient_checkpointing.value is False
+    assert plan.micro_batch_size.value * plan.gradient_accumulation_steps.value == 16
+    assert plan.micro_batch_size.value == 8  # the largest divisor of 16 within the CPU's cap
+    assert all(d.reason for d in plan.decisions().values())
+
+
+def test_plan_round_trips_through_json_shape():
+    from ftc.compiler import Plan
+
+    plan = plan_for()
+    assert Plan.from_dict(plan.to_dict()) == plan
+
+
+@pytest.mark.parametrize("global_batch, micro, accumulation", [(1, 1, 1), (12, 6, 2), (7, 7, 1), (64, 8, 8), (9, 3, 3)])
+def test_micro_times_accumulation_makes_the_global_batch(global_batch, micro, accumulation):
+    plan = plan_for(replace(VALID, "global_batch_size = 16", f"global_batch_size = {global_batch}"))
+    assert (plan.micro_batch_size.value, plan.gradient_accumulation_steps.value) == (micro, accumulation)
+
+
+def test_spec_overrides_are_kept_and_say_so():
+    text = replace(VALID, "global_batch_size = 16", "global_batch_size = 16\nmicro_batch_size = 2")
+    text = replace(text, "seed = 42", 'seed = 42\nprecision = "bf16"\ngradient_checkpointing = true')
+    plan = plan_for(text)
+    assert plan.micro_batch_size.value == 2 and plan.gradient_accumulation_steps.value == 8
+    assert plan.precision.value == "bf16" and plan.gradient_checkpointing.value is True
+    assert "set in the spec" in plan.micro_batch_size.reason
+
+
+def test_micro_batch_that_cannot_divide_names_the_nearest_valid_values():
+    with pytest.raises(FtcError) as caught:
+        plan_for(replace(VALID, "global_batch_size = 16", "global_batch_size = 16\nmicro_batch_size = 3"))
+    assert "does not divide" in caught.value.message
+    assert caught.value.hint == "micro_batch_size 2 or 4, or global_batch_size 15 or 18"
+
+
+def test_global_batch_must_divide_across_processes():
+    with pytest.raises(FtcError) as caught:
+        split_batch(global_batch=10, world=4, ceiling=8, requested_micro=None)
+    assert caught.value.hint == "use a multiple of 4, e.g. 8, 12"
+
+
+def test_fp16_on_the_cpu_is_refused_with_alternatives():
+    with pytest.raises(FtcError) as caught:
+        plan_for(replace(VALID, "seed = 42", 'seed = 42\nprecision = "fp16"'))
+    assert "not supported on cpu" in caught.value.message and "fp32" in caught.value.hint
+
+
+@pytest.mark.parametrize("text, name, count, nodes", [("cpu", "cpu", 1, 1), ("1xCPU", "cpu", 1, 1), ("1 × cpu", "cpu", 1, 1)])
+def test_hardware_names_parse(text, name, count, nodes):
+    ref = parse_hardware(text)
+    assert (ref.name, ref.devices_per_node, ref.nodes) == (name, count, nodes)
+
+
+def test_unknown_hardware_suggests_known_names():
+    with pytest.raises(FtcError) as caught:
+        parse_hardware("cpuu")
+    assert caught.value.hint == "did you mean 'cpu'?"
+
+
+def test_several_cpu_processes_are_not_planned_yet():
+    with pytest.raises(FtcError):
+        plan_for(hardware="2xcpu")

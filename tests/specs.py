@@ -1,0 +1,35 @@
+"""A valid spec as text, for tests to copy and break one key at a time."""
+
+VALID = """\
+[model]
+name_or_path = "meta-llama/Meta-Llama-3-8B-Instruct"
+template = "llama3"
+
+[data]
+cutoff_len = 1024
+
+[[data.datasets]]
+path = "data/alpaca_en.json"
+format = "alpaca"
+
+[train]
+stage = "sft"
+method = "lora"
+global_batch_size = 16
+learning_rate = 1e-4
+max_steps = 60
+seed = 42
+
+[lora]
+rank = 8
+alpha = 16
+target = "all"
+
+[output]
+dir = "runs/quickstart"
+"""
+
+
+def replace(text: str, old: str, new: str) -> str:
+    assert old in text, f"{old!r} is not in the spec"
+    return text.replace(old, new, 1)

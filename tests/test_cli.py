@@ -1,0 +1,112 @@
+"""The `ftc` command as users run it: whole processes, exit codes, and what they print."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.specs import VALID, replace
+
+HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
+
+
+def ftc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+@pytest.fixture
+def spec_file(tmp_path) -> Path:
+    path = tmp_path / "job.toml"
+    path.write_text(VALID)
+    return path
+
+
+def test_validate_accepts_a_valid_spec(spec_file):
+    result = ftc("validate", str(spec_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok: 1 spec file valid" in result.stderr
+
+
+def test_three_mistakes_give_three_located_messages_and_no_traceback(tmp_path):
+    text = replace(VALID, "rank = 8", "rnak = 8")
+    text = replace(text, "global_batch_size = 16", 'global_batch_size = "16"')
+    text = replace(text, 'format = "alpaca"', 'format = "alpacca"')
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = ftc("validate", str(path))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"{path}:10: data.datasets[0].format:")
+    assert lines[1].startswith(f"{path}:15: train.global_batch_size: expected an integer")
+    assert lines[2].startswith(f"{path}:21: lora.rnak: unknown key")
+    assert all("(hint: " in line for line in lines)
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_validate_reports_every_file_and_json_for_ci(tmp_path, spec_file):
+    (tmp_path / "broken.toml").write_text("[model\n")
+    result = ftc("validate", str(tmp_path / "*.toml"), "--format", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert (report["files"], report["valid"]) == (2, 1)
+    [diagnostic] = report["diagnostics"]
+    assert diagnostic["line"] == 1 and diagnostic["column"] == 7 and "syntax" in diagnostic["message"]
+
+
+def test_missing_file_is_a_message_not_a_traceback(tmp_path):
+    result = ftc("validate", str(tmp_path / "nope.toml"))
+    assert result.returncode == 1
+    assert "no such file" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_validate_and_plan_import_no_heavy_library(spec_file, command):
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['ftc', {command!r}, {str(spec_file)!r}]\n"
+        "from ftc.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert exit.code in (0, None), exit.code\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_plan_table_and_json(spec_file):
+    table = ftc("plan", str(spec_file))
+    assert table.returncode == 0, table.stderr
+    for word in ("precision", "fp32", "micro-batch", "accumulation steps", "why"):
+        assert word in table.stdout
+    as_json = json.loads(ftc("plan", str(spec_file), "--format", "json").stdout)
+    decisions = as_json["decisions"]
+    assert decisions["backend"]["value"] == "cpu" and decisions["backend"]["reason"]
+    assert decisions["micro_batch_size"]["value"] * decisions["gradient_accumulation_steps"]["value"] == 16
+
+
+def test_plan_errors_are_messages(spec_file):
+    result = ftc("plan", str(spec_file), "--hardware", "8xH101")
+    assert result.returncode == 1
+    assert "error: unknown hardware 'H101'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_launch_dry_run_writes_the_folder_and_runs_nothing(spec_file):
+    result = ftc("launch", str(spec_file), "--target", "local", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    run_dir = spec_file.parent / "runs" / "quickstart"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["plan.json", "run.sh", "spec.toml"]
+    assert "would run" in result.stdout and "ftc.runtime" in result.stdout
+    again = ftc("launch", str(spec_file), "--dry-run")
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+
+
+def test_launch_refuses_a_stage_the_runtime_lacks(spec_file):
+    spec_file.write_text(replace(VALID, 'stage = "sft"', 'stage = "ppo"'))
+    result = ftc("launch", str(spec_file), "--dry-run")
+    assert result.returncode == 1 and "does not implement" in result.stderr
+    assert not (spec_file.parent / "runs").exists()
