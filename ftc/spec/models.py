@@ -20,7 +20,8 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # defer_build: only Spec needs a validator; building one per section costs startup time.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 def rule_error(message: str, hint: str) -> PydanticCustomError:

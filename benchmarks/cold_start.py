@@ -1,0 +1,86 @@
+"""Cold start of `ftc validate` and `ftc plan`: each timed as a whole new process, as CI runs them.
+
+Prints a table and writes JSON (default benchmarks/results/cold_start.json). The goal is a validate
+under 0.15 s; this measures, it does not assert.
+
+    python benchmarks/cold_start.py [--runs 20] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.specs import VALID, replace  # noqa: E402
+
+GOAL_S = 0.15
+
+
+def ftc_command() -> list[str]:
+    # The installed console script is what users run; `python -m ftc` is the fallback.
+    found = shutil.which("ftc")
+    return [found] if found else [sys.executable, "-m", "ftc"]
+
+
+def time_process(argv: list[str], runs: int, cwd: Path) -> dict:
+    subprocess.run(argv, capture_output=True, cwd=cwd)  # warm the OS file cache and .pyc files
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, cwd=cwd)
+        times.append(time.perf_counter() - start)
+    return {"best_s": min(times), "median_s": statistics.median(times), "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cold_start.json")
+    args = parser.parse_args()
+
+    ftc = ftc_command()
+    with tempfile.TemporaryDirectory() as folder:
+        cwd = Path(folder)
+        (cwd / "job.toml").write_text(VALID)
+        broken = replace(replace(VALID, "rank = 8", "rnak = 8"), "cutoff_len = 1024", 'cutoff_len = "1k"')
+        (cwd / "broken.toml").write_text(broken)
+        cases = {
+            "python -c pass (floor)": [sys.executable, "-c", "pass"],
+            "ftc validate (valid)": [*ftc, "validate", "job.toml"],
+            "ftc validate (2 errors)": [*ftc, "validate", "broken.toml"],
+            "ftc plan (table)": [*ftc, "plan", "job.toml"],
+            "ftc plan --format json": [*ftc, "plan", "job.toml", "--format", "json"],
+        }
+        results = {name: time_process(argv, args.runs, cwd) for name, argv in cases.items()}
+
+    print(f"{'command':<28}{'best':>10}{'median':>10}")
+    for name, result in results.items():
+        print(f"{name:<28}{result['best_s'] * 1000:>8.0f}ms{result['median_s'] * 1000:>8.0f}ms")
+    validate = results["ftc validate (valid)"]["median_s"]
+    print(f"goal: validate under {GOAL_S * 1000:.0f} ms — median {validate * 1000:.0f} ms "
+          f"({'met' if validate < GOAL_S else 'not met'})")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": "cold_start",
+        "command": ftc,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "goal_validate_s": GOAL_S,
+        "results": results,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
