@@ -1,0 +1,277 @@
+"""Chat templates: how a conversation becomes text, and which parts of that text the model learns.
+
+One registry, `TEMPLATES`, of small declarative records. A record renders a conversation into
+ordered segments `(text, trainable)`: everything the model is shown as a prompt (system, user,
+assistant header) is not trainable; each assistant reply plus its end marker is, so the model
+learns both to answer and to stop. The same record also writes itself as a jinja chat template,
+so a saved tokenizer renders prompts at inference exactly as training saw them.
+
+This module is pure (no torch, no transformers): the spec validator imports it to check names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class ChatTemplateError(ValueError):
+    """A conversation this template cannot render (bad roles or order, a system it has no place for)."""
+
+
+@dataclass(frozen=True)
+class Wrap:
+    """Text written before and after a message's content."""
+
+    before: str
+    after: str
+
+    def around(self, content: str) -> str:
+        return self.before + content + self.after
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    trainable: bool
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    name: str
+    bos: str  # written once, at the very start
+    user: Wrap
+    assistant_header: str  # part of the prompt: what the model sees before it answers
+    assistant_end: str  # trained with the reply, so the model learns to stop
+    after_assistant: str = ""  # separator after the end marker; the next turn's business, not trained
+    system: Wrap | None = None  # None: the format has no place for a system message
+    # "own_turn": a system message is a turn of its own; "in_first_user": it is written inside the
+    # first user turn, for formats whose training data never had a separate system turn.
+    system_placement: Literal["own_turn", "in_first_user"] = "own_turn"
+    default_system: str | None = None  # used when a conversation brings no system message
+
+    @property
+    def supports_system(self) -> bool:
+        return self.system is not None
+
+    def segments(self, messages: list[Message]) -> list[Segment]:
+        return render_segments(self, messages)
+
+    def render(self, messages: list[Message], add_generation_prompt: bool = False) -> str:
+        return render_text(self, messages, add_generation_prompt)
+
+    def jinja(self) -> str:
+        return to_jinja(self)
+
+
+_LLAMA3_HEADER = "<|start_header_id|>{role}<|end_header_id|>\n\n"
+_CHATML_TURN = Wrap("<|im_start|>{role}\n", "<|im_end|>\n")
+
+
+def _chatml(role: str) -> Wrap:
+    return Wrap(_CHATML_TURN.before.format(role=role), _CHATML_TURN.after)
+
+
+def _llama3(role: str) -> Wrap:
+    return Wrap(_LLAMA3_HEADER.format(role=role), "<|eot_id|>")
+
+
+def _build_registry(*templates: ChatTemplate) -> dict[str, ChatTemplate]:
+    return {template.name: template for template in templates}
+
+
+TEMPLATES: dict[str, ChatTemplate] = _build_registry(
+    ChatTemplate(
+        name="llama3",
+        bos="<|begin_of_text|>",
+        system=_llama3("system"),
+        user=_llama3("user"),
+        assistant_header=_LLAMA3_HEADER.format(role="assistant"),
+        assistant_end="<|eot_id|>",
+    ),
+    ChatTemplate(
+        name="chatml",
+        bos="",
+        system=_chatml("system"),
+        user=_chatml("user"),
+        assistant_header="<|im_start|>assistant\n",
+        assistant_end="<|im_end|>",
+        after_assistant="\n",
+    ),
+    ChatTemplate(
+        name="qwen",
+        bos="",
+        system=_chatml("system"),
+        user=_chatml("user"),
+        assistant_header="<|im_start|>assistant\n",
+        assistant_end="<|im_end|>",
+        after_assistant="\n",
+        default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+    ),
+    ChatTemplate(
+        # Every user turn opens a new sequence with its own <s>; the system prompt sits inside the first one.
+        name="llama2",
+        bos="",
+        system=Wrap("<<SYS>>\n", "\n<</SYS>>\n\n"),
+        system_placement="in_first_user",
+        user=Wrap("<s>[INST] ", " [/INST]"),
+        assistant_header=" ",
+        assistant_end=" </s>",
+    ),
+    ChatTemplate(
+        # Mistral's instruct format has no system role; its own template refuses one, and so do we.
+        name="mistral",
+        bos="<s>",
+        user=Wrap("[INST] ", " [/INST]"),
+        assistant_header="",
+        assistant_end="</s>",
+    ),
+    ChatTemplate(
+        # Gemma calls the assistant "model" and, like Gemma 3, puts a system prompt at the top of the first user turn.
+        name="gemma",
+        bos="<bos>",
+        system=Wrap("", "\n\n"),
+        system_placement="in_first_user",
+        user=Wrap("<start_of_turn>user\n", "<end_of_turn>\n"),
+        assistant_header="<start_of_turn>model\n",
+        assistant_end="<end_of_turn>",
+        after_assistant="\n",
+    ),
+    ChatTemplate(
+        name="phi3",
+        bos="",
+        system=Wrap("<|system|>\n", "<|end|>\n"),
+        user=Wrap("<|user|>\n", "<|end|>\n"),
+        assistant_header="<|assistant|>\n",
+        assistant_end="<|end|>",
+        after_assistant="\n",
+    ),
+)
+
+
+def split_system(template: ChatTemplate, messages: list[Message]) -> tuple[str | None, list[Message]]:
+    """The system prompt to use (the conversation's own, else the template's default) and the turns after it.
+
+    Checks the shape every template here assumes: an optional system message first, then turns
+    alternating user, assistant, starting with the user.
+    """
+    for index, message in enumerate(messages):
+        if not isinstance(message.get("content"), str):
+            raise ChatTemplateError(f"message {index} has no text 'content'")
+    if messages and messages[0].get("role") == "system":
+        system, turns = messages[0]["content"], messages[1:]
+        if not template.supports_system:
+            raise ChatTemplateError(f"the {template.name} template has no place for a system message")
+    else:
+        system, turns = template.default_system, messages
+    for index, message in enumerate(turns):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message.get("role") != expected:
+            position = index + (len(messages) - len(turns))
+            raise ChatTemplateError(
+                f"message {position} has role {message.get('role')!r} where {expected!r} belongs: "
+                "after an optional system message, turns alternate user, assistant"
+            )
+    return system, turns
+
+
+def render_segments(template: ChatTemplate, messages: list[Message]) -> list[Segment]:
+    """The conversation as text segments in order; neighbours with the same trainability are merged."""
+    system, turns = split_system(template, messages)
+    pieces = [Segment(template.bos, False)]
+    if system is not None and template.system_placement == "own_turn":
+        pieces.append(Segment(template.system.around(system), False))
+    for index, message in enumerate(turns):
+        if message["role"] == "user":
+            content = message["content"]
+            if index == 0 and system is not None and template.system_placement == "in_first_user":
+                content = template.system.around(system) + content
+            pieces.append(Segment(template.user.around(content), False))
+        else:
+            pieces.append(Segment(template.assistant_header, False))
+            pieces.append(Segment(message["content"] + template.assistant_end, True))
+            pieces.append(Segment(template.after_assistant, False))
+    return _merge(pieces)
+
+
+def render_text(template: ChatTemplate, messages: list[Message], add_generation_prompt: bool = False) -> str:
+    """The conversation as one string; with a generation prompt it ends where the assistant's answer begins."""
+    text = "".join(segment.text for segment in render_segments(template, messages))
+    return text + template.assistant_header if add_generation_prompt else text
+
+
+def _merge(pieces: list[Segment]) -> list[Segment]:
+    merged: list[Segment] = []
+    for piece in pieces:
+        if not piece.text:
+            continue
+        if merged and merged[-1].trainable == piece.trainable:
+            merged[-1] = Segment(merged[-1].text + piece.text, piece.trainable)
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _literal(text: str | None) -> str:
+    # A JSON string is also a valid jinja string literal, escapes included.
+    return "none" if text is None else json.dumps(text)
+
+
+def to_jinja(template: ChatTemplate) -> str:
+    """A jinja chat template that renders exactly what `render_text` renders (for `apply_chat_template`)."""
+    system_wrap = template.system or Wrap("", "")
+    own_turn = template.supports_system and template.system_placement == "own_turn"
+    in_first_user = template.supports_system and template.system_placement == "in_first_user"
+    refuse_system = (
+        "{{- raise_exception(" + _literal(f"the {template.name} template has no place for a system message") + ") -}}"
+    )
+    lines = [
+        "{{- " + _literal(template.bos) + " -}}" if template.bos else "",
+        "{%- if messages and messages[0]['role'] == 'system' -%}",
+        "{%- set system = messages[0]['content'] -%}{%- set turns = messages[1:] -%}",
+        refuse_system if not template.supports_system else "",
+        "{%- else -%}",
+        "{%- set system = " + _literal(template.default_system) + " -%}{%- set turns = messages -%}",
+        "{%- endif -%}",
+    ]
+    if own_turn:
+        lines += [
+            "{%- if system is not none -%}",
+            "{{- " + _literal(system_wrap.before) + " + system + " + _literal(system_wrap.after) + " -}}",
+            "{%- endif -%}",
+        ]
+    lines += [
+        "{%- for message in turns -%}",
+        "{%- if message['role'] == 'user' -%}",
+        "{%- set content = message['content'] -%}",
+    ]
+    if in_first_user:
+        lines += [
+            "{%- if loop.first and system is not none -%}",
+            "{%- set content = "
+            + _literal(system_wrap.before)
+            + " + system + "
+            + _literal(system_wrap.after)
+            + " + content -%}",
+            "{%- endif -%}",
+        ]
+    lines += [
+        "{{- " + _literal(template.user.before) + " + content + " + _literal(template.user.after) + " -}}",
+        "{%- elif message['role'] == 'assistant' -%}",
+        "{{- "
+        + _literal(template.assistant_header)
+        + " + message['content'] + "
+        + _literal(template.assistant_end + template.after_assistant)
+        + " -}}",
+        "{%- else -%}",
+        "{{- raise_exception('turns alternate user, assistant after an optional system message') -}}",
+        "{%- endif -%}",
+        "{%- endfor -%}",
+        "{%- if add_generation_prompt -%}",
+        "{{- " + _literal(template.assistant_header) + " -}}",
+        "{%- endif -%}",
+    ]
+    return "\n".join(line for line in lines if line) + "\n"

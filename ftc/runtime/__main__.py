@@ -1,0 +1,65 @@
+"""`python -m ftc.runtime RUN_DIR`: train the run a target wrote into RUN_DIR.
+
+Exit 0 on success, 2 on a user error (printed as `error: ... (hint: ...)`, no traceback).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from ftc.runtime import clock  # noqa: F401  imported first of ours: without /proc, startup counts from here
+from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.model import check_method
+from ftc.runtime.run_folder import RunFolder, load_run_folder
+from ftc.runtime.stages import STAGES
+from ftc.runtime.trainer_args import check_strategy
+
+USAGE = "usage: python -m ftc.runtime RUN_DIR"
+
+
+def header(folder: RunFolder) -> str:
+    spec, plan = folder.spec, folder.plan
+    micro, accumulation = plan.micro_batch_size.value, plan.gradient_accumulation_steps.value
+    return (
+        f"ftc runtime · {spec.train.stage} · {spec.train.method} · {os.path.basename(spec.model.name_or_path)} · "
+        f"{plan.backend.value} {plan.precision.value} · micro {micro} × accum {accumulation} × world "
+        f"{plan.world_size.value} · {folder.path}"
+    )
+
+
+def run(run_dir: str) -> None:
+    folder = load_run_folder(run_dir)
+    stage = STAGES.get(folder.spec.train.stage)
+    if stage is None:
+        raise RuntimeUserError(
+            f"train.stage = {folder.spec.train.stage!r} is not supported yet by the runtime",
+            f"use one of: {', '.join(STAGES)}",
+        )
+    # Checked before the heavy imports, so a plain mistake costs no time.
+    check_method(folder.spec.train.method)
+    check_strategy(folder.plan.strategy.value)
+    print(header(folder), flush=True)
+    # We tokenize ourselves; the trainer's few passes over the data need no progress bars of their own.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    importlib.import_module(stage.module).run(folder)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        run(argv[0])
+    except RuntimeUserError as error:
+        print(f"error: {error.message} (hint: {error.hint})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,27 @@
+"""The stage registry: stage name → the module that runs it.
+
+Records only: nothing heavy is imported here, so the launcher can check `stage in STAGES` before
+starting anything. A stage module has one function, `run(run_folder)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    name: str
+    module: str  # imported only when the stage runs
+    summary: str
+
+
+def _build_registry(*entries: StageEntry) -> dict[str, StageEntry]:
+    return {entry.name: entry for entry in entries}
+
+
+# The implemented stages and training methods; the spec language names more, for later.
+METHODS: tuple[str, ...] = ("lora", "full")
+STAGES: dict[str, StageEntry] = _build_registry(
+    StageEntry("sft", "ftc.runtime.stages.sft", "supervised fine-tuning; the loss falls on the assistant's replies"),
+)

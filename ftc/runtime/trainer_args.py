@@ -1,0 +1,61 @@
+"""The trainer settings every stage shares, from the spec's [train] section and the plan.
+
+The plan, not the spec, decides batch shape, precision and checkpointing: it knows the hardware.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.run_folder import RunFolder
+
+# Strategies a plain `Trainer` runs without an extra config file: one process, or torchrun's DDP.
+SUPPORTED_STRATEGIES = ("single", "ddp")
+
+
+def check_strategy(strategy: str) -> None:
+    if strategy not in SUPPORTED_STRATEGIES:
+        raise RuntimeUserError(
+            f"the plan's strategy {strategy!r} is not supported yet by the runtime",
+            f"plan for hardware where one of {', '.join(SUPPORTED_STRATEGIES)} fits",
+        )
+
+
+def training_arguments(run: RunFolder) -> dict[str, Any]:
+    """Keyword arguments for transformers' TrainingArguments (and so for trl's configs, its subclasses)."""
+    train, plan = run.spec.train, run.plan
+    precision = plan.precision.value
+    return {
+        "output_dir": str(run.checkpoints),
+        "per_device_train_batch_size": plan.micro_batch_size.value,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps.value,
+        "activation_checkpointing": plan.gradient_checkpointing.value,
+        # Spelled out both ways: trl turns bf16 on when neither is given.
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "use_cpu": plan.backend.value == "cpu",
+        "learning_rate": train.learning_rate,
+        "lr_scheduler_type": train.lr_scheduler,
+        "warmup_steps": warmup_fraction(train.warmup_ratio),
+        "weight_decay": train.weight_decay,
+        "max_grad_norm": train.max_grad_norm,
+        "max_steps": train.max_steps if train.max_steps is not None else -1,
+        "num_train_epochs": train.epochs if train.epochs is not None else 1.0,
+        "seed": train.seed,
+        "data_seed": train.seed,
+        "logging_steps": train.logging_steps,
+        "logging_first_step": True,  # the curve starts at the untrained loss
+        "save_strategy": "steps",
+        "save_steps": train.save_steps,
+        "save_total_limit": train.save_total_limit,
+        "report_to": "none",
+        "disable_tqdm": False,
+    }
+
+
+def warmup_fraction(ratio: float) -> float:
+    # transformers reads warmup_steps below 1 as a fraction of all steps and 1.0 as a single step,
+    # so a whole-run warmup is passed as the largest fraction below 1.
+    return ratio if ratio < 1 else math.nextafter(1.0, 0.0)

@@ -1,0 +1,28 @@
+"""The cheap entry points stay cheap: no torch behind the validator or the launcher's stage check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "matplotlib")
+
+
+def modules_loaded_by(statement: str) -> set[str]:
+    probe = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(output.split())
+
+
+def test_registries_import_nothing_heavy():
+    loaded = modules_loaded_by(
+        "import ftc.chat_templates, ftc.runtime, ftc.runtime.stages, ftc.runtime.__main__, ftc.runtime.stages.sft"
+    )
+    assert not loaded & set(HEAVY)
+
+
+def test_stage_registry_names_sft():
+    from ftc.runtime.stages import METHODS, STAGES
+
+    assert "sft" in STAGES and STAGES["sft"].module == "ftc.runtime.stages.sft"
+    assert set(METHODS) == {"lora", "full"}

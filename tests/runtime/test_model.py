@@ -1,0 +1,53 @@
+"""Which layers LoRA adapts, and which methods the runtime refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.model import check_method, linear_layer_names, load_model, lora_config
+from ftc.spec.models import LoraSection, ModelSection
+from tests.runtime.run_folders import cpu_plan
+
+LLAMA_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_model_dir):
+    return load_model(ModelSection(name_or_path=str(tiny_model_dir)), cpu_plan(), "lora")
+
+
+def test_all_means_every_linear_layer_but_the_head(tiny_model):
+    assert linear_layer_names(tiny_model) == LLAMA_LINEARS
+    config = lora_config(LoraSection(rank=4, alpha=8, dropout=0.1, target="all"), tiny_model)
+    assert set(config.target_modules) == LLAMA_LINEARS
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 8, 0.1)
+
+
+def test_listed_targets_are_checked_against_the_model(tiny_model):
+    assert set(lora_config(LoraSection(target=["q_proj", "v_proj"]), tiny_model).target_modules) == {"q_proj", "v_proj"}
+    with pytest.raises(RuntimeUserError) as caught:
+        lora_config(LoraSection(target=["q_proj", "query"]), tiny_model)
+    assert "'query'" in caught.value.message and "q_proj" in caught.value.hint
+
+
+def test_the_plan_decides_the_dtype(tiny_model_dir):
+    import torch
+
+    bf16_plan = cpu_plan("bf16")
+    section = ModelSection(name_or_path=str(tiny_model_dir))
+    assert load_model(section, bf16_plan, "lora").dtype == torch.bfloat16
+    assert load_model(section, bf16_plan, "full").dtype == torch.float32  # fp32 master weights under autocast
+
+
+@pytest.mark.parametrize("method", ["freeze", "qlora"])
+def test_freeze_and_qlora_are_not_supported_yet(method):
+    with pytest.raises(RuntimeUserError, match="not supported yet by the runtime"):
+        check_method(method)
+
+
+def test_a_missing_model_folder_is_a_user_error(tmp_path):
+    from ftc.runtime.model import load_tokenizer
+
+    with pytest.raises(RuntimeUserError, match="not found"):
+        load_tokenizer(ModelSection(name_or_path=str(tmp_path / "absent")))
