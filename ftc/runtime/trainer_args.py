@@ -49,7 +49,7 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "logging_first_step": True,  # the curve starts at the untrained loss
         "save_strategy": "steps",
         "save_steps": train.save_steps,
-        "save_total_limit": train.save_total_limit,
+        "save_total_limit": train.save_total_limit or None,  # the spec says 0 for "keep all"
         "report_to": "none",
         "disable_tqdm": False,
     }
