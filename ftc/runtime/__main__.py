@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 from ftc.runtime import clock  # noqa: F401  imported first of ours: without /proc, startup counts from here
 from ftc.runtime.errors import RuntimeUserError
@@ -43,6 +44,8 @@ def run(run_dir: str) -> None:
     print(header(folder), flush=True)
     # We tokenize ourselves; the trainer's few passes over the data need no progress bars of their own.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    # Raised by the libraries' own calls to each other; nothing a user could change in the spec.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     importlib.import_module(stage.module).run(folder)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -26,3 +27,40 @@ class MetricsRecorder(TrainerCallback):
         add_trainer_log(self.metrics, state.global_step, logs or {})
         if state.is_world_process_zero:
             write_metrics(self.path, self.metrics)
+
+
+class TrainingProgress(TrainerCallback):
+    """One progress bar with the latest loss beside it, instead of the trainer's bar plus printed dicts."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        from tqdm.auto import tqdm
+
+        if state.is_world_process_zero:
+            # Into a log file (Slurm, CI) every redraw is a line kept forever: redraw rarely there.
+            every = 0.1 if sys.stderr.isatty() else 10.0
+            self.bar = tqdm(total=state.max_steps, desc="training", unit="step", dynamic_ncols=True, mininterval=every)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}")
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def show_progress(trainer) -> None:
+    """Swap the trainer's default progress printing for `TrainingProgress`."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(TrainingProgress())

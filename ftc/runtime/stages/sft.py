@@ -21,7 +21,7 @@ def run(folder: RunFolder) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from ftc.runtime.callbacks import MetricsRecorder
+    from ftc.runtime.callbacks import MetricsRecorder, show_progress
 
     tokenizer = load_tokenizer(spec.model)
     use_template(tokenizer, spec.model.template)
@@ -38,6 +38,7 @@ def run(folder: RunFolder) -> None:
         peft_config=lora_config(spec.lora, model) if spec.train.method == "lora" else None,
         callbacks=[recorder],
     )
+    show_progress(trainer)
     trainer.train()
 
     save_trained(trainer, folder)
