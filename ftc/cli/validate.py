@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import json
 import sys
 
 from ftc.spec import Diagnostic, SpecError, load_spec
@@ -13,9 +11,15 @@ def expand(patterns: list[str]) -> list[str]:
     """Shell-style globs for shells (and CI YAML) that do not expand them; literal names stay."""
     files: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else []
+        matches = _glob(pattern) if any(ch in pattern for ch in "*?[") else []
         files.extend(matches or [pattern])
     return files
+
+
+def _glob(pattern: str) -> list[str]:
+    import glob
+
+    return sorted(glob.glob(pattern, recursive=True))
 
 
 def validate_files(patterns: list[str], output_format: str = "text") -> int:
@@ -27,6 +31,8 @@ def validate_files(patterns: list[str], output_format: str = "text") -> int:
         except SpecError as error:
             problems[file] = error.diagnostics
     if output_format == "json":
+        import json
+
         report = {
             "files": len(files),
             "valid": len(files) - len(problems),

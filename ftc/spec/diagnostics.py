@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -195,6 +194,8 @@ def _too_short_hint(loc: KeyPath) -> str:
 def _did_you_mean(word: str, choices: list[str], fallback: str) -> str | None:
     if not choices:
         return None
+    import difflib  # only on the error path: validating a good spec should not pay for it
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
