@@ -9,8 +9,6 @@ under 0.15 s; this measures, it does not assert.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
 import shutil
 import statistics
@@ -21,6 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._report import write_report  # noqa: E402
 from tests.specs import VALID, replace  # noqa: E402
 
 GOAL_S = 0.15
@@ -83,18 +82,7 @@ def main() -> None:
     print(f"goal: validate under {GOAL_S * 1000:.0f} ms — median {validate * 1000:.0f} ms "
           f"({'met' if validate < GOAL_S else 'not met'})")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "cold_start",
-        "command": ftc,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "goal_validate_s": GOAL_S,
-        "results": results,
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-
+    write_report(args.out, "cold_start", command=ftc, goal_validate_s=GOAL_S, results=results)
 
 if __name__ == "__main__":
     main()

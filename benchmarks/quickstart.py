@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import subprocess
@@ -19,6 +18,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._report import write_report  # noqa: E402
 
 
 def one_run(steps: int) -> dict:
@@ -55,18 +57,7 @@ def main() -> None:
     summary = {key: statistics.median(run[key] for run in runs) for key in ("wall_s", "runtime_startup_s", "train_s")}
     print(f"{'median':<6}{summary['wall_s']:>8.1f}s{summary['runtime_startup_s']:>9.1f}s{summary['train_s']:>8.1f}s")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
-        "benchmark": "quickstart",
-        "steps": args.steps,
-        "python": platform.python_version(),
-        "cpus": __import__("os").cpu_count(),
-        "runs": runs,
-        "median": summary,
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-
+    write_report(args.out, "quickstart", steps=args.steps, runs=runs, median=summary)
 
 if __name__ == "__main__":
     main()

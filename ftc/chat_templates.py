@@ -12,7 +12,7 @@ This module is pure (no torch, no transformers): the spec validator imports it t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
@@ -79,6 +79,17 @@ def _llama3(role: str) -> Wrap:
     return Wrap(_LLAMA3_HEADER.format(role=role), "<|eot_id|>")
 
 
+_CHATML = ChatTemplate(
+    name="chatml",
+    bos="",
+    system=_chatml("system"),
+    user=_chatml("user"),
+    assistant_header="<|im_start|>assistant\n",
+    assistant_end="<|im_end|>",
+    after_assistant="\n",
+)
+
+
 def _build_registry(*templates: ChatTemplate) -> dict[str, ChatTemplate]:
     return {template.name: template for template in templates}
 
@@ -92,25 +103,9 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
         assistant_header=_LLAMA3_HEADER.format(role="assistant"),
         assistant_end="<|eot_id|>",
     ),
-    ChatTemplate(
-        name="chatml",
-        bos="",
-        system=_chatml("system"),
-        user=_chatml("user"),
-        assistant_header="<|im_start|>assistant\n",
-        assistant_end="<|im_end|>",
-        after_assistant="\n",
-    ),
-    ChatTemplate(
-        name="qwen",
-        bos="",
-        system=_chatml("system"),
-        user=_chatml("user"),
-        assistant_header="<|im_start|>assistant\n",
-        assistant_end="<|im_end|>",
-        after_assistant="\n",
-        default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
-    ),
+    _CHATML,
+    # Qwen speaks ChatML and brings its own system prompt when the conversation has none.
+    replace(_CHATML, name="qwen", default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
     ChatTemplate(
         # Every user turn opens a new sequence with its own <s>; the system prompt sits inside the first one.
         name="llama2",
