@@ -79,10 +79,13 @@ def main() -> None:
             f"{result['cpu_best_s'] * 1000:>9.0f}ms{result['cpu_median_s'] * 1000:>7.0f}ms"
         )
     validate = results["ftc validate (valid)"]["median_s"]
-    print(f"goal: validate under {GOAL_S * 1000:.0f} ms — median {validate * 1000:.0f} ms "
-          f"({'met' if validate < GOAL_S else 'not met'})")
+    print(
+        f"goal: validate under {GOAL_S * 1000:.0f} ms — median {validate * 1000:.0f} ms "
+        f"({'met' if validate < GOAL_S else 'not met'})"
+    )
 
     write_report(args.out, "cold_start", command=ftc, goal_validate_s=GOAL_S, results=results)
+
 
 if __name__ == "__main__":
     main()

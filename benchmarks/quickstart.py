@@ -59,5 +59,6 @@ def main() -> None:
 
     write_report(args.out, "quickstart", steps=args.steps, runs=runs, median=summary)
 
+
 if __name__ == "__main__":
     main()

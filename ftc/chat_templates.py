@@ -105,7 +105,9 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
     ),
     _CHATML,
     # Qwen speaks ChatML and brings its own system prompt when the conversation has none.
-    replace(_CHATML, name="qwen", default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
+    replace(
+        _CHATML, name="qwen", default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    ),
     ChatTemplate(
         # Every user turn opens a new sequence with its own <s>; the system prompt sits inside the first one.
         name="llama2",

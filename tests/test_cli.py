@@ -13,9 +13,7 @@ HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
 
 
 def ftc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,12 +20,12 @@ app = typer.Typer(
 )
 
 
-class TextOrJson(str, Enum):
+class TextOrJson(StrEnum):
     text = "text"
     json = "json"
 
 
-class TableOrJson(str, Enum):
+class TableOrJson(StrEnum):
     table = "table"
     json = "json"
 
@@ -66,7 +66,9 @@ def launch(
     target: Annotated[str, typer.Option("--target", "-t", help="Where to run: local.")] = "local",
     hardware: HardwareOpt = "cpu",
     nodes: NodesOpt = 1,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the run folder and show the command; run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Write the run folder and show the command; run nothing.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
 ) -> None:
     """Write the run folder for a target and start the runtime there."""
@@ -78,7 +80,9 @@ def launch(
 
 @app.command()
 def quickstart(
-    folder: Annotated[Path, typer.Argument(help="Where to build the tiny model, data and spec.")] = Path("ftc-quickstart"),
+    folder: Annotated[Path, typer.Argument(help="Where to build the tiny model, data and spec.")] = Path(
+        "ftc-quickstart"
+    ),
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps to train.")] = 60,
 ) -> None:
     """Build a tiny model, tokenizer and dataset offline, and train a LoRA on the CPU."""

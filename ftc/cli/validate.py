@@ -45,7 +45,10 @@ def validate_files(patterns: list[str], output_format: str = "text") -> int:
                 print(diagnostic.format())
         count = sum(len(found) for found in problems.values())
         if problems:
-            print(f"{count} problem{'s' if count != 1 else ''} in {len(problems)} of {len(files)} file(s)", file=sys.stderr)
+            print(
+                f"{count} problem{'s' if count != 1 else ''} in {len(problems)} of {len(files)} file(s)",
+                file=sys.stderr,
+            )
         else:
             print(f"ok: {len(files)} spec file{'s' if len(files) != 1 else ''} valid", file=sys.stderr)
     return 1 if problems else 0

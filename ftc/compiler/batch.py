@@ -42,6 +42,7 @@ def split_batch(global_batch: int, world: int, ceiling: int, requested_micro: in
         )
     steps = per_process // micro.value
     accumulation = Decision(
-        steps, f"{micro.value} × {world} process{'es' if world > 1 else ''} × {steps} = {global_batch}, the global batch"
+        steps,
+        f"{micro.value} × {world} process{'es' if world > 1 else ''} × {steps} = {global_batch}, the global batch",
     )
     return micro, accumulation

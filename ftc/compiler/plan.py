@@ -44,9 +44,7 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
     def decisions(self) -> dict[str, Decision]:
-        return {
-            name: value for name, value in vars(self).items() if isinstance(value, Decision)
-        }
+        return {name: value for name, value in vars(self).items() if isinstance(value, Decision)}
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,9 @@ def compile_plan(spec: Spec, hardware: HardwareRef) -> Plan:
             "plan for --hardware cpu",
         )
     world = hardware.world_size
-    micro, accumulation = split_batch(spec.train.global_batch_size, world, record.max_micro_batch, spec.train.micro_batch_size)
+    micro, accumulation = split_batch(
+        spec.train.global_batch_size, world, record.max_micro_batch, spec.train.micro_batch_size
+    )
     return Plan(
         hardware=hardware,
         backend=Decision(record.backend, _backend_reason(record)),
@@ -48,7 +50,8 @@ def _precision(spec: Spec, record: Hardware) -> Decision:
     if not supported:
         raise FtcError(
             f"train.precision = '{asked}' is not supported on {record.name}",
-            "use 'auto', or " + " / ".join(p for p in ("fp32", "bf16", "fp16") if p != asked and getattr(record, p, True)),
+            "use 'auto', or "
+            + " / ".join(p for p in ("fp32", "bf16", "fp16") if p != asked and getattr(record, p, True)),
         )
     return Decision(asked, "set in the spec (train.precision)")
 

@@ -64,7 +64,7 @@ def lora_config(lora: LoraSection, model: Any) -> Any:
         if unknown:
             raise RuntimeUserError(
                 f"lora.target names no linear layer called {', '.join(map(repr, unknown))} in this model",
-                f"choose from: {', '.join(sorted(linear_names))}, or \"all\"",
+                f'choose from: {", ".join(sorted(linear_names))}, or "all"',
             )
     return LoraConfig(
         r=lora.rank,

@@ -147,7 +147,14 @@ def _show(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    kinds = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array", dict: "a table"}
+    kinds = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
     name = kinds.get(type(value), type(value).__name__)
     return name if isinstance(value, (list, dict)) else f"{name} ({_show(value)})"
 

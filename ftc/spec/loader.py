@@ -45,7 +45,9 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except FileNotFoundError:
         raise SpecError([Diagnostic(str(path), 0, 0, "", "no such file", "check the path")]) from None
     except IsADirectoryError:
-        raise SpecError([Diagnostic(str(path), 0, 0, "", "is a folder, not a spec file", "name a .toml file")]) from None
+        raise SpecError(
+            [Diagnostic(str(path), 0, 0, "", "is a folder, not a spec file", "name a .toml file")]
+        ) from None
     except OSError as error:
         raise SpecError([Diagnostic(str(path), 0, 0, "", f"cannot read: {error.strerror}", None)]) from None
     try:

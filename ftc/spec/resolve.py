@@ -23,7 +23,9 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
     model = spec.model.model_copy(update={"name_or_path": anchor(spec.model.name_or_path)})
     datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]
     output_dir = Path(spec.output.dir).expanduser()
-    output = spec.output.model_copy(update={"dir": str(output_dir if output_dir.is_absolute() else base_dir / output_dir)})
+    output = spec.output.model_copy(
+        update={"dir": str(output_dir if output_dir.is_absolute() else base_dir / output_dir)}
+    )
     return spec.model_copy(
         update={"model": model, "data": spec.data.model_copy(update={"datasets": datasets}), "output": output}
     )

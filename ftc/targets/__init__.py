@@ -22,9 +22,7 @@ class TargetRecord:
 
 TARGETS: dict[str, TargetRecord] = {
     record.name: record
-    for record in (
-        TargetRecord("local", "ftc.targets.local", "LocalTarget", "this machine, as a child process"),
-    )
+    for record in (TargetRecord("local", "ftc.targets.local", "LocalTarget", "this machine, as a child process"),)
 }
 
 

@@ -48,8 +48,6 @@ def run_folder_files(job: Job) -> dict[str, str]:
     )
     return {
         "spec.toml": header + tomli_w.dumps(job.spec.model_dump(mode="json", exclude_none=True)),
-        "plan.json": json.dumps(
-            {"ftc_version": __version__, **job.plan.to_dict()}, indent=2, ensure_ascii=False
-        )
+        "plan.json": json.dumps({"ftc_version": __version__, **job.plan.to_dict()}, indent=2, ensure_ascii=False)
         + "\n",
     }

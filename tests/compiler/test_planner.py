@@ -64,7 +64,9 @@ def test_fp16_on_the_cpu_is_refused_with_alternatives():
     assert "not supported on cpu" in caught.value.message and "fp32" in caught.value.hint
 
 
-@pytest.mark.parametrize("text, name, count, nodes", [("cpu", "cpu", 1, 1), ("1xCPU", "cpu", 1, 1), ("1 × cpu", "cpu", 1, 1)])
+@pytest.mark.parametrize(
+    "text, name, count, nodes", [("cpu", "cpu", 1, 1), ("1xCPU", "cpu", 1, 1), ("1 × cpu", "cpu", 1, 1)]
+)
 def test_hardware_names_parse(text, name, count, nodes):
     ref = parse_hardware(text)
     assert (ref.name, ref.devices_per_node, ref.nodes) == (name, count, nodes)

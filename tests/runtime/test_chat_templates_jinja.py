@@ -58,11 +58,15 @@ def test_qwen_brings_its_default_system_prompt(tiny_tokenizer):
 
 
 def test_a_system_message_goes_inside_the_first_user_turn_for_llama2_and_gemma():
-    assert TEMPLATES["llama2"].render([SYSTEM, *TURNS[:2]]).startswith(
-        "<s>[INST] <<SYS>>\nYou answer in one line.\n<</SYS>>\n\nRepeat the word"
+    assert (
+        TEMPLATES["llama2"]
+        .render([SYSTEM, *TURNS[:2]])
+        .startswith("<s>[INST] <<SYS>>\nYou answer in one line.\n<</SYS>>\n\nRepeat the word")
     )
-    assert TEMPLATES["gemma"].render([SYSTEM, *TURNS[:2]]).startswith(
-        "<bos><start_of_turn>user\nYou answer in one line.\n\nRepeat the word"
+    assert (
+        TEMPLATES["gemma"]
+        .render([SYSTEM, *TURNS[:2]])
+        .startswith("<bos><start_of_turn>user\nYou answer in one line.\n\nRepeat the word")
     )
 
 

@@ -50,7 +50,8 @@ EXPECTED = {
     "gemma": [
         ("<bos><start_of_turn>user\nAdd the two numbers.\n\n2 + 3<end_of_turn>\n<start_of_turn>model\n", False),
         ("5<end_of_turn>", True),
-        ("\n<start_of_turn>user\nWrite the word in capital letters.\n\nlamp<end_of_turn>\n<start_of_turn>model\n", False),
+        ("\n<start_of_turn>user\nWrite the word in capital letters.\n\nlamp<end_of_turn>\n"
+         "<start_of_turn>model\n", False),
         ("LAMP<end_of_turn>", True),
         ("\n", False),
     ],

@@ -8,11 +8,33 @@ from ftc.spec import SpecError, parse_spec
 from tests.specs import VALID
 
 KEYS = st.sampled_from(
-    ["model", "data", "train", "lora", "output", "datasets", "name_or_path", "template", "stage", "rank",
-     "global_batch_size", "max_steps", "epochs", "path", "format", "x", "ключ", "a b", "1"]
+    [
+        "model",
+        "data",
+        "train",
+        "lora",
+        "output",
+        "datasets",
+        "name_or_path",
+        "template",
+        "stage",
+        "rank",
+        "global_batch_size",
+        "max_steps",
+        "epochs",
+        "path",
+        "format",
+        "x",
+        "ключ",
+        "a b",
+        "1",
+    ]
 )
 SCALARS = st.one_of(
-    st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=False), st.booleans(), st.text(max_size=12)
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.text(max_size=12),
 )
 VALUES = st.recursive(
     SCALARS,
