@@ -94,6 +94,8 @@ def test_plan_errors_are_messages(spec_file):
 
 
 def test_launch_dry_run_writes_the_folder_and_runs_nothing(spec_file):
+    (spec_file.parent / "data").mkdir()
+    (spec_file.parent / "data" / "alpaca_en.json").write_text("[]")
     result = ftc("launch", str(spec_file), "--target", "local", "--dry-run")
     assert result.returncode == 0, result.stderr
     run_dir = spec_file.parent / "runs" / "quickstart"
@@ -107,4 +109,11 @@ def test_launch_refuses_a_stage_the_runtime_lacks(spec_file):
     spec_file.write_text(replace(VALID, 'stage = "sft"', 'stage = "ppo"'))
     result = ftc("launch", str(spec_file), "--dry-run")
     assert result.returncode == 1 and "does not implement" in result.stderr
+    assert not (spec_file.parent / "runs").exists()
+
+
+def test_launch_names_a_missing_local_dataset_before_writing_anything(spec_file):
+    result = ftc("launch", str(spec_file), "--dry-run")
+    assert result.returncode == 1
+    assert f"data.datasets[0].path: {spec_file.parent / 'data' / 'alpaca_en.json'} does not exist" in result.stderr
     assert not (spec_file.parent / "runs").exists()

@@ -7,18 +7,27 @@ from pathlib import Path
 
 from ftc.spec.models import Spec
 
+# A name with one of these endings is a file, never a hub id (which looks like `owner/name`).
+_DATA_FILE_SUFFIXES = frozenset({".json", ".jsonl", ".csv", ".parquet", ".arrow", ".txt"})
+
+
+def names_a_local_path(written: str) -> bool:
+    """Spelled so that it can only mean the file system, whether or not it exists."""
+    return written.startswith((".", "/", "~")) or Path(written).suffix.lower() in _DATA_FILE_SUFFIXES
+
 
 def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) -> Spec:
     """Anchor local paths at `base_dir` (the spec's folder); leave hub ids as written.
 
     `is_local` tells whether a path names something on disk — the caller's I/O, so this stays pure.
-    A model or dataset path that exists locally wins over a hub id of the same spelling.
+    A model or dataset path that exists locally wins over a hub id of the same spelling; one spelled
+    as a path is anchored even if missing, so that the launcher can say so before anything runs.
     """
 
     def anchor(written: str) -> str:
         candidate = Path(written).expanduser()
         candidate = candidate if candidate.is_absolute() else base_dir / candidate
-        return str(candidate) if is_local(candidate) else written
+        return str(candidate) if is_local(candidate) or names_a_local_path(written) else written
 
     model = spec.model.model_copy(update={"name_or_path": anchor(spec.model.name_or_path)})
     datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]

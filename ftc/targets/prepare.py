@@ -8,6 +8,7 @@ from pathlib import Path
 from ftc.compiler.plan import Plan
 from ftc.errors import FtcError
 from ftc.spec.loader import LoadedSpec
+from ftc.spec.models import Spec
 from ftc.spec.resolve import resolve_paths
 from ftc.targets.base import Job, Rendered, Target
 from ftc.targets.run_folder import write_run_folder
@@ -16,6 +17,7 @@ from ftc.targets.run_folder import write_run_folder
 def make_job(loaded: LoadedSpec, plan: Plan) -> Job:
     spec = resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists)
     _check_runtime_supports(spec.train.stage, spec.train.method)
+    _check_local_inputs(spec, loaded.base_dir)
     return Job(spec_path=loaded.path, spec=spec, plan=plan, run_dir=Path(spec.output.dir), python=sys.executable)
 
 
@@ -33,6 +35,17 @@ def _check_runtime_supports(stage: str, method: str) -> None:
             f"train.method = '{method}' is valid but the runtime does not implement it yet",
             f"implemented methods: {', '.join(METHODS)}",
         )
+
+
+def _check_local_inputs(spec: Spec, base_dir: Path) -> None:
+    """A missing local model or dataset is found here, before a run folder exists, not in the runtime."""
+    inputs = {"model.name_or_path": spec.model.name_or_path}
+    inputs.update({f"data.datasets[{i}].path": d.path for i, d in enumerate(spec.data.datasets)})
+    for key, path in inputs.items():
+        if Path(path).is_absolute() and not Path(path).exists():
+            raise FtcError(
+                f"{key}: {path} does not exist", f"relative paths are read from the spec's folder, {base_dir}"
+            )
 
 
 def write_job(target: Target, job: Job, overwrite: bool) -> Rendered:

@@ -106,3 +106,12 @@ def test_loaded_spec_anchors_paths_at_its_own_folder(tmp_path):
     (tmp_path / "sub").mkdir()
     loaded = LoadedSpec(parse_spec(VALID, "job.toml"), tmp_path / "sub" / "job.toml", VALID)
     assert loaded.base_dir == (tmp_path / "sub").resolve()
+
+
+def test_paths_spelled_as_files_are_anchored_even_when_missing(tmp_path):
+    spec = parse_spec(
+        replace(VALID, 'name_or_path = "meta-llama/Meta-Llama-3-8B-Instruct"', 'name_or_path = "./m"'), "x"
+    )
+    resolved = resolve_paths(spec, tmp_path, is_local=lambda path: False)
+    assert resolved.data.datasets[0].path == str(tmp_path / "data" / "alpaca_en.json")
+    assert resolved.model.name_or_path == str(tmp_path / "m")
