@@ -117,3 +117,10 @@ def test_launch_names_a_missing_local_dataset_before_writing_anything(spec_file)
     assert result.returncode == 1
     assert f"data.datasets[0].path: {spec_file.parent / 'data' / 'alpaca_en.json'} does not exist" in result.stderr
     assert not (spec_file.parent / "runs").exists()
+
+
+def test_version():
+    from ftc import __version__
+
+    result = ftc("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"ftc {__version__}"

@@ -30,6 +30,23 @@ class TableOrJson(StrEnum):
     json = "json"
 
 
+def _print_version(show: bool) -> None:
+    if show:
+        from ftc import __version__
+
+        print(f"ftc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Validate, plan and launch fine-tuning jobs from one TOML spec."""
+
+
 SpecArg = Annotated[Path, typer.Argument(help="The job spec (TOML).", show_default=False)]
 HardwareOpt = Annotated[str, typer.Option("--hardware", "-H", help="Hardware to plan for, e.g. cpu or 8xH100-80GB.")]
 NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Number of nodes.")]

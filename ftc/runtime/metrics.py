@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ftc.fs import atomic_write_text
 
 
 def new_metrics(stage: str, method: str) -> dict[str, Any]:
@@ -38,7 +39,5 @@ def add_trainer_log(metrics: dict[str, Any], step: int, logs: dict[str, Any]) ->
 
 
 def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    # A reader (a dashboard, a status command) never sees half a file: write beside it, then rename.
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    # A reader (a dashboard, a status command) never sees half a file.
+    atomic_write_text(path, json.dumps(metrics, indent=2) + "\n")

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from ftc.compiler.plan import Plan
 from ftc.runtime.errors import RuntimeUserError
-from ftc.spec.models import Spec
+from ftc.spec import Spec, SpecError, parse_spec
 
 
 @dataclass(frozen=True)
@@ -48,10 +45,10 @@ def load_run_folder(path: str | Path) -> RunFolder:
                 "RUN_DIR must be a run folder written by a target (spec.toml + plan.json); try `ftc launch`",
             )
     try:
-        spec = Spec.model_validate(tomllib.loads(spec_file.read_text(encoding="utf-8")))
-    except (tomllib.TOMLDecodeError, ValidationError) as error:
+        spec = parse_spec(spec_file.read_text(encoding="utf-8"), str(spec_file))
+    except SpecError as error:
         raise RuntimeUserError(
-            f"{spec_file} is not a valid spec: {error}",
+            f"{spec_file} is not a valid spec:\n{error}",
             "regenerate the run folder from a spec that passes `ftc validate`",
         ) from None
     try:
