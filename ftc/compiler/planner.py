@@ -11,6 +11,13 @@ from ftc.spec.models import Spec
 
 def compile_plan(spec: Spec, hardware: HardwareRef) -> Plan:
     record = hardware_record(hardware)
+    if record.backend != "cpu":
+        # A GPU plan must come with the memory estimate that decides sharding and micro-batch; until
+        # that estimate is in, a plan without it would only guess.
+        raise FtcError(
+            f"plans for {record.name} need the memory estimate, which is not built yet",
+            "plan for --hardware cpu for now",
+        )
     if record.backend == "cpu" and hardware.world_size > 1:
         raise FtcError(
             f"{hardware.label()}: several CPU processes need distributed execution, which is not built yet",

@@ -81,3 +81,26 @@ def test_unknown_hardware_suggests_known_names():
 def test_several_cpu_processes_are_not_planned_yet():
     with pytest.raises(FtcError):
         plan_for(hardware="2xcpu")
+
+
+@pytest.mark.parametrize(
+    "text, name", [("8xH100-80GB", "H100-80GB"), ("ascend 910b-64gb", "Ascend910B-64GB"), ("t4-16gb", "T4-16GB")]
+)
+def test_accelerators_are_registered_by_name(text, name):
+    from ftc.compiler.hardware import HARDWARE
+
+    ref = parse_hardware(text, nodes=2)
+    assert ref.name == name and ref.nodes == 2
+    record = HARDWARE[name]
+    assert record.memory_gib > 10 and record.peak_tflops > 10 and record.context_gib > 0
+
+
+def test_every_accelerator_record_is_consistent():
+    from ftc.compiler.hardware import HARDWARE
+
+    for record in HARDWARE.values():
+        assert record.backend in ("cpu", "cuda", "npu")
+        if record.backend == "cuda" and not record.bf16:
+            assert not record.flash_attention  # pre-Ampere cards have neither
+        if record.fp8:
+            assert record.bf16
