@@ -48,7 +48,9 @@ def _options(
 
 
 SpecArg = Annotated[Path, typer.Argument(help="The job spec (TOML).", show_default=False)]
-HardwareOpt = Annotated[str, typer.Option("--hardware", "-H", help="Hardware to plan for, e.g. cpu or 8xH100-80GB.")]
+HardwareOpt = Annotated[
+    str, typer.Option("--hardware", "-H", help="Hardware to plan for, e.g. cpu or 8xH100-80GB; auto detects it.")
+]
 NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Number of nodes.")]
 
 
@@ -66,7 +68,7 @@ def validate(
 @app.command()
 def plan(
     spec: SpecArg,
-    hardware: HardwareOpt = "cpu",
+    hardware: HardwareOpt = "auto",
     nodes: NodesOpt = 1,
     output_format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
 ) -> None:
@@ -81,7 +83,7 @@ def plan(
 def launch(
     spec: SpecArg,
     target: Annotated[str, typer.Option("--target", "-t", help="Where to run: local.")] = "local",
-    hardware: HardwareOpt = "cpu",
+    hardware: HardwareOpt = "auto",
     nodes: NodesOpt = 1,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Write the run folder and show the command; run nothing.")
@@ -116,7 +118,13 @@ def _load_and_plan(spec: Path, hardware: str, nodes: int):
     from ftc.spec import load_spec
 
     loaded = load_spec(spec)
-    return loaded, compile_plan(loaded.spec, parse_hardware(hardware, nodes))
+    if hardware == "auto":
+        from ftc.detect import detect_hardware
+
+        ref = detect_hardware(nodes).hardware
+    else:
+        ref = parse_hardware(hardware, nodes)
+    return loaded, compile_plan(loaded.spec, ref)
 
 
 def run() -> None:
