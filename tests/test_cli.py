@@ -82,9 +82,15 @@ def test_plan_table_and_json(spec_file):
     for word in ("precision", "fp32", "micro-batch", "accumulation steps", "why"):
         assert word in table.stdout
     as_json = json.loads(ftc("plan", str(spec_file), "--format", "json").stdout)
-    decisions = as_json["decisions"]
-    assert decisions["backend"]["value"] == "cpu" and decisions["backend"]["reason"]
-    assert decisions["micro_batch_size"]["value"] * decisions["gradient_accumulation_steps"]["value"] == 16
+    contract = {
+        "backend", "precision", "quantization_bits", "strategy", "offload", "gradient_checkpointing",
+        "micro_batch_size", "gradient_accumulation_steps", "global_batch_size", "world_size", "nodes",
+        "memory", "time", "reasons", "limits",
+    }  # fmt: skip
+    assert contract <= set(as_json)
+    assert as_json["backend"] == "cpu" and as_json["reasons"]["backend"]
+    assert as_json["micro_batch_size"] * as_json["gradient_accumulation_steps"] == as_json["global_batch_size"] == 16
+    assert as_json["quantization_bits"] is None and as_json["offload"] == "none"
 
 
 def test_plan_errors_are_messages(spec_file):

@@ -17,6 +17,8 @@ _LABELS = {
     "micro_batch_size": "micro-batch",
     "gradient_accumulation_steps": "accumulation steps",
     "gradient_checkpointing": "gradient checkpointing",
+    "quantization_bits": "quantization",
+    "offload": "offload",
 }
 
 
@@ -36,11 +38,16 @@ def show_plan(loaded: LoadedSpec, plan: Plan, output_format: str) -> None:
     table.add_column("value", style="cyan")
     table.add_column("why")
     for name, decision in plan.decisions().items():
-        value = str(decision.value).lower() if isinstance(decision.value, bool) else str(decision.value)
-        table.add_row(_LABELS.get(name, name), value, decision.reason)
+        table.add_row(_LABELS.get(name, name), _shown(decision.value), decision.reason)
     console().print(table)
     for note in plan.notes:
         console().print(f"note: {note}")
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def show_run_folder(job: Job, rendered: Rendered, ran: bool) -> None:

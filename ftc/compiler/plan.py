@@ -1,8 +1,13 @@
-"""The plan: every hardware-dependent setting of a run, each a value with the reason it was chosen."""
+"""The plan: every hardware-dependent setting of a run, each a value with the reason it was chosen.
+
+`Plan.to_dict()` is a contract that scripts rely on (`ftc plan --format json`) and that the
+runtime reads back from plan.json: top-level keys name the decisions' values, `reasons` says why
+each was chosen, and `memory`, `time` and `limits` hold the estimates where the compiler made them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -10,9 +15,6 @@ from typing import Any
 class Decision:
     value: Any
     reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,26 @@ class HardwareRef:
 
 
 @dataclass(frozen=True)
+class MemoryEstimate:
+    """Per-device memory at the training peak, in GiB, broken into the terms that make it up."""
+
+    terms: dict[str, float]  # term name → GiB on each device (allocated tensors)
+    allocated_gib: float  # the peak of live tensors (torch.cuda.max_memory_allocated)
+    reserved_gib: float  # what the allocator holds at that peak (what nvidia-smi shows, what OOMs)
+    capacity_gib: float | None  # the device's memory; None on the CPU, where host RAM is the limit
+    host_gib: float  # host RAM the run needs (loading, offloaded states)
+    assumptions: tuple[str, ...] = ()  # what the estimate took for granted (padding, attention kernel, ...)
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    tokens_per_second: float  # across all devices
+    hours: float  # wall time of the whole run
+    gpu_hours: float
+    utilisation: float  # the fraction of peak FLOPs assumed
+
+
+@dataclass(frozen=True)
 class Plan:
     hardware: HardwareRef
     backend: Decision  # cpu | cuda | npu
@@ -41,19 +63,68 @@ class Plan:
     micro_batch_size: Decision  # examples per device per forward pass
     gradient_accumulation_steps: Decision
     gradient_checkpointing: Decision
-    notes: tuple[str, ...] = field(default=())
+    quantization_bits: Decision = Decision(None, "no quantization: the method is not qlora")  # None | 4 | 8
+    offload: Decision = Decision("none", "nothing is offloaded to host memory")  # none | optimizer | optimizer+params
+    memory: MemoryEstimate | None = None
+    time: TimeEstimate | None = None
+    limits: dict[str, int | None] = field(default_factory=dict)  # max_cutoff_len, max_micro_batch_size
+    notes: tuple[str, ...] = ()
 
     def decisions(self) -> dict[str, Decision]:
-        return {name: value for name, value in vars(self).items() if isinstance(value, Decision)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), Decision)}
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.micro_batch_size.value * self.world_size.value * self.gradient_accumulation_steps.value
 
     def to_dict(self) -> dict[str, Any]:
+        decisions = self.decisions()
         return {
             "hardware": asdict(self.hardware),
-            "decisions": {name: d.to_dict() for name, d in self.decisions().items()},
+            **{name: decision.value for name, decision in decisions.items()},
+            "global_batch_size": self.global_batch_size,
+            "nodes": self.hardware.nodes,
+            "memory": _memory_dict(self.memory),
+            "time": asdict(self.time) if self.time else None,
+            "limits": dict(self.limits),
+            "reasons": {name: decision.reason for name, decision in decisions.items()},
             "notes": list(self.notes),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        decisions = {name: Decision(**d) for name, d in data["decisions"].items()}
-        return cls(hardware=HardwareRef(**data["hardware"]), notes=tuple(data.get("notes", ())), **decisions)
+        decision_names = [f.name for f in fields(cls) if f.type == "Decision"]
+        memory = data.get("memory")
+        return cls(
+            hardware=HardwareRef(**data["hardware"]),
+            **{name: Decision(data[name], data["reasons"][name]) for name in decision_names},
+            memory=_memory_from_dict(memory) if memory else None,
+            time=TimeEstimate(**data["time"]) if data.get("time") else None,
+            limits=dict(data.get("limits") or {}),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+def _memory_dict(memory: MemoryEstimate | None) -> dict[str, Any] | None:
+    if memory is None:
+        return None
+    return {
+        # per_device_gib is the reserved peak: the number that has to fit on the device.
+        "per_device_gib": memory.reserved_gib,
+        "allocated_gib": memory.allocated_gib,
+        "capacity_gib": memory.capacity_gib,
+        "host_gib": memory.host_gib,
+        "terms": dict(memory.terms),
+        "assumptions": list(memory.assumptions),
+    }
+
+
+def _memory_from_dict(data: dict[str, Any]) -> MemoryEstimate:
+    return MemoryEstimate(
+        terms=dict(data["terms"]),
+        allocated_gib=data["allocated_gib"],
+        reserved_gib=data["per_device_gib"],
+        capacity_gib=data["capacity_gib"],
+        host_gib=data["host_gib"],
+        assumptions=tuple(data.get("assumptions", ())),
+    )

@@ -46,7 +46,7 @@ def test_rendered_run_folder_holds_the_resolved_spec_plan_and_script(tmp_path):
     assert spec.output.dir == str(tmp_path / "run")
     assert spec.model.name_or_path == "meta-llama/Meta-Llama-3-8B-Instruct"  # a hub id stays as written
     plan = json.loads(rendered.files["plan.json"])
-    assert plan["decisions"]["micro_batch_size"]["value"] == 8
+    assert plan["micro_batch_size"] == 8 and plan["ftc_version"]
     assert rendered.command == ["bash", str(tmp_path / "run" / "run.sh")]
 
 
