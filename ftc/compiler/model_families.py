@@ -1,0 +1,326 @@
+"""Model families: how each config.json `model_type` spells its shapes, and what it calls its linear layers.
+
+`FAMILIES` holds one record per model_type. A record reads a parsed config.json into an
+`Architecture`, using the keys and defaults of that model_type's transformers config class (or of
+the model's own code, for the remote-code families InternLM2, ChatGLM and Baichuan), so a key
+missing from an older config.json means what it means to transformers. Reading the file itself is
+the caller's business: this module is pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftc.compiler.model_shapes import Architecture, Moe
+from ftc.errors import FtcError
+
+Config = Mapping[str, Any]
+
+_LLAMA_STYLE_KEYS = (
+    "hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, intermediate_size, vocab_size "
+    "(and head_dim and tie_word_embeddings where they differ from the defaults)"
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    read: Callable[[Config], Architecture]
+    fused_qkv: bool = False  # one linear layer makes q, k and v
+    fused_gate_up: bool = False  # one linear layer makes the gate and up projections
+    # Our module names (q_proj ... down_proj, qkv_proj, gate_up_proj) → this family's, where they differ.
+    module_names: Mapping[str, str] = field(default_factory=dict)
+
+
+def architecture_from_config(config: Config) -> Architecture:
+    """The shapes in a Hugging Face config.json, already parsed into a dict."""
+    model_type = config.get("model_type")
+    if not model_type:
+        raise FtcError(
+            "config.json has no model_type, so its keys cannot be interpreted",
+            f"a model's config.json names its model_type; known: {', '.join(sorted(FAMILIES))}",
+        )
+    family = FAMILIES.get(str(model_type).lower())
+    if family is None:
+        raise FtcError(
+            f"ftc does not know the layout of model_type '{model_type}'",
+            f"known: {', '.join(sorted(FAMILIES))}; a llama-shaped model can be described as model_type 'llama' "
+            f"with {_LLAMA_STYLE_KEYS}",
+        )
+    return family.read(config)
+
+
+def family_of(arch: Architecture) -> Family:
+    """The family record for an architecture; one built by hand with an unknown model_type reads as llama-style."""
+    return FAMILIES.get(arch.model_type, FAMILIES["llama"])
+
+
+def _value(config: Config, *keys: str, default: Any = ...) -> Any:
+    """The first of `keys` the config sets; without a default, a missing key is the user's error to fix."""
+    for key in keys:
+        if config.get(key) is not None:
+            return config[key]
+    if default is ...:
+        raise FtcError(
+            f"config.json of model_type '{config.get('model_type')}' does not set '{keys[0]}'",
+            f"is it the model's own config.json? a {config.get('model_type')} config needs {' or '.join(keys)}",
+        )
+    return default
+
+
+def _decoder(
+    config: Config, *, tied_by_default: bool = False, head_dim_default: int | None = None, **layout
+) -> Architecture:
+    """The block most families share, with the keys transformers' LlamaConfig uses."""
+    hidden = _value(config, "hidden_size")
+    heads = _value(config, "num_attention_heads")
+    return Architecture(
+        model_type=str(config["model_type"]).lower(),
+        hidden_size=hidden,
+        num_layers=_value(config, "num_hidden_layers"),
+        num_attention_heads=heads,
+        num_key_value_heads=_value(config, "num_key_value_heads", default=heads),
+        head_dim=_value(config, "head_dim", default=head_dim_default or hidden // heads),
+        intermediate_size=_value(config, "intermediate_size"),
+        vocab_size=_value(config, "vocab_size"),
+        tied_embeddings=bool(_value(config, "tie_word_embeddings", default=tied_by_default)),
+        max_position_embeddings=_value(config, "max_position_embeddings", "model_max_length", default=None),
+        **layout,
+    )
+
+
+def _flag_bias(config: Config, key: str, default: bool = False) -> str:
+    return "all" if _value(config, key, default=default) else "none"
+
+
+def _llama(config: Config) -> Architecture:
+    return _decoder(
+        config,
+        attention_bias=_flag_bias(config, "attention_bias"),
+        mlp_bias=bool(_value(config, "mlp_bias", default=False)),
+    )
+
+
+def _qwen_moe_dense_layers(config: Config) -> tuple[int, ...]:
+    """Qwen MoE blocks keep a dense MLP when listed in mlp_only_layers or off the decoder_sparse_step grid."""
+    listed = set(_value(config, "mlp_only_layers", default=()))
+    step = _value(config, "decoder_sparse_step", default=1)
+    experts = _value(config, "num_experts", "num_local_experts")
+    layers = range(_value(config, "num_hidden_layers"))
+    return tuple(i for i in layers if i in listed or experts == 0 or (i + 1) % step)
+
+
+def _mixtral(config: Config) -> Architecture:
+    return _decoder(
+        config,
+        moe=Moe(
+            num_experts=_value(config, "num_local_experts"),
+            experts_per_token=_value(config, "num_experts_per_tok"),
+            expert_intermediate_size=_value(config, "intermediate_size"),
+        ),
+    )
+
+
+def _qwen2_moe(config: Config) -> Architecture:
+    return _decoder(
+        config,
+        attention_bias="qkv" if _value(config, "qkv_bias", default=True) else "none",
+        moe=Moe(
+            num_experts=_value(config, "num_experts", "num_local_experts"),
+            experts_per_token=_value(config, "num_experts_per_tok"),
+            expert_intermediate_size=_value(config, "moe_intermediate_size"),
+            shared_expert_intermediate_size=_value(config, "shared_expert_intermediate_size"),
+            shared_expert_gate=True,
+            dense_layers=_qwen_moe_dense_layers(config),
+        ),
+    )
+
+
+def _qwen3(config: Config) -> Architecture:
+    return _decoder(
+        config, head_dim_default=128, attention_bias=_flag_bias(config, "attention_bias"), qk_norm="per_head"
+    )
+
+
+def _qwen3_moe(config: Config) -> Architecture:
+    return _decoder(
+        config,
+        attention_bias=_flag_bias(config, "attention_bias"),
+        qk_norm="per_head",
+        moe=Moe(
+            num_experts=_value(config, "num_experts", "num_local_experts"),
+            experts_per_token=_value(config, "num_experts_per_tok"),
+            expert_intermediate_size=_value(config, "moe_intermediate_size"),
+            dense_layers=_qwen_moe_dense_layers(config),
+        ),
+    )
+
+
+def _gemma(config: Config, norms_per_layer: int = 2) -> Architecture:
+    return _decoder(
+        config,
+        tied_by_default=True,
+        head_dim_default=256,
+        attention_bias=_flag_bias(config, "attention_bias"),
+        norms_per_layer=norms_per_layer,
+    )
+
+
+def _starcoder2(config: Config) -> Architecture:
+    biased = bool(_value(config, "use_bias", default=True))
+    return _decoder(
+        config,
+        tied_by_default=True,
+        mlp="plain",
+        attention_bias="all" if biased else "none",
+        mlp_bias=biased,
+        norm="layer",
+    )
+
+
+def _falcon(config: Config) -> Architecture:
+    hidden = _value(config, "hidden_size", "n_embed")
+    heads = _value(config, "num_attention_heads", "n_head")
+    new_layout = bool(_value(config, "new_decoder_architecture", default=False))
+    parallel = bool(_value(config, "parallel_attn", default=True))
+    if new_layout:
+        kv_heads = _value(config, "num_kv_heads", "n_head_kv", default=heads)
+    else:
+        kv_heads = 1 if _value(config, "multi_query", default=True) else heads
+    # Parallel attention reads one shared pre-norm, except where the new layout gives attention and MLP one each.
+    parallel_norms = _value(config, "num_ln_in_parallel_attn", default=2 if new_layout else 1)
+    biased = bool(_value(config, "bias", default=False))
+    return Architecture(
+        model_type="falcon",
+        hidden_size=hidden,
+        num_layers=_value(config, "num_hidden_layers", "n_layer"),
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        intermediate_size=_value(config, "ffn_hidden_size", default=4 * hidden),
+        vocab_size=_value(config, "vocab_size"),
+        tied_embeddings=bool(_value(config, "tie_word_embeddings", default=True)),
+        max_position_embeddings=_value(config, "max_position_embeddings", default=2048),
+        mlp="plain",
+        attention_bias="all" if biased else "none",
+        mlp_bias=biased,
+        norm="layer",
+        norms_per_layer=2 if not parallel or parallel_norms == 2 else 1,
+    )
+
+
+def _bloom(config: Config) -> Architecture:
+    hidden = _value(config, "hidden_size", "n_embed")
+    heads = _value(config, "n_head", "num_attention_heads")
+    return Architecture(
+        model_type="bloom",
+        hidden_size=hidden,
+        num_layers=_value(config, "n_layer", "num_hidden_layers"),
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hidden // heads,
+        intermediate_size=4 * hidden,
+        vocab_size=_value(config, "vocab_size"),
+        tied_embeddings=bool(_value(config, "tie_word_embeddings", default=True)),
+        mlp="plain",
+        attention_bias="all",
+        mlp_bias=True,
+        norm="layer",
+        embedding_norm=True,
+    )
+
+
+def _chatglm(config: Config) -> Architecture:
+    hidden = _value(config, "hidden_size")
+    heads = _value(config, "num_attention_heads")
+    bias_everywhere = bool(_value(config, "add_bias_linear", default=False))
+    qkv_bias = bool(_value(config, "add_qkv_bias", default=False))
+    grouped = bool(_value(config, "multi_query_attention", default=False))
+    return Architecture(
+        model_type="chatglm",
+        hidden_size=hidden,
+        num_layers=_value(config, "num_layers"),
+        num_attention_heads=heads,
+        num_key_value_heads=_value(config, "multi_query_group_num") if grouped else heads,
+        head_dim=_value(config, "kv_channels", default=hidden // heads),
+        intermediate_size=_value(config, "ffn_hidden_size"),
+        vocab_size=_value(config, "padded_vocab_size", "vocab_size"),
+        tied_embeddings=False,  # its output_layer is never tied to the embedding
+        max_position_embeddings=_value(config, "seq_length", default=None),
+        attention_bias="all" if bias_everywhere else "qkv" if qkv_bias else "none",
+        mlp_bias=bias_everywhere,
+        norm="rms" if _value(config, "rmsnorm", default=True) else "layer",
+        final_norm=bool(_value(config, "post_layer_norm", default=True)),
+    )
+
+
+def _qwen2(config: Config) -> Architecture:
+    return _decoder(config, attention_bias="qkv")
+
+
+def _gemma2(config: Config) -> Architecture:
+    return _gemma(config, norms_per_layer=4)
+
+
+def _olmo(config: Config) -> Architecture:
+    return _decoder(config, attention_bias=_flag_bias(config, "attention_bias"), norm="parameter_free")
+
+
+def _olmo2(config: Config) -> Architecture:
+    return _decoder(config, attention_bias=_flag_bias(config, "attention_bias"), qk_norm="across_heads")
+
+
+def _internlm2(config: Config) -> Architecture:
+    # InternLM2's config class turns biases on unless told otherwise; q, k, v and the output share the flag.
+    return _decoder(config, attention_bias=_flag_bias(config, "bias", default=True))
+
+
+_FALCON_STYLE_NAMES = {
+    "qkv_proj": "query_key_value",
+    "o_proj": "dense",
+    "up_proj": "dense_h_to_4h",
+    "down_proj": "dense_4h_to_h",
+}
+
+FAMILIES: dict[str, Family] = {
+    family.model_type: family
+    for family in (
+        Family("llama", _llama),
+        Family("yi", _llama),  # early Yi releases: llama's layout under a model_type of their own
+        Family("mistral", _decoder),
+        Family("mixtral", _mixtral),
+        Family("qwen2", _qwen2),
+        Family("qwen2_moe", _qwen2_moe),
+        Family("qwen3", _qwen3),
+        Family("qwen3_moe", _qwen3_moe),
+        Family("gemma", _gemma),
+        Family("gemma2", _gemma2),
+        Family("phi3", _decoder, fused_qkv=True, fused_gate_up=True),
+        Family("starcoder2", _starcoder2, module_names={"up_proj": "c_fc", "down_proj": "c_proj"}),
+        Family("olmo", _olmo),
+        Family("olmo2", _olmo2),
+        Family("falcon", _falcon, fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
+        Family("bloom", _bloom, fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
+        Family(
+            "internlm2",
+            _internlm2,
+            fused_qkv=True,
+            module_names={"qkv_proj": "wqkv", "o_proj": "wo", "gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"},
+        ),
+        Family(
+            "chatglm",
+            _chatglm,
+            fused_qkv=True,
+            fused_gate_up=True,
+            module_names={
+                "qkv_proj": "query_key_value",
+                "o_proj": "dense",
+                "gate_up_proj": "dense_h_to_4h",
+                "down_proj": "dense_4h_to_h",
+            },
+        ),
+        Family("baichuan", _decoder, fused_qkv=True, module_names={"qkv_proj": "W_pack"}),
+    )
+}

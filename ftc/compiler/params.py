@@ -1,0 +1,183 @@
+"""Exact parameter counts of an architecture, and of the LoRA adapter a run would add to it.
+
+The counts are those of the transformers implementation (or, for remote-code families, of the
+model's own code): tied weights count once and buffers (rotary frequencies, ALiBi slopes) not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ftc.compiler.model_families import family_of
+from ftc.compiler.model_shapes import Architecture
+from ftc.errors import FtcError
+
+# A fused layer answers to the names of its parts, so a target list written for llama still means
+# something on Phi-3 or Falcon: adapting any part of a fused layer adapts all of it.
+_FUSED_PARTS = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    embedding: int  # token embeddings
+    attention: int  # q, k, v and output projections, with their biases
+    mlp: int  # dense MLPs and shared experts: every token passes through them
+    experts: int  # routed experts
+    router: int  # expert routers and shared-expert gates
+    norms: int  # every normalization weight and bias, QK-norms and the final norm included
+    head: int  # output projection to the vocabulary; 0 when tied to the embedding
+    per_layer: tuple[int, ...]  # each decoder block, in order: what one pipeline stage or FSDP unit holds
+    active: int  # parameters one token uses: all but the routed experts it is not sent to
+
+    @property
+    def total(self) -> int:
+        return self.embedding + self.attention + self.mlp + self.experts + self.router + self.norms + self.head
+
+    @property
+    def largest_layer(self) -> int:
+        return max(self.per_layer, default=0)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One kind of linear layer in the decoder blocks."""
+
+    name: str  # the model's own module name, as peft's target_modules matches it
+    in_features: int
+    out_features: int
+    count: int  # how many the whole model holds
+    answers_to: frozenset[str]  # names a lora.target list may use for it
+
+    def lora_parameters(self, rank: int) -> int:
+        return self.count * rank * (self.in_features + self.out_features)
+
+
+def count_parameters(arch: Architecture) -> ParameterCount:
+    attention, norms = _attention(arch), _layer_norms(arch)
+    dense_mlp = _mlp(arch, arch.intermediate_size, arch.mlp_bias)
+    experts = active_experts = router = shared = 0  # per sparse block
+    if arch.moe is not None:
+        expert = _mlp(arch, arch.moe.expert_intermediate_size, biased=False)
+        experts, active_experts = arch.moe.num_experts * expert, arch.moe.experts_per_token * expert
+        router = arch.moe.num_experts * arch.hidden_size + (arch.hidden_size if arch.moe.shared_expert_gate else 0)
+        shared = _mlp(arch, arch.moe.shared_expert_intermediate_size, biased=False)
+    sparse = [arch.is_sparse(i) for i in range(arch.num_layers)]
+    n_sparse, n_dense = sum(sparse), arch.num_layers - sum(sparse)
+    embedding = arch.vocab_size * arch.hidden_size
+    parts = {
+        "embedding": embedding,
+        "attention": arch.num_layers * attention,
+        "mlp": n_dense * dense_mlp + n_sparse * shared,
+        "experts": n_sparse * experts,
+        "router": n_sparse * router,
+        "norms": arch.num_layers * norms + _norm_size(arch) * (arch.final_norm + arch.embedding_norm),
+        "head": 0 if arch.tied_embeddings else embedding,
+    }
+    return ParameterCount(
+        **parts,
+        per_layer=tuple(attention + norms + (experts + router + shared if s else dense_mlp) for s in sparse),
+        active=sum(parts.values()) - n_sparse * (experts - active_experts),
+    )
+
+
+def decoder_linears(arch: Architecture) -> tuple[Linear, ...]:
+    """The linear layers inside the decoder blocks: what LoRA can adapt (the head and embeddings are not here).
+
+    Routed experts are absent on purpose: transformers stores them as stacked 3-D tensors, not as
+    linear layers, so peft's target_modules never reaches them; the same holds for MoE routers.
+    """
+    family = family_of(arch)
+    hidden = arch.hidden_size
+    layers: list[tuple[str, int, int, int]] = []  # (our name, in, out, count)
+
+    if family.fused_qkv:
+        layers.append(("qkv_proj", hidden, arch.q_width + 2 * arch.kv_width, arch.num_layers))
+    else:
+        layers.append(("q_proj", hidden, arch.q_width, arch.num_layers))
+        layers.append(("k_proj", hidden, arch.kv_width, arch.num_layers))
+        layers.append(("v_proj", hidden, arch.kv_width, arch.num_layers))
+    layers.append(("o_proj", arch.q_width, hidden, arch.num_layers))
+
+    n_sparse = sum(arch.is_sparse(i) for i in range(arch.num_layers))
+    mlps = [(arch.intermediate_size, arch.num_layers - n_sparse)]
+    if arch.moe is not None and arch.moe.shared_expert_intermediate_size:
+        mlps.append((arch.moe.shared_expert_intermediate_size, n_sparse))
+    for width, count in mlps:
+        if not count:
+            continue
+        if arch.mlp == "plain":
+            layers.append(("up_proj", hidden, width, count))
+        elif family.fused_gate_up:
+            layers.append(("gate_up_proj", hidden, 2 * width, count))
+        else:
+            layers.append(("gate_proj", hidden, width, count))
+            layers.append(("up_proj", hidden, width, count))
+        layers.append(("down_proj", width, hidden, count))
+    if arch.moe is not None and arch.moe.shared_expert_gate and n_sparse:
+        layers.append(("shared_expert_gate", hidden, 1, n_sparse))
+
+    return tuple(
+        Linear(
+            name=family.module_names.get(ours, ours),
+            in_features=in_features,
+            out_features=out_features,
+            count=count,
+            answers_to=frozenset({ours, family.module_names.get(ours, ours), *_FUSED_PARTS.get(ours, ())}),
+        )
+        for ours, in_features, out_features, count in layers
+    )
+
+
+def lora_target_modules(arch: Architecture, targets: str | Sequence[str]) -> tuple[str, ...]:
+    """The model's own module names that a lora.target ("all", one name or a list) selects, sorted."""
+    return tuple(sorted({linear.name for linear in _selected(arch, targets)}))
+
+
+def lora_parameters(arch: Architecture, rank: int, targets: str | Sequence[str]) -> int:
+    """Parameters a LoRA adapter of this rank adds: rank × (in + out) for each adapted linear layer."""
+    return sum(linear.lora_parameters(rank) for linear in _selected(arch, targets))
+
+
+def _selected(arch: Architecture, targets: str | Sequence[str]) -> list[Linear]:
+    linears = decoder_linears(arch)
+    if targets == "all":
+        return list(linears)
+    wanted = {targets} if isinstance(targets, str) else set(targets)
+    known = set().union(*(linear.answers_to for linear in linears))
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise FtcError(
+            f"lora.target names no linear layer called {', '.join(map(repr, unknown))} in a {arch.model_type} model",
+            f'choose from: {", ".join(sorted(known))}, or "all"',
+        )
+    return [linear for linear in linears if linear.answers_to & wanted]
+
+
+def _attention(arch: Architecture) -> int:
+    q, kv, hidden = arch.q_width, arch.kv_width, arch.hidden_size
+    weights = hidden * (q + 2 * kv) + q * hidden
+    biases = {"none": 0, "qkv": q + 2 * kv, "all": q + 2 * kv + hidden}[arch.attention_bias]
+    return weights + biases
+
+
+def _mlp(arch: Architecture, width: int, biased: bool) -> int:
+    hidden = arch.hidden_size
+    if arch.mlp == "plain":
+        return 2 * hidden * width + (width + hidden if biased else 0)
+    return 3 * hidden * width + (2 * width + hidden if biased else 0)
+
+
+def _norm_size(arch: Architecture, width: int | None = None) -> int:
+    """Parameters of one normalization over `width` channels (the hidden size unless given)."""
+    per_channel = {"rms": 1, "layer": 2, "parameter_free": 0}[arch.norm]
+    return per_channel * (arch.hidden_size if width is None else width)
+
+
+def _layer_norms(arch: Architecture) -> int:
+    qk = {
+        "none": 0,
+        "per_head": 2 * _norm_size(arch, arch.head_dim),
+        "across_heads": _norm_size(arch, arch.q_width) + _norm_size(arch, arch.kv_width),
+    }[arch.qk_norm]
+    return arch.norms_per_layer * _norm_size(arch) + qk
