@@ -130,3 +130,15 @@ def test_version():
 
     result = ftc("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"ftc {__version__}"
+
+
+def test_plan_for_a_gpu_draws_memory_and_a_plan_that_cannot_fit_exits_1(spec_file):
+    table = ftc("plan", str(spec_file), "--hardware", "1xA10G-24GB")
+    assert table.returncode == 0, table.stderr
+    assert "memory per device" in table.stdout and "reserved peak" in table.stdout and "█" in table.stdout
+    as_json = json.loads(ftc("plan", str(spec_file), "--hardware", "1xA10G-24GB", "-f", "json").stdout)
+    assert as_json["memory"]["capacity_gib"] == 22.5 and as_json["memory"]["terms"]["weights"] > 14
+    huge = replace(VALID, "meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Llama-3.1-405B")
+    spec_file.write_text(replace(huge, 'method = "lora"', 'method = "full"'))
+    too_big = ftc("plan", str(spec_file), "--hardware", "1xT4-16GB")
+    assert too_big.returncode == 1 and "does not fit" in too_big.stdout and "Traceback" not in too_big.stderr

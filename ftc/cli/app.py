@@ -77,6 +77,8 @@ def plan(
 
     loaded, resolved_plan = _load_and_plan(spec, hardware, nodes)
     show_plan(loaded, resolved_plan, output_format.value)
+    if not resolved_plan.fits:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -115,6 +117,7 @@ def quickstart(
 
 def _load_and_plan(spec: Path, hardware: str, nodes: int):
     from ftc.compiler import compile_plan, parse_hardware
+    from ftc.model_lookup import architecture_for
     from ftc.spec import load_spec
 
     loaded = load_spec(spec)
@@ -124,7 +127,7 @@ def _load_and_plan(spec: Path, hardware: str, nodes: int):
         ref = detect_hardware(nodes).hardware
     else:
         ref = parse_hardware(hardware, nodes)
-    return loaded, compile_plan(loaded.spec, ref)
+    return loaded, compile_plan(loaded.spec, ref, architecture_for(loaded.spec, loaded.base_dir))
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ _LABELS = {
     "gradient_checkpointing": "gradient checkpointing",
     "quantization_bits": "quantization",
     "offload": "offload",
+    "attention": "attention kernel",
 }
 
 
@@ -39,9 +40,60 @@ def show_plan(loaded: LoadedSpec, plan: Plan, output_format: str) -> None:
     table.add_column("why")
     for name, decision in plan.decisions().items():
         table.add_row(_LABELS.get(name, name), _shown(decision.value), decision.reason)
-    console().print(table)
+    out = console()
+    out.print(table)
+    if plan.memory is not None:
+        out.print(memory_chart(plan))
+    if plan.time is not None:
+        out.print(time_line(plan))
+    if plan.limits and any(plan.limits.values()):
+        out.print(
+            f"limits: micro-batch up to {plan.limits.get('max_micro_batch_size')} at this cutoff_len; "
+            f"cutoff_len up to {plan.limits.get('max_cutoff_len')} at micro-batch 1"
+        )
+    if not plan.fits:
+        out.print("[bold red]this run does not fit on this hardware[/bold red]")
     for note in plan.notes:
-        console().print(f"note: {note}")
+        out.print(f"{'→' if not plan.fits else 'note:'} {note}")
+
+
+BAR_WIDTH = 40
+_TERM_COLOURS = ("cyan", "magenta", "yellow", "green", "blue", "red", "bright_cyan", "bright_magenta", "white")
+
+
+def memory_chart(plan: Plan):
+    """Each memory term as a bar on one scale, up to the device's capacity (or the total on the CPU)."""
+    from rich.table import Table
+
+    memory = plan.memory
+    scale = memory.capacity_gib or memory.reserved_gib or 1.0
+    where = f"of {memory.capacity_gib:.1f} GiB per device" if memory.capacity_gib else "of host memory"
+    chart = Table(title=f"memory per device ({where})", title_justify="left", box=None, show_header=False)
+    chart.add_column("term")
+    chart.add_column("bar")
+    chart.add_column("size", justify="right")
+    shown = [(name, gib) for name, gib in memory.terms.items() if gib > 0]
+    for (name, gib), colour in zip(shown, _TERM_COLOURS * 2, strict=False):
+        width = max(1, round(gib / scale * BAR_WIDTH))
+        chart.add_row(name, f"[{colour}]{'█' * width}[/{colour}]", _size(gib))
+    filled = min(BAR_WIDTH, round(memory.reserved_gib / scale * BAR_WIDTH))
+    colour = "green" if plan.fits else "red"
+    bar = f"[{colour}]{'█' * filled}[/{colour}]{'░' * (BAR_WIDTH - filled)}"
+    chart.add_row("[bold]reserved peak[/bold]", bar, f"[bold]{_size(memory.reserved_gib)}[/bold]")
+    chart.add_row("allocated peak", "", _size(memory.allocated_gib))
+    if memory.host_gib:
+        chart.add_row("host RAM", "", _size(memory.host_gib))
+    return chart
+
+
+def _size(gib: float) -> str:
+    return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB"
+
+
+def time_line(plan: Plan) -> str:
+    time = plan.time
+    length = f", {time.hours:.2f} h, {time.gpu_hours:.1f} GPU-hours" if time.hours is not None else ""
+    return f"time: ≈ {time.tokens_per_second:,.0f} tokens/s{length} (at {time.utilisation:.0%} of peak FLOPs)"
 
 
 def _shown(value: object) -> str:

@@ -48,8 +48,8 @@ class MemoryEstimate:
 @dataclass(frozen=True)
 class TimeEstimate:
     tokens_per_second: float  # across all devices
-    hours: float  # wall time of the whole run
-    gpu_hours: float
+    hours: float | None  # wall time of the whole run; None where its length is in epochs of unread data
+    gpu_hours: float | None
     utilisation: float  # the fraction of peak FLOPs assumed
 
 
@@ -65,9 +65,11 @@ class Plan:
     gradient_checkpointing: Decision
     quantization_bits: Decision = Decision(None, "no quantization: the method is not qlora")  # None | 4 | 8
     offload: Decision = Decision("none", "nothing is offloaded to host memory")  # none | optimizer | optimizer+params
+    attention: Decision = Decision("sdpa", "torch's scaled-dot-product attention")  # eager | sdpa | flash
     memory: MemoryEstimate | None = None
     time: TimeEstimate | None = None
     limits: dict[str, int | None] = field(default_factory=dict)  # max_cutoff_len, max_micro_batch_size
+    fits: bool = True  # False: no layout fits; the notes say by how much and what would
     notes: tuple[str, ...] = ()
 
     def decisions(self) -> dict[str, Decision]:
@@ -83,6 +85,7 @@ class Plan:
             "hardware": asdict(self.hardware),
             **{name: decision.value for name, decision in decisions.items()},
             "global_batch_size": self.global_batch_size,
+            "fits": self.fits,
             "nodes": self.hardware.nodes,
             "memory": _memory_dict(self.memory),
             "time": asdict(self.time) if self.time else None,
@@ -101,6 +104,7 @@ class Plan:
             memory=_memory_from_dict(memory) if memory else None,
             time=TimeEstimate(**data["time"]) if data.get("time") else None,
             limits=dict(data.get("limits") or {}),
+            fits=data.get("fits", True),
             notes=tuple(data.get("notes", ())),
         )
 

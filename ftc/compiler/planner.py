@@ -1,50 +1,224 @@
-"""The planner: a pure function from (spec, hardware) to a Plan whose every decision says why."""
+"""The planner: a pure function from (spec, hardware, model shapes) to a Plan whose every decision says why."""
 
 from __future__ import annotations
 
-from ftc.compiler.batch import split_batch
+from dataclasses import replace
+
+from ftc.compiler.batch import accumulation, check_requested_micro, per_process_batch, split_batch
+from ftc.compiler.fitting import (
+    Estimator,
+    Fit,
+    Layout,
+    budget_gib,
+    candidate_layouts,
+    first_fit,
+    largest_dividing_micro_batch,
+    limits,
+)
 from ftc.compiler.hardware import Hardware, hardware_record
-from ftc.compiler.plan import Decision, HardwareRef, Plan
+from ftc.compiler.memory import MemoryInputs, estimate_memory
+from ftc.compiler.model_shapes import Architecture
+from ftc.compiler.plan import Decision, HardwareRef, MemoryEstimate, Plan
+from ftc.compiler.rules import check_combination
+from ftc.compiler.timing import estimate_time
 from ftc.errors import FtcError
 from ftc.spec.models import Spec
 
+# Stages whose runtime trainer (trl's SFT, DPO, KTO) computes the loss in chunks.
+TRL_CHUNKED_LOSS_STAGES = frozenset({"sft", "dpo", "kto"})
 
-def compile_plan(spec: Spec, hardware: HardwareRef) -> Plan:
+
+def compile_plan(
+    spec: Spec, hardware: HardwareRef, arch: Architecture | None = None, estimate: Estimator = estimate_memory
+) -> Plan:
     record = hardware_record(hardware)
-    if record.backend != "cpu":
-        # A GPU plan must come with the memory estimate that decides sharding and micro-batch; until
-        # that estimate is in, a plan without it would only guess.
+    if record.backend == "cpu":
+        return _cpu_plan(spec, hardware, record, arch, estimate)
+    if arch is None:
         raise FtcError(
-            f"plans for {record.name} need the memory estimate, which is not built yet",
-            "plan for --hardware cpu for now",
+            f"the shapes of {spec.model.name_or_path!r} are unknown, so its memory cannot be planned",
+            "point model.name_or_path at a local folder with config.json, or use a hub id ftc knows",
         )
-    if record.backend == "cpu" and hardware.world_size > 1:
+    return _device_plan(spec, hardware, record, arch, estimate)
+
+
+# -- the CPU: host RAM is the limit, speed sets the micro-batch ---------------------------------------
+def _cpu_plan(
+    spec: Spec, hardware: HardwareRef, record: Hardware, arch: Architecture | None, estimate: Estimator
+) -> Plan:
+    if hardware.world_size > 1:
         raise FtcError(
             f"{hardware.label()}: several CPU processes need distributed execution, which is not built yet",
             "plan for --hardware cpu",
         )
+    train = spec.train
+    micro, steps = split_batch(train.global_batch_size, 1, record.max_micro_batch, train.micro_batch_size)
+    precision = _precision(spec, record)
+    checkpointing = (
+        Decision(train.gradient_checkpointing, "set in the spec (train.gradient_checkpointing)")
+        if train.gradient_checkpointing is not None
+        else Decision(False, "CPU: activations live in host memory; recomputing them would cost ~30% more time")
+    )
+    memory = None
+    if arch is not None:
+        memory = estimate(
+            _memory_inputs(spec, arch, record, precision.value, None, "sdpa", micro.value, checkpointing.value, 1)
+        )
+    return Plan(
+        hardware=hardware,
+        backend=Decision("cpu", "no accelerator in the plan: torch runs on the CPU"),
+        precision=precision,
+        strategy=Decision("single", "one process: nothing to shard or replicate"),
+        world_size=Decision(1, "one CPU process"),
+        micro_batch_size=micro,
+        gradient_accumulation_steps=steps,
+        gradient_checkpointing=checkpointing,
+        quantization_bits=_quantization(spec, record),
+        attention=Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel"),
+        memory=memory,
+        notes=() if memory else ("memory not estimated: the model's shapes are unknown",),
+    )
+
+
+# -- accelerators: fit model states, activations and logits into each device ---------------------------
+def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Architecture, estimate: Estimator) -> Plan:
+    train = spec.train
     world = hardware.world_size
-    micro, accumulation = split_batch(
-        spec.train.global_batch_size, world, record.max_micro_batch, spec.train.micro_batch_size
+    per_process = per_process_batch(train.global_batch_size, world)
+    precision = _precision(spec, record)
+    bits = _quantization(spec, record)
+    attention = _attention(spec, record, precision.value)
+    base = _memory_inputs(spec, arch, record, precision.value, bits.value, attention.value, 1, False, world)
+    budget = budget_gib(record.memory_gib)
+
+    layouts = [
+        layout
+        for layout in candidate_layouts(world, train.method, train.stage)
+        if train.strategy in ("auto", layout.strategy) and train.offload in ("auto", layout.offload)
+    ]
+    if not layouts:
+        layouts = [
+            Layout(_requested_strategy(train.strategy, world), "none" if train.offload == "auto" else train.offload)
+        ]
+    for layout in layouts:
+        if train.strategy != "auto":
+            check_combination(spec.model.name_or_path, train.method, train.stage, layout.strategy, record)
+    check_combination(spec.model.name_or_path, train.method, train.stage, "single", record)
+    checkpointing_choices = [False, True] if train.gradient_checkpointing is None else [train.gradient_checkpointing]
+
+    fit = first_fit(base, layouts, checkpointing_choices, budget, estimate)
+    if fit is None:
+        return _does_not_fit(spec, hardware, record, arch, base, layouts, budget, estimate, precision, bits, attention)
+
+    fitted = replace(
+        base,
+        strategy=fit.layout.strategy,
+        offload=fit.layout.offload,
+        gradient_checkpointing=fit.gradient_checkpointing,
+    )
+    if train.micro_batch_size is not None:
+        check_requested_micro(train.global_batch_size, world, train.micro_batch_size)
+        _require_fit(
+            estimate(replace(fitted, micro_batch_size=train.micro_batch_size)), budget, "train.micro_batch_size"
+        )
+        micro = Decision(train.micro_batch_size, "set in the spec (train.micro_batch_size)")
+    else:
+        chosen = largest_dividing_micro_batch(fitted, budget, per_process, record.max_micro_batch, estimate)
+        micro = Decision(
+            chosen,
+            f"the largest micro-batch that fits in {budget:.1f} GiB and divides the {per_process} examples per process",
+        )
+    steps = accumulation(micro.value, world, train.global_batch_size)
+    # Gradients live through the forward only when micro-batches accumulate; the search assumed they do.
+    memory = estimate(replace(fitted, micro_batch_size=micro.value, gradient_accumulation=steps.value > 1))
+    tokens = train.max_steps * train.global_batch_size * spec.data.cutoff_len if train.max_steps else None
+    time = estimate_time(
+        arch, train.method, spec.data.cutoff_len, fit.gradient_checkpointing, world, record.peak_tflops, tokens
     )
     return Plan(
         hardware=hardware,
-        backend=Decision(record.backend, _backend_reason(record)),
-        precision=_precision(spec, record),
-        strategy=Decision("single", "one process: nothing to shard or replicate"),
+        backend=Decision(record.backend, f"{record.name} is driven by the {record.backend} backend"),
+        precision=precision,
+        strategy=Decision(fit.layout.strategy, _strategy_reason(fit, base, layouts, budget, estimate, train.strategy)),
         world_size=Decision(world, f"{hardware.devices_per_node} device(s) × {hardware.nodes} node(s)"),
         micro_batch_size=micro,
-        gradient_accumulation_steps=accumulation,
-        gradient_checkpointing=_checkpointing(spec, record),
+        gradient_accumulation_steps=steps,
+        gradient_checkpointing=_checkpointing_reason(fit, train.gradient_checkpointing),
+        quantization_bits=bits,
+        offload=_offload_reason(fit.layout.offload, train.offload),
+        attention=attention,
+        memory=memory,
+        time=time,
+        limits=limits(fitted, budget, estimate),
+        notes=_notes(spec, hardware, memory, fit.layout),
     )
 
 
-def _backend_reason(record: Hardware) -> str:
-    if record.backend == "cpu":
-        return "no accelerator in the plan: torch runs on the CPU"
-    return f"{record.name} is driven by the {record.backend} backend"
+def _notes(spec: Spec, hardware: HardwareRef, memory: MemoryEstimate, layout: Layout) -> tuple[str, ...]:
+    notes = [f"the estimate assumes every row is {spec.data.cutoff_len} tokens (cutoff_len): an upper bound"]
+    if layout.offload != "none":
+        per_node = memory.host_gib * hardware.devices_per_node
+        notes.append(
+            f"offload needs ≈ {per_node:.0f} GiB of host RAM per node; its PCIe traffic is not in the time estimate"
+        )
+    return tuple(notes)
 
 
+def _memory_inputs(
+    spec: Spec,
+    arch: Architecture,
+    record: Hardware,
+    precision: str,
+    bits: int | None,
+    attention: str,
+    micro: int,
+    checkpointing: bool,
+    world: int,
+) -> MemoryInputs:
+    lora_targets = spec.lora.target if isinstance(spec.lora.target, str) else tuple(spec.lora.target)
+    return MemoryInputs(
+        arch=arch,
+        method=spec.train.method,
+        stage=spec.train.stage,
+        precision=precision,
+        micro_batch_size=micro,
+        seq_len=spec.data.cutoff_len,
+        gradient_checkpointing=checkpointing,
+        world_size=world,
+        quantization_bits=bits,
+        lora_rank=spec.lora.rank,
+        lora_targets=lora_targets,
+        attention=attention,
+        optimizer=spec.train.optimizer,
+        # trl's trainers compute the loss through a chunked head: the full logits never exist at once.
+        fused_cross_entropy=spec.train.stage in TRL_CHUNKED_LOSS_STAGES,
+        lora_dropout=spec.lora.dropout if spec.train.method in ("lora", "qlora") else 0.0,
+        context_gib=record.context_gib,
+        capacity_gib=record.memory_gib,
+    )
+
+
+def _requested_strategy(strategy: str, world: int) -> str:
+    if strategy == "single" and world > 1:
+        raise FtcError("train.strategy = 'single' with several devices", "use 'ddp' or a ZeRO stage, or one device")
+    return strategy
+
+
+def _require_fit(found: MemoryEstimate, budget: float, key: str) -> None:
+    if found.reserved_gib > budget:
+        raise FtcError(
+            f"{key} does not fit: it needs {found.reserved_gib:.1f} GiB per device, over the {budget:.1f} GiB budget "
+            f"({_largest_terms(found)})",
+            "leave it unset to let the plan choose, or change the hardware",
+        )
+
+
+def _largest_terms(found: MemoryEstimate, count: int = 3) -> str:
+    ranked = sorted(found.terms.items(), key=lambda item: item[1], reverse=True)[:count]
+    return ", ".join(f"{name} {gib:.1f} GiB" for name, gib in ranked)
+
+
+# -- reasons -------------------------------------------------------------------------------------------
 def _precision(spec: Spec, record: Hardware) -> Decision:
     asked = spec.train.precision
     if asked == "auto":
@@ -55,18 +229,141 @@ def _precision(spec: Spec, record: Hardware) -> Decision:
         return Decision("fp16", f"{record.name} lacks bf16: fp16 with dynamic loss scaling")
     supported = {"fp32": True, "bf16": record.bf16, "fp16": record.fp16}[asked]
     if not supported:
+        others = [
+            p
+            for p in ("fp32", "bf16", "fp16")
+            if p != asked and {"fp32": True, "bf16": record.bf16, "fp16": record.fp16}[p]
+        ]
         raise FtcError(
-            f"train.precision = '{asked}' is not supported on {record.name}",
-            "use 'auto', or "
-            + " / ".join(p for p in ("fp32", "bf16", "fp16") if p != asked and getattr(record, p, True)),
+            f"train.precision = '{asked}' is not supported on {record.name}", f"use 'auto', or {' / '.join(others)}"
         )
     return Decision(asked, "set in the spec (train.precision)")
 
 
-def _checkpointing(spec: Spec, record: Hardware) -> Decision:
-    asked = spec.train.gradient_checkpointing
+def _quantization(spec: Spec, record: Hardware) -> Decision:
+    bits = spec.quantization.bits
+    if spec.train.method != "qlora":
+        if bits is not None:
+            raise FtcError(
+                f"quantization.bits = {bits} is set but train.method is '{spec.train.method}'",
+                "use method = 'qlora', or remove [quantization]",
+            )
+        return Decision(None, "no quantization: the method is not qlora")
+    if record.backend == "npu":
+        raise FtcError(
+            "train.method = 'qlora' needs bitsandbytes, which has no supported Ascend NPU backend",
+            "use method = 'lora' on NPUs",
+        )
+    if bits is not None:
+        return Decision(bits, "set in the spec (quantization.bits)")
+    return Decision(4, "qlora: 4-bit NF4 weights with double quantization, the QLoRA recipe")
+
+
+def _attention(spec: Spec, record: Hardware, precision: str) -> Decision:
+    asked = spec.model.attention
+    if asked == "flash" and not record.flash_attention:
+        raise FtcError(
+            f"model.attention = 'flash' needs Ampere or newer; {record.name} has no flash kernel", "use 'sdpa'"
+        )
+    if asked != "auto":
+        return Decision(asked, "set in the spec (model.attention)")
+    if record.flash_attention and precision in ("bf16", "fp16"):
+        return Decision(
+            "sdpa", f"torch SDPA runs a flash kernel on {record.name} in {precision}: no seq × seq scores kept"
+        )
+    return Decision("sdpa", "torch SDPA: a memory-efficient kernel where the hardware has one")
+
+
+def _strategy_reason(
+    fit: Fit, base: MemoryInputs, layouts: list[Layout], budget: float, estimate: Estimator, asked: str
+) -> str:
+    used = f"{fit.estimate.reserved_gib:.1f} of a {budget:.1f} GiB budget at micro-batch 1"
+    if asked != "auto":
+        return f"set in the spec (train.strategy); {used}"
+    first = layouts[0]
+    if fit.layout == first:
+        what = "one device holds it all" if base.world_size == 1 else f"replicated on {base.world_size} devices"
+        return f"{fit.layout.strategy}: {what} ({used})"
+    needed = estimate(replace(base, strategy=first.strategy, offload=first.offload, gradient_checkpointing=True))
+    return (
+        f"{fit.layout.strategy}: {first.strategy} would need {needed.reserved_gib:.1f} GiB per device; "
+        f"sharding over {base.world_size} brings it to {used}"
+    )
+
+
+def _checkpointing_reason(fit: Fit, asked: bool | None) -> Decision:
     if asked is not None:
         return Decision(asked, "set in the spec (train.gradient_checkpointing)")
-    if record.backend == "cpu":
-        return Decision(False, "CPU: activations live in host memory; recomputing them would cost ~30% more time")
-    return Decision(False, "off until the memory estimate shows activations do not fit")
+    if fit.gradient_checkpointing:
+        return Decision(True, "activations do not fit at micro-batch 1 without recomputing them")
+    return Decision(False, "activations fit without recomputing: ~30% less compute than checkpointing")
+
+
+def _offload_reason(offload: str, asked: str) -> Decision:
+    if asked != "auto":
+        return Decision(offload, "set in the spec (train.offload)")
+    if offload == "none":
+        return Decision("none", "everything fits on the devices: nothing crosses PCIe each step")
+    return Decision(offload, f"{offload} moved to host memory: the least offload that fits")
+
+
+# -- when nothing fits: say by how much, and what would ------------------------------------------------
+def _does_not_fit(
+    spec: Spec,
+    hardware: HardwareRef,
+    record: Hardware,
+    arch: Architecture,
+    base: MemoryInputs,
+    layouts: list[Layout],
+    budget: float,
+    estimate: Estimator,
+    precision: Decision,
+    bits: Decision,
+    attention: Decision,
+) -> Plan:
+    last = layouts[-1]
+    tightest = replace(base, strategy=last.strategy, offload=last.offload, gradient_checkpointing=True)
+    memory = estimate(tightest)
+    over = memory.reserved_gib - budget
+    suggestions = [f"does not fit: needs {memory.reserved_gib:.1f} GiB per device, {over:.1f} GiB over the budget"]
+    suggestions += _what_would_fit(spec, hardware, tightest, budget, estimate)
+    reason = "nothing fits; shown at the most memory-saving layout"
+    return Plan(
+        hardware=hardware,
+        backend=Decision(record.backend, f"{record.name} is driven by the {record.backend} backend"),
+        precision=precision,
+        strategy=Decision(last.strategy, reason),
+        world_size=Decision(hardware.world_size, f"{hardware.devices_per_node} device(s) × {hardware.nodes} node(s)"),
+        micro_batch_size=Decision(1, reason),
+        gradient_accumulation_steps=accumulation(1, hardware.world_size, spec.train.global_batch_size),
+        gradient_checkpointing=Decision(True, reason),
+        quantization_bits=bits,
+        offload=Decision(last.offload, reason),
+        attention=attention,
+        memory=memory,
+        limits=limits(tightest, budget, estimate),
+        fits=False,
+        notes=tuple(suggestions),
+    )
+
+
+def _what_would_fit(
+    spec: Spec, hardware: HardwareRef, tightest: MemoryInputs, budget: float, estimate: Estimator
+) -> list[str]:
+    ideas = []
+    for devices in (2, 4, 8, 16, 32, 64, 128, 256, 512):
+        world = devices * hardware.nodes if devices > hardware.devices_per_node else 0
+        if world and estimate(replace(tightest, world_size=world)).reserved_gib <= budget:
+            ideas.append(f"more devices: {devices}x{hardware.name} per node would fit")
+            break
+    if spec.train.method in ("full", "freeze", "lora"):
+        quantized = replace(tightest, method="qlora", quantization_bits=4)
+        needed = estimate(quantized).reserved_gib
+        if needed <= budget:
+            ideas.append(f"method = 'qlora' (4-bit) would need {needed:.1f} GiB")
+    longest = limits(tightest, budget, estimate)["max_cutoff_len"]
+    if longest:
+        ideas.append(f"a shorter data.cutoff_len: up to {longest} tokens fits")
+    if not ideas:
+        ideas.append(f"no number of {hardware.name} devices fits it: choose devices with more memory")
+    return ideas

@@ -12,6 +12,9 @@ from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.stages import METHODS
 from ftc.spec.models import LoraSection, ModelSection
 
+# The plan's attention kernel → transformers' name for it.
+ATTENTION_KERNELS = {"eager": "eager", "sdpa": "sdpa", "flash": "flash_attention_2"}
+
 
 def check_method(method: str) -> None:
     if method not in METHODS:
@@ -48,6 +51,7 @@ def load_model(model: ModelSection, plan: Plan, method: str) -> Any:
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
             dtype=dtype if method == "lora" else torch.float32,
+            attn_implementation=ATTENTION_KERNELS[plan.attention.value],
         )
 
 

@@ -116,7 +116,8 @@ def _explain(error: dict[str, Any], loc: KeyPath, root: type[BaseModel]) -> tupl
     if kind == "missing":
         return _missing(root, loc)
     if kind in ("literal_error", "enum"):
-        choices = re.findall(r"'([^']*)'", ctx.get("expected", ""))
+        expected = ctx.get("expected", "")
+        choices = re.findall(r"'([^']*)'", expected) or re.findall(r"[\w.+-]+", expected.replace(" or ", ", "))
         return f"{_show(value)} is not one of: {', '.join(choices)}", _did_you_mean(str(value), choices, "choose")
     if kind in _TYPE_NAMES:
         return f"expected {_TYPE_NAMES[kind]}, got {_describe(value)}", _type_hint(kind, key, value)

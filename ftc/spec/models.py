@@ -17,6 +17,10 @@ Method = Literal["full", "freeze", "lora", "qlora"]
 DataFormat = Literal["alpaca", "sharegpt", "messages", "preference", "kto", "text"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+Strategy = Literal["auto", "single", "ddp", "zero1", "zero2", "zero3", "fsdp"]
+Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
+Attention = Literal["auto", "eager", "sdpa", "flash"]
 
 
 class Section(BaseModel):
@@ -39,6 +43,9 @@ class ModelSection(Section):
     revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
     trust_remote_code: bool = Field(
         default=False, description="Run the model repository's own Python code; off unless you trust it."
+    )
+    attention: Attention = Field(
+        default="auto", description="Attention kernel: eager keeps seq × seq scores; sdpa and flash do not."
     )
 
     @field_validator("template")
@@ -91,6 +98,11 @@ class TrainSection(Section):
     gradient_checkpointing: bool | None = Field(
         default=None, description="Recompute activations in the backward pass; unset lets the plan choose."
     )
+    strategy: Strategy = Field(
+        default="auto", description="Data parallelism and sharding; 'auto' lets the plan choose."
+    )
+    offload: Offload = Field(default="auto", description="What moves to host memory; 'auto' lets the plan choose.")
+    optimizer: Optimizer = Field(default="adamw", description="AdamW with fp32 moments, or bitsandbytes' 8-bit ones.")
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainSection:
@@ -110,6 +122,12 @@ class LoraSection(Section):
     )
 
 
+class QuantizationSection(Section):
+    bits: Literal[4, 8] | None = Field(
+        default=None, description="Weight bits for qlora (bitsandbytes NF4 or int8); unset lets the plan choose."
+    )
+
+
 class OutputSection(Section):
     dir: str = Field(default="runs/default", min_length=1, description="Run folder (relative to the spec).")
 
@@ -119,4 +137,5 @@ class Spec(Section):
     data: DataSection
     train: TrainSection
     lora: LoraSection = LoraSection()
+    quantization: QuantizationSection = QuantizationSection()
     output: OutputSection = OutputSection()

@@ -107,3 +107,8 @@ def test_strings_are_not_coerced_to_booleans():
 def test_odd_documents_give_located_messages_not_exceptions(text):
     for d in problems(text):
         assert d.file == "job.toml" and d.line >= 1 and d.message
+
+
+def test_numeric_choices_are_listed():
+    d = only(VALID + "\n[quantization]\nbits = 3\n")
+    assert d.path == "quantization.bits" and d.message == "3 is not one of: 4, 8"
