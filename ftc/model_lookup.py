@@ -15,6 +15,8 @@ from ftc.spec.models import Spec
 
 
 def architecture_for(spec: Spec, base_dir: Path) -> Architecture | None:
+    if spec.model.architecture is not None:
+        return architecture_from_config(spec.model.architecture)  # the spec's own word comes first
     written = Path(spec.model.name_or_path).expanduser()
     folder = written if written.is_absolute() else base_dir / written
     config_file = folder / "config.json"

@@ -142,3 +142,20 @@ def test_plan_for_a_gpu_draws_memory_and_a_plan_that_cannot_fit_exits_1(spec_fil
     spec_file.write_text(replace(huge, 'method = "lora"', 'method = "full"'))
     too_big = ftc("plan", str(spec_file), "--hardware", "1xT4-16GB")
     assert too_big.returncode == 1 and "does not fit" in too_big.stdout and "Traceback" not in too_big.stderr
+
+
+def test_a_model_unknown_to_ftc_can_carry_its_shapes_in_the_spec(spec_file):
+    unknown = replace(VALID, "meta-llama/Meta-Llama-3-8B-Instruct", "my-org/private-model")
+    spec_file.write_text(unknown)
+    refused = ftc("plan", str(spec_file), "--hardware", "1xA10G-24GB")
+    assert refused.returncode == 1 and "config.json" in refused.stderr
+    shapes = (
+        '[model.architecture]\nmodel_type = "llama"\nhidden_size = 2048\nintermediate_size = 8192\n'
+        "num_hidden_layers = 16\nnum_attention_heads = 32\nnum_key_value_heads = 8\nvocab_size = 128256\n"
+        "tie_word_embeddings = true\n"
+    )
+    spec_file.write_text(unknown + shapes)
+    planned = ftc("plan", str(spec_file), "--hardware", "1xA10G-24GB", "-f", "json")
+    assert planned.returncode == 0, planned.stderr
+    weights = json.loads(planned.stdout)["memory"]["terms"]["weights"]
+    assert weights == pytest.approx(1_235_814_400 * 2 / 2**30, rel=0.01)  # about Llama-3.2-1B in bf16

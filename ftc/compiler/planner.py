@@ -325,7 +325,11 @@ def _does_not_fit(
     tightest = replace(base, strategy=last.strategy, offload=last.offload, gradient_checkpointing=True)
     memory = estimate(tightest)
     over = memory.reserved_gib - budget
-    suggestions = [f"does not fit: needs {memory.reserved_gib:.1f} GiB per device, {over:.1f} GiB over the budget"]
+    binding, binding_gib = max(memory.terms.items(), key=lambda item: item[1])
+    suggestions = [
+        f"does not fit: needs {memory.reserved_gib:.1f} GiB per device, {over:.1f} GiB over the budget; "
+        f"the largest term is {binding} ({binding_gib:.1f} GiB)"
+    ]
     suggestions += _what_would_fit(spec, hardware, tightest, budget, estimate)
     reason = "nothing fits; shown at the most memory-saving layout"
     return Plan(

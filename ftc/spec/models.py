@@ -44,6 +44,10 @@ class ModelSection(Section):
     trust_remote_code: bool = Field(
         default=False, description="Run the model repository's own Python code; off unless you trust it."
     )
+    architecture: dict[str, int | float | bool | str] | None = Field(
+        default=None,
+        description="Shape keys as in a config.json (model_type, hidden_size, ...), for a model ftc cannot look up.",
+    )
     attention: Attention = Field(
         default="auto", description="Attention kernel: eager keeps seq × seq scores; sdpa and flash do not."
     )
