@@ -64,12 +64,8 @@ def lora_config(lora: LoraSection, model: Any) -> Any:
         targets = sorted(linear_names)
     else:
         targets = [lora.target] if isinstance(lora.target, str) else list(lora.target)
-        unknown = [name for name in targets if name not in linear_names]
-        if unknown:
-            raise RuntimeUserError(
-                f"lora.target names no linear layer called {', '.join(map(repr, unknown))} in this model",
-                f'choose from: {", ".join(sorted(linear_names))}, or "all"',
-            )
+        if any(name not in linear_names for name in targets):
+            targets = _family_target_names(model, targets, linear_names)
     return LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
@@ -77,6 +73,28 @@ def lora_config(lora: LoraSection, model: Any) -> Any:
         target_modules=targets,
         task_type="CAUSAL_LM",
     )
+
+
+def _family_target_names(model: Any, targets: list[str], linear_names: set[str]) -> list[str]:
+    """Names as the plan reads them (q_proj, gate_proj, ...) → this family's own (qkv_proj, gate_up_proj, ...).
+
+    The compiler's table of families decides, so the plan's LoRA estimate and the adapter trained agree.
+    """
+    from ftc.compiler.architectures import architecture_from_config
+    from ftc.compiler.params import lora_target_modules
+    from ftc.errors import FtcError
+
+    try:
+        translated = list(lora_target_modules(architecture_from_config(model.config.to_dict()), targets))
+    except FtcError:
+        translated = []
+    if not translated or any(name not in linear_names for name in translated):
+        unknown = [name for name in targets if name not in linear_names]
+        raise RuntimeUserError(
+            f"lora.target names no linear layer called {', '.join(map(repr, unknown))} in this model",
+            f'choose from: {", ".join(sorted(linear_names))}, or "all"',
+        )
+    return translated
 
 
 def linear_layer_names(model: Any) -> set[str]:

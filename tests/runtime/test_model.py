@@ -51,3 +51,18 @@ def test_a_missing_model_folder_is_a_user_error(tmp_path):
 
     with pytest.raises(RuntimeUserError, match="not found"):
         load_tokenizer(ModelSection(name_or_path=str(tmp_path / "absent")))
+
+
+def test_target_names_follow_the_family_as_the_plan_counts_them():
+    # Phi-3 fuses q, k, v into qkv_proj and gate, up into gate_up_proj: naming a part adapts the whole.
+    from transformers import AutoModelForCausalLM, Phi3Config
+
+    config = Phi3Config(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+        vocab_size=256, pad_token_id=0,
+    )  # fmt: skip
+    phi3 = AutoModelForCausalLM.from_config(config)
+    chosen = lora_config(LoraSection(target=["q_proj", "v_proj", "up_proj"]), phi3)
+    assert sorted(chosen.target_modules) == ["gate_up_proj", "qkv_proj"]
+    with pytest.raises(RuntimeUserError):
+        lora_config(LoraSection(target=["nonsense"]), phi3)
