@@ -38,7 +38,7 @@ def dataset_conversations(dataset: DatasetSection) -> list[Conversation]:
             f"convert {dataset.path} to one of: {', '.join(FORMATS)}",
         )
     conversations = []
-    for where, record in _records(_data_files(dataset.path)):
+    for where, record in dataset_records(dataset):
         if dataset.max_samples is not None and len(conversations) == dataset.max_samples:
             break
         try:
@@ -48,6 +48,11 @@ def dataset_conversations(dataset: DatasetSection) -> list[Conversation]:
     if not conversations:
         raise RuntimeUserError(f"dataset {dataset.path} has no records", "point data.datasets.path at a non-empty file")
     return conversations
+
+
+def dataset_records(dataset: DatasetSection) -> Iterator[tuple[str, Any]]:
+    """(where, record) for every raw record of one dataset: the one reader every format and stage uses."""
+    yield from _records(_data_files(dataset.path))
 
 
 def _data_files(path: str) -> list[Path]:
