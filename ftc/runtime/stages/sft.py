@@ -12,6 +12,7 @@ from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.tokenize import describe_data, encode_conversations, use_template
 from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.training import train
 
 
 def run(folder: RunFolder) -> None:
@@ -21,7 +22,7 @@ def run(folder: RunFolder) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from ftc.runtime.callbacks import MetricsRecorder, show_progress
+    from ftc.runtime.callbacks import MetricsRecorder
 
     tokenizer = load_tokenizer(spec.model)
     use_template(tokenizer, spec.model.template)
@@ -38,8 +39,7 @@ def run(folder: RunFolder) -> None:
         peft_config=lora_config(spec.lora, model) if spec.train.method == "lora" else None,
         callbacks=[recorder],
     )
-    show_progress(trainer)
-    trainer.train()
+    train(trainer, folder)
 
     save_trained(trainer, folder)
     finish(folder, recorder.metrics)
