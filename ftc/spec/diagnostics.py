@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ftc.errors import FtcError
-from ftc.spec.locate import KeyPath, Position, nearest_position
+from ftc.spec.locate import KeyPath, Origin, nearest_position
 
 _TYPE_NAMES = {
     "int_type": "an integer",
@@ -88,16 +88,24 @@ def toml_syntax_diagnostic(file: str, error: Exception) -> Diagnostic:
 
 
 def validation_diagnostics(
-    file: str, errors: list[dict[str, Any]], positions: dict[KeyPath, Position], root: type[BaseModel]
+    errors: list[dict[str, Any]], origins: dict[KeyPath, Origin], root_file: str, root: type[BaseModel]
 ) -> list[Diagnostic]:
+    """One located diagnostic per pydantic error. A key nobody wrote (a missing one) is placed at its
+    nearest written table, else at the top of the root file."""
     diagnostics = []
     for error in errors:
         loc: KeyPath = tuple(part for part in error["loc"] if not _is_union_tag(part))
+        at = (error.get("ctx") or {}).get("at")
+        if error["type"] == "spec_rule" and at:
+            loc = parse_dotted(at)  # a rule between two keys names the one to change
         message, hint = _explain(error, loc, root)
-        where = nearest_position(positions, loc)
-        line, column = (where.line, where.column) if where else (1, 1)
-        diagnostics.append(Diagnostic(file, line, column, dotted(loc), message, hint))
-    return sorted(diagnostics, key=lambda d: (d.line, d.column))
+        where = nearest_position(origins, loc) or Origin(root_file, 1, 1)
+        diagnostics.append(Diagnostic(where.file, where.line, where.column, dotted(loc), message, hint))
+    return sorted(diagnostics, key=lambda d: (d.file != root_file, d.file, d.line, d.column))
+
+
+def parse_dotted(text: str) -> KeyPath:
+    return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", text))
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -1,15 +1,18 @@
-"""Read a spec: TOML text → validated `Spec`, or a SpecError holding every problem at once."""
+"""Read a spec: TOML (+ the files it extends + --set overrides) → validated `Spec`, or a SpecError
+holding every problem at once, each located where it was written."""
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from ftc.spec.diagnostics import Diagnostic, SpecError, toml_syntax_diagnostic, validation_diagnostics
-from ftc.spec.locate import locate_keys
+from ftc.spec.compose import Composed, apply_overrides, compose_file, document, parse_override
+from ftc.spec.diagnostics import Diagnostic, SpecError, validation_diagnostics
+from ftc.spec.locate import KeyPath
 from ftc.spec.models import Spec
 
 
@@ -17,7 +20,9 @@ from ftc.spec.models import Spec
 class LoadedSpec:
     spec: Spec
     path: Path  # as given on the command line
-    text: str
+    sources: tuple[Path, ...] = ()  # every spec file read, base first, the spec itself last
+    overrides: tuple[str, ...] = ()  # --set arguments, as given
+    document: dict[str, Any] = field(default_factory=dict)  # composed, before validation
 
     @property
     def base_dir(self) -> Path:
@@ -26,20 +31,27 @@ class LoadedSpec:
 
 
 def parse_spec(text: str, file: str) -> Spec:
-    """Pure: validate TOML text. `file` only names the source in messages."""
+    """Pure: validate one TOML text (no extends). `file` only names the source in messages."""
+    return validate_composed(document(text, file), file)
+
+
+def validate_composed(composed: Composed, root_file: str) -> Spec:
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError([toml_syntax_diagnostic(file, error)]) from None
-    try:
-        return Spec.model_validate(data)
+        return Spec.model_validate(composed.data)
     except ValidationError as error:
-        diagnostics = validation_diagnostics(file, error.errors(), locate_keys(text), Spec)
-        raise SpecError(diagnostics) from None
+        raise SpecError(validation_diagnostics(error.errors(), composed.origins, root_file, Spec)) from None
 
 
-def load_spec(path: str | Path) -> LoadedSpec:
+def load_spec(path: str | Path, overrides: typing.Sequence[str] = ()) -> LoadedSpec:
     path = Path(path)
+    parsed = [parse_override(text) for text in overrides]  # a malformed --set fails before any file is read
+    composed = compose_file(path, read_spec_text)
+    apply_overrides(composed, parsed, expects_text)
+    spec = validate_composed(composed, str(path))
+    return LoadedSpec(spec, path, tuple(composed.sources), tuple(overrides), composed.data)
+
+
+def read_spec_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -51,8 +63,61 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except OSError as error:
         raise SpecError([Diagnostic(str(path), 0, 0, "", f"cannot read: {error.strerror}", None)]) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise SpecError([Diagnostic(str(path), line, 0, "", "not valid UTF-8", "save the file as UTF-8")]) from None
-    return LoadedSpec(parse_spec(text, str(path)), path, text)
+
+
+def expects_text(path: KeyPath) -> bool:
+    """Whether the schema wants a string at `path` (and nothing else but None): an override's value
+    is then kept as typed rather than read as a TOML value."""
+    annotation = _annotation_at(Spec, path)
+    if annotation is None:
+        return False
+    allowed = _leaf_types(annotation)
+    return bool(allowed) and allowed <= {str, type(None)}
+
+
+def _annotation_at(model: type[BaseModel], path: KeyPath) -> Any:
+    annotation: Any = model
+    for part in path:
+        if isinstance(part, int):
+            annotation = _item_type(annotation)
+            continue
+        inner = _model_in(annotation)
+        if inner is None or part not in inner.model_fields:
+            return None
+        annotation = inner.model_fields[part].annotation
+    return annotation
+
+
+def _item_type(annotation: Any) -> Any:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(candidate) is list:
+            return typing.get_args(candidate)[0]
+    return None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _leaf_types(annotation: Any) -> set[type]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return {type(value) for value in typing.get_args(annotation)}
+    if origin is None:
+        return {annotation} if isinstance(annotation, type) else set()
+    if origin in (list, dict):
+        return {origin}
+    found: set[type] = set()
+    for arg in typing.get_args(annotation):
+        found |= _leaf_types(arg)
+    return found

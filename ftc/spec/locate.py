@@ -9,8 +9,10 @@ Paths use the same shape as pydantic's error locations: strings for keys, ints f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 KeyPath = tuple[str | int, ...]
+_Where = TypeVar("_Where")
 
 _BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -19,6 +21,15 @@ _BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 class Position:
     line: int  # 1-based
     column: int  # 1-based
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value of a composed spec was written: a file and line, or the command line (line 0)."""
+
+    file: str
+    line: int
+    column: int
 
 
 class _Scanner:
@@ -200,7 +211,7 @@ def locate_keys(text: str) -> dict[KeyPath, Position]:
         return {}
 
 
-def nearest_position(positions: dict[KeyPath, Position], path: KeyPath) -> Position | None:
+def nearest_position(positions: dict[KeyPath, _Where], path: KeyPath) -> _Where | None:
     """The position of `path`, or of its longest written prefix (a missing key's table)."""
     for n in range(len(path), 0, -1):
         if path[:n] in positions:

@@ -28,9 +28,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
-def rule_error(message: str, hint: str) -> PydanticCustomError:
-    """A cross-field rule broken; the diagnostics print its hint."""
-    return PydanticCustomError("spec_rule", message, {"hint": hint})
+def rule_error(message: str, hint: str, at: str | None = None) -> PydanticCustomError:
+    """A cross-field rule broken; the diagnostics print its hint. `at` (a dotted key path from the top of
+    the spec, e.g. "quantization.bits") is the key to report it at, when that is not where the rule lives;
+    the message names the other side."""
+    return PydanticCustomError("spec_rule", message, {"hint": hint, **({"at": at} if at else {})})
 
 
 class ModelSection(Section):

@@ -104,7 +104,7 @@ def test_a_failed_write_leaves_no_run_folder(tmp_path, monkeypatch):
 
 def test_loaded_spec_anchors_paths_at_its_own_folder(tmp_path):
     (tmp_path / "sub").mkdir()
-    loaded = LoadedSpec(parse_spec(VALID, "job.toml"), tmp_path / "sub" / "job.toml", VALID)
+    loaded = LoadedSpec(parse_spec(VALID, "job.toml"), tmp_path / "sub" / "job.toml")
     assert loaded.base_dir == (tmp_path / "sub").resolve()
 
 
