@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
-Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+# {"role": "system" | "user" | "assistant" | "tool", "content": str}; an assistant turn may carry OpenAI-style
+# "tool_calls", a tool turn "tool_call_id". Only tokenizers' own templates (template = "auto") render tool use.
+Message = dict[str, Any]
 
 
 class ChatTemplateError(ValueError):
@@ -156,6 +158,11 @@ def split_system(template: ChatTemplate, messages: list[Message]) -> tuple[str |
     alternating user, assistant, starting with the user.
     """
     for index, message in enumerate(messages):
+        if message.get("role") == "tool" or message.get("tool_calls"):
+            raise ChatTemplateError(
+                f"message {index} is a tool call or a tool result, and the {template.name} template has no place "
+                "for tool use"
+            )
         if not isinstance(message.get("content"), str):
             raise ChatTemplateError(f"message {index} has no text 'content'")
     if messages and messages[0].get("role") == "system":

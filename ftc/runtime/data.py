@@ -1,19 +1,41 @@
-"""Read the spec's datasets from local JSON / JSONL files into conversations."""
+"""The spec's datasets, read into what the stages train on: conversations, preference pairs, kto examples, texts.
+
+One loader per kind of example; each reads every dataset of `[data]` through its format
+(`ftc.runtime.formats`), with the spec's column mapping, mixes them by weight (`data_mix`) and
+names the file and position of any record that does not fit. Files are read by `data_files`.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from ftc.chat_templates import Message
+from ftc.runtime.data_files import dataset_records
+from ftc.runtime.data_mix import hold_out, interleave, mix
 from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.formats import FORMATS, BadRecord
+from ftc.runtime.formats import FORMATS, BadRecord, Kind, formats_of
 from ftc.spec.models import DataSection, DatasetSection
 
-DATA_SUFFIXES = (".json", ".jsonl")
+__all__ = [
+    "Conversation",
+    "KtoExample",
+    "PreferencePair",
+    "TextDocument",
+    "dataset_conversations",
+    "dataset_examples",
+    "dataset_records",
+    "iter_conversations",
+    "load_conversations",
+    "load_kto_examples",
+    "load_preferences",
+    "load_texts",
+    "train_eval_split",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -22,75 +44,145 @@ class Conversation:
     messages: list[Message]
 
 
-def load_conversations(data: DataSection) -> list[Conversation]:
-    """Every dataset's conversations, in the order the spec lists them (the trainer shuffles)."""
-    conversations: list[Conversation] = []
-    for dataset in data.datasets:
-        conversations += dataset_conversations(dataset)
-    return conversations
+@dataclass(frozen=True)
+class PreferencePair:
+    where: str  # file and position of the record
+    prompt: list[Message]  # the conversation before the reply (system/user/assistant turns), ends with a user turn
+    chosen: str  # the preferred assistant reply
+    rejected: str  # the dispreferred one
+
+
+@dataclass(frozen=True)
+class KtoExample:
+    where: str
+    prompt: list[Message]
+    completion: str
+    label: bool  # True: desirable
+
+
+@dataclass(frozen=True)
+class TextDocument:
+    where: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ExampleKind:
+    """What a loader makes from a format's parts, and how to name it to the user."""
+
+    kind: Kind
+    item: type
+    build: Callable[[str, Any], Any]  # (where, the format's parts) → an item
+    noun: str
+
+
+KINDS: dict[type, ExampleKind] = {
+    kind.item: kind
+    for kind in (
+        ExampleKind("conversation", Conversation, Conversation, "conversations"),
+        ExampleKind("preference", PreferencePair, lambda where, pair: PreferencePair(where, *pair), "preference pairs"),
+        ExampleKind("kto", KtoExample, lambda where, parts: KtoExample(where, *parts), "kto examples"),
+        ExampleKind("text", TextDocument, TextDocument, "texts"),
+    )
+}
+
+
+def load_conversations(data: DataSection, seed: int = 0) -> list[Conversation]:
+    """Formats alpaca, sharegpt, messages; several datasets are mixed by weight (from `seed`), else concatenated."""
+    return _load(data, KINDS[Conversation], seed)
+
+
+def load_preferences(data: DataSection, seed: int = 0) -> list[PreferencePair]:
+    """Format preference: a prompt with a chosen and a rejected reply."""
+    return _load(data, KINDS[PreferencePair], seed)
+
+
+def load_kto_examples(data: DataSection, seed: int = 0) -> list[KtoExample]:
+    """Format kto: a prompt, a completion and whether it is desirable."""
+    return _load(data, KINDS[KtoExample], seed)
+
+
+def load_texts(data: DataSection, seed: int = 0) -> list[TextDocument]:
+    """Format text: plain documents, for pre-training."""
+    return _load(data, KINDS[TextDocument], seed)
+
+
+def iter_conversations(data: DataSection, seed: int = 0) -> Iterator[Conversation]:
+    """One lazy pass over the conversations, for `data.streaming`: records are read as they are consumed."""
+    return _iterate(data, KINDS[Conversation], seed)
+
+
+def train_eval_split(items: list[T], data: DataSection, seed: int) -> tuple[list[T], list[T]]:
+    """(train, eval): `data.eval_datasets` read by the same loader as `items`, or `data.eval_ratio` held out.
+
+    Held-out records are picked from `seed`; every copy of a record lands on the same side.
+    """
+    if data.eval_datasets:
+        kind = KINDS[type(items[0])]
+        evaluated = [
+            item
+            for index, dataset in enumerate(data.eval_datasets)
+            for item in dataset_examples(dataset, kind, f"data.eval_datasets[{index}]")
+        ]
+        return items, evaluated
+    if data.eval_ratio == 0:
+        return items, []
+    train, evaluated = hold_out(items, data.eval_ratio, seed)
+    if not train:
+        raise RuntimeUserError(
+            f"data.eval_ratio = {data.eval_ratio} leaves no record to train on ({len(evaluated)} in all)",
+            "lower data.eval_ratio or add data",
+        )
+    return train, evaluated
 
 
 def dataset_conversations(dataset: DatasetSection) -> list[Conversation]:
-    data_format = FORMATS.get(dataset.format)
-    if data_format is None:
+    return dataset_examples(dataset, KINDS[Conversation])
+
+
+def dataset_examples(dataset: DatasetSection, kind: ExampleKind, key: str = "data.datasets") -> list[Any]:
+    """Every example of one dataset (at most max_samples); `key` names it in errors."""
+    examples = list(_examples(dataset, kind, key))
+    if not examples:
+        raise RuntimeUserError(f"{key}: dataset {dataset.path} has no records", "point its path at a non-empty file")
+    return examples
+
+
+def _load(data: DataSection, kind: ExampleKind, seed: int) -> list[Any]:
+    sources = [dataset_examples(dataset, kind, f"data.datasets[{i}]") for i, dataset in enumerate(data.datasets)]
+    if data.datasets[0].weight is None:  # the spec sets weights on all datasets or on none
+        return [item for source in sources for item in source]
+    return mix(sources, [dataset.weight for dataset in data.datasets], data.mix_size, seed)
+
+
+def _iterate(data: DataSection, kind: ExampleKind, seed: int) -> Iterator[Any]:
+    def opener(index: int, dataset: DatasetSection) -> Callable[[], Iterator[Any]]:
+        return lambda: _examples(dataset, kind, f"data.datasets[{index}]", streaming=True)
+
+    openers = [opener(index, dataset) for index, dataset in enumerate(data.datasets)]
+    for open_source, dataset in zip(openers, data.datasets, strict=True):
+        if next(open_source(), None) is None:  # refused up front, so a mixture never waits on an empty source
+            raise RuntimeUserError(f"dataset {dataset.path} has no records", "point its path at a non-empty file")
+    if data.datasets[0].weight is None:
+        return (item for open_source in openers for item in open_source())
+    return interleave(openers, [dataset.weight for dataset in data.datasets], data.mix_size, seed)
+
+
+def _examples(dataset: DatasetSection, kind: ExampleKind, key: str, streaming: bool = False) -> Iterator[Any]:
+    data_format = FORMATS[dataset.format]
+    if data_format.kind != kind.kind:
+        takes = ", ".join(repr(name) for name in formats_of(kind.kind))
         raise RuntimeUserError(
-            f"data format {dataset.format!r} is not supported yet by the runtime",
-            f"convert {dataset.path} to one of: {', '.join(FORMATS)}",
+            f"{key}.format = {dataset.format!r}, but this stage trains on {kind.noun}, read from format {takes}",
+            f"convert {dataset.path} to {takes} (map its fields with [data.datasets.columns]), or use the stage "
+            f"that takes {dataset.format!r} data",
         )
-    conversations = []
-    for where, record in dataset_records(dataset):
-        if dataset.max_samples is not None and len(conversations) == dataset.max_samples:
-            break
+    hint = f"{dataset.format} records hold {data_format.fields}"
+    if dataset.columns:
+        hint += "; columns mapped: " + ", ".join(f"{ours} = {theirs!r}" for ours, theirs in dataset.columns.items())
+    for where, record in islice(dataset_records(dataset, streaming), dataset.max_samples):
         try:
-            conversations.append(Conversation(where, data_format.to_messages(record)))
+            parts = data_format.parse(record, dataset.columns)
         except BadRecord as error:
-            raise RuntimeUserError(f"{where}: {error}", f"{dataset.format} records hold {data_format.fields}") from None
-    if not conversations:
-        raise RuntimeUserError(f"dataset {dataset.path} has no records", "point data.datasets.path at a non-empty file")
-    return conversations
-
-
-def dataset_records(dataset: DatasetSection) -> Iterator[tuple[str, Any]]:
-    """(where, record) for every raw record of one dataset: the one reader every format and stage uses."""
-    yield from _records(_data_files(dataset.path))
-
-
-def _data_files(path: str) -> list[Path]:
-    # The split only names hub splits; a local file or folder is read whole.
-    where = Path(path)
-    if where.is_dir():
-        files = sorted(file for file in where.iterdir() if file.suffix in DATA_SUFFIXES)
-        if not files:
-            raise RuntimeUserError(f"no .json or .jsonl files in {where}", "put the dataset files in that folder")
-        return files
-    if not where.exists():
-        raise RuntimeUserError(
-            f"dataset {path} not found",
-            "data.datasets.path must be a local JSON/JSONL file or folder; hub datasets are not supported yet",
-        )
-    if where.suffix not in DATA_SUFFIXES:
-        raise RuntimeUserError(f"{where}: unsupported file type {where.suffix!r}", "give a .json or .jsonl file")
-    return [where]
-
-
-def _records(files: list[Path]) -> Iterator[tuple[str, Any]]:
-    """(where, record) for every record; `where` is how a person finds it: list index or line number."""
-    for file in files:
-        text = file.read_text(encoding="utf-8")
-        if file.suffix == ".jsonl":
-            for number, line in enumerate(text.splitlines(), start=1):
-                if line.strip():
-                    yield f"{file} line {number}", _parse(line, f"{file} line {number}")
-            continue
-        records = _parse(text, str(file))
-        if not isinstance(records, list):
-            raise RuntimeUserError(f"{file}: expected a JSON list of records", "wrap the records in [ ... ]")
-        for index, record in enumerate(records):
-            yield f"{file} record {index}", record
-
-
-def _parse(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RuntimeUserError(f"{where}: invalid JSON: {error}", "fix the JSON syntax there") from None
+            raise RuntimeUserError(f"{where}: {error}", hint) from None
+        yield kind.build(where, parts)

@@ -1,0 +1,153 @@
+"""Raw records from wherever a dataset lives: local files, folders, `save_to_disk` folders, the hub.
+
+Every reader is a generator of `(where, record)`, where `where` is how a person finds the record
+(file and line, or file and index). They are lazy so that memory stays flat on large files and
+`max_samples` stops reading early: JSONL and CSV go line by line, Parquet row group by row group,
+Arrow folders are memory-mapped. A JSON list is one document and is parsed whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ftc.runtime.errors import RuntimeUserError
+from ftc.spec.models import DatasetSection
+from ftc.spec.resolve import names_a_local_path
+
+Records = Iterator[tuple[str, Any]]
+# Files `Dataset.save_to_disk` writes: a Dataset folder holds state.json, a DatasetDict folder dataset_dict.json.
+SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
+PARQUET_BATCH_ROWS = 256  # rows decoded at a time; never more than one row group
+
+
+def dataset_records(dataset: DatasetSection, streaming: bool = False) -> Records:
+    """(where, record) for every raw record of one dataset: the one reader every format and stage uses.
+
+    The launcher has anchored local paths already; what is neither on disk nor spelled as a path is a hub id.
+    """
+    path = Path(dataset.path)
+    if not (path.exists() or names_a_local_path(dataset.path)):
+        return hub_records(dataset, streaming)
+    if path.is_dir():
+        if any((path / marker).is_file() for marker in SAVED_DATASET_MARKERS):
+            return saved_records(path, dataset.split)
+        return _chain(folder_files(path))
+    if not path.exists():
+        raise RuntimeUserError(f"dataset {path} not found", "data.datasets.path must be an existing file or folder")
+    return _chain([path])
+
+
+def file_reader(path: Path) -> Callable[[Path], Records]:
+    reader = FILE_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise RuntimeUserError(
+            f"{path}: unsupported file type {path.suffix!r}", f"give a file ending in {', '.join(FILE_READERS)}"
+        )
+    return reader
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The data files directly in `folder`, in name order (shards named 00000, 00001, ... stay in order)."""
+    files = sorted(file for file in folder.iterdir() if file.is_file() and file.suffix.lower() in FILE_READERS)
+    if not files:
+        raise RuntimeUserError(
+            f"no data files in {folder}", f"put {', '.join(FILE_READERS)} files there, or a Dataset.save_to_disk folder"
+        )
+    return files
+
+
+def _chain(files: list[Path]) -> Records:
+    readers = [file_reader(file) for file in files]  # every file type checked before the first record is read
+    for file, reader in zip(files, readers, strict=True):
+        yield from reader(file)
+
+
+def jsonl_records(file: Path) -> Records:
+    with open(file, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                where = f"{file} line {number}"
+                yield where, _parse(line, where)
+
+
+def json_records(file: Path) -> Records:
+    with open(file, encoding="utf-8") as text:
+        records = _parse(text.read(), str(file))
+    if not isinstance(records, list):
+        raise RuntimeUserError(f"{file}: expected a JSON list of records", "wrap the records in [ ... ], or use JSONL")
+    for index, record in enumerate(records):
+        yield f"{file} record {index}", record
+
+
+def csv_records(file: Path) -> Records:
+    """A header row names the columns; every value is text (a kto label reads "true"/"false")."""
+    with open(file, encoding="utf-8", newline="") as text:
+        rows = csv.DictReader(text)
+        for row in rows:
+            where = f"{file} line {rows.line_num}"
+            if None in row:  # DictReader's key for cells beyond the header
+                raise RuntimeUserError(f"{where}: more cells than the header has columns", "fix the row's quoting")
+            yield where, row
+
+
+def parquet_records(file: Path) -> Records:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with open(file, "rb") as raw:
+        try:
+            batches = pq.ParquetFile(raw).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+            index = 0
+            for batch in batches:
+                for record in batch.to_pylist():
+                    yield f"{file} record {index}", record
+                    index += 1
+        except pa.ArrowException as error:
+            raise RuntimeUserError(f"{file}: not a readable Parquet file: {error}", "rewrite the file") from None
+
+
+FILE_READERS: dict[str, Callable[[Path], Records]] = {
+    ".jsonl": jsonl_records,
+    ".json": json_records,
+    ".csv": csv_records,
+    ".parquet": parquet_records,
+}
+
+
+def saved_records(folder: Path, split: str) -> Records:
+    """A folder written by `Dataset.save_to_disk` (or a DatasetDict's, from which `split` is read)."""
+    from datasets import DatasetDict, load_from_disk
+
+    saved = load_from_disk(str(folder))  # memory-mapped: rows are read as they are visited
+    if isinstance(saved, DatasetDict):
+        if split not in saved:
+            raise RuntimeUserError(
+                f"{folder} has no split {split!r}", f"set data.datasets.split to one of: {', '.join(saved)}"
+            )
+        saved, folder = saved[split], folder / split
+    return ((f"{folder} record {index}", record) for index, record in enumerate(saved))
+
+
+def hub_records(dataset: DatasetSection, streaming: bool) -> Records:
+    """A hub dataset through `datasets.load_dataset` (downloaded and cached, or streamed)."""
+    from datasets import load_dataset
+
+    try:
+        loaded = load_dataset(dataset.path, split=dataset.split, revision=dataset.revision, streaming=streaming)
+    except Exception as error:  # noqa: BLE001 (network, auth, missing split: all shown to the user as one message)
+        raise RuntimeUserError(
+            f"hub dataset {dataset.path!r} (split {dataset.split!r}) could not be loaded: {error}",
+            "check the id, split and revision, the network and HF_TOKEN; or download it and give a local path",
+        ) from None
+    return ((f"{dataset.path} [{dataset.split}] record {index}", record) for index, record in enumerate(loaded))
+
+
+def _parse(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RuntimeUserError(f"{where}: invalid JSON: {error}", "fix the JSON syntax there") from None
