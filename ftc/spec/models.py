@@ -206,6 +206,73 @@ class OutputSection(Section):
     dir: str = Field(default="runs/default", min_length=1, description="Run folder (relative to the spec).")
 
 
+# trl 1.16's DPO losses that need no setting beyond beta (exo_pair needs label smoothing; sft is ftx).
+DpoLoss = Literal[
+    "sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+]  # fmt: skip
+# The data format each preference stage trains on (the runtime's loaders read one kind per stage).
+PREFERENCE_STAGE_FORMATS = {"rm": "preference", "dpo": "preference", "orpo": "preference", "kto": "kto"}
+# [preference] keys and the stages that read them.
+PREFERENCE_KEY_STAGES = {
+    "beta": ("dpo", "kto", "orpo"),
+    "loss_type": ("dpo",),
+    "ftx": ("dpo",),
+    "desirable_weight": ("kto",),
+    "undesirable_weight": ("kto",),
+}
+
+
+class PreferenceSection(Section):
+    beta: float = Field(
+        default=0.1,
+        gt=0,
+        le=100,
+        description="dpo/kto: β, how far the policy may move from the reference (higher: less); orpo: λ, the "
+        "weight of the odds-ratio term beside the SFT loss. Unitless.",
+    )
+    loss_type: DpoLoss = Field(default="sigmoid", description="dpo: the preference loss (trl's names; sigmoid is DPO).")
+    ftx: float = Field(
+        default=0.0, ge=0, le=100, description="dpo: weight of an SFT loss on the chosen reply added to it; 0: none."
+    )
+    desirable_weight: float = Field(
+        default=1.0, gt=0, le=100, description="kto: loss weight of desirable examples (raise it when they are fewer)."
+    )
+    undesirable_weight: float = Field(
+        default=1.0, gt=0, le=100, description="kto: loss weight of undesirable examples."
+    )
+
+
+Monitor = Literal["tensorboard", "wandb", "mlflow"]
+
+
+class MonitorSection(Section):
+    report_to: list[Monitor] = Field(
+        default=["tensorboard"],
+        description="Where the trainer logs live: tensorboard (in the run folder), wandb, mlflow; [] for none. "
+        "Keys come from the environment only (WANDB_API_KEY, MLFLOW_TRACKING_URI, ...), never the spec.",
+    )
+    project: str | None = Field(
+        default=None, min_length=1, description="wandb project / mlflow experiment name; unset: the tools' defaults."
+    )
+    run_name: str | None = Field(
+        default=None, min_length=1, description="Run name shown in the monitors; unset: the run folder's name."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, values: object) -> object:
+        # A key in the spec would end up in the run folder, in version control and in shared logs.
+        for name in values if isinstance(values, dict) else ():
+            if any(word in str(name).lower() for word in ("key", "token", "password", "secret")):
+                raise rule_error(
+                    "credentials never go in the spec",
+                    "export them (e.g. WANDB_API_KEY) in the environment and name them in launch.secrets",
+                    at=f"monitor.{name}",
+                )
+        return values
+
+
 class Spec(Section):
     model: ModelSection
     data: DataSection
@@ -213,3 +280,29 @@ class Spec(Section):
     lora: LoraSection = LoraSection()
     quantization: QuantizationSection = QuantizationSection()
     output: OutputSection = OutputSection()
+    preference: PreferenceSection = PreferenceSection()
+    monitor: MonitorSection = MonitorSection()
+
+    @model_validator(mode="after")
+    def _preference_rules(self) -> Spec:
+        stage = self.train.stage
+        wanted = PREFERENCE_STAGE_FORMATS.get(stage)
+        datasets = [("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)]
+        for key, listed in datasets if wanted else ():
+            for index, dataset in enumerate(listed):
+                if dataset.format != wanted:
+                    raise rule_error(
+                        f"train.stage = {stage!r} trains on {wanted!r} data, not {dataset.format!r}",
+                        f"give {wanted!r} records"
+                        + (" (prompt, chosen, rejected)" if wanted == "preference" else " (prompt, completion, label)"),
+                        at=f"data.{key}[{index}].format",
+                    )
+        if "preference" in self.model_fields_set:
+            for name in sorted(self.preference.model_fields_set):
+                if stage not in PREFERENCE_KEY_STAGES[name]:
+                    raise rule_error(
+                        f"preference.{name} is read by {', '.join(PREFERENCE_KEY_STAGES[name])}, not by {stage!r}",
+                        "remove it, or set train.stage to a stage that reads it",
+                        at=f"preference.{name}",
+                    )
+        return self
