@@ -52,17 +52,24 @@ HardwareOpt = Annotated[
     str, typer.Option("--hardware", "-H", help="Hardware to plan for, e.g. cpu or 8xH100-80GB; auto detects it.")
 ]
 NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Number of nodes.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Override a key, typed by the schema: --set train.learning_rate=2e-4 (repeatable)."
+    ),
+]
 
 
 @app.command()
 def validate(
     specs: Annotated[list[str], typer.Argument(help="Spec files or globs.", show_default=False)],
     output_format: Annotated[TextOrJson, typer.Option("--format", "-f", help="Report format.")] = TextOrJson.text,
+    overrides: SetOpt = None,
 ) -> None:
     """Check specs and report every problem in each, with file, line, key path and a hint."""
     from ftc.cli.validate import validate_files
 
-    raise typer.Exit(validate_files(specs, output_format.value))
+    raise typer.Exit(validate_files(specs, output_format.value, overrides or ()))
 
 
 @app.command()
@@ -71,11 +78,12 @@ def plan(
     hardware: HardwareOpt = "auto",
     nodes: NodesOpt = 1,
     output_format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
+    overrides: SetOpt = None,
 ) -> None:
     """Compile a spec into a plan for concrete hardware; every choice says why."""
     from ftc.cli.show import show_plan
 
-    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes)
+    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
     show_plan(loaded, resolved_plan, output_format.value)
     if not resolved_plan.fits:
         raise typer.Exit(1)
@@ -91,11 +99,19 @@ def launch(
         bool, typer.Option("--dry-run", help="Write the run folder and show the command; run nothing.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    overrides: SetOpt = None,
+    locked: Annotated[
+        bool, typer.Option("--locked", help="Refuse to run if anything differs from SPEC.lock (see `ftc lock`).")
+    ] = False,
 ) -> None:
     """Write the run folder for a target and start the runtime there."""
     from ftc.cli.launching import launch_spec
 
-    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes)
+    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
+    if locked:
+        from ftc.cli.locking import require_locked
+
+        require_locked(loaded, resolved_plan)
     raise typer.Exit(launch_spec(loaded, resolved_plan, target, dry_run=dry_run, overwrite=overwrite))
 
 
@@ -115,19 +131,58 @@ def quickstart(
     raise typer.Exit(launch_spec(loaded, resolved_plan, "local", dry_run=False, overwrite=True))
 
 
-def _load_and_plan(spec: Path, hardware: str, nodes: int):
-    from ftc.compiler import compile_plan, parse_hardware
+def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
+    from ftc.compiler import compile_plan
     from ftc.model_lookup import architecture_for
     from ftc.spec import load_spec
 
-    loaded = load_spec(spec)
+    loaded = load_spec(spec, overrides or ())
+    ref = _hardware(hardware, nodes)
+    return loaded, compile_plan(loaded.spec, ref, architecture_for(loaded.spec, loaded.base_dir))
+
+
+def _hardware(hardware: str, nodes: int):
     if hardware == "auto":
         from ftc.detect import detect_hardware
 
-        ref = detect_hardware(nodes).hardware
-    else:
-        ref = parse_hardware(hardware, nodes)
-    return loaded, compile_plan(loaded.spec, ref, architecture_for(loaded.spec, loaded.base_dir))
+        return detect_hardware(nodes).hardware
+    from ftc.compiler import parse_hardware
+
+    return parse_hardware(hardware, nodes)
+
+
+@app.command()
+def lock(
+    spec: SpecArg,
+    hardware: HardwareOpt = "auto",
+    nodes: NodesOpt = 1,
+    overrides: SetOpt = None,
+) -> None:
+    """Write SPEC.lock: the resolved spec, plan, hardware, library versions, input hashes and template."""
+    from ftc.cli.locking import write_spec_lock
+
+    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
+    write_spec_lock(loaded, resolved_plan)
+
+
+@app.command()
+def verify(
+    spec: SpecArg,
+    hardware: Annotated[
+        str | None, typer.Option("--hardware", "-H", help="Hardware to check for; the locked hardware if unset.")
+    ] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", min=1, help="Number of nodes; the locked number if unset.")]
+    = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Recompute SPEC.lock and report every difference; exit 1 on drift."""
+    from ftc.cli.locking import locked_hardware, verify_lock
+
+    if hardware is None or nodes is None:
+        locked = locked_hardware(spec)
+        hardware, nodes = hardware or locked[0], nodes or locked[1]
+    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
+    raise typer.Exit(verify_lock(loaded, resolved_plan))
 
 
 def run() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from ftc.spec import Diagnostic, SpecError, load_spec
 
@@ -22,12 +23,12 @@ def _glob(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern, recursive=True))
 
 
-def validate_files(patterns: list[str], output_format: str = "text") -> int:
+def validate_files(patterns: list[str], output_format: str = "text", overrides: Sequence[str] = ()) -> int:
     files = expand(patterns)
     problems: dict[str, list[Diagnostic]] = {}
     for file in files:
         try:
-            load_spec(file)
+            load_spec(file, overrides)
         except SpecError as error:
             problems[file] = error.diagnostics
     if output_format == "json":

@@ -127,7 +127,7 @@ def parse_override(text: str) -> Override:
     path: list[str | int] = []
     position = 0
     for match in _PART.finditer(key):
-        if match.start() != position and key[position:match.start()] != ".":
+        if match.start() != position and key[position : match.start()] != ".":
             break
         path.append(match[1] if match[1] is not None else int(match[2]))
         position = match.end()
@@ -136,7 +136,9 @@ def parse_override(text: str) -> Override:
     return Override(text, tuple(path), raw.strip())
 
 
-_SET_EXAMPLE = "write --set section.key=value, e.g. --set train.learning_rate=2e-4 or --set data.datasets[0].path=x.json"
+_SET_EXAMPLE = (
+    "write --set section.key=value, e.g. --set train.learning_rate=2e-4 or --set data.datasets[0].path=x.json"
+)
 
 
 def apply_overrides(composed: Composed, overrides: Iterable[Override], wants_text: Callable[[KeyPath], bool]) -> None:
@@ -146,9 +148,7 @@ def apply_overrides(composed: Composed, overrides: Iterable[Override], wants_tex
         value = override.raw if wants_text(override.path) else _toml_value(override.raw)
         _assign(composed.data, override, value)
         composed.origins = {
-            path: origin
-            for path, origin in composed.origins.items()
-            if path[: len(override.path)] != override.path
+            path: origin for path, origin in composed.origins.items() if path[: len(override.path)] != override.path
         }
         for depth in range(1, len(override.path) + 1):  # tables it made belong to the command line too
             composed.origins.setdefault(override.path[:depth], Origin(OVERRIDE_SOURCE, 0, 0))
@@ -187,8 +187,16 @@ def _bad_index(override: Override, depth: int) -> None:
 
     where = dotted(override.path[: depth + 1])
     raise SpecError(
-        [Diagnostic(OVERRIDE_SOURCE, 0, 0, dotted(override.path), f"{where} is not an existing array item",
-                    "an override can change an item the spec has, not add one")]
+        [
+            Diagnostic(
+                OVERRIDE_SOURCE,
+                0,
+                0,
+                dotted(override.path),
+                f"{where} is not an existing array item",
+                "an override can change an item the spec has, not add one",
+            )
+        ]
     )
 
 
@@ -197,6 +205,14 @@ def _not_a_table(override: Override, depth: int) -> None:
 
     where = dotted(override.path[:depth]) or "the document"
     raise SpecError(
-        [Diagnostic(OVERRIDE_SOURCE, 0, 0, dotted(override.path), f"{where} is a value, not a table",
-                    "override the value itself, or a key of a table")]
+        [
+            Diagnostic(
+                OVERRIDE_SOURCE,
+                0,
+                0,
+                dotted(override.path),
+                f"{where} is a value, not a table",
+                "override the value itself, or a key of a table",
+            )
+        ]
     )

@@ -25,16 +25,35 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
     """
 
     def anchor(written: str) -> str:
-        candidate = Path(written).expanduser()
-        candidate = candidate if candidate.is_absolute() else base_dir / candidate
+        candidate = anchored(written, base_dir)
         return str(candidate) if is_local(candidate) or names_a_local_path(written) else written
 
     model = spec.model.model_copy(update={"name_or_path": anchor(spec.model.name_or_path)})
     datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]
+    eval_datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.eval_datasets]
     output_dir = Path(spec.output.dir).expanduser()
     output = spec.output.model_copy(
         update={"dir": str(output_dir if output_dir.is_absolute() else base_dir / output_dir)}
     )
     return spec.model_copy(
-        update={"model": model, "data": spec.data.model_copy(update={"datasets": datasets}), "output": output}
+        update={
+            "model": model,
+            "data": spec.data.model_copy(update={"datasets": datasets, "eval_datasets": eval_datasets}),
+            "output": output,
+        }
     )
+
+
+def input_paths(spec: Spec) -> list[tuple[str, str, str | None]]:
+    """(key path, path or hub id as written, hub revision) of every model and dataset the spec reads."""
+    inputs = [("model.name_or_path", spec.model.name_or_path, spec.model.revision)]
+    inputs += [
+        (f"data.datasets[{index}].path", dataset.path, getattr(dataset, "revision", None))
+        for index, dataset in enumerate(spec.data.datasets)
+    ]
+    return inputs
+
+
+def anchored(written: str, base_dir: Path) -> Path:
+    candidate = Path(written).expanduser()
+    return candidate if candidate.is_absolute() else base_dir / candidate

@@ -1,0 +1,68 @@
+"""`ftc lock`, `ftc verify` and `ftc launch --locked`: write SPEC.lock, and compare a run against it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftc.cli.output import console
+from ftc.compiler.plan import Plan
+from ftc.errors import FtcError
+from ftc.lock.build import current_lock
+from ftc.lock.drift import drift
+from ftc.lock.files import lock_path, read_lock, write_lock
+from ftc.spec.loader import LoadedSpec
+
+
+def write_spec_lock(loaded: LoadedSpec, plan: Plan) -> Path:
+    document = current_lock(loaded, plan)
+    path = lock_path(loaded.path)
+    write_lock(path, document)
+    inputs = document["inputs"].values()
+    files = sum(len(entry.get("files", {})) for entry in inputs)
+    console().print(
+        f"[green]locked[/green] {path}: plan for {plan.hardware.label()}, {len(document['versions'])} versions, "
+        f"{files} input file(s) hashed, {len(document['run']['environment'])} environment name(s)"
+    )
+    return path
+
+
+def verify_lock(loaded: LoadedSpec, plan: Plan) -> int:
+    changes = _changes(loaded, plan)
+    path = lock_path(loaded.path)
+    if not changes:
+        console().print(f"[green]ok[/green]: the run matches {path}")
+        return 0
+    _print_drift(path, changes)
+    return 1
+
+
+def require_locked(loaded: LoadedSpec, plan: Plan) -> None:
+    changes = _changes(loaded, plan)
+    if changes:
+        path = lock_path(loaded.path)
+        _print_drift(path, changes)
+        raise FtcError(
+            f"the run differs from {path} in {len(changes)} place(s); --locked refuses to start it",
+            f"undo the changes, or accept them with `ftc lock {loaded.path}`",
+        )
+
+
+def locked_hardware(spec_path: Path) -> tuple[str, int]:
+    """The hardware label and node count a lock was made for, for `verify` to plan for the same."""
+    hardware = read_lock(lock_path(spec_path)).get("hardware")
+    try:
+        return f"{hardware['devices_per_node']}x{hardware['name']}", int(hardware["nodes"])
+    except (TypeError, KeyError, ValueError):
+        raise FtcError(f"{lock_path(spec_path)} has no valid [hardware] table", "lock the spec again") from None
+
+
+def _changes(loaded: LoadedSpec, plan: Plan) -> list[str]:
+    locked = read_lock(lock_path(loaded.path))
+    return drift(locked, current_lock(loaded, plan))
+
+
+def _print_drift(path: Path, changes: list[str]) -> None:
+    out = console()
+    out.print(f"[red]drift[/red] from {path}:")
+    for change in changes:
+        out.print(f"  {change}", markup=False)

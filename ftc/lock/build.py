@@ -1,0 +1,73 @@
+"""The lock document for a loaded spec and its plan, as things stand on this machine now."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ftc.chat_templates import TEMPLATES
+from ftc.compiler.plan import Plan
+from ftc.environment import environment_names
+from ftc.errors import FtcError
+from ftc.lock.inputs import hash_inputs, text_sha256, versions
+from ftc.lock.record import LockedInput, RunFacts, lock_document
+from ftc.spec.loader import LoadedSpec
+from ftc.spec.resolve import anchored, input_paths, names_a_local_path
+
+
+def current_lock(loaded: LoadedSpec, plan: Plan) -> dict[str, Any]:
+    spec, base_dir = loaded.spec, loaded.base_dir
+    local: dict[str, Path] = {}
+    hub: dict[str, tuple[str, str | None]] = {}
+    for key, written, revision in input_paths(spec):
+        path = anchored(written, base_dir)
+        if path.exists():
+            local[key] = path
+        elif names_a_local_path(written):
+            raise FtcError(f"{key}: {path} does not exist", "a lock records the content of local inputs; create it")
+        else:
+            hub[key] = (written, revision)
+    hashed = hash_inputs(local.values())
+    entries = []
+    for key, written, _ in input_paths(spec):
+        if key in local:
+            entries.append(LockedInput(key, written, "local", files=hashed[local[key]].files))
+        else:
+            entries.append(LockedInput(key, written, "hub", revision=hub[key][1]))
+    model_folder = local.get("model.name_or_path")
+    facts = RunFacts(
+        seed=spec.train.seed,
+        template=spec.model.template,
+        template_sha256=template_sha256(spec.model.template, model_folder),
+        environment=environment_names(spec, plan),
+    )
+    lock_dir = loaded.path.resolve().parent
+    return lock_document(
+        spec_name=loaded.path.name,
+        sources=[Path(os.path.relpath(source.resolve(), lock_dir)).as_posix() for source in loaded.sources],
+        overrides=list(loaded.overrides),
+        spec_document=spec.model_dump(mode="json"),
+        plan=plan,
+        versions=versions(),
+        inputs=entries,
+        facts=facts,
+    )
+
+
+def template_sha256(name: str, model_folder: Path | None) -> str:
+    """The hash of the template text the run will format conversations with."""
+    if name != "auto":
+        return text_sha256(TEMPLATES[name].jinja())
+    if model_folder is None or not model_folder.is_dir():
+        return ""  # the hub tokenizer's own template: its revision, locked with the model, pins it
+    standalone = model_folder / "chat_template.jinja"
+    if standalone.is_file():
+        return text_sha256(standalone.read_text(encoding="utf-8"))
+    config = model_folder / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+        if isinstance(template, str):
+            return text_sha256(template)
+    return ""

@@ -1,0 +1,73 @@
+"""What changed between the locked run and the run as it would be now, in words a person reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key → scalar, or list of scalars (compared whole)."""
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(flatten(item, f"{prefix}.{_key(key)}" if prefix else _key(key)))
+        return flat
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(flatten(item, f"{prefix}[{index}]"))
+        return flat
+    return {prefix: value}
+
+
+def _key(key: str) -> str:
+    return key if key and set(key) <= _BARE else f'"{key}"'
+
+
+def drift(locked: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """One line per difference, in the lock's order; empty when nothing drifted."""
+    old, new = flatten(locked), flatten(current)
+    lines = []
+    for key in [*old, *(key for key in new if key not in old)]:
+        if old.get(key, _ABSENT) != new.get(key, _ABSENT):
+            lines.append(_describe(key, old.get(key, _ABSENT), new.get(key, _ABSENT), current, locked))
+    return lines
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "absent"
+
+
+_ABSENT = _Absent()
+
+
+def _describe(key: str, old: Any, new: Any, current: dict[str, Any], locked: dict[str, Any]) -> str:
+    section, _, rest = key.partition(".")
+    if section == "versions":
+        return f"{rest} {_show(old)} → {_show(new)}"
+    if section == "inputs" and ".files." in rest:
+        entry, _, file = rest.partition(".files.")
+        inputs = (current.get("inputs") or {}) | (locked.get("inputs") or {})
+        written = inputs.get(entry.strip('"'), {}).get("path", entry)
+        where = f"{written}/{file.strip(chr(34))}" if written and not written.endswith(file.strip('"')) else written
+        if old is _ABSENT:
+            return f"{where}: new file"
+        if new is _ABSENT:
+            return f"{where}: file gone"
+        return f"{where} sha256 changed"
+    if old is _ABSENT:
+        return f"{key} added: {_show(new)}"
+    if new is _ABSENT:
+        return f"{key} removed (was {_show(old)})"
+    return f"{key} {_show(old)} → {_show(new)}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return value if value and " " not in value else repr(value)
+    return str(value)
