@@ -47,10 +47,11 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
 def input_paths(spec: Spec) -> list[tuple[str, str, str | None]]:
     """(key path, path or hub id as written, hub revision) of every model and dataset the spec reads."""
     inputs = [("model.name_or_path", spec.model.name_or_path, spec.model.revision)]
-    inputs += [
-        (f"data.datasets[{index}].path", dataset.path, getattr(dataset, "revision", None))
-        for index, dataset in enumerate(spec.data.datasets)
-    ]
+    for key in ("datasets", "eval_datasets"):
+        inputs += [
+            (f"data.{key}[{index}].path", dataset.path, dataset.revision)
+            for index, dataset in enumerate(getattr(spec.data, key))
+        ]
     return inputs
 
 

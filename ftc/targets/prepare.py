@@ -9,7 +9,7 @@ from ftc.compiler.plan import Plan
 from ftc.errors import FtcError
 from ftc.spec.loader import LoadedSpec
 from ftc.spec.models import Spec
-from ftc.spec.resolve import resolve_paths
+from ftc.spec.resolve import input_paths, resolve_paths
 from ftc.targets.base import Job, Rendered, Target
 from ftc.targets.run_folder import write_run_folder
 
@@ -49,9 +49,7 @@ def _check_runtime_supports(stage: str, method: str, strategy: str) -> None:
 
 def _check_local_inputs(spec: Spec, base_dir: Path) -> None:
     """A missing local model or dataset is found here, before a run folder exists, not in the runtime."""
-    inputs = {"model.name_or_path": spec.model.name_or_path}
-    inputs.update({f"data.datasets[{i}].path": d.path for i, d in enumerate(spec.data.datasets)})
-    for key, path in inputs.items():
+    for key, path, _ in input_paths(spec):
         if Path(path).is_absolute() and not Path(path).exists():
             raise FtcError(
                 f"{key}: {path} does not exist", f"relative paths are read from the spec's folder, {base_dir}"
