@@ -11,6 +11,7 @@ import sys
 import warnings
 
 from ftc.runtime import clock  # noqa: F401  imported first of ours: without /proc, startup counts from here
+from ftc.runtime.backend import check_backend
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import check_method
 from ftc.runtime.run_folder import RunFolder, load_run_folder
@@ -41,6 +42,7 @@ def run(run_dir: str) -> None:
     # Checked before the heavy imports, so a plain mistake costs no time.
     check_method(folder.spec.train.method)
     check_strategy(folder.plan.strategy.value)
+    check_backend(folder.plan)  # a run planned for an accelerator never falls back to the CPU unseen
     print(header(folder), flush=True)
     # We tokenize ourselves; the trainer's few passes over the data need no progress bars of their own.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

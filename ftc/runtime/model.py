@@ -1,7 +1,13 @@
-"""Load the tokenizer and the causal LM the spec names, and say which parameters train."""
+"""Load the tokenizer and the causal LM the spec names, and say which parameters train.
+
+The method decides both: `full` trains every weight (fp32 master weights), `freeze` the last decoder
+layers, `lora` an adapter on a base held in the plan's precision, `qlora` an adapter on a base that
+bitsandbytes holds in 4 or 8 bits (the plan's `quantization_bits`).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,10 +16,19 @@ from typing import Any
 from ftc.compiler.plan import Plan
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.stages import METHODS
-from ftc.spec.models import LoraSection, ModelSection
+from ftc.spec.models import FreezeSection, LoraSection, ModelSection, Spec
 
 # The plan's attention kernel → transformers' name for it.
 ATTENTION_KERNELS = {"eager": "eager", "sdpa": "sdpa", "flash": "flash_attention_2"}
+ADAPTER_METHODS = ("lora", "qlora")
+# lora.init → peft's init_lora_weights. pissa_fast: 16 subspace iterations, seconds for a 7B model.
+LORA_INITS = {
+    "default": True, "gaussian": "gaussian", "pissa": "pissa", "pissa_fast": "pissa_niter_16", "olora": "olora",
+}  # fmt: skip
+# Inits that move the adapter's starting point out of the base weights: the trained adapter is only
+# right for the changed base, so it is converted back against the initial adapter when saved.
+BASE_CHANGING_INITS = ("pissa", "pissa_fast", "olora")
+INITIAL_ADAPTER = "adapter-init"  # in the run folder
 
 
 def check_method(method: str) -> None:
@@ -41,18 +56,71 @@ def load_model(model: ModelSection, plan: Plan, method: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     check_method(method)
-    # LoRA keeps the frozen base in the plan's precision (peft keeps the adapter in fp32); full
-    # training keeps fp32 master weights and lets autocast compute in bf16/fp16, since the optimizer
-    # cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
+    # Full training keeps fp32 master weights and lets autocast compute in bf16/fp16, since the
+    # optimizer cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
+    # The other methods keep the frozen base in the plan's precision (what the plan's memory counts).
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.precision.value]
+    extra: dict[str, Any] = {}
+    if method == "qlora":
+        extra["quantization_config"] = quantization_config(plan, dtype)
+        # bitsandbytes layers cannot be moved after loading, so they are loaded where they will run.
+        if plan.backend.value != "cpu":
+            extra["device_map"] = {"": f"{plan.backend.value}:{int(os.environ.get('LOCAL_RANK', 0))}"}
     with _load_errors_explained(model):
         return AutoModelForCausalLM.from_pretrained(
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
-            dtype=dtype if method == "lora" else torch.float32,
+            dtype=torch.float32 if method == "full" else dtype,
             attn_implementation=ATTENTION_KERNELS[plan.attention.value],
+            **extra,
         )
+
+
+def quantization_config(plan: Plan, compute_dtype: Any) -> Any:
+    """bitsandbytes' config for the plan's bits: NF4 with double quantization (the QLoRA recipe), or LLM.int8."""
+    bits = plan.quantization_bits.value
+    if bits not in (4, 8):
+        raise RuntimeUserError(
+            f"train.method = 'qlora' but the plan has quantization_bits = {bits!r}",
+            "regenerate the run folder with `ftc launch`; the plan chooses 4 or 8 bits for qlora",
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise RuntimeUserError(
+            "train.method = 'qlora' needs bitsandbytes, which is not installed", "pip install 'ftc[qlora]'"
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None = None) -> Any:
+    """The model as the method trains it: all weights, the last layers, or wrapped with a LoRA adapter.
+
+    `run_path` (the run folder) keeps the initial adapter of an init that changes the base weights.
+    """
+    method = spec.train.method
+    if method == "freeze":
+        freeze_all_but(model, spec.freeze)
+    if method not in ADAPTER_METHODS:
+        return model
+    from peft import get_peft_model
+
+    model = get_peft_model(model, lora_config(spec.lora, model))
+    if plan.gradient_checkpointing.value:
+        model.enable_input_require_grads()  # recomputed blocks need an input that asks for gradients
+    if spec.lora.init in BASE_CHANGING_INITS and run_path is not None:
+        save_initial_adapter(model, run_path / INITIAL_ADAPTER)
+    return model
 
 
 def lora_config(lora: LoraSection, model: Any) -> Any:
@@ -71,8 +139,107 @@ def lora_config(lora: LoraSection, model: Any) -> Any:
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=targets,
+        use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora,
+        init_lora_weights=LORA_INITS[lora.init],
         task_type="CAUSAL_LM",
     )
+
+
+def save_initial_adapter(model: Any, where: Path) -> None:
+    """The adapter before training, which peft needs to turn a PiSSA/OLoRA adapter into one for the original base."""
+    init = model.peft_config["default"].init_lora_weights
+    model.peft_config["default"].init_lora_weights = True  # reloaded as saved, not initialised again
+    model.save_pretrained(str(where))
+    model.peft_config["default"].init_lora_weights = init
+
+
+def save_adapter(model: Any, where: Path, run_path: Path) -> None:
+    """Save the adapter so that it applies to the base model as published, whatever its init did to the base."""
+    initial = run_path / INITIAL_ADAPTER
+    if initial.is_dir():
+        model.save_pretrained(str(where), path_initial_model_for_weight_conversion=str(initial))
+    else:
+        model.save_pretrained(str(where))
+
+
+def attach_lora_plus(trainer: Any, lora: LoraSection) -> None:
+    """LoRA+: the B matrices learn `plus_lr_ratio` times faster than the A matrices (peft's param groups).
+
+    Set as the trainer's optimizer before training starts; the scheduler then scales every group alike.
+    """
+    if lora.plus_lr_ratio is None:
+        return
+    from peft.optimizers import create_loraplus_optimizer
+
+    optimizer_cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+    trainer.optimizer = create_loraplus_optimizer(
+        trainer.model,
+        optimizer_cls,
+        loraplus_lr_ratio=lora.plus_lr_ratio,
+        loraplus_weight_decay=trainer.args.weight_decay,
+        **kwargs,
+    )
+
+
+def freeze_all_but(model: Any, freeze: FreezeSection) -> None:
+    """Train only the last `trainable_layers` decoder layers (or the named modules in them) and `extra_modules`.
+
+    The trained weights are held in fp32 whatever the plan's precision: autocast computes with them in
+    half precision, and the optimizer's small updates are not lost to bf16 rounding.
+    """
+    import torch
+
+    layers = decoder_layers(model)
+    trained: list[Any] = []
+    for layer in list(layers)[len(layers) - min(freeze.trainable_layers, len(layers)) :]:
+        if freeze.trainable_modules == "all":
+            trained.append(layer)
+        else:
+            trained += _named_modules(layer, freeze.trainable_modules, "freeze.trainable_modules")
+    inside_layers = {id(module) for module in layers.modules()}
+    outside = [(name, module) for name, module in model.named_modules() if id(module) not in inside_layers]
+    trained += _named_modules_in(outside, freeze.extra_modules, "freeze.extra_modules")
+
+    model.requires_grad_(False)
+    for module in trained:
+        for param in module.parameters():
+            param.requires_grad_(True)
+            if param.is_floating_point() and param.dtype != torch.float32:
+                param.data = param.data.float()
+
+
+def decoder_layers(model: Any) -> Any:
+    """The ModuleList of decoder layers: the list as long as the config's num_hidden_layers."""
+    from torch import nn
+
+    count = model.config.get_text_config().num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count:
+            return module
+    raise RuntimeUserError(
+        f"method 'freeze' found no list of {count} decoder layers in this model", "use method = 'full' or 'lora'"
+    )
+
+
+def _named_modules(root: Any, names: list[str], key: str) -> list[Any]:
+    return _named_modules_in(list(root.named_modules()), names, key)
+
+
+def _named_modules_in(modules: list[tuple[str, Any]], names: list[str], key: str) -> list[Any]:
+    """Modules whose own name (the last part of the dotted path) is one of `names`; every name must match one."""
+    by_name: dict[str, list[Any]] = {}
+    for path, module in modules:
+        if path:
+            by_name.setdefault(path.rsplit(".", 1)[-1], []).append(module)
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        known = sorted(name for name in by_name if not name.isdigit())
+        raise RuntimeUserError(
+            f"{key} names no module called {', '.join(map(repr, unknown))} in this model",
+            f"choose from: {', '.join(known)}",
+        )
+    return [module for name in names for module in by_name[name]]
 
 
 def _family_target_names(model: Any, targets: list[str], linear_names: set[str]) -> list[str]:
@@ -98,7 +265,7 @@ def _family_target_names(model: Any, targets: list[str], linear_names: set[str])
 
 
 def linear_layer_names(model: Any) -> set[str]:
-    """Short names (e.g. "q_proj") of the model's nn.Linear layers, the output head excluded.
+    """Short names (e.g. "q_proj") of the model's linear layers (bitsandbytes' included), the output head excluded.
 
     The head maps to the vocabulary; adapting it costs as much as the rest and rarely helps.
     """

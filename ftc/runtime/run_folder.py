@@ -23,8 +23,8 @@ class RunFolder:
 
     @property
     def trained(self) -> Path:
-        """Where the result goes: the adapter for LoRA, the whole model otherwise."""
-        return self.path / ("adapter" if self.spec.train.method == "lora" else "model")
+        """Where the result goes: the adapter for LoRA and QLoRA, the whole model otherwise."""
+        return self.path / ("adapter" if self.spec.train.method in ("lora", "qlora") else "model")
 
     @property
     def metrics(self) -> Path:

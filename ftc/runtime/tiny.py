@@ -151,3 +151,26 @@ def build_tiny_model(
     tokenizer.save_pretrained(folder)
     model.save_pretrained(folder)
     return folder
+
+
+def tiny_texts(n: int, seed: int = 0) -> list[str]:
+    """`n` plain documents of 1 to 8 task records each, written out as text: learnable, of varied lengths."""
+    rng = random.Random(seed + 2)  # its own stream: the document lengths drawn do not shift the tasks
+    records = iter(tiny_records(8 * n, seed))
+    documents = []
+    for _ in range(n):
+        lines = []
+        for record in (next(records) for _ in range(rng.randint(1, 8))):
+            prompt = " ".join(part for part in (record["instruction"], record["input"]) if part)
+            lines.append(f"{prompt}\n{record['output']}")
+        documents.append("\n\n".join(lines))
+    return documents
+
+
+def write_tiny_texts(path: str | Path, n: int = 256, seed: int = 0) -> Path:
+    """Write `n` generated documents as JSON lines {"text": ...} to `path` (data format "text")."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"text": text}) for text in tiny_texts(n, seed)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

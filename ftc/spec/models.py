@@ -21,6 +21,8 @@ Strategy = Literal["auto", "single", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 Attention = Literal["auto", "eager", "sdpa", "flash"]
+# PiSSA and OLoRA move the adapter's starting point into the base weights (which they change).
+LoraInit = Literal["default", "gaussian", "pissa", "pissa_fast", "olora"]
 
 
 class Section(BaseModel):
@@ -115,6 +117,11 @@ class DatasetSection(Section):
 class DataSection(Section):
     datasets: list[DatasetSection] = Field(min_length=1, description="One or more datasets, mixed.")
     cutoff_len: int = Field(default=1024, ge=8, le=1_048_576, description="Maximum tokens per example.")
+    packing: bool = Field(
+        default=False,
+        description="Pack several examples into each row of cutoff_len tokens (pt and sft); they never attend "
+        "to one another.",
+    )
     mix_size: int | None = Field(
         default=None,
         ge=1,
@@ -194,12 +201,49 @@ class LoraSection(Section):
     target: str | list[str] = Field(
         default="all", description="'all' for every linear layer but the head, or a list of module names."
     )
+    use_dora: bool = Field(
+        default=False, description="DoRA: a trained magnitude per output row on top of the low-rank direction."
+    )
+    use_rslora: bool = Field(default=False, description="rsLoRA: scale the update by alpha / sqrt(rank), not / rank.")
+    plus_lr_ratio: float | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="LoRA+: learning rate of the B matrices as a multiple of train.learning_rate (e.g. 16).",
+    )
+    init: LoraInit = Field(
+        default="default",
+        description="Adapter initialisation: default (B = 0), gaussian, pissa (principal singular vectors), "
+        "pissa_fast (PiSSA by 16 fast-SVD iterations), olora (QR).",
+    )
 
 
 class QuantizationSection(Section):
     bits: Literal[4, 8] | None = Field(
         default=None, description="Weight bits for qlora (bitsandbytes NF4 or int8); unset lets the plan choose."
     )
+
+
+class FreezeSection(Section):
+    trainable_layers: int = Field(
+        default=2, ge=0, le=4096, description="How many decoder layers train, counted from the last one."
+    )
+    trainable_modules: Literal["all"] | list[str] = Field(
+        default="all",
+        description="Within those layers, the modules that train ('all', or names such as 'mlp', 'self_attn').",
+    )
+    extra_modules: list[str] = Field(
+        default_factory=list,
+        description="Modules outside the decoder layers that train too, e.g. 'embed_tokens', 'norm', 'lm_head'.",
+    )
+
+    @model_validator(mode="after")
+    def _something_trains(self) -> FreezeSection:
+        if self.trainable_layers == 0 and not self.extra_modules:
+            raise rule_error(
+                "nothing would train", "set freeze.trainable_layers >= 1, or name freeze.extra_modules to train"
+            )
+        return self
 
 
 class OutputSection(Section):
@@ -279,6 +323,7 @@ class Spec(Section):
     train: TrainSection
     lora: LoraSection = LoraSection()
     quantization: QuantizationSection = QuantizationSection()
+    freeze: FreezeSection = FreezeSection()
     output: OutputSection = OutputSection()
     preference: PreferenceSection = PreferenceSection()
     monitor: MonitorSection = MonitorSection()
@@ -305,4 +350,21 @@ class Spec(Section):
                         "remove it, or set train.stage to a stage that reads it",
                         at=f"preference.{name}",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _method_rules(self) -> Spec:
+        method, stage = self.train.method, self.train.stage
+        if self.data.packing and stage not in ("pt", "sft"):
+            raise rule_error(f"packing is for the pt and sft stages, not {stage!r}", "remove it", at="data.packing")
+        if "freeze" in self.model_fields_set and method != "freeze":
+            raise rule_error(
+                f"[freeze] is set but train.method is {method!r}", "use method = 'freeze', or remove it", at="freeze"
+            )
+        if self.lora.init in ("pissa", "pissa_fast", "olora") and method == "qlora":
+            raise rule_error(
+                f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
+                "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
+                at="lora.init",
+            )
         return self

@@ -16,7 +16,8 @@ def modules_loaded_by(statement: str) -> set[str]:
 
 def test_registries_import_nothing_heavy():
     loaded = modules_loaded_by(
-        "import ftc.chat_templates, ftc.runtime, ftc.runtime.stages, ftc.runtime.__main__, ftc.runtime.stages.sft"
+        "import ftc.chat_templates, ftc.runtime, ftc.runtime.stages, ftc.runtime.__main__, ftc.runtime.stages.sft, "
+        "ftc.runtime.stages.pt"
     )
     assert not loaded & set(HEAVY)
 
@@ -25,4 +26,4 @@ def test_stage_registry_names_sft():
     from ftc.runtime.stages import METHODS, STAGES
 
     assert "sft" in STAGES and STAGES["sft"].module == "ftc.runtime.stages.sft"
-    assert set(METHODS) == {"lora", "full"}
+    assert set(METHODS) == {"full", "freeze", "lora", "qlora"}

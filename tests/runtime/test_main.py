@@ -27,13 +27,21 @@ def test_a_missing_dataset_exits_2_with_a_hint_and_no_traceback(tmp_path, tiny_m
     assert "(hint: " in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
-def test_an_unsupported_method_exits_2_before_loading_anything(tmp_path, tiny_model_dir):
+def test_a_plan_for_an_absent_accelerator_exits_2_before_loading_anything(tmp_path, tiny_model_dir):
+    import json
+    from dataclasses import replace
+
+    from ftc.compiler.plan import Decision
+    from tests.runtime.run_folders import cpu_plan
+
     data = write_tiny_alpaca(tmp_path / "tiny.json", n=8)
-    run_dir = write_run_folder(tmp_path / "run", tiny_model_dir, data, method="qlora")
+    run_dir = write_run_folder(tmp_path / "run", tiny_model_dir, data)
+    npu_plan = replace(cpu_plan("bf16"), backend=Decision("npu", "planned for Ascend"))
+    (run_dir / "plan.json").write_text(json.dumps(npu_plan.to_dict()), encoding="utf-8")
     result = run_runtime(run_dir)
     assert result.returncode == 2
-    assert "error: train.method = 'qlora' is not supported yet by the runtime (hint: " in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "error: the plan is for Ascend NPUs" in result.stderr and "torch_npu is not installed" in result.stderr
+    assert "Traceback" not in result.stderr and "data:" not in result.stdout  # nothing was loaded
 
 
 def test_a_folder_without_a_spec_exits_2(tmp_path):

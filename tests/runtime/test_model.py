@@ -40,10 +40,15 @@ def test_the_plan_decides_the_dtype(tiny_model_dir):
     assert load_model(section, bf16_plan, "full").dtype == torch.float32  # fp32 master weights under autocast
 
 
-@pytest.mark.parametrize("method", ["freeze", "qlora"])
-def test_freeze_and_qlora_are_not_supported_yet(method):
-    with pytest.raises(RuntimeUserError, match="not supported yet by the runtime"):
+def test_every_method_of_the_spec_language_is_supported():
+    from typing import get_args
+
+    from ftc.spec.models import Method
+
+    for method in get_args(Method):
         check_method(method)
+    with pytest.raises(RuntimeUserError, match="not supported yet by the runtime"):
+        check_method("prefix_tuning")
 
 
 def test_a_missing_model_folder_is_a_user_error(tmp_path):

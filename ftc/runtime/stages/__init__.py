@@ -21,7 +21,8 @@ def _build_registry(*entries: StageEntry) -> dict[str, StageEntry]:
 
 
 # The implemented stages and training methods; the spec language names more, for later.
-METHODS: tuple[str, ...] = ("lora", "full")
+METHODS: tuple[str, ...] = ("full", "freeze", "lora", "qlora")
 STAGES: dict[str, StageEntry] = _build_registry(
+    StageEntry("pt", "ftc.runtime.stages.pt", "pre-training on raw text; the loss falls on every token"),
     StageEntry("sft", "ftc.runtime.stages.sft", "supervised fine-tuning; the loss falls on the assistant's replies"),
 )
