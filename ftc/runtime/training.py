@@ -1,7 +1,8 @@
-"""The training call every stage makes: progress shown, then the trainer's loop.
+"""The training call every stage makes: progress shown, resumed from the last checkpoint, stopped cleanly.
 
-One place for what wraps `trainer.train()` whatever the stage (progress now; resuming and
-preemption belong here too), so the stage modules stay a screen long and alike.
+One place for what wraps `trainer.train()` whatever the stage, so the stage modules stay a screen
+long and alike: a run folder that holds a checkpoint continues from it (a requeued Slurm job, a
+`ftc launch --resume`), and a stop signal ends the run with a checkpoint instead of losing it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ from ftc.runtime.run_folder import RunFolder
 
 def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.callbacks import show_progress
+    from ftc.runtime.preemption import stop_for_restart, stop_on_signals
+    from ftc.runtime.resume import resume_point
 
     show_progress(trainer)
-    trainer.train()
+    checkpoint = resume_point(trainer, folder)
+    with stop_on_signals(trainer) as stop:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if stop.received:
+        step = trainer.state.global_step
+        stop_for_restart(stop, step, str(folder.checkpoints / f"checkpoint-{step}"))
