@@ -21,7 +21,6 @@ from ftc.spec.resolve import names_a_local_path
 Records = Iterator[tuple[str, Any]]
 # Files `Dataset.save_to_disk` writes: a Dataset folder holds state.json, a DatasetDict folder dataset_dict.json.
 SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
-PARQUET_BATCH_ROWS = 256  # rows decoded at a time; never more than one row group
 
 
 def dataset_records(dataset: DatasetSection, streaming: bool = False) -> Records:
@@ -100,12 +99,11 @@ def parquet_records(file: Path) -> Records:
 
     with open(file, "rb") as raw:
         try:
-            batches = pq.ParquetFile(raw).iter_batches(batch_size=PARQUET_BATCH_ROWS)
-            index = 0
-            for batch in batches:
-                for record in batch.to_pylist():
-                    yield f"{file} record {index}", record
-                    index += 1
+            parquet = pq.ParquetFile(raw, pre_buffer=False)  # pre-buffering would fetch every row group up front
+            groups = (parquet.read_row_group(group) for group in range(parquet.num_row_groups))
+            rows = (row for group in groups for row in group.to_pylist())
+            for index, record in enumerate(rows):
+                yield f"{file} record {index}", record
         except pa.ArrowException as error:
             raise RuntimeUserError(f"{file}: not a readable Parquet file: {error}", "rewrite the file") from None
 

@@ -99,7 +99,10 @@ def alpaca_prompt(record: Record) -> list[Message]:
 
 def alpaca_to_messages(record: Record) -> list[Message]:
     """instruction (+ "\\n\\n" + input) is the user turn, output the reply; system and history are optional."""
-    return alpaca_prompt(record) + [{"role": "assistant", "content": record.text("output")}]
+    output = record.text("output")
+    if not output.strip():  # how a CSV file spells a missing cell
+        raise BadRecord(f"{record.column('output')!r} is empty")
+    return alpaca_prompt(record) + [{"role": "assistant", "content": output}]
 
 
 def _content(message: dict, where: str) -> str:
