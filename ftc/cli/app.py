@@ -92,13 +92,19 @@ def plan(
 @app.command()
 def launch(
     spec: SpecArg,
-    target: Annotated[str, typer.Option("--target", "-t", help="Where to run: local.")] = "local",
+    target: Annotated[str, typer.Option("--target", "-t", help="Where to run: local, slurm or docker.")] = "local",
     hardware: HardwareOpt = "auto",
     nodes: NodesOpt = 1,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Write the run folder and show the command; run nothing.")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run folder from its last checkpoint (same data, schedule).")
+    ] = False,
+    smoke_steps: Annotated[
+        int, typer.Option("--smoke-steps", min=0, help="Slurm: run N steps on one node first; the job waits on it.")
+    ] = 0,
     overrides: SetOpt = None,
     locked: Annotated[
         bool, typer.Option("--locked", help="Refuse to run if anything differs from SPEC.lock (see `ftc lock`).")
@@ -112,7 +118,11 @@ def launch(
         from ftc.cli.locking import require_locked
 
         require_locked(loaded, resolved_plan)
-    raise typer.Exit(launch_spec(loaded, resolved_plan, target, dry_run=dry_run, overwrite=overwrite))
+    raise typer.Exit(
+        launch_spec(
+            loaded, resolved_plan, target, dry_run=dry_run, overwrite=overwrite, resume=resume, smoke_steps=smoke_steps
+        )
+    )
 
 
 @app.command()
@@ -129,6 +139,16 @@ def quickstart(
     spec_path = write_quickstart(folder, steps=steps)
     loaded, resolved_plan = _load_and_plan(spec_path, "cpu", 1)
     raise typer.Exit(launch_spec(loaded, resolved_plan, "local", dry_run=False, overwrite=True))
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (holds metrics.json).", show_default=False)],
+) -> None:
+    """Summarise a run from its metrics.json and (re)write its curves as PNGs beside it."""
+    from ftc.cli.report import report_run
+
+    raise typer.Exit(report_run(run_dir))
 
 
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
@@ -171,8 +191,9 @@ def verify(
     hardware: Annotated[
         str | None, typer.Option("--hardware", "-H", help="Hardware to check for; the locked hardware if unset.")
     ] = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", min=1, help="Number of nodes; the locked number if unset.")]
-    = None,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", min=1, help="Number of nodes; the locked number if unset.")
+    ] = None,
     overrides: SetOpt = None,
 ) -> None:
     """Recompute SPEC.lock and report every difference; exit 1 on drift."""
@@ -183,6 +204,44 @@ def verify(
         hardware, nodes = hardware or locked[0], nodes or locked[1]
     loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
     raise typer.Exit(verify_lock(loaded, resolved_plan))
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the schema to this file instead of printing it.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the spec language, for editors (taplo / Even Better TOML: `#:schema FILE`)."""
+    from ftc.cli.docs import write_schema
+
+    write_schema(output)
+
+
+@app.command()
+def explain(key: Annotated[str, typer.Argument(help="A key path, e.g. train.learning_rate, or a section.")]) -> None:
+    """Print a key's description, type, default and range (or a section's keys)."""
+    from ftc.cli.docs import explain_key
+
+    explain_key(key)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="The spec file to write.")] = Path("job.toml"),
+    stage: Annotated[str, typer.Option("--stage", help="Training stage: pt, sft, rm, ppo, dpo, kto, orpo.")] = "sft",
+    method: Annotated[str, typer.Option("--method", help="Which parameters train: full, freeze, lora, qlora.")] = (
+        "lora"
+    ),
+    model: Annotated[str, typer.Option("--model", help="Hub id or local folder of the base model.")] = (
+        "meta-llama/Llama-3.1-8B"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a commented starter spec for a stage and method, every key shown with its default."""
+    from ftc.cli.docs import write_starter
+
+    write_starter(path, stage, method, model, force)
 
 
 def run() -> None:

@@ -144,7 +144,7 @@ def _explain(error: dict[str, Any], loc: KeyPath, root: type[BaseModel]) -> tupl
 def _missing(root: type[BaseModel], loc: KeyPath) -> tuple[str, str]:
     field = _field_at(root, loc)
     about = f" — {field.description}" if field is not None and field.description else ""
-    if field is not None and _inner_model(field.annotation) is not None:
+    if field is not None and inner_model(field.annotation) is not None:
         brackets = "[[{}]]" if typing.get_origin(field.annotation) is list else "[{}]"
         return f"required table {brackets.format(dotted(loc))} is missing{about}", "add it with its keys"
     parent = f"under [{dotted(loc[:-1])}]" if loc[:-1] else "at the top of the file"
@@ -226,7 +226,7 @@ def _model_at(root: type[BaseModel], loc: KeyPath) -> type[BaseModel] | None:
             continue
         if model is None or part not in model.model_fields:
             return None
-        model = _inner_model(model.model_fields[part].annotation)
+        model = inner_model(model.model_fields[part].annotation)
     return model
 
 
@@ -242,12 +242,12 @@ def _field_at(root: type[BaseModel], loc: KeyPath):
     return model.model_fields[loc[-1]]
 
 
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
+def inner_model(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (typing.Union, list):
         for arg in typing.get_args(annotation):
-            found = _inner_model(arg)
+            found = inner_model(arg)
             if found:
                 return found
     return None

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ftc.spec.compose import Composed, apply_overrides, compose_file, document, parse_override
-from ftc.spec.diagnostics import Diagnostic, SpecError, validation_diagnostics
+from ftc.spec.diagnostics import Diagnostic, SpecError, inner_model, validation_diagnostics
 from ftc.spec.locate import KeyPath
 from ftc.spec.models import Spec
 
@@ -85,7 +85,7 @@ def _annotation_at(model: type[BaseModel], path: KeyPath) -> Any:
         if isinstance(part, int):
             annotation = _item_type(annotation)
             continue
-        inner = _model_in(annotation)
+        inner = inner_model(annotation)
         if inner is None or part not in inner.model_fields:
             return None
         annotation = inner.model_fields[part].annotation
@@ -96,16 +96,6 @@ def _item_type(annotation: Any) -> Any:
     for candidate in (annotation, *typing.get_args(annotation)):
         if typing.get_origin(candidate) is list:
             return typing.get_args(candidate)[0]
-    return None
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
     return None
 
 

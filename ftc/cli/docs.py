@@ -1,0 +1,53 @@
+"""`ftc schema`, `ftc explain` and `ftc init`: the spec language describing itself."""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+
+from ftc.errors import FtcError
+from ftc.fs import atomic_write_text
+from ftc.spec.models import Method, Stage
+from ftc.spec.schema import explain, known_keys, schema_text
+
+
+def write_schema(output: Path | None) -> None:
+    if output is None:
+        print(schema_text(), end="")
+        return
+    atomic_write_text(output, schema_text())
+    print(f"wrote {output}; point a spec at it with a first line `#:schema {output.name}`")
+
+
+def explain_key(key: str) -> None:
+    try:
+        print(explain(key))
+    except KeyError as error:
+        unknown = str(error.args[0])
+        close = difflib.get_close_matches(key, known_keys(), n=3, cutoff=0.6)
+        hint = (
+            f"did you mean {' or '.join(close)}?"
+            if close
+            else "sections: " + ", ".join(k for k in known_keys() if "." not in k)
+        )
+        raise FtcError(f"no key '{unknown}' in the spec language", hint) from None
+
+
+def write_starter(path: Path, stage: str, method: str, model: str, force: bool) -> None:
+    from ftc.spec import SpecError, parse_spec
+    from ftc.spec.starter import starter_spec
+
+    for name, value, allowed in (("stage", stage, Stage), ("method", method, Method)):
+        choices = typing.get_args(allowed)
+        if value not in choices:
+            raise FtcError(f"unknown {name} '{value}'", f"choose one of: {', '.join(choices)}")
+    if path.exists() and not force:
+        raise FtcError(f"{path} exists", "name another file, or pass --force to replace it")
+    text = starter_spec(stage, method, model)
+    try:
+        parse_spec(text, str(path))  # a starter that does not validate would be our bug, not the user's
+    except SpecError as error:
+        raise FtcError(f"the starter for {stage} with {method} does not validate:\n{error}", None) from None
+    atomic_write_text(path, text)
+    print(f"wrote {path}: a {stage} run with {method}; next: ftc validate {path} && ftc plan {path}")

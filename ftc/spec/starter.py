@@ -1,0 +1,79 @@
+"""`ftc init`: a starter spec for a stage and method, with every key of the language in it.
+
+The keys a new user must choose are set; every other key is shown commented out at its default,
+with its description, so the file documents itself and stays in step with the models it comes from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from ftc.spec.diagnostics import inner_model
+from ftc.spec.schema import default_text, sections, toml_value
+
+# The data format each stage trains on; a starter for it names a dataset of that shape.
+STAGE_FORMATS = {
+    "pt": "text",
+    "sft": "alpaca",
+    "rm": "preference",
+    "dpo": "preference",
+    "kto": "kto",
+    "orpo": "preference",
+    "ppo": "alpaca",
+    "grpo": "alpaca",
+}
+# Sections written as live tables for a method or stage; the others are shown commented out.
+METHOD_SECTIONS = {"lora": ("lora",), "qlora": ("lora", "quantization"), "freeze": ("freeze",), "full": ()}
+PREFERENCE_STAGES = ("dpo", "kto", "orpo")
+ALWAYS = ("model", "data", "train", "output")
+
+
+def starter_spec(stage: str, method: str, model: str, dataset: str | None = None) -> str:
+    chosen: dict[str, dict[str, Any]] = {
+        "model": {"name_or_path": model},
+        "data.datasets": {"path": dataset or f"data/{stage}.jsonl", "format": STAGE_FORMATS.get(stage, "alpaca")},
+        "train": {"stage": stage, "method": method, "max_steps": 1000},
+        "quantization": {"bits": 4},
+        "output": {"dir": f"runs/{stage}-{method}"},
+    }
+    live = {*ALWAYS, *METHOD_SECTIONS.get(method, ()), *(("preference",) if stage in PREFERENCE_STAGES else ())}
+    lines = [
+        f"# A {stage} run with {method}, written by `ftc init`. Every key of the spec language is here:",
+        "# the ones set are the choices to make; commented ones show their default.",
+        "# `ftc explain KEY` documents a key, `ftc validate` checks this file, `ftc plan` shows what it needs.",
+        "",
+    ]
+    for name, model_cls in sections().items():
+        if model_cls is None:
+            continue
+        lines += _section(name, model_cls, chosen, commented=name not in live)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _section(name: str, model: type[BaseModel], chosen: dict[str, dict[str, Any]], commented: bool) -> list[str]:
+    hide = "# " if commented else ""
+    lines = [f"{hide}[{name}]"]
+    tables: list[tuple[str, type[BaseModel]]] = []
+    for key, field in model.model_fields.items():
+        inner = inner_model(field.annotation)
+        if inner is not None and field.is_required():
+            tables.append((f"{name}.{key}", inner))  # an array of tables, written after this table's keys
+            continue
+        lines.append(_key_line(key, field, chosen.get(name, {}), hide))
+    lines.append("")
+    for table_name, table in tables:
+        lines.append(f"{hide}[[{table_name}]]")
+        lines += [_key_line(key, field, chosen.get(table_name, {}), hide) for key, field in table.model_fields.items()]
+        lines.append("")
+    return lines
+
+
+def _key_line(key: str, field, chosen: dict[str, Any], hide: str) -> str:
+    about = f"  # {field.description}" if field.description else ""
+    if key in chosen:
+        return f"{hide}{key} = {toml_value(chosen[key])}{about}"
+    default = default_text(field)
+    value = "..." if default in ("unset", "required", "table") else default
+    return f"# {key} = {value}{about}"
