@@ -15,6 +15,16 @@ BACKEND_VARIABLES = {
 }
 
 
+# Read by a monitor's client library when the spec reports to it.
+MONITOR_VARIABLES = {
+    "tensorboard": (),
+    "wandb": ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_ENTITY"),
+    "mlflow": ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+}
+
+
 def environment_names(spec: Spec, plan: Plan) -> list[str]:
-    names = [*HUB_VARIABLES, *BACKEND_VARIABLES.get(str(plan.backend.value), ())]
+    names = [*HUB_VARIABLES, *BACKEND_VARIABLES.get(str(plan.backend.value), ()), *spec.launch.secrets]
+    for monitor in spec.monitor.report_to:
+        names += MONITOR_VARIABLES.get(monitor, ())
     return sorted(set(names))

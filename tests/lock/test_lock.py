@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,14 @@ def test_a_missing_local_input_is_a_user_error(project):
     (project / "data" / "train.json").unlink()
     with pytest.raises(FtcError, match=r"data.datasets\[0\].path: .*does not exist"):
         lock_now(project / "job.toml")
+
+
+def test_the_lock_names_the_secrets_and_monitor_keys_but_never_their_values(project, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-secret-value")
+    monkeypatch.setenv("MY_TOKEN", "my-secret-value")
+    (project / "job.toml").write_text(SPEC + '\n[monitor]\nreport_to = ["wandb"]\n\n[launch]\nsecrets = ["MY_TOKEN"]\n')
+    assert ftc("lock", "job.toml", "-H", "cpu", cwd=project).returncode == 0
+    text = (project / "job.toml.lock").read_text()
+    environment = tomllib.loads(text)["run"]["environment"]
+    assert {"WANDB_API_KEY", "MY_TOKEN", "HF_TOKEN"} <= set(environment)
+    assert "secret-value" not in text
