@@ -151,6 +151,39 @@ def report(
     raise typer.Exit(report_run(run_dir))
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="A run folder written by ftc launch.", show_default=False)]
+
+
+@app.command()
+def status(
+    run_dir: RunDirArg,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of a line.")] = False,
+) -> None:
+    """Show the state of the Slurm job a run folder was submitted as."""
+    from ftc.cli.jobs import show_status
+
+    raise typer.Exit(show_status(run_dir, as_json))
+
+
+@app.command()
+def cancel(run_dir: RunDirArg) -> None:
+    """Cancel the Slurm job (and its smoke job) a run folder was submitted as."""
+    from ftc.cli.jobs import cancel as cancel_run
+
+    raise typer.Exit(cancel_run(run_dir))
+
+
+@app.command()
+def logs(
+    run_dir: RunDirArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+) -> None:
+    """Print the log of the Slurm job a run folder was submitted as."""
+    from ftc.cli.jobs import follow_logs
+
+    raise typer.Exit(follow_logs(run_dir, follow))
+
+
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
     from ftc.compiler import compile_plan
     from ftc.model_lookup import architecture_for

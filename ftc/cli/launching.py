@@ -12,10 +12,23 @@ from ftc.targets import get_target
 from ftc.targets.prepare import make_job, write_job
 
 
-def launch_spec(loaded: LoadedSpec, plan: Plan, target_name: str, dry_run: bool, overwrite: bool) -> int:
-    target = get_target(target_name)
+def launch_spec(
+    loaded: LoadedSpec,
+    plan: Plan,
+    target_name: str,
+    dry_run: bool,
+    overwrite: bool,
+    resume: bool = False,
+    smoke_steps: int = 0,
+) -> int:
+    target = get_target(target_name, smoke_steps=smoke_steps)
     job = make_job(loaded, plan)
-    rendered = write_job(target, job, overwrite=overwrite)
+    if resume:
+        from ftc.targets.continuing import continue_job
+
+        rendered = continue_job(target, job)
+    else:
+        rendered = write_job(target, job, overwrite=overwrite)
     show_run_folder(job, rendered, ran=not dry_run)
     if dry_run:
         return 0

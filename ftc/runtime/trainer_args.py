@@ -5,7 +5,9 @@ The plan, not the spec, decides batch shape, precision and checkpointing: it kno
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from typing import Any
 
 from ftc.runtime.errors import RuntimeUserError
@@ -50,7 +52,7 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "save_strategy": "steps",
         "save_steps": train.save_steps,
         "save_total_limit": train.save_total_limit or None,  # the spec says 0 for "keep all"
-        "report_to": "none",
+        **monitor_arguments(run),
         "disable_tqdm": False,
     }
 
@@ -59,3 +61,31 @@ def warmup_fraction(ratio: float) -> float:
     # transformers reads warmup_steps below 1 as a fraction of all steps and 1.0 as a single step,
     # so a whole-run warmup is passed as the largest fraction below 1.
     return ratio if ratio < 1 else math.nextafter(1.0, 0.0)
+
+# What each monitor needs installed; its keys come from the environment only.
+MONITOR_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def monitor_arguments(run: RunFolder) -> dict[str, Any]:
+    """report_to and run_name from the spec's [monitor]; the rest the reporters read from the environment."""
+    monitor = run.spec.monitor
+    for name in monitor.report_to:
+        if importlib.util.find_spec(MONITOR_PACKAGES[name]) is None:
+            raise RuntimeUserError(
+                f"monitor.report_to names {name}, which is not installed here",
+                f"pip install {MONITOR_PACKAGES[name]}, or remove it from monitor.report_to",
+            )
+    os.environ.update(monitor_environment(run))
+    return {
+        "report_to": list(monitor.report_to) or "none",
+        "run_name": monitor.run_name or run.path.name,
+    }
+
+
+def monitor_environment(run: RunFolder) -> dict[str, str]:
+    """transformers' reporters take these from the environment, not from TrainingArguments."""
+    monitor = run.spec.monitor
+    environment = {"TENSORBOARD_LOGGING_DIR": str(run.path / "tensorboard")}  # beside metrics.json, not in checkpoints
+    if monitor.project is not None:
+        environment |= {"WANDB_PROJECT": monitor.project, "MLFLOW_EXPERIMENT_NAME": monitor.project}
+    return environment

@@ -250,6 +250,115 @@ class OutputSection(Section):
     dir: str = Field(default="runs/default", min_length=1, description="Run folder (relative to the spec).")
 
 
+# Values Slurm reads from `#SBATCH` lines, before any shell runs: plain words only, no quoting to rely on.
+SLURM_WORD = r"^[A-Za-z0-9_.:+,@=/-]+$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class LaunchSection(Section):
+    secrets: list[str] = Field(
+        default=[],
+        description="Environment variable names (e.g. HF_TOKEN) passed to the job by name; values are never written.",
+    )
+
+    @field_validator("secrets")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        import re
+
+        for name in names:
+            if not re.match(ENV_NAME, name):
+                raise rule_error(f"{name!r} is not an environment variable name", "use letters, digits and _")
+        return names
+
+
+class SlurmSection(Section):
+    partition: str | None = Field(default=None, pattern=SLURM_WORD, description="Partition (queue) to submit to.")
+    account: str | None = Field(default=None, pattern=SLURM_WORD, description="Account charged for the job.")
+    qos: str | None = Field(default=None, pattern=SLURM_WORD, description="Quality of service.")
+    time_limit: str = Field(
+        default="04:00:00",
+        pattern=r"^(\d+-)?\d+(:\d{1,2}){0,2}$",
+        description="Wall-clock limit as Slurm writes it: minutes, HH:MM:SS or D-HH:MM:SS.",
+    )
+    job_name: str | None = Field(
+        default=None, pattern=SLURM_WORD, max_length=128, description="Job name; unset: ftc- and the run folder name."
+    )
+    gpu_request: Literal["gpus-per-node", "gres"] = Field(
+        default="gpus-per-node", description="Ask for GPUs with --gpus-per-node, or with --gres=gpu:N on older sites."
+    )
+    gpu_type: str | None = Field(
+        default=None, pattern=SLURM_WORD, description="GPU type in the request (e.g. h100), where the site names them."
+    )
+    cpus_per_task: int | None = Field(default=None, ge=1, le=4096, description="CPU cores per node (one task each).")
+    memory: str | None = Field(
+        default=None, pattern=r"^\d+[KMGT]?$", description="Memory per node, Slurm units: e.g. 200G; 0 means all."
+    )
+    exclusive: bool = Field(default=False, description="Take whole nodes, shared with no other job.")
+    constraint: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.&|\[\]*:()!-]+$", description="Node features required (--constraint)."
+    )
+    signal_before_limit_s: int = Field(
+        default=300,
+        ge=0,
+        le=65535,
+        description="Seconds before the time limit that the job is warned (SIGUSR1) to checkpoint and requeue.",
+    )
+    requeue: bool = Field(default=True, description="Let Slurm requeue the job after preemption or node failure.")
+    smoke_time_limit: str = Field(
+        default="00:15:00",
+        pattern=r"^(\d+-)?\d+(:\d{1,2}){0,2}$",
+        description="Wall-clock limit of the --smoke-steps job, as time_limit.",
+    )
+    container_image: str | None = Field(
+        default=None, min_length=1, description="Run inside this image through pyxis/enroot (srun --container-image)."
+    )
+    extra_sbatch: list[str] = Field(
+        default=[], description="More #SBATCH options, one per entry, written as given (e.g. --mail-type=END)."
+    )
+
+    @field_validator("extra_sbatch")
+    @classmethod
+    def _literal_options(cls, lines: list[str]) -> list[str]:
+        import re
+
+        for line in lines:
+            if not re.match(r"^--?[A-Za-z][^\s'\"`\\]*$", line):
+                raise rule_error(
+                    f"{line!r} is not one #SBATCH option", "write one option like --mail-type=END: no spaces or quotes"
+                )
+            if "$" in line:
+                raise rule_error(
+                    f"{line!r}: Slurm reads #SBATCH lines before any shell, so $ is not expanded there",
+                    "write the literal value",
+                )
+        return lines
+
+
+class DockerSection(Section):
+    base_image: str = Field(
+        default="pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$",
+        description="Image the Dockerfile starts FROM; it must have Python 3.11+ and pip.",
+    )
+    image: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9._/:-]*$",
+        description="Tag of the image built for the run; unset: ftc- and the run folder name.",
+    )
+    ftc_requirement: str = Field(
+        default="ftc[train]",
+        pattern=r"^[^\s'\"`$\\]+$",
+        description="What pip installs in the image: a requirement (ftc[train]==0.1.0) or a URL, one word.",
+    )
+    shm_size: str = Field(
+        default="16g", pattern=r"^\d+[bkmg]?$", description="Shared memory for data loader workers, docker units."
+    )
+    volumes: list[str] = Field(
+        default=[], description="More host folders mounted at the same path in the container (read-only)."
+    )
+
+
 # trl 1.16's DPO losses that need no setting beyond beta (exo_pair needs label smoothing; sft is ftx).
 DpoLoss = Literal[
     "sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "aot", "aot_unpaired",
@@ -327,6 +436,26 @@ class Spec(Section):
     output: OutputSection = OutputSection()
     preference: PreferenceSection = PreferenceSection()
     monitor: MonitorSection = MonitorSection()
+    launch: LaunchSection = LaunchSection()
+    slurm: SlurmSection = SlurmSection()
+    docker: DockerSection = DockerSection()
+
+    @model_validator(mode="after")
+    def _method_rules(self) -> Spec:
+        method, stage = self.train.method, self.train.stage
+        if self.data.packing and stage not in ("pt", "sft"):
+            raise rule_error(f"packing is for the pt and sft stages, not {stage!r}", "remove it", at="data.packing")
+        if "freeze" in self.model_fields_set and method != "freeze":
+            raise rule_error(
+                f"[freeze] is set but train.method is {method!r}", "use method = 'freeze', or remove it", at="freeze"
+            )
+        if self.lora.init in ("pissa", "pissa_fast", "olora") and method == "qlora":
+            raise rule_error(
+                f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
+                "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
+                at="lora.init",
+            )
+        return self
 
     @model_validator(mode="after")
     def _preference_rules(self) -> Spec:
@@ -350,21 +479,4 @@ class Spec(Section):
                         "remove it, or set train.stage to a stage that reads it",
                         at=f"preference.{name}",
                     )
-        return self
-
-    @model_validator(mode="after")
-    def _method_rules(self) -> Spec:
-        method, stage = self.train.method, self.train.stage
-        if self.data.packing and stage not in ("pt", "sft"):
-            raise rule_error(f"packing is for the pt and sft stages, not {stage!r}", "remove it", at="data.packing")
-        if "freeze" in self.model_fields_set and method != "freeze":
-            raise rule_error(
-                f"[freeze] is set but train.method is {method!r}", "use method = 'freeze', or remove it", at="freeze"
-            )
-        if self.lora.init in ("pissa", "pissa_fast", "olora") and method == "qlora":
-            raise rule_error(
-                f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
-                "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
-                at="lora.init",
-            )
         return self

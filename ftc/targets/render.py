@@ -18,11 +18,16 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 def _quote(value: Any) -> str:
-    return shlex.quote(str(value))
+    # `$` and backquotes are written outside the single quotes, escaped: the same word to bash, and shellcheck
+    # no longer reads them as expansions someone forgot to double-quote (SC2016).
+    quoted = shlex.quote(str(value))
+    for character in "$`":
+        quoted = quoted.replace(character, f"'\\{character}'")
+    return quoted.removeprefix("''").removesuffix("''") or "''"
 
 
 def _quote_join(values: Any) -> str:
-    return " ".join(shlex.quote(str(v)) for v in values)
+    return " ".join(_quote(v) for v in values)
 
 
 def _comment(value: Any) -> str:

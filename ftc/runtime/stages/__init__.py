@@ -25,4 +25,8 @@ METHODS: tuple[str, ...] = ("full", "freeze", "lora", "qlora")
 STAGES: dict[str, StageEntry] = _build_registry(
     StageEntry("pt", "ftc.runtime.stages.pt", "pre-training on raw text; the loss falls on every token"),
     StageEntry("sft", "ftc.runtime.stages.sft", "supervised fine-tuning; the loss falls on the assistant's replies"),
+    StageEntry("rm", "ftc.runtime.stages.rm", "reward model: a score head learns to rank chosen over rejected"),
+    StageEntry("dpo", "ftc.runtime.stages.dpo", "direct preference optimisation against a frozen reference"),
+    StageEntry("kto", "ftc.runtime.stages.kto", "KTO: unpaired desirable / undesirable replies against a reference"),
+    StageEntry("orpo", "ftc.runtime.stages.orpo", "odds-ratio preference optimisation: SFT plus a preference term"),
 )

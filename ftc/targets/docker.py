@@ -1,0 +1,104 @@
+"""The docker target: a Dockerfile and a docker_run.sh that builds the image and runs the runtime in it.
+
+Local paths (the run folder, a local model, local datasets, [docker].volumes) are mounted at the
+same path inside the container, so the resolved spec in the run folder is read unchanged there.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from ftc import __version__
+from ftc.errors import FtcError
+from ftc.targets.base import Job, Rendered, run_folder_files
+from ftc.targets.render import render
+
+DOCKERFILE = "Dockerfile"
+RUN_SCRIPT = "docker_run.sh"
+
+# Ascend NPUs are not a --gpus device: their device files and host driver are passed in by hand.
+_NPU_SHARED_DEVICES = ("/dev/davinci_manager", "/dev/devmgmt_manager", "/dev/hisi_hdc")
+_NPU_HOST_PATHS = ("/usr/local/Ascend/driver", "/usr/local/dcmi", "/usr/local/bin/npu-smi")
+
+
+def image_name(job: Job) -> str:
+    if job.spec.docker.image:
+        return job.spec.docker.image
+    # Docker image names are lowercase words: the folder name reduced to what a tag keeps.
+    return "ftc-" + (re.sub(r"[^a-z0-9_.-]+", "-", job.run_dir.name.lower()).strip("-._") or "run")
+
+
+def device_flags(job: Job) -> list[str]:
+    backend, devices = job.plan.backend.value, job.plan.hardware.devices_per_node
+    if backend == "cuda":
+        return ["--gpus", "all"]
+    if backend == "npu":
+        flags = [f"--device=/dev/davinci{index}" for index in range(devices)]
+        flags += [f"--device={device}" for device in _NPU_SHARED_DEVICES]
+        return flags + [f"--volume={path}:{path}:ro" for path in _NPU_HOST_PATHS]
+    return []
+
+
+def bind_mount(path: str, read_only: bool) -> str:
+    """One --mount value; docker reads it as CSV, so a comma or quote in a path is CSV-quoted, not split."""
+    fields = ["type=bind", f"source={path}", f"target={path}"] + (["readonly"] if read_only else [])
+    line = io.StringIO()
+    # The newline terminator makes the writer quote a field holding one; it is not part of the value.
+    csv.writer(line, lineterminator="\n").writerow(fields)
+    return line.getvalue().removesuffix("\n")
+
+
+def mounts(job: Job) -> list[str]:
+    spec = job.spec
+    inputs = [spec.model.name_or_path, *(dataset.path for dataset in spec.data.datasets), *spec.docker.volumes]
+    local = dict.fromkeys(path for path in inputs if Path(path).is_absolute())  # hub ids are fetched inside
+    return [bind_mount(str(job.run_dir), read_only=False)] + [bind_mount(path, read_only=True) for path in local]
+
+
+class DockerTarget:
+    name = "docker"
+
+    def render(self, job: Job) -> Rendered:
+        docker = job.spec.docker
+        common = {"version": __version__, "spec_path": job.spec_path}
+        dockerfile = render(
+            "docker.Dockerfile.j2", **common, base_image=docker.base_image, ftc_requirement=docker.ftc_requirement
+        )
+        script = render(
+            "docker_run.sh.j2",
+            **common,
+            run_dir=job.run_dir,
+            image=image_name(job),
+            dockerfile=job.run_dir / DOCKERFILE,
+            shm_size=docker.shm_size,
+            device_flags=device_flags(job),
+            mounts=mounts(job),
+            secrets=job.spec.launch.secrets,
+        )
+        files = {**run_folder_files(job), DOCKERFILE: dockerfile, RUN_SCRIPT: script}
+        return Rendered(
+            files=files, command=["bash", str(job.run_dir / RUN_SCRIPT)], executable=frozenset({RUN_SCRIPT})
+        )
+
+    def start(self, job: Job, rendered: Rendered) -> int:
+        require_docker_daemon()
+        return subprocess.run(rendered.command, cwd=job.run_dir).returncode
+
+
+def require_docker_daemon() -> None:
+    hint = "start the docker service, or run elsewhere; --dry-run writes the Dockerfile and script without docker"
+    if shutil.which("docker") is None:
+        raise FtcError("docker is not installed on this machine", hint)
+    try:
+        answer = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                                timeout=30)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise FtcError("the docker daemon did not answer within 30 s", hint) from None
+    if answer.returncode != 0:
+        reason = (answer.stderr.strip().splitlines() or ["docker info failed"])[-1]
+        raise FtcError(f"no docker daemon answers here: {reason}", hint)

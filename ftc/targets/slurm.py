@@ -1,0 +1,150 @@
+"""The Slurm target: an sbatch script and a per-node launcher in the run folder, submitted with sbatch.
+
+The job asks for a warning signal before its time limit and is requeueable; the runtime checkpoints
+on the signal and a requeued job resumes from the checkpoint (ftc.runtime.preemption, .resume).
+With smoke steps, a one-node job of that many steps runs first and the full job waits on its success.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftc import __version__
+from ftc.errors import FtcError
+from ftc.targets.base import Job, Rendered, run_folder_files
+from ftc.targets.local import runtime_command
+from ftc.targets.render import render
+from ftc.targets.slurm_jobs import SlurmJobRecord, write_job_record
+
+JOB_SCRIPT = "job.sbatch"
+NODE_SCRIPT = "node_launch.sh"
+SMOKE_FOLDER = "smoke"
+# What an #SBATCH option may hold: Slurm splits these lines on blanks and strips quotes itself, and no
+# shell ever expands them, so anything beyond one plain word would be read other than it looks.
+_SBATCH_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9-]*(=[^\s'\"`\\$]+)?$")
+
+
+def launcher_command(job: Job) -> list[str]:
+    """What srun starts on each node. The one line a distributed launcher (torchrun, accelerate) replaces."""
+    return runtime_command(job)
+
+
+def job_name(job: Job) -> str:
+    if job.spec.slurm.job_name:
+        return job.spec.slurm.job_name
+    # From the folder name, reduced to the characters an #SBATCH line keeps as written.
+    return "ftc-" + (re.sub(r"[^A-Za-z0-9_.+-]+", "_", job.run_dir.name).strip("_.-") or "run")
+
+
+def submit_command(script: Path, run_dir: Path, after: str | None = None) -> list[str]:
+    """sbatch, as argv: the run folder goes in as one argument, never through a shell or an #SBATCH line."""
+    command = ["sbatch", "--parsable", f"--chdir={run_dir}"]
+    if after:
+        command += [f"--dependency=afterok:{after}", "--kill-on-invalid-dep=yes"]
+    return [*command, str(script)]
+
+
+@dataclass
+class SlurmTarget:
+    name = "slurm"
+    smoke_steps: int = 0
+
+    def render(self, job: Job) -> Rendered:
+        files = {**run_folder_files(job), **self._scripts(job, job.run_dir, job.plan.hardware.nodes, "")}
+        if self.smoke_steps:
+            smoke = smoke_job(job, self.smoke_steps)
+            smoke_files = {**run_folder_files(smoke), **self._scripts(smoke, smoke.run_dir, 1, "-smoke")}
+            files.update({f"{SMOKE_FOLDER}/{name}": text for name, text in smoke_files.items()})
+        return Rendered(
+            files=files,
+            command=submit_command(job.run_dir / JOB_SCRIPT, job.run_dir),
+            executable=frozenset(name for name in files if name.endswith((".sbatch", ".sh"))),
+        )
+
+    def _scripts(self, job: Job, run_dir: Path, nodes: int, suffix: str) -> dict[str, str]:
+        slurm = job.spec.slurm
+        if slurm.container_image and re.search(r"[,:\s]", str(run_dir)):
+            raise FtcError(
+                f"output.dir {run_dir}: pyxis cannot mount a path holding ',', ':' or blanks",
+                "choose a run folder path without them, or unset slurm.container_image",
+            )
+        values = {
+            "version": __version__,
+            "spec_path": job.spec_path,
+            "run_dir": run_dir,
+            "python": job.python,
+            "launcher": launcher_command(job),
+        }
+        script = render(
+            "slurm_job.sbatch.j2",
+            **values,
+            submit_command=shlex.join(submit_command(run_dir / JOB_SCRIPT, run_dir)),
+            job_name=job_name(job) + suffix,
+            nodes=nodes,
+            gpus_per_node=job.plan.hardware.devices_per_node if job.plan.backend.value == "cuda" else 0,
+            time_limit=slurm.smoke_time_limit if suffix else slurm.time_limit,
+            slurm=slurm,
+            secrets=job.spec.launch.secrets,
+            node_script=run_dir / NODE_SCRIPT,
+            container_flags=container_flags(slurm.container_image, run_dir),
+        )
+        check_sbatch_lines(script)
+        return {JOB_SCRIPT: script, NODE_SCRIPT: render("slurm_node.sh.j2", **values)}
+
+    def start(self, job: Job, rendered: Rendered) -> int:
+        if shutil.which("sbatch") is None:
+            raise FtcError(
+                "sbatch not found: this machine is not a Slurm submit host", "run ftc launch on a login node"
+            )
+        smoke_id = None
+        if self.smoke_steps:
+            smoke_dir = job.run_dir / SMOKE_FOLDER
+            smoke_id = submit(submit_command(smoke_dir / JOB_SCRIPT, smoke_dir))
+            write_job_record(smoke_dir, SlurmJobRecord(job_id=smoke_id))
+            print(f"submitted smoke job {smoke_id}: {self.smoke_steps} steps on one node, in {smoke_dir}")
+        command = submit_command(job.run_dir / JOB_SCRIPT, job.run_dir, after=smoke_id)
+        job_id = submit(command)
+        write_job_record(job.run_dir, SlurmJobRecord(job_id=job_id, smoke_job_id=smoke_id))
+        waits = f", after smoke job {smoke_id} succeeds" if smoke_id else ""
+        print(f"submitted slurm job {job_id}{waits}")
+        print(f"follow it: ftc status {job.run_dir} · ftc logs {job.run_dir} -f · ftc cancel {job.run_dir}")
+        return 0
+
+
+def submit(command: list[str]) -> str:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise FtcError(f"sbatch refused the job: {result.stderr.strip()}", "check the [slurm] section of the spec")
+    return result.stdout.strip().split(";")[0]  # --parsable prints "id" or "id;cluster"
+
+
+def smoke_job(job: Job, steps: int) -> Job:
+    """The same run cut to `steps` optimizer steps, in a folder of its own inside the run folder."""
+    run_dir = job.run_dir / SMOKE_FOLDER
+    train = job.spec.train.model_copy(update={"max_steps": steps, "epochs": None, "save_steps": steps})
+    spec = job.spec.model_copy(
+        update={"train": train, "output": job.spec.output.model_copy(update={"dir": str(run_dir)})}
+    )
+    return dataclasses.replace(job, spec=spec, run_dir=run_dir)
+
+
+def container_flags(image: str | None, run_dir: Path) -> list[str]:
+    """pyxis/enroot: the image, with the run folder mounted at the same path so every path in the spec holds."""
+    if not image:
+        return []
+    return [f"--container-image={image}", f"--container-mounts={run_dir}:{run_dir}", f"--container-workdir={run_dir}"]
+
+
+def check_sbatch_lines(script: str) -> None:
+    """Every #SBATCH option is one literal word; the spec's patterns keep it so, this keeps the template so."""
+    for line in script.splitlines():
+        if line.startswith("#SBATCH"):
+            option = line.removeprefix("#SBATCH").strip()
+            if not _SBATCH_OPTION.match(option) and "%j" not in option:
+                raise FtcError(f"cannot write {line!r} literally", "use plain words in the [slurm] section")
