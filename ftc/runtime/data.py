@@ -29,6 +29,7 @@ __all__ = [
     "dataset_records",
     "iter_conversations",
     "load_conversations",
+    "load_eval_datasets",
     "load_kto_examples",
     "load_preferences",
     "load_texts",
@@ -118,13 +119,7 @@ def train_eval_split(items: list[T], data: DataSection, seed: int) -> tuple[list
     Held-out records are picked from `seed`; every copy of a record lands on the same side.
     """
     if data.eval_datasets:
-        kind = KINDS[type(items[0])]
-        evaluated = [
-            item
-            for index, dataset in enumerate(data.eval_datasets)
-            for item in dataset_examples(dataset, kind, f"data.eval_datasets[{index}]")
-        ]
-        return items, evaluated
+        return items, load_eval_datasets(data, type(items[0]))
     if data.eval_ratio == 0:
         return items, []
     train, evaluated = hold_out(items, data.eval_ratio, seed)
@@ -134,6 +129,16 @@ def train_eval_split(items: list[T], data: DataSection, seed: int) -> tuple[list
             "lower data.eval_ratio or add data",
         )
     return train, evaluated
+
+
+def load_eval_datasets(data: DataSection, item: type[T]) -> list[T]:
+    """Every example of `data.eval_datasets` (none if there are none), read as `item`s: Conversation, ...."""
+    kind = KINDS[item]
+    return [
+        example
+        for index, dataset in enumerate(data.eval_datasets)
+        for example in dataset_examples(dataset, kind, f"data.eval_datasets[{index}]")
+    ]
 
 
 def dataset_conversations(dataset: DatasetSection) -> list[Conversation]:

@@ -92,22 +92,32 @@ def encode_segments(tokenizer: Any, segments: list[Segment]) -> dict[str, list[i
     return {"input_ids": input_ids, "labels": labels}
 
 
+def encode_conversation(
+    tokenizer: Any, conversation: Conversation, template_name: str, cutoff_len: int
+) -> tuple[dict[str, list[int]] | None, bool]:
+    """(example cut at cutoff_len, whether it was cut); the example is None when no reply token is left."""
+    try:
+        segments = conversation_segments(tokenizer, template_name, conversation.messages)
+    except ChatTemplateError as error:
+        raise RuntimeUserError(
+            f"{conversation.where}: {error}",
+            f"fix the record, or set model.template to one that fits it ({', '.join(TEMPLATES)})",
+        ) from None
+    example = encode_segments(tokenizer, segments)
+    too_long = len(example["input_ids"]) > cutoff_len
+    example = {key: ids[:cutoff_len] for key, ids in example.items()}
+    if all(label == IGNORE_INDEX for label in example["labels"]):
+        return None, too_long
+    return example, too_long
+
+
 def encode_conversations(
     tokenizer: Any, conversations: list[Conversation], template_name: str, cutoff_len: int
 ) -> EncodedData:
     examples, truncated, dropped = [], 0, 0
     for conversation in conversations:
-        try:
-            segments = conversation_segments(tokenizer, template_name, conversation.messages)
-        except ChatTemplateError as error:
-            raise RuntimeUserError(
-                f"{conversation.where}: {error}",
-                f"fix the record, or set model.template to one that fits it ({', '.join(TEMPLATES)})",
-            ) from None
-        example = encode_segments(tokenizer, segments)
-        too_long = len(example["input_ids"]) > cutoff_len
-        example = {key: ids[:cutoff_len] for key, ids in example.items()}
-        if all(label == IGNORE_INDEX for label in example["labels"]):
+        example, too_long = encode_conversation(tokenizer, conversation, template_name, cutoff_len)
+        if example is None:
             dropped += 1
         else:
             truncated += too_long

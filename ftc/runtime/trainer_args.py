@@ -57,10 +57,22 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
     }
 
 
+def evaluation_arguments(run: RunFolder, evaluates: bool) -> dict[str, Any]:
+    """Evaluate at every logging step when the stage has eval data, so each logged loss has an eval loss beside it."""
+    if not evaluates:
+        return {"eval_strategy": "no"}
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": run.spec.train.logging_steps,
+        "per_device_eval_batch_size": run.plan.micro_batch_size.value,
+    }
+
+
 def warmup_fraction(ratio: float) -> float:
     # transformers reads warmup_steps below 1 as a fraction of all steps and 1.0 as a single step,
     # so a whole-run warmup is passed as the largest fraction below 1.
     return ratio if ratio < 1 else math.nextafter(1.0, 0.0)
+
 
 # What each monitor needs installed; its keys come from the environment only.
 MONITOR_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
