@@ -218,3 +218,39 @@ def test_columns_map_our_fields_to_the_files_names_and_errors_use_the_files_name
     with pytest.raises(BadRecord, match="'conv' must be a non-empty list"):
         parse("sharegpt", {"conv": "x"}, {"conversations": "conv"})
     assert parse("text", {"body": "b"}, {"text": "body"}) == "b"
+
+
+# --- tool turns meet the chat templates -----------------------------------------------------------
+
+TOOL_CONVERSATION = [
+    {"role": "user", "content": "Add 2 and 3."},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"type": "function", "function": {"name": "add", "arguments": {"a": 2, "b": 3}}}],
+    },
+    {"role": "tool", "content": "5"},
+    {"role": "assistant", "content": "It is 5."},
+]
+
+
+def test_a_registry_template_refuses_tool_turns_by_name():
+    from ftc.chat_templates import TEMPLATES, ChatTemplateError
+
+    with pytest.raises(ChatTemplateError, match="message 1 is a tool call or a tool result, and the llama3 template"):
+        TEMPLATES["llama3"].segments(TOOL_CONVERSATION)
+
+
+def test_a_tokenizer_template_that_knows_tools_trains_on_the_tool_call_and_the_answer():
+    from ftc.runtime.tiny import build_tiny_tokenizer
+    from ftc.runtime.tokenize import auto_segments
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m.role }}|>{% if m.tool_calls %}{{ m.tool_calls[0].function | tojson }}"
+        "{% else %}{{ m.content }}{% endif %}<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    segments = auto_segments(tokenizer, TOOL_CONVERSATION)
+    trained = [segment.text for segment in segments if segment.trainable]
+    assert trained == ['{"name": "add", "arguments": {"a": 2, "b": 3}}<|end|>', "It is 5.<|end|>"]
+    assert "<|tool|>5<|end|>" in "".join(segment.text for segment in segments if not segment.trainable)
