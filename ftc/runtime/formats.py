@@ -238,8 +238,31 @@ def reply_text(record: Record, field: str) -> str:
     return value
 
 
+def _whole_conversations(record: Record) -> tuple[list[Message], str, str]:
+    """chosen and rejected as whole conversations that share everything but the last reply (Anthropic HH's shape)."""
+    chosen = parse_messages(record.get("chosen"), record.column("chosen"))
+    rejected = parse_messages(record.get("rejected"), record.column("rejected"))
+    if chosen[:-1] != rejected[:-1]:
+        raise BadRecord(
+            f"{record.column('chosen')!r} and {record.column('rejected')!r} differ before their last turn: "
+            "without a prompt field, all but the last turn is the prompt they share"
+        )
+    if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise BadRecord(
+            f"{record.column('chosen')!r} and {record.column('rejected')!r} must end with the assistant reply"
+        )
+    if not chosen[:-1] or chosen[-2]["role"] != "user":
+        raise BadRecord("the prompt must end with a user turn")
+    return chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
+
+
 def preference_parts(record: Record) -> tuple[list[Message], str, str]:
-    prompt, chosen, rejected = prompt_messages(record), reply_text(record, "chosen"), reply_text(record, "rejected")
+    has_prompt = any(record.has(field) for field in ("messages", "prompt", "instruction"))
+    whole = isinstance(record.raw.get(record.column("chosen")), list) and len(record.get("chosen")) > 1
+    if not has_prompt and whole:
+        prompt, chosen, rejected = _whole_conversations(record)
+    else:
+        prompt, chosen, rejected = prompt_messages(record), reply_text(record, "chosen"), reply_text(record, "rejected")
     if chosen == rejected:
         raise BadRecord(f"{record.column('chosen')!r} and {record.column('rejected')!r} are the same reply")
     return prompt, chosen, rejected
@@ -303,7 +326,8 @@ FORMATS: dict[str, DataFormat] = _build_registry(
         "preference",
         "preference",
         preference_parts,
-        "a prompt (messages, prompt, or instruction + input) and chosen, rejected replies",
+        "a prompt (messages, prompt, or instruction + input) and chosen, rejected replies; or chosen, rejected "
+        "as whole conversations that differ only in the last reply",
     ),
     DataFormat("kto", "kto", kto_parts, "a prompt (messages, prompt, or instruction + input), completion, label"),
     DataFormat("text", "text", text_of, "text"),

@@ -142,6 +142,18 @@ def test_preference_in_messages_shape_takes_replies_as_text_or_assistant_message
     assert (chosen, rejected) == ("Bye!", "No.")
 
 
+def test_preference_as_two_whole_conversations_shares_all_but_the_last_reply():
+    prompt = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
+    record = {
+        "chosen": prompt + [{"role": "assistant", "content": "good"}],
+        "rejected": prompt + [{"role": "assistant", "content": "bad"}],
+    }
+    assert parse("preference", record) == (prompt, "good", "bad")
+    record["rejected"] = [{"role": "user", "content": "other"}, {"role": "assistant", "content": "bad"}]
+    with pytest.raises(BadRecord, match="differ before their last turn"):
+        parse("preference", record)
+
+
 def test_a_plain_prompt_is_one_user_turn():
     assert parse("preference", {"prompt": "Q?", "chosen": "A", "rejected": "B"})[0] == [
         {"role": "user", "content": "Q?"}
