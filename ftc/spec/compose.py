@@ -45,7 +45,7 @@ def document(text: str, file: str) -> Composed:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise SpecError([toml_syntax_diagnostic(file, error)]) from None
+        raise SpecError([toml_syntax_diagnostic(file, error, text)]) from None
     positions = locate_keys(text)
     origins = {path: Origin(file, where.line, where.column) for path, where in positions.items()}
     return Composed(data, origins)

@@ -77,10 +77,13 @@ def dotted(path: KeyPath) -> str:
     return out
 
 
-def toml_syntax_diagnostic(file: str, error: Exception) -> Diagnostic:
+def toml_syntax_diagnostic(file: str, error: Exception, source: str = "") -> Diagnostic:
     text = str(error)
     match = re.search(r"\(at line (\d+), column (\d+)\)", text)
-    line, column = (int(match[1]), int(match[2])) if match else (0, 0)
+    # tomllib says "at end of document" for an unclosed construct: that is the last line.
+    last_line = source.rsplit("\n", 1)[-1]
+    end = (source.count("\n") + 1, len(last_line) + 1)
+    line, column = (int(match[1]), int(match[2])) if match else end
     message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", text)
     return Diagnostic(
         file, line, column, "", f"TOML syntax error: {message}", "check quoting, brackets and `key = value` form here"
