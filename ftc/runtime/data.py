@@ -8,6 +8,7 @@ names the file and position of any record that does not fit. Files are read by `
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ __all__ = [
     "dataset_examples",
     "dataset_records",
     "iter_conversations",
+    "iter_texts",
     "load_conversations",
     "load_eval_datasets",
     "load_kto_examples",
@@ -113,6 +115,11 @@ def iter_conversations(data: DataSection, seed: int = 0) -> Iterator[Conversatio
     return _iterate(data, KINDS[Conversation], seed)
 
 
+def iter_texts(data: DataSection, seed: int = 0) -> Iterator[TextDocument]:
+    """One lazy pass over the documents, for `data.streaming`."""
+    return _iterate(data, KINDS[TextDocument], seed)
+
+
 def train_eval_split(items: list[T], data: DataSection, seed: int) -> tuple[list[T], list[T]]:
     """(train, eval): `data.eval_datasets` read by the same loader as `items`, or `data.eval_ratio` held out.
 
@@ -165,9 +172,13 @@ def _iterate(data: DataSection, kind: ExampleKind, seed: int) -> Iterator[Any]:
         return lambda: _examples(dataset, kind, f"data.datasets[{index}]", streaming=True)
 
     openers = [opener(index, dataset) for index, dataset in enumerate(data.datasets)]
-    for open_source, dataset in zip(openers, data.datasets, strict=True):
-        if next(open_source(), None) is None:  # refused up front, so a mixture never waits on an empty source
-            raise RuntimeUserError(f"dataset {dataset.path} has no records", "point its path at a non-empty file")
+    for index, (open_source, dataset) in enumerate(zip(openers, data.datasets, strict=True)):
+        with closing(open_source()) as source:  # an empty source is refused now, not when a mixture reaches it
+            if next(source, None) is None:
+                raise RuntimeUserError(
+                    f"data.datasets[{index}]: dataset {dataset.path} has no records",
+                    "point its path at a non-empty file",
+                )
     if data.datasets[0].weight is None:
         return (item for open_source in openers for item in open_source())
     return interleave(openers, [dataset.weight for dataset in data.datasets], data.mix_size, seed)

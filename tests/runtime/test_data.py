@@ -12,6 +12,7 @@ from ftc.runtime.data import (
     TextDocument,
     dataset_conversations,
     iter_conversations,
+    iter_texts,
     load_conversations,
     load_kto_examples,
     load_preferences,
@@ -216,3 +217,16 @@ def test_streamed_conversations_are_read_as_they_are_consumed(tmp_path):
     assert [next(stream).messages[-1]["content"] for _ in range(3)] == ["a0", "a1", "a2"]
     with pytest.raises(RuntimeUserError, match="line 4: invalid JSON"):
         next(stream)
+
+
+def test_a_streamed_pass_refuses_an_empty_dataset_up_front_and_streams_texts(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    texts = write_jsonl(tmp_path / "t.jsonl", [{"text": "one"}, {"text": "two"}])
+    data = DataSection(
+        datasets=[DatasetSection(path=str(texts), format="text"), DatasetSection(path=str(empty), format="text")]
+    )
+    with pytest.raises(RuntimeUserError, match=r"data\.datasets\[1\]: dataset .*empty\.jsonl has no records"):
+        iter_texts(data)
+    only_texts = DataSection(datasets=data.datasets[:1])
+    assert [document.text for document in iter_texts(only_texts)] == ["one", "two"]
