@@ -116,7 +116,7 @@ def test_overrides_are_typed_by_the_schema(tmp_path):
             "model.revision=2024",  # a string field: stays text, not the integer 2024
             "train.gradient_checkpointing=true",
             "data.datasets[0].path=other data.json",
-            "lora.target=[\"q_proj\", \"v_proj\"]",
+            'lora.target=["q_proj", "v_proj"]',
             "quantization.bits=4",
             "train.method=qlora",
         ),
