@@ -1,24 +1,29 @@
-"""What a finished stage leaves in the run folder: the trained weights, metrics.json and loss.png."""
+"""What a finished stage leaves in the run folder: the trained weights, metrics.json and its curves (PNG)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ftc.runtime.metrics import write_metrics
-from ftc.runtime.report import draw_loss_curve, summary_lines
+from ftc.runtime.report import plot_title, summary_lines, write_plots
 from ftc.runtime.run_folder import RunFolder
 
 
 def save_trained(trainer: Any, folder: RunFolder) -> None:
     """The adapter (LoRA) or the whole model, with the tokenizer that carries the chat template used."""
+    drop_reference_adapters(trainer.model)
     trainer.save_model(str(folder.trained))
     trainer.processing_class.save_pretrained(str(folder.trained))
 
 
+def drop_reference_adapters(model: Any) -> None:
+    """Only the trained adapter is the result: trl's DPO/KTO add a frozen copy of it ("ref") as their reference."""
+    for name in [name for name in getattr(model, "peft_config", {}) if name != "default"]:
+        model.delete_adapter(name)
+
+
 def finish(folder: RunFolder, metrics: dict[str, Any]) -> None:
     write_metrics(folder.metrics, metrics)
-    if metrics["log"]:
-        title = f"{metrics['stage']} · {metrics['method']} · {folder.path.name}"
-        draw_loss_curve(metrics["log"], folder.loss_plot, title)
-    for line in summary_lines(metrics, folder.trained, folder.loss_plot):
+    plots = write_plots(metrics, folder.path, plot_title(metrics, folder.path.name))
+    for line in summary_lines(metrics, folder.trained, plots):
         print(line)

@@ -27,10 +27,18 @@ def cpu_plan(precision: str = "fp32") -> Plan:
     )
 
 
-def write_run_folder(run_dir: Path, model_dir: Path, data_path: Path, **train: object) -> Path:
+def write_run_folder(
+    run_dir: Path,
+    model_dir: Path,
+    data_path: Path,
+    data_format: str = "alpaca",
+    sections: dict | None = None,  # more spec sections, e.g. {"preference": {"beta": 0.5}}
+    plan: Plan | None = None,
+    **train: object,
+) -> Path:
     spec = {
         "model": {"name_or_path": str(model_dir), "template": "llama3"},
-        "data": {"datasets": [{"path": str(data_path), "format": "alpaca"}], "cutoff_len": 128},
+        "data": {"datasets": [{"path": str(data_path), "format": data_format}], "cutoff_len": 128},
         "train": {
             "stage": "sft",
             "method": "lora",
@@ -47,8 +55,9 @@ def write_run_folder(run_dir: Path, model_dir: Path, data_path: Path, **train: o
         "lora": {"rank": 8, "alpha": 16, "target": "all"},
         "output": {"dir": str(run_dir)},
     }
+    spec.update(sections or {})
     Spec.model_validate(spec)  # the runtime is only ever handed valid specs
     run_dir.mkdir(parents=True)
     (run_dir / "spec.toml").write_text(tomli_w.dumps(spec), encoding="utf-8")
-    (run_dir / "plan.json").write_text(json.dumps(cpu_plan().to_dict()), encoding="utf-8")
+    (run_dir / "plan.json").write_text(json.dumps((plan or cpu_plan()).to_dict()), encoding="utf-8")
     return run_dir

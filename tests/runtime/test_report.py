@@ -1,13 +1,16 @@
-"""metrics.json bookkeeping, the sparkline and the trainer settings taken from spec and plan."""
+"""metrics.json bookkeeping, the curves and summary drawn from it, and the trainer settings taken from spec and plan."""
 
 from __future__ import annotations
 
 import json
 
-from ftc.runtime.metrics import add_trainer_log, new_metrics, write_metrics
-from ftc.runtime.report import sparkline, summary_lines
+import pytest
+
+from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.metrics import add_trainer_log, new_metrics, read_metrics, series_values, write_metrics
+from ftc.runtime.report import sparkline, summary_lines, write_plots
 from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.trainer_args import training_arguments, warmup_fraction
+from ftc.runtime.trainer_args import monitor_environment, training_arguments, warmup_fraction
 from ftc.spec.models import Spec
 from tests.runtime.run_folders import cpu_plan
 
@@ -33,22 +36,111 @@ def test_metrics_keep_losses_and_runtime(tmp_path):
     ]
     assert (written["first_loss"], written["last_loss"], written["train_runtime_s"]) == (6.5, 5.0, 2.5)
     assert list(tmp_path.iterdir()) == [tmp_path / "metrics.json"]  # no temporary file left behind
-    lines = summary_lines(written, tmp_path / "adapter", tmp_path / "loss.png")
+    plots = write_plots(written, tmp_path, "sft · lora · run")
+    assert plots == [tmp_path / "loss.png"]  # an SFT run has no reward curves to draw
+    lines = summary_lines(written, tmp_path / "adapter", plots)
     assert lines[0].startswith("loss 6.500 → 5.000") and f"adapter: {tmp_path / 'adapter'}" in lines
+    assert lines[-1] == f"curves: loss.png in {tmp_path}"
 
 
-def test_the_plan_not_the_spec_sets_batch_and_precision(tmp_path):
-    spec = Spec.model_validate(
+def dpo_like_metrics() -> dict:
+    metrics = new_metrics("dpo", "lora")
+    for step, margin in ((1, 0.0), (2, 0.4), (3, 1.5)):
+        logs = {"loss": 0.7 - margin / 3, "rewards/chosen": margin / 2, "rewards/rejected": -margin / 2}
+        add_trainer_log(metrics, step, {**logs, "rewards/margins": margin, "rewards/accuracies": min(margin, 1.0)})
+    add_trainer_log(metrics, 3, {"eval_loss": 0.31, "eval_rewards/margins": 1.2})
+    return metrics
+
+
+def test_a_stages_reward_series_are_kept_under_one_name_whatever_the_trainer_calls_them():
+    metrics = dpo_like_metrics()
+    assert series_values(metrics, "reward_margin") == [(1, 0.0), (2, 0.4), (3, 1.5)]
+    assert series_values(metrics, "reward_accuracy") == [(1, 0.0), (2, 0.4), (3, 1.0)]
+    assert series_values(metrics, "reward_chosen")[-1] == (3, 0.75)
+    assert metrics["eval_log"] == [{"step": 3, "eval_loss": 0.31}]
+
+    reward_model = new_metrics("rm", "full")  # trl's RewardTrainer logs "accuracy" and "margin"
+    add_trainer_log(reward_model, 1, {"loss": 0.69, "accuracy": 0.25, "margin": -0.1, "mean_reward": 0.0})
+    assert reward_model["log"][0] == {
+        "step": 1, "loss": 0.69, "learning_rate": 0.0, "epoch": 0.0, "reward_accuracy": 0.25, "reward_margin": -0.1,
+    }  # fmt: skip
+
+
+def test_reward_curves_are_drawn_beside_the_loss_and_summarised(tmp_path):
+    metrics = dpo_like_metrics()
+    plots = write_plots(metrics, tmp_path, "dpo · lora · run")
+    assert [plot.name for plot in plots] == ["loss.png", "rewards.png", "margin.png", "accuracy.png"]
+    assert all(plot.read_bytes().startswith(b"\x89PNG") for plot in plots)
+    lines = summary_lines(metrics, None, plots)
+    assert "reward margin (chosen − rejected): 0.000 → 1.500  ▁▃█" in lines
+    assert "evaluation loss (last): 0.310" in lines
+    assert not any(line.startswith(("adapter:", "model:")) for line in lines)  # nothing trained to point at
+
+
+def test_read_metrics_refuses_what_is_not_a_metrics_file(tmp_path):
+    write_metrics(tmp_path / "metrics.json", dpo_like_metrics())
+    assert read_metrics(tmp_path / "metrics.json")["stage"] == "dpo"
+    for text in ("{not json", '{"stage": "sft"}', '{"log": [{"loss": 1.0}]}'):
+        (tmp_path / "bad.json").write_text(text)
+        with pytest.raises(ValueError):
+            read_metrics(tmp_path / "bad.json")
+
+
+def spec_with(**sections) -> Spec:
+    return Spec.model_validate(
         {
             "model": {"name_or_path": "m"},
             "data": {"datasets": [{"path": "d.json"}]},
             "train": {"epochs": 2.0, "micro_batch_size": 32, "precision": "fp32", "warmup_ratio": 1.0},
+            **sections,
         }
     )
-    plan = cpu_plan("bf16")
-    arguments = training_arguments(RunFolder(tmp_path, spec, plan))
+
+
+def test_the_plan_not_the_spec_sets_batch_and_precision(tmp_path):
+    arguments = training_arguments(RunFolder(tmp_path, spec_with(), cpu_plan("bf16")))
     assert (arguments["per_device_train_batch_size"], arguments["gradient_accumulation_steps"]) == (4, 2)
     assert (arguments["bf16"], arguments["fp16"], arguments["use_cpu"]) == (True, False, True)
     assert (arguments["max_steps"], arguments["num_train_epochs"]) == (-1, 2.0)
     assert arguments["output_dir"] == str(tmp_path / "checkpoints")
     assert 0.999 < warmup_fraction(1.0) < 1 and warmup_fraction(0.1) == 0.1
+
+
+def test_tensorboard_is_the_default_monitor_and_logs_into_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    arguments = training_arguments(RunFolder(tmp_path / "run-7", spec_with(), cpu_plan()))
+    assert (arguments["report_to"], arguments["run_name"]) == (["tensorboard"], "run-7")
+    import os
+
+    assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "run-7" / "tensorboard")
+
+    quiet = training_arguments(RunFolder(tmp_path, spec_with(monitor={"report_to": []}), cpu_plan()))
+    assert quiet["report_to"] == "none"
+
+
+def test_wandb_and_mlflow_are_named_in_the_spec_and_keyed_from_the_environment(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = spec_with(monitor={"report_to": ["wandb", "mlflow"], "project": "prefs", "run_name": "dpo-β0.1"})
+    folder = RunFolder(tmp_path, spec, cpu_plan())
+    installed = importlib.util.find_spec
+    for name in ("WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+
+    # Not installed here: a user error that says what to install, before any model is loaded.
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "wandb" else installed(name))
+    with pytest.raises(RuntimeUserError, match="monitor.report_to names wandb") as refused:
+        training_arguments(folder)
+    assert "pip install wandb" in refused.value.hint
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # as if both were installed
+    arguments = training_arguments(folder)
+    assert (arguments["report_to"], arguments["run_name"]) == (["wandb", "mlflow"], "dpo-β0.1")
+    assert monitor_environment(folder) == {
+        "TENSORBOARD_LOGGING_DIR": str(tmp_path / "tensorboard"),
+        "WANDB_PROJECT": "prefs",
+        "MLFLOW_EXPERIMENT_NAME": "prefs",
+    }
+    import os
+
+    assert os.environ["WANDB_PROJECT"] == "prefs" and "WANDB_API_KEY" not in monitor_environment(folder)

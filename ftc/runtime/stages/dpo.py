@@ -1,0 +1,59 @@
+"""DPO: direct preference optimisation on (prompt, chosen, rejected) pairs, through trl's DPOTrainer.
+
+trl gets conversational records and renders them with our template (see `ftc.runtime.preference`).
+The loss compares the policy's log-probability ratio of chosen over rejected with the reference's;
+`preference.ftx` adds an SFT term on the chosen reply.
+"""
+
+from __future__ import annotations
+
+from ftc.runtime.data import load_preferences
+from ftc.runtime.model import ADAPTER_METHODS, attach_lora_plus, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.outputs import finish, save_trained
+from ftc.runtime.preference import describe_preferences, encode_pairs
+from ftc.runtime.preference_models import load_reference_model
+from ftc.runtime.run_folder import RunFolder
+from ftc.runtime.tokenize import use_template
+from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.training import train
+
+
+def run(folder: RunFolder) -> None:
+    spec, preference = folder.spec, folder.spec.preference
+    pairs = load_preferences(spec.data, spec.train.seed)  # first: a bad record is reported before the heavy imports
+
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from ftc.runtime.callbacks import MetricsRecorder
+
+    tokenizer = load_tokenizer(spec.model)
+    use_template(tokenizer, spec.model.template)
+    data = encode_pairs(tokenizer, pairs, spec.model.template, spec.data.cutoff_len)
+    print(describe_preferences(data, tokenizer, spec.model.template), flush=True)
+
+    model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
+    recorder = MetricsRecorder(folder.metrics, stage="dpo", method=spec.train.method)
+    trainer = DPOTrainer(
+        model=model,
+        # The reference: with an adapter, trl keeps a frozen copy of the initial adapter beside it and
+        # switches to it (no second model); full and freeze need a frozen copy of the base, loaded in
+        # the compute dtype the plan counts.
+        ref_model=None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, folder.plan),
+        args=DPOConfig(
+            **training_arguments(folder),
+            max_length=spec.data.cutoff_len,
+            beta=preference.beta,
+            # ftx: an SFT term on the chosen reply beside the preference loss, weighted
+            loss_type=[preference.loss_type, "sft"] if preference.ftx else [preference.loss_type],
+            loss_weights=[1.0, preference.ftx] if preference.ftx else None,
+        ),
+        train_dataset=Dataset.from_list(data.records),
+        processing_class=tokenizer,
+        callbacks=[recorder],
+    )
+    attach_lora_plus(trainer, spec)
+    train(trainer, folder)
+
+    save_trained(trainer, folder)
+    finish(folder, recorder.metrics)

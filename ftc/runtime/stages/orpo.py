@@ -1,0 +1,47 @@
+"""ORPO: odds-ratio preference optimisation on (prompt, chosen, rejected) pairs, through trl's ORPOTrainer.
+
+trl gets conversational records and renders them with our template (see `ftc.runtime.preference`).
+The loss is SFT on the chosen reply plus `preference.beta` (ORPO's λ) times an odds-ratio term
+that favours chosen over rejected; no reference model is needed.
+"""
+
+from __future__ import annotations
+
+from ftc.runtime.data import load_preferences
+from ftc.runtime.model import attach_lora_plus, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.outputs import finish, save_trained
+from ftc.runtime.preference import describe_preferences, encode_pairs
+from ftc.runtime.run_folder import RunFolder
+from ftc.runtime.tokenize import use_template
+from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.training import train
+
+
+def run(folder: RunFolder) -> None:
+    spec, preference = folder.spec, folder.spec.preference
+    pairs = load_preferences(spec.data, spec.train.seed)  # first: a bad record is reported before the heavy imports
+
+    from datasets import Dataset
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    from ftc.runtime.callbacks import MetricsRecorder
+
+    tokenizer = load_tokenizer(spec.model)
+    use_template(tokenizer, spec.model.template)
+    data = encode_pairs(tokenizer, pairs, spec.model.template, spec.data.cutoff_len)
+    print(describe_preferences(data, tokenizer, spec.model.template), flush=True)
+
+    model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
+    recorder = MetricsRecorder(folder.metrics, stage="orpo", method=spec.train.method)
+    trainer = ORPOTrainer(
+        model=model,
+        args=ORPOConfig(**training_arguments(folder), max_length=spec.data.cutoff_len, beta=preference.beta),
+        train_dataset=Dataset.from_list(data.records),
+        processing_class=tokenizer,
+        callbacks=[recorder],
+    )
+    attach_lora_plus(trainer, spec)
+    train(trainer, folder)
+
+    save_trained(trainer, folder)
+    finish(folder, recorder.metrics)

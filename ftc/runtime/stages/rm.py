@@ -1,0 +1,50 @@
+"""RM: a reward model trained on (prompt, chosen, rejected) pairs, through trl's RewardTrainer.
+
+The base gets a one-output score head in place of its LM head; the loss (Bradley-Terry) asks the
+score of prompt + chosen to beat that of prompt + rejected. trl gets conversational records and
+renders them with our template (see `ftc.runtime.preference`); a pair over cutoff_len is dropped,
+not cut, since the score of a cut reply is the score of another text.
+"""
+
+from __future__ import annotations
+
+from ftc.runtime.data import load_preferences
+from ftc.runtime.model import load_tokenizer
+from ftc.runtime.outputs import finish, save_trained
+from ftc.runtime.preference import describe_preferences, encode_pairs
+from ftc.runtime.preference_models import load_reward_model, reward_lora_config
+from ftc.runtime.run_folder import RunFolder
+from ftc.runtime.tokenize import use_template
+from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.training import train
+
+
+def run(folder: RunFolder) -> None:
+    spec = folder.spec
+    pairs = load_preferences(spec.data, spec.train.seed)  # first: a bad record is reported before the heavy imports
+
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    from ftc.runtime.callbacks import MetricsRecorder
+
+    tokenizer = load_tokenizer(spec.model)
+    use_template(tokenizer, spec.model.template)
+    data = encode_pairs(tokenizer, pairs, spec.model.template, spec.data.cutoff_len, drop_long=True)
+    print(describe_preferences(data, tokenizer, spec.model.template), flush=True)
+
+    model = load_reward_model(spec.model, folder.plan, spec.train.method)
+    model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token before the padding
+    recorder = MetricsRecorder(folder.metrics, stage="rm", method=spec.train.method)
+    trainer = RewardTrainer(
+        model=model,
+        args=RewardConfig(**training_arguments(folder), max_length=spec.data.cutoff_len),
+        train_dataset=Dataset.from_list(data.records),
+        processing_class=tokenizer,
+        peft_config=reward_lora_config(spec.lora, model) if spec.train.method == "lora" else None,
+        callbacks=[recorder],
+    )
+    train(trainer, folder)
+
+    save_trained(trainer, folder)
+    finish(folder, recorder.metrics)
