@@ -83,6 +83,51 @@ def write_tiny_alpaca(path: str | Path, n: int = 256, seed: int = 0) -> Path:
     return path
 
 
+# Replies a preference stage should learn to rank below a real answer. Every rejected reply is one
+# of these, so the pairs are separable by design: a reward model or a policy can tell them apart
+# within a few steps, and a test can ask for more than chance.
+REFUSALS = ("I do not know.", "No.", "I cannot answer that.", "Ask me later.")
+
+
+def tiny_preferences(n: int, seed: int = 0) -> list[dict[str, str]]:
+    """`n` preference records (alpaca shape): the task's answer is chosen, a refusal rejected."""
+    rng = random.Random(seed + 1)  # its own stream: the refusals drawn do not shift the tasks
+    return [
+        {"instruction": record["instruction"], "input": record["input"], "chosen": record["output"],
+         "rejected": rng.choice(REFUSALS)}
+        for record in tiny_records(n, seed)
+    ]  # fmt: skip
+
+
+def tiny_kto_examples(n: int, seed: int = 0) -> list[dict[str, object]]:
+    """`n` unpaired KTO records, desirable and undesirable alternating: the answer (true) or a refusal (false)."""
+    rng = random.Random(seed + 1)
+    records: list[dict[str, object]] = []
+    for index, record in enumerate(tiny_records(n, seed)):
+        desirable = index % 2 == 0
+        completion = record["output"] if desirable else rng.choice(REFUSALS)
+        records.append({"instruction": record["instruction"], "input": record["input"], "completion": completion,
+                        "label": desirable})  # fmt: skip
+    return records
+
+
+def write_tiny_preferences(path: str | Path, n: int = 128, seed: int = 0) -> Path:
+    """Write `n` generated preference pairs as a JSON list to `path` (data format "preference")."""
+    return _write_json(path, tiny_preferences(n, seed))
+
+
+def write_tiny_kto(path: str | Path, n: int = 128, seed: int = 0) -> Path:
+    """Write `n` generated KTO examples as a JSON list to `path` (data format "kto")."""
+    return _write_json(path, tiny_kto_examples(n, seed))
+
+
+def _write_json(path: str | Path, records: list) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
 def _tokenizer_corpus(seed: int) -> list[str]:
     # The text a conversation renders to, minus the special tokens: BPE training does not skip
     # added tokens, so writing them here would only teach merges of their pieces.
