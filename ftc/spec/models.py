@@ -471,12 +471,12 @@ class Spec(Section):
                         + (" (prompt, chosen, rejected)" if wanted == "preference" else " (prompt, completion, label)"),
                         at=f"data.{key}[{index}].format",
                     )
-        if "preference" in self.model_fields_set:
-            for name in sorted(self.preference.model_fields_set):
-                if stage not in PREFERENCE_KEY_STAGES[name]:
-                    raise rule_error(
-                        f"preference.{name} is read by {', '.join(PREFERENCE_KEY_STAGES[name])}, not by {stage!r}",
-                        "remove it, or set train.stage to a stage that reads it",
-                        at=f"preference.{name}",
-                    )
+        for name, readers in PREFERENCE_KEY_STAGES.items():
+            # By value, not by presence: a resolved spec (the run folder's) writes every key out.
+            if stage not in readers and getattr(self.preference, name) != PreferenceSection.model_fields[name].default:
+                raise rule_error(
+                    f"preference.{name} is read by {', '.join(readers)}, not by {stage!r}",
+                    "remove it, or set train.stage to a stage that reads it",
+                    at=f"preference.{name}",
+                )
         return self
