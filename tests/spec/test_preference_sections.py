@@ -1,0 +1,72 @@
+"""[preference] and [monitor]: ranges, the data format each preference stage needs, keys read by another
+stage, and credentials refused; every mistake located at its key with a hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftc.spec import SpecError, parse_spec
+from tests.specs import VALID, replace
+
+DPO = replace(replace(VALID, 'stage = "sft"', 'stage = "dpo"'), 'format = "alpaca"', 'format = "preference"')
+
+
+def only(text: str):
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "job.toml")
+    assert len(caught.value.diagnostics) == 1, [d.format() for d in caught.value.diagnostics]
+    return caught.value.diagnostics[0]
+
+
+def test_preference_and_monitor_have_documented_defaults():
+    spec = parse_spec(DPO, "job.toml")
+    assert (spec.preference.beta, spec.preference.loss_type, spec.preference.ftx) == (0.1, "sigmoid", 0.0)
+    assert (spec.preference.desirable_weight, spec.preference.undesirable_weight) == (1.0, 1.0)
+    assert (spec.monitor.report_to, spec.monitor.project, spec.monitor.run_name) == (["tensorboard"], None, None)
+
+
+def test_a_tuned_dpo_spec_parses():
+    text = DPO + '\n[preference]\nbeta = 0.5\nloss_type = "ipo"\nftx = 0.2\n\n[monitor]\nreport_to = ["wandb"]\n'
+    spec = parse_spec(text + 'project = "prefs"\n', "job.toml")
+    assert (spec.preference.beta, spec.preference.loss_type, spec.preference.ftx) == (0.5, "ipo", 0.2)
+    assert (spec.monitor.report_to, spec.monitor.project) == (["wandb"], "prefs")
+
+
+@pytest.mark.parametrize("stage", ["rm", "dpo", "orpo"])
+def test_pair_stages_refuse_sft_data_at_the_datasets_format(stage):
+    d = only(replace(VALID, 'stage = "sft"', f'stage = "{stage}"'))
+    assert d.path == "data.datasets[0].format" and d.line == 10  # its [[data.datasets]] table
+    assert f"train.stage = '{stage}' trains on 'preference' data, not 'alpaca'" in d.message
+    assert "chosen, rejected" in d.hint
+
+
+def test_kto_wants_kto_records():
+    d = only(replace(DPO, 'stage = "dpo"', 'stage = "kto"'))
+    assert d.path == "data.datasets[0].format" and "'kto' data, not 'preference'" in d.message
+    assert "completion, label" in d.hint
+    parse_spec(replace(replace(DPO, 'stage = "dpo"', 'stage = "kto"'), '"preference"', '"kto"'), "job.toml")
+
+
+def test_a_key_no_stage_reads_here_is_named_with_the_stages_that_do():
+    d = only(DPO + "\n[preference]\ndesirable_weight = 2.0\n")
+    assert d.path == "preference.desirable_weight" and d.line == 29
+    assert d.message == "preference.desirable_weight is read by kto, not by 'dpo'"
+    d = only(VALID + "\n[preference]\nbeta = 0.3\n")  # sft reads no [preference] at all
+    assert d.path == "preference.beta" and "read by dpo, kto, orpo, not by 'sft'" in d.message
+    parse_spec(VALID + "\n[preference]\nbeta = 0.1\n", "job.toml")  # the default value says nothing
+
+
+def test_ranges_and_names():
+    assert only(DPO + "\n[preference]\nbeta = 0\n").path == "preference.beta"
+    assert only(DPO + "\n[preference]\nftx = -1.0\n").path == "preference.ftx"
+    d = only(DPO + '\n[preference]\nloss_type = "sigmod"\n')
+    assert d.path == "preference.loss_type" and "sigmoid" in d.message + (d.hint or "")
+    d = only(DPO + '\n[monitor]\nreport_to = ["neptune"]\n')
+    assert d.path.startswith("monitor.report_to") and "tensorboard" in d.message
+
+
+@pytest.mark.parametrize("key", ["api_key", "wandb_token", "WANDB_API_KEY"])
+def test_credentials_never_go_in_the_spec(key):
+    d = only(DPO + f'\n[monitor]\nreport_to = ["wandb"]\n{key} = "abc123"\n')
+    assert d.path == f"monitor.{key}" and d.line == 30
+    assert d.message == "credentials never go in the spec" and "environment" in d.hint and "launch.secrets" in d.hint
