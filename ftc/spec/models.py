@@ -445,7 +445,8 @@ class Spec(Section):
         method, stage = self.train.method, self.train.stage
         if self.data.packing and stage not in ("pt", "sft"):
             raise rule_error(f"packing is for the pt and sft stages, not {stage!r}", "remove it", at="data.packing")
-        if "freeze" in self.model_fields_set and method != "freeze":
+        # By value, not by presence: a resolved spec (the run folder's) writes every section out.
+        if self.freeze != FreezeSection.model_construct() and method != "freeze":
             raise rule_error(
                 f"[freeze] is set but train.method is {method!r}", "use method = 'freeze', or remove it", at="freeze"
             )
