@@ -1,0 +1,84 @@
+"""The SFT stage with the data layer's options: an eval split logged beside the loss, and streaming.
+
+A few steps of the tiny model each, in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.tiny import tiny_records
+from ftc.spec.models import Spec
+from tests.runtime.run_folders import cpu_plan
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
+
+
+def train_sft(run_dir: Path, model_dir: Path, data: dict, **train: object) -> dict:
+    """Write a run folder as a target would, run it through the runtime's entry, return metrics.json."""
+    from ftc.runtime.__main__ import run
+
+    spec = {
+        "model": {"name_or_path": str(model_dir), "template": "llama3"},
+        "data": {"cutoff_len": 128, **data},
+        "train": {
+            "stage": "sft",
+            "method": "lora",
+            "global_batch_size": 8,  # the plan: micro-batch 4 × 2 accumulation steps
+            "learning_rate": 1e-2,
+            "max_steps": 6,
+            "seed": 0,
+            "logging_steps": 3,
+            "save_steps": 6,
+            **train,
+        },
+        "output": {"dir": str(run_dir)},
+    }
+    spec["train"] = {key: value for key, value in spec["train"].items() if value is not None}  # None: leave out
+    Spec.model_validate(spec)
+    run_dir.mkdir(parents=True)
+    (run_dir / "spec.toml").write_text(tomli_w.dumps(spec), encoding="utf-8")
+    (run_dir / "plan.json").write_text(json.dumps(cpu_plan().to_dict()), encoding="utf-8")
+    run(str(run_dir))
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_sft_evaluates_the_held_out_split_at_every_logging_step(tmp_path, tiny_model_dir, capsys):
+    data = write_jsonl(tmp_path / "train.jsonl", tiny_records(40))
+    metrics = train_sft(tmp_path / "run", tiny_model_dir, {"datasets": [{"path": str(data)}], "eval_ratio": 0.25})
+    assert "evaluation: 10 held-out examples" in capsys.readouterr().out
+    assert [entry["step"] for entry in metrics["eval_log"]] == [3, 6]
+    first, last = (entry["eval_loss"] for entry in metrics["eval_log"])
+    assert 0 < last < first  # held-out loss falls as the model learns the tasks
+
+
+@pytest.mark.slow
+def test_streamed_sft_reads_only_what_the_steps_consume(tmp_path, tiny_model_dir, capsys):
+    # 6 steps × 8 examples = 48 records (plus a batch read ahead); a bad record at line 400 is never reached.
+    path = write_jsonl(tmp_path / "big.jsonl", tiny_records(399) + ["not a record"] + tiny_records(100))
+    held = write_jsonl(tmp_path / "held.jsonl", tiny_records(8, seed=1))
+    data = {"datasets": [{"path": str(path)}], "eval_datasets": [{"path": str(held)}], "streaming": True}
+    metrics = train_sft(tmp_path / "run", tiny_model_dir, data)
+    assert metrics["log"][-1]["step"] == 6 and len(metrics["eval_log"]) == 2
+    assert "data: streamed from 1 dataset" in capsys.readouterr().out
+
+
+def test_streaming_needs_max_steps(tmp_path, tiny_model_dir):
+    data = write_jsonl(tmp_path / "d.jsonl", tiny_records(8))
+    with pytest.raises(RuntimeUserError, match="set train.max_steps instead of train.epochs"):
+        train_sft(
+            tmp_path / "run",
+            tiny_model_dir,
+            {"datasets": [{"path": str(data)}], "streaming": True},
+            max_steps=None,
+            epochs=1.0,
+        )
