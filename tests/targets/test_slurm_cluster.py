@@ -1,0 +1,109 @@
+"""`ftc launch --target slurm` against a real one-node Slurm (scripts/slurm/up.sh), as CI runs it.
+
+The quickstart goes through a smoke job and then the full job to COMPLETED with its adapter; a job
+requeued while it trains (`scontrol requeue`, as preemption does) checkpoints on Slurm's SIGTERM and
+finishes after its restart with every optimizer step logged once, its loss curve going on from where
+it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ftc.quickstart import write_quickstart
+from ftc.targets.slurm_jobs import job_state, read_job_record
+
+pytestmark = pytest.mark.slow
+FTC = [sys.executable, "-m", "ftc"]
+
+
+def ftc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*FTC, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def launch(spec: Path, *options: str) -> Path:
+    result = ftc("launch", str(spec), "--target", "slurm", "--hardware", "cpu", *options)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return spec.parent / "runs" / "quickstart"
+
+
+def wait_for(condition, timeout: float, what: str, poll: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def logged_steps(run_dir: Path) -> list[dict]:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())["log"]
+    except (OSError, ValueError):
+        return []
+
+
+def test_quickstart_runs_a_smoke_job_then_completes_on_slurm(slurm_cluster, tmp_path):
+    spec = write_quickstart(tmp_path / "quick", steps=10)
+    run_dir = launch(spec, "--smoke-steps", "2")
+    record = read_job_record(run_dir)
+    assert record.smoke_job_id and record.smoke_job_id != record.job_id
+
+    # `ftc logs -f` follows the job while it waits on the smoke job and runs, and returns when it ends.
+    follow = ftc("logs", str(run_dir), "-f", timeout=480)
+    assert follow.returncode == 0, follow.stderr
+    assert job_state(record.smoke_job_id).state == "COMPLETED"
+    assert job_state(record.job_id).state == "COMPLETED", (run_dir / f"slurm-{record.job_id}.log").read_text()
+    assert f"adapter: {run_dir / 'adapter'}" in follow.stdout
+
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert [entry["step"] for entry in logged_steps(run_dir / "smoke")][-1] == 2
+    assert [entry["step"] for entry in logged_steps(run_dir)][-1] == 10
+    status = ftc("status", str(run_dir))
+    assert status.returncode == 0 and f"slurm job {record.job_id}: COMPLETED" in status.stdout
+
+
+def test_a_requeued_job_resumes_from_its_checkpoint_and_finishes_every_step_once(slurm_cluster, tmp_path):
+    steps = 40
+    spec = write_quickstart(tmp_path / "quick", steps=steps)
+    text = spec.read_text()
+    text = re.sub(r"logging_steps = \d+", "logging_steps = 1", text)
+    text = re.sub(r"save_steps = \d+", "save_steps = 1000", text)  # only the requeue's checkpoint exists
+    text = text.replace("learning_rate = 2e-3", "learning_rate = 1e-2")
+    spec.write_text(text)
+    run_dir = launch(spec)
+    job_id = read_job_record(run_dir).job_id
+
+    wait_for(lambda: len(logged_steps(run_dir)) >= 5, 300, "the job to train a few steps")
+    requeue = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+    assert requeue.returncode == 0, requeue.stderr
+    # A requeued job waits for a new BeginTime (about two minutes); release it now.
+    wait_for(lambda: job_state(job_id).state == "PENDING", 120, "the job to be requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, capture_output=True)
+    wait_for(lambda: not job_state(job_id).active, 400, "the restarted job to end", poll=2)
+
+    final = job_state(job_id)
+    log_text = (run_dir / f"slurm-{job_id}.log").read_text()
+    assert final.state == "COMPLETED", log_text[-3000:]
+    assert final.restarts == 1
+    stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", log_text).group(1))
+    assert f"resuming from checkpoint-{stopped} (step {stopped})" in log_text
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    log = metrics["log"]
+    assert [entry["step"] for entry in log] == list(range(1, steps + 1))  # none lost, none trained twice
+    assert metrics["resumed_at_steps"] == [stopped] and 5 <= stopped < steps
+    losses = [entry["loss"] for entry in log]
+    # The curve goes on from where it stopped: after the restart it stays down where it was, far from the
+    # untrained loss a fresh start would show again.
+    before, after = losses[stopped - 3 : stopped], losses[stopped : stopped + 3]
+    assert sum(after) / 3 < losses[0] * 0.9 and abs(sum(after) - sum(before)) / 3 < 0.1 * losses[0], losses
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
