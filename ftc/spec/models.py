@@ -427,18 +427,20 @@ class MonitorSection(Section):
 
 
 class Spec(Section):
+    # Optional sections default through model_construct: an instance built at import would build
+    # every section's validator (~100 ms) before `ftc validate` has read a byte.
     model: ModelSection
     data: DataSection
     train: TrainSection
-    lora: LoraSection = LoraSection()
-    quantization: QuantizationSection = QuantizationSection()
-    freeze: FreezeSection = FreezeSection()
-    output: OutputSection = OutputSection()
-    preference: PreferenceSection = PreferenceSection()
-    monitor: MonitorSection = MonitorSection()
-    launch: LaunchSection = LaunchSection()
-    slurm: SlurmSection = SlurmSection()
-    docker: DockerSection = DockerSection()
+    lora: LoraSection = Field(default_factory=LoraSection.model_construct)
+    quantization: QuantizationSection = Field(default_factory=QuantizationSection.model_construct)
+    freeze: FreezeSection = Field(default_factory=FreezeSection.model_construct)
+    output: OutputSection = Field(default_factory=OutputSection.model_construct)
+    preference: PreferenceSection = Field(default_factory=PreferenceSection.model_construct)
+    monitor: MonitorSection = Field(default_factory=MonitorSection.model_construct)
+    launch: LaunchSection = Field(default_factory=LaunchSection.model_construct)
+    slurm: SlurmSection = Field(default_factory=SlurmSection.model_construct)
+    docker: DockerSection = Field(default_factory=DockerSection.model_construct)
 
     @model_validator(mode="after")
     def _method_rules(self) -> Spec:
