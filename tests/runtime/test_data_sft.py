@@ -82,3 +82,54 @@ def test_streaming_needs_max_steps(tmp_path, tiny_model_dir):
             max_steps=None,
             epochs=1.0,
         )
+
+
+def test_three_shapes_mixed_become_examples_with_reply_labels(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from ftc.runtime.data import load_conversations
+    from ftc.runtime.tokenize import IGNORE_INDEX, encode_conversations, use_template
+
+    records = tiny_records(12)
+    chats = write_jsonl(
+        tmp_path / "chats.jsonl",
+        [
+            {"messages": [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["output"]}]}
+            for r in records
+        ],
+    )
+    sharegpt = write_jsonl(
+        tmp_path / "sharegpt.jsonl",
+        [
+            {"conversations": [{"from": "human", "value": r["instruction"]}, {"from": "gpt", "value": r["output"]}]}
+            for r in records
+        ],
+    )
+    faq = tmp_path / "faq.csv"
+    faq.write_text(
+        "question,answer\n" + "".join(f'"{r["instruction"]}","{r["output"]}"\n' for r in records), encoding="utf-8"
+    )
+    data = Spec.model_validate(
+        {
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "data": {
+                "datasets": [
+                    {"path": str(chats), "format": "messages", "weight": 2.0},
+                    {"path": str(sharegpt), "format": "sharegpt", "weight": 1.0},
+                    {"path": str(faq), "columns": {"instruction": "question", "output": "answer"}, "weight": 1.0},
+                ],
+                "mix_size": 40,
+            },
+            "train": {"max_steps": 1},
+        }
+    ).data
+    conversations = load_conversations(data, seed=0)
+    assert sorted(Path(c.where.split(" ")[0]).name for c in conversations).count("chats.jsonl") == 20
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    use_template(tokenizer, "llama3")
+    encoded = encode_conversations(tokenizer, conversations, "llama3", cutoff_len=128)
+    assert len(encoded.examples) == 40 and encoded.dropped == 0
+    for example, conversation in zip(encoded.examples, conversations, strict=True):
+        reply = [token for token in example["labels"] if token != IGNORE_INDEX]
+        assert tokenizer.decode(reply) == conversation.messages[-1]["content"] + "<|eot_id|>"
