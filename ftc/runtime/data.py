@@ -45,6 +45,7 @@ T = TypeVar("T")
 class Conversation:
     where: str  # file and position, so a later error (a template refusing it) can still point at the record
     messages: list[Message]
+    tools: list[dict[str, Any]] | None = None  # function definitions the conversation's tool calls may use
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,9 @@ class ExampleKind:
 KINDS: dict[type, ExampleKind] = {
     kind.item: kind
     for kind in (
-        ExampleKind("conversation", Conversation, Conversation, "conversations"),
+        ExampleKind(
+            "conversation", Conversation, lambda where, chat: Conversation(where, *chat.parts()), "conversations"
+        ),
         ExampleKind("preference", PreferencePair, lambda where, pair: PreferencePair(where, *pair), "preference pairs"),
         ExampleKind("kto", KtoExample, lambda where, parts: KtoExample(where, *parts), "kto examples"),
         ExampleKind("text", TextDocument, TextDocument, "texts"),

@@ -38,6 +38,17 @@ class BadRecord(ValueError):
     """A record that does not fit its format; the message says which field and why."""
 
 
+@dataclass(frozen=True)
+class Chat:
+    """What a conversation format makes of a record."""
+
+    messages: list[Message]
+    tools: list[dict[str, Any]] | None = None  # OpenAI function definitions, for templates that render tools
+
+    def parts(self) -> tuple[list[Message], list[dict[str, Any]] | None]:
+        return self.messages, self.tools
+
+
 class Record:
     """One raw record seen through the spec's column mapping: read by our field names, blamed by the file's."""
 
@@ -97,12 +108,12 @@ def alpaca_prompt(record: Record) -> list[Message]:
     return messages + _history(record) + [{"role": "user", "content": prompt}]
 
 
-def alpaca_to_messages(record: Record) -> list[Message]:
+def alpaca_to_chat(record: Record) -> Chat:
     """instruction (+ "\\n\\n" + input) is the user turn, output the reply; system and history are optional."""
     output = record.text("output")
     if not output.strip():  # how a CSV file spells a missing cell
         raise BadRecord(f"{record.column('output')!r} is empty")
-    return alpaca_prompt(record) + [{"role": "assistant", "content": output}]
+    return Chat(alpaca_prompt(record) + [{"role": "assistant", "content": output}])
 
 
 def _content(message: dict, where: str) -> str:
@@ -170,9 +181,28 @@ def _needs_a_reply(messages: list[Message], name: str) -> list[Message]:
     return messages
 
 
-def messages_to_messages(record: Record) -> list[Message]:
+def _tools(record: Record) -> list[dict[str, Any]] | None:
+    """Function definitions: a list, or the JSON text of one (as ShareGPT files keep them)."""
+    if not record.has("tools"):
+        return None
+    tools, name = record.get("tools"), record.column("tools")
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools) if tools.strip() else []
+        except json.JSONDecodeError:
+            raise BadRecord(f"{name!r} is text but not JSON") from None
+    if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+        raise BadRecord(f"{name!r} must be a list of function definitions")
+    wrapped = [tool if tool.get("type") == "function" else {"type": "function", "function": tool} for tool in tools]
+    for index, tool in enumerate(wrapped):
+        if not (isinstance(tool.get("function"), dict) and isinstance(tool["function"].get("name"), str)):
+            raise BadRecord(f"{name!r} tool {index} needs a string 'name'")
+    return wrapped or None
+
+
+def messages_to_chat(record: Record) -> Chat:
     name = record.column("messages")
-    return _needs_a_reply(parse_messages(record.get("messages"), name), name)
+    return Chat(_needs_a_reply(parse_messages(record.get("messages"), name), name), _tools(record))
 
 
 def _sharegpt_turn(turn: Any, where: str) -> Message:
@@ -191,7 +221,7 @@ def _sharegpt_turn(turn: Any, where: str) -> Message:
     return {"role": "assistant", "content": "", "tool_calls": _tool_calls(calls, where)}
 
 
-def sharegpt_to_messages(record: Record) -> list[Message]:
+def sharegpt_to_chat(record: Record) -> Chat:
     """conversations: [{from: human/gpt/system/function_call/observation, value}], plus an optional system."""
     turns, name = record.get("conversations"), record.column("conversations")
     if not isinstance(turns, list) or not turns:
@@ -200,7 +230,7 @@ def sharegpt_to_messages(record: Record) -> list[Message]:
     system = record.text("system", required=False)
     if system and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system})
-    return _needs_a_reply(messages, name)
+    return Chat(_needs_a_reply(messages, name), _tools(record))
 
 
 # --- preference and kto: a prompt, then replies --------------------------------------------------
@@ -295,7 +325,7 @@ def text_of(record: Record) -> str:
 class DataFormat:
     name: str
     kind: Kind  # what a stage gets from it: conversations, preference pairs, kto examples or texts
-    read: Callable[[Record], Any]  # record → messages | (prompt, chosen, rejected) | (prompt, completion, label) | text
+    read: Callable[[Record], Any]  # record → Chat | (prompt, chosen, rejected) | (prompt, completion, label) | text
     fields: str  # shown in hints
 
     def parse(self, raw: Any, columns: Mapping[str, str]) -> Any:
@@ -309,18 +339,19 @@ def _build_registry(*formats: DataFormat) -> dict[str, DataFormat]:
 
 
 FORMATS: dict[str, DataFormat] = _build_registry(
-    DataFormat("alpaca", "conversation", alpaca_to_messages, "instruction, input, output (+ optional system, history)"),
+    DataFormat("alpaca", "conversation", alpaca_to_chat, "instruction, input, output (+ optional system, history)"),
     DataFormat(
         "sharegpt",
         "conversation",
-        sharegpt_to_messages,
-        "conversations: [{from: human|gpt|system|function_call|observation, value}] (+ optional system)",
+        sharegpt_to_chat,
+        "conversations: [{from: human|gpt|system|function_call|observation, value}] (+ optional system, tools)",
     ),
     DataFormat(
         "messages",
         "conversation",
-        messages_to_messages,
-        "messages: [{role: system|user|assistant|tool, content}] (assistant turns may carry tool_calls)",
+        messages_to_chat,
+        "messages: [{role: system|user|assistant|tool, content}] (assistant turns may carry tool_calls; "
+        "+ optional tools)",
     ),
     DataFormat(
         "preference",

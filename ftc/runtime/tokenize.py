@@ -45,21 +45,27 @@ def untokenized_end_marker(tokenizer: Any, template_name: str) -> str | None:
     return None if end in tokenizer.get_vocab() else end
 
 
-def conversation_segments(tokenizer: Any, template_name: str, messages: list[Message]) -> list[Segment]:
+def conversation_segments(
+    tokenizer: Any, template_name: str, messages: list[Message], tools: list[dict] | None = None
+) -> list[Segment]:
     if template_name == "auto":
-        return auto_segments(tokenizer, messages)
+        return auto_segments(tokenizer, messages, tools)
+    if tools:
+        raise ChatTemplateError(
+            f"the conversation defines tools, and the {template_name} template has no place for them"
+        )
     return TEMPLATES[template_name].segments(messages)
 
 
-def auto_segments(tokenizer: Any, messages: list[Message]) -> list[Segment]:
+def auto_segments(tokenizer: Any, messages: list[Message], tools: list[dict] | None = None) -> list[Segment]:
     """Segments from the tokenizer's own template: the prompt before each reply, then the reply itself."""
     segments: list[Segment] = []
     rendered = ""
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prompt = _render(tokenizer, messages[:index], add_generation_prompt=True)
-        with_reply = _render(tokenizer, messages[: index + 1], add_generation_prompt=False)
+        prompt = _render(tokenizer, messages[:index], tools, add_generation_prompt=True)
+        with_reply = _render(tokenizer, messages[: index + 1], tools, add_generation_prompt=False)
         if not (prompt.startswith(rendered) and with_reply.startswith(prompt)):
             raise RuntimeUserError(
                 "the tokenizer's chat template does not render conversations prefix by prefix, "
@@ -71,11 +77,13 @@ def auto_segments(tokenizer: Any, messages: list[Message]) -> list[Segment]:
     return [segment for segment in segments if segment.text]
 
 
-def _render(tokenizer: Any, messages: list[Message], add_generation_prompt: bool) -> str:
+def _render(tokenizer: Any, messages: list[Message], tools: list[dict] | None, add_generation_prompt: bool) -> str:
     from jinja2 import TemplateError
 
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
     except TemplateError as error:
         raise ChatTemplateError(f"the tokenizer's chat template refused the conversation: {error}") from None
 
@@ -97,7 +105,7 @@ def encode_conversation(
 ) -> tuple[dict[str, list[int]] | None, bool]:
     """(example cut at cutoff_len, whether it was cut); the example is None when no reply token is left."""
     try:
-        segments = conversation_segments(tokenizer, template_name, conversation.messages)
+        segments = conversation_segments(tokenizer, template_name, conversation.messages, conversation.tools)
     except ChatTemplateError as error:
         raise RuntimeUserError(
             f"{conversation.where}: {error}",

@@ -73,8 +73,8 @@ class ModelSection(Section):
 # The fields each data format reads from a record, by our names; [data.datasets.columns] maps them to the file's.
 FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction", "input", "output", "system", "history"),
-    "sharegpt": ("conversations", "system"),
-    "messages": ("messages",),
+    "sharegpt": ("conversations", "system", "tools"),
+    "messages": ("messages", "tools"),
     "preference": ("messages", "prompt", "instruction", "input", "system", "history", "chosen", "rejected"),
     "kto": ("messages", "prompt", "instruction", "input", "system", "history", "completion", "label"),
     "text": ("text",),

@@ -230,3 +230,13 @@ def test_a_streamed_pass_refuses_an_empty_dataset_up_front_and_streams_texts(tmp
         iter_texts(data)
     only_texts = DataSection(datasets=data.datasets[:1])
     assert [document.text for document in iter_texts(only_texts)] == ["one", "two"]
+
+
+def test_a_conversation_carries_its_tool_definitions(tmp_path):
+    tools = [{"type": "function", "function": {"name": "add"}}]
+    conversation = [{"role": "user", "content": "Add."}, {"role": "assistant", "content": "Done."}]
+    path = write_jsonl(
+        tmp_path / "tools.jsonl", [{"messages": conversation, "tools": tools}, {"messages": conversation}]
+    )
+    with_tools, without = load_conversations(data_of(path, "messages"))
+    assert (with_tools.tools, without.tools) == (tools, None)

@@ -33,7 +33,7 @@ def test_sharegpt_speakers_become_roles_and_a_top_level_system_comes_first():
             {"from": "gpt", "value": "18 degrees."},
         ],
     }
-    assert parse("sharegpt", record) == [
+    assert parse("sharegpt", record).messages == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"},
         {
@@ -77,7 +77,7 @@ def test_openai_messages_keep_system_tool_calls_and_tool_results():
         {"role": "tool", "tool_call_id": "c1", "content": "5"},
         {"role": "assistant", "content": "5"},
     ]
-    parsed = parse("messages", {"messages": messages})
+    parsed = parse("messages", {"messages": messages}).messages
     assert parsed[1] == {"role": "user", "content": "Add 2 and 3"}
     assert parsed[2] == {
         "role": "assistant",
@@ -221,7 +221,7 @@ def test_text_records_and_an_empty_one():
 def test_columns_map_our_fields_to_the_files_names_and_errors_use_the_files_names():
     columns = {"instruction": "question", "output": "answer"}
     record = {"question": "Q?", "answer": "A.", "instruction": "ignored: mapped away"}
-    assert parse("alpaca", record, columns) == [
+    assert parse("alpaca", record, columns).messages == [
         {"role": "user", "content": "Q?"},
         {"role": "assistant", "content": "A."},
     ]
@@ -266,3 +266,34 @@ def test_a_tokenizer_template_that_knows_tools_trains_on_the_tool_call_and_the_a
     trained = [segment.text for segment in segments if segment.trainable]
     assert trained == ['{"name": "add", "arguments": {"a": 2, "b": 3}}<|end|>', "It is 5.<|end|>"]
     assert "<|tool|>5<|end|>" in "".join(segment.text for segment in segments if not segment.trainable)
+
+
+def test_tool_definitions_come_as_a_list_or_as_json_text_and_are_wrapped_as_functions():
+    weather = {"name": "weather", "description": "Weather in a city", "parameters": {"type": "object"}}
+    conversation = [{"role": "user", "content": "Paris?"}, {"role": "assistant", "content": "Sunny."}]
+    listed = parse("messages", {"messages": conversation, "tools": [weather]})
+    assert listed.tools == [{"type": "function", "function": weather}]
+    sharegpt = {"conversations": [{"from": "human", "value": "Paris?"}, {"from": "gpt", "value": "Sunny."}]}
+    assert parse("sharegpt", {**sharegpt, "tools": json.dumps([weather])}).tools == listed.tools
+    assert parse("sharegpt", sharegpt).tools is None
+    with pytest.raises(BadRecord, match="'tools' tool 0 needs a string 'name'"):
+        parse("messages", {"messages": conversation, "tools": [{"description": "nameless"}]})
+
+
+def test_tool_definitions_reach_a_tokenizer_template_and_a_registry_template_refuses_them():
+    from ftc.chat_templates import ChatTemplateError
+    from ftc.runtime.tiny import build_tiny_tokenizer
+    from ftc.runtime.tokenize import conversation_segments
+
+    tools = [{"type": "function", "function": {"name": "add"}}]
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.chat_template = (
+        "{% if tools %}<|tools|>{% for t in tools %}{{ t.function.name }}{% endfor %}<|end|>{% endif %}"
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    conversation = [{"role": "user", "content": "Add."}, {"role": "assistant", "content": "Done."}]
+    segments = conversation_segments(tokenizer, "auto", conversation, tools)
+    assert segments[0].text.startswith("<|tools|>add<|end|>") and not segments[0].trainable
+    with pytest.raises(ChatTemplateError, match="defines tools, and the llama3 template has no place for them"):
+        conversation_segments(tokenizer, "llama3", conversation, tools)
