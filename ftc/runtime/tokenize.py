@@ -109,7 +109,7 @@ def encode_conversation(
     except ChatTemplateError as error:
         raise RuntimeUserError(
             f"{conversation.where}: {error}",
-            f"fix the record, or set model.template to one that fits it ({', '.join(TEMPLATES)})",
+            f"fix the record, or set model.template to one that fits it (auto, {', '.join(TEMPLATES)})",
         ) from None
     example = encode_segments(tokenizer, segments)
     too_long = len(example["input_ids"]) > cutoff_len
