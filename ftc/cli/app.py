@@ -277,6 +277,43 @@ def init(
     write_starter(path, stage, method, model, force)
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="A run folder written by `ftc launch`.", show_default=False)]
+CheckpointOpt = Annotated[
+    str | None, typer.Option("--checkpoint", help="Use a checkpoint (e.g. checkpoint-20) instead of the result.")
+]
+
+
+@app.command()
+def export(
+    run_dir: RunDirArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write; RUN_DIR/merged if unset.")
+    ] = None,
+    checkpoint: CheckpointOpt = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (as the base was saved), fp32, bf16 or fp16.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+) -> None:
+    """Merge a LoRA/QLoRA adapter into its base (or re-save a full model) as one safetensors model folder."""
+    from ftc.cli.trained import export_run
+
+    if dtype not in ("auto", "fp32", "bf16", "fp16"):
+        raise FtcError(f"unknown dtype '{dtype}'", "use auto, fp32, bf16 or fp16")
+    export_run(run_dir, output, checkpoint, dtype, overwrite)
+
+
+@app.command()
+def chat(
+    run_dir: RunDirArg,
+    checkpoint: CheckpointOpt = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest reply, in tokens.")] = 128,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0: greedy; above: sampling.")] = 0.0,
+) -> None:
+    """Talk to the trained model with its chat template, offline (the CPU is enough)."""
+    from ftc.cli.trained import chat_with_run
+
+    chat_with_run(run_dir, checkpoint, max_new_tokens, temperature)
+
+
 def run() -> None:
     from ftc.cli.output import print_error
 

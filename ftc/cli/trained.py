@@ -1,0 +1,34 @@
+"""`ftc export` and `ftc chat`: what to do with a trained run folder. The runtime does the work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftc.errors import FtcError
+
+
+def export_run(run_dir: Path, output: Path | None, checkpoint: str | None, dtype: str, overwrite: bool) -> None:
+    from ftc.quickstart import require_training_extra
+
+    require_training_extra()
+    from ftc.runtime.errors import RuntimeUserError
+    from ftc.runtime.export import export
+
+    try:
+        target = export(run_dir, output, checkpoint, dtype, overwrite)
+    except RuntimeUserError as error:
+        raise FtcError(error.message, error.hint) from None
+    print(f"exported {target}: safetensors weights with the run's tokenizer and chat template")
+
+
+def chat_with_run(run_dir: Path, checkpoint: str | None, max_new_tokens: int, temperature: float) -> None:
+    from ftc.quickstart import require_training_extra
+
+    require_training_extra()
+    from ftc.runtime.chat import chat
+    from ftc.runtime.errors import RuntimeUserError
+
+    try:
+        chat(str(run_dir), checkpoint, max_new_tokens, temperature)
+    except RuntimeUserError as error:
+        raise FtcError(error.message, error.hint) from None

@@ -1,0 +1,110 @@
+"""`ftc export RUN_DIR`: the trained result as one standalone model folder (safetensors + tokenizer).
+
+A LoRA or QLoRA adapter is merged into its base, loaded at full precision from the spec's model
+(merging into 4-bit weights would round the update away); a full or freeze run's model is saved
+again in the dtype asked for. Written beside the run as RUN_DIR/merged (or --output), whole or not
+at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.run_folder import RunFolder, load_run_folder
+
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+MERGED = "merged"
+
+
+def trained_folder(folder: RunFolder, checkpoint: str | None) -> Path:
+    """The run's final adapter/model, or one of its checkpoints by name (checkpoint-20)."""
+    if checkpoint is None:
+        if not folder.trained.is_dir():
+            raise RuntimeUserError(
+                f"{folder.trained} not found: the run has not finished",
+                f"export a checkpoint instead: --checkpoint {_latest_checkpoint_name(folder) or 'checkpoint-N'}",
+            )
+        return folder.trained
+    path = folder.checkpoints / checkpoint
+    if not path.is_dir():
+        names = sorted(p.name for p in folder.checkpoints.glob("checkpoint-*")) if folder.checkpoints.is_dir() else []
+        raise RuntimeUserError(f"no checkpoint {checkpoint!r} in {folder.checkpoints}", f"have: {names or 'none'}")
+    return path
+
+
+def _latest_checkpoint_name(folder: RunFolder) -> str | None:
+    found = sorted(folder.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2] or 0))
+    return found[-1].name if found else None
+
+
+def is_adapter(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file()
+
+
+def load_trained(folder: RunFolder, trained: Path, dtype: str = "auto") -> Any:
+    """The trained model as one torch module: adapter merged into its base, or the saved full model."""
+    import torch
+
+    torch_dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    model = folder.spec.model
+    if not is_adapter(trained):
+        return _model_class(trained)[0].from_pretrained(trained, dtype=torch_dtype)
+    from peft import PeftModel
+
+    task = json.loads((trained / "adapter_config.json").read_text(encoding="utf-8")).get("task_type")
+    base_class, extra = _model_class(trained, task)
+    base = base_class.from_pretrained(
+        model.name_or_path,
+        revision=model.revision,
+        trust_remote_code=model.trust_remote_code,
+        dtype=torch_dtype,
+        **extra,
+    )
+    return PeftModel.from_pretrained(base, trained).merge_and_unload()
+
+
+def _model_class(trained: Path, task: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Causal LM, or the sequence-classification model (one score) a reward-model run trains."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    architectures = []
+    if (trained / "config.json").is_file():
+        architectures = json.loads((trained / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    if task == "SEQ_CLS" or any("SequenceClassification" in name for name in architectures):
+        return AutoModelForSequenceClassification, {"num_labels": 1}
+    return AutoModelForCausalLM, {}
+
+
+def export(
+    run_dir: str | Path,
+    output: str | Path | None = None,
+    checkpoint: str | None = None,
+    dtype: str = "auto",
+    overwrite: bool = False,
+) -> Path:
+    from transformers import AutoTokenizer
+
+    folder = load_run_folder(run_dir)
+    trained = trained_folder(folder, checkpoint)
+    target = Path(output) if output is not None else folder.path / MERGED
+    if target.exists() and not overwrite:
+        raise RuntimeUserError(f"{target} exists", "pass --overwrite to replace it, or --output another folder")
+    model = load_trained(folder, trained, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(trained)  # the run's tokenizer: it carries the chat template
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
