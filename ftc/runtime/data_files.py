@@ -74,7 +74,12 @@ def jsonl_records(file: Path) -> Records:
 
 
 def json_records(file: Path) -> Records:
+    """A JSON list of records; a .json file whose first line is a whole object is JSON Lines under another name."""
     with open(file, encoding="utf-8") as text:
+        if _is_an_object(text.readline()):
+            yield from jsonl_records(file)
+            return
+        text.seek(0)
         records = _parse(text.read(), str(file))
     if not isinstance(records, list):
         raise RuntimeUserError(f"{file}: expected a JSON list of records", "wrap the records in [ ... ], or use JSONL")
@@ -142,6 +147,13 @@ def hub_records(dataset: DatasetSection, streaming: bool) -> Records:
             "check the id, split and revision, the network and HF_TOKEN; or download it and give a local path",
         ) from None
     return ((f"{dataset.path} [{dataset.split}] record {index}", record) for index, record in enumerate(loaded))
+
+
+def _is_an_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _parse(text: str, where: str) -> Any:

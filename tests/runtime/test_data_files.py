@@ -80,6 +80,16 @@ def test_a_bad_record_is_named_by_file_and_position_in_every_file_type(tmp_path,
     assert caught.value.message.startswith(f"{path} {complaint}")
 
 
+def test_a_json_file_holding_json_lines_is_read_as_json_lines(tmp_path):
+    path = write_jsonl(tmp_path / "d.json", RECORDS + [{"instruction": "Say 5."}])
+    with pytest.raises(RuntimeUserError, match=r"d\.json line 6: missing 'output'"):
+        replies(DatasetSection(path=str(path)))
+    assert replies(DatasetSection(path=str(path), max_samples=5)) == ["0", "1", "2", "3", "4"]
+    path.write_text(json.dumps({"data": RECORDS}, indent=1), encoding="utf-8")  # one object: neither
+    with pytest.raises(RuntimeUserError, match="expected a JSON list of records"):
+        replies(DatasetSection(path=str(path)))
+
+
 def test_a_folder_reads_its_data_files_in_name_order_and_skips_others(tmp_path):
     write_jsonl(tmp_path / "part-0.jsonl", RECORDS[:2])
     write_csv(tmp_path / "part-1.csv", RECORDS[2:4])
