@@ -21,6 +21,7 @@ from ftc.spec.resolve import names_a_local_path
 Records = Iterator[tuple[str, Any]]
 # Files `Dataset.save_to_disk` writes: a Dataset folder holds state.json, a DatasetDict folder dataset_dict.json.
 SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
+TEXT_ENCODING = "utf-8-sig"  # UTF-8, with the byte-order mark spreadsheet exports put first dropped
 
 
 def dataset_records(dataset: DatasetSection, streaming: bool = False) -> Records:
@@ -66,7 +67,7 @@ def _chain(files: list[Path]) -> Records:
 
 
 def jsonl_records(file: Path) -> Records:
-    with open(file, encoding="utf-8") as lines:
+    with open(file, encoding=TEXT_ENCODING) as lines:
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 where = f"{file} line {number}"
@@ -75,7 +76,7 @@ def jsonl_records(file: Path) -> Records:
 
 def json_records(file: Path) -> Records:
     """A JSON list of records; a .json file whose first line is a whole object is JSON Lines under another name."""
-    with open(file, encoding="utf-8") as text:
+    with open(file, encoding=TEXT_ENCODING) as text:
         if _is_an_object(text.readline()):
             yield from jsonl_records(file)
             return
@@ -89,7 +90,7 @@ def json_records(file: Path) -> Records:
 
 def csv_records(file: Path) -> Records:
     """A header row names the columns; every value is text (a kto label reads "true"/"false")."""
-    with open(file, encoding="utf-8", newline="") as text:
+    with open(file, encoding=TEXT_ENCODING, newline="") as text:
         rows = csv.DictReader(text)
         for row in rows:
             where = f"{file} line {rows.line_num}"

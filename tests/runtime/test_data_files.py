@@ -106,6 +106,12 @@ def test_an_empty_folder_and_an_unknown_file_type_are_user_errors(tmp_path):
         dataset_conversations(DatasetSection(path=str(tmp_path / "d.xlsx")))
 
 
+def test_a_byte_order_mark_from_a_spreadsheet_export_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("instruction,input,output\nSay 1.,,1\n", encoding="utf-8-sig")
+    assert replies(DatasetSection(path=str(path))) == ["1"]
+
+
 def test_csv_row_with_more_cells_than_columns(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("instruction,input,output\nSay 1.,,1\nSay 2.,,2,extra\n", encoding="utf-8")
