@@ -148,6 +148,8 @@ class DataSection(Section):
             raise rule_error("mix_size sizes a weighted mixture, but no dataset has a weight", "set datasets' weight")
         if self.eval_ratio > 0 and self.eval_datasets:
             raise rule_error("eval_ratio and eval_datasets are both set", "keep one way to evaluate")
+        if any(dataset.weight is not None for dataset in self.eval_datasets):
+            raise rule_error("eval_datasets are read whole, not mixed: a weight there means nothing", "remove it")
         if self.streaming and self.eval_ratio > 0:
             raise rule_error(
                 "a streamed dataset has no known size to hold a fraction out of", "give [[data.eval_datasets]] instead"

@@ -49,6 +49,7 @@ def test_a_column_the_format_does_not_read_is_named_with_the_formats_fields():
             "eval_ratio and eval_datasets are both set",
         ),
         ("streaming = true\neval_ratio = 0.1\n", "", "a streamed dataset has no known size"),
+        ("", '[[data.eval_datasets]]\npath = "e.jsonl"\nweight = 1.0\n', "eval_datasets are read whole, not mixed"),
     ],
 )
 def test_data_rules(data_keys, dataset_keys, complaint):
