@@ -154,21 +154,23 @@ def save_initial_adapter(model: Any, where: Path) -> None:
     model.peft_config["default"].init_lora_weights = init
 
 
-def save_adapter(model: Any, where: Path, run_path: Path) -> None:
-    """Save the adapter so that it applies to the base model as published, whatever its init did to the base."""
+def resave_for_original_base(trainer: Any, trained: Path, run_path: Path) -> None:
+    """PiSSA/OLoRA: save the adapter again, converted by peft into a rank-2r LoRA on the base as published.
+
+    As trained, the adapter belongs to the changed base (the residual), which nobody else has.
+    """
     initial = run_path / INITIAL_ADAPTER
-    if initial.is_dir():
-        model.save_pretrained(str(where), path_initial_model_for_weight_conversion=str(initial))
-    else:
-        model.save_pretrained(str(where))
+    if initial.is_dir() and trainer.is_world_process_zero():
+        trainer.model.save_pretrained(str(trained), path_initial_model_for_weight_conversion=str(initial))
 
 
-def attach_lora_plus(trainer: Any, lora: LoraSection) -> None:
-    """LoRA+: the B matrices learn `plus_lr_ratio` times faster than the A matrices (peft's param groups).
+def attach_lora_plus(trainer: Any, spec: Spec) -> None:
+    """LoRA+: the B matrices learn `lora.plus_lr_ratio` times faster than the A matrices (peft's param groups).
 
     Set as the trainer's optimizer before training starts; the scheduler then scales every group alike.
     """
-    if lora.plus_lr_ratio is None:
+    lora = spec.lora
+    if lora.plus_lr_ratio is None or spec.train.method not in ADAPTER_METHODS:
         return
     from peft.optimizers import create_loraplus_optimizer
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftc.runtime.metrics import write_metrics
+from ftc.runtime.model import resave_for_original_base
 from ftc.runtime.report import plot_title, summary_lines, write_plots
 from ftc.runtime.run_folder import RunFolder
 
@@ -13,6 +14,7 @@ def save_trained(trainer: Any, folder: RunFolder) -> None:
     """The adapter (LoRA) or the whole model, with the tokenizer that carries the chat template used."""
     drop_reference_adapters(trainer.model)
     trainer.save_model(str(folder.trained))
+    resave_for_original_base(trainer, folder.trained, folder.path)
     trainer.processing_class.save_pretrained(str(folder.trained))
 
 

@@ -2,11 +2,13 @@
 
 Rows are filled best-fit-decreasing (each example, longest first, goes into the fullest row it still
 fits in), so little is left to pad. Each row keeps its examples' lengths (`seq_lengths`); the collator
-turns them into position ids that restart at 0 per example and passes no attention mask. transformers
-5 reads such position ids as packed sequences: flash-attention runs its variable-length kernel over
-them, and sdpa and eager get a block-diagonal causal mask (built only when no KV cache is made, so the
-batch says use_cache = False), so attention stays inside each example either way; sdpa and eager still
-compute the whole row × row scores, only flash skips the blocks that are masked. The first label of every example is masked: the token before it belongs to another example.
+turns them into position ids that restart at 0 per example and passes no attention mask.
+
+transformers 5 reads such position ids as packed sequences: flash-attention runs its variable-length
+kernel over them, and sdpa and eager get a block-diagonal causal mask (built only when no KV cache is
+made, so every batch says use_cache = False). Attention stays inside each example either way; sdpa and
+eager still compute the whole row × row scores, only flash skips the masked blocks. The first label of
+every example is masked too: the token before it belongs to another example.
 """
 
 from __future__ import annotations
@@ -77,9 +79,7 @@ class PackedCollator:
             pad = width - len(row["input_ids"])
             input_ids.append(list(row["input_ids"]) + [self.pad_token_id] * pad)
             labels.append(list(row["labels"]) + [IGNORE_INDEX] * pad)
-            position_ids.append(
-                [position for length in row["seq_lengths"] for position in range(length)] + list(range(pad))
-            )
+            position_ids.append([position for length in _lengths(row) for position in range(length)] + list(range(pad)))
         return {
             "input_ids": torch.tensor(input_ids),
             "labels": torch.tensor(labels),
@@ -88,6 +88,11 @@ class PackedCollator:
             # says use_cache = true make one even in training.
             "use_cache": False,
         }
+
+
+def _lengths(row: dict[str, Any]) -> list[int]:
+    # A row that was not packed (an evaluation example) is one example.
+    return row.get("seq_lengths") or [len(row["input_ids"])]
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,8 @@ class PaddingCollator:
             batch["input_ids"].append(list(row["input_ids"]) + [self.pad_token_id] * pad)
             batch["labels"].append(list(row["labels"]) + [IGNORE_INDEX] * pad)
             batch["attention_mask"].append([1] * len(row["input_ids"]) + [0] * pad)
-        return {**{key: torch.tensor(value) for key, value in batch.items()}, "use_cache": False}  # training keeps no cache
+        # No KV cache in training, packed or not: it only costs memory.
+        return {**{key: torch.tensor(value) for key, value in batch.items()}, "use_cache": False}
 
 
 def packing_summary(examples: Sequence[Example], rows: Sequence[dict[str, list[int]]], row_length: int) -> str:

@@ -2,7 +2,8 @@
 
 One place for what wraps `trainer.train()` whatever the stage, so the stage modules stay a screen
 long and alike: a run folder that holds a checkpoint continues from it (a requeued Slurm job, a
-`ftc launch --resume`), and a stop signal ends the run with a checkpoint instead of losing it.
+`ftc launch --resume`), and a stop signal ends the run with a checkpoint instead of losing it. It
+also checks the trainer's device against the plan and gives LoRA+ its optimizer, for every stage.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from ftc.runtime.run_folder import RunFolder
 
 
 def train(trainer: Any, folder: RunFolder) -> None:
+    from ftc.runtime.backend import check_trainer_device
     from ftc.runtime.callbacks import show_progress
+    from ftc.runtime.model import attach_lora_plus
     from ftc.runtime.preemption import stop_for_restart, stop_on_signals
     from ftc.runtime.resume import resume_point
 
     show_progress(trainer)
+    check_trainer_device(trainer, folder.plan)  # nothing fell back to the CPU on its own
+    attach_lora_plus(trainer, folder.spec)
     checkpoint = resume_point(trainer, folder)
     with stop_on_signals(trainer) as stop:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -100,3 +100,15 @@ def test_packed_and_padded_batches_give_the_same_loss(tiny_model_dir, examples):
     padded = PaddingCollator(pad_token_id=0)(examples)
     with torch.no_grad():
         torch.testing.assert_close(model(**packed).loss, model(**padded).loss, atol=1e-5, rtol=1e-5)
+
+
+def test_sft_learns_with_packing(tmp_path, tiny_model_dir, capsys):
+    from ftc.runtime.tiny import write_tiny_alpaca
+    from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
+
+    data = write_tiny_alpaca(tmp_path / "tiny.json", n=96)
+    spec = tiny_run_spec(tiny_model_dir, data, tmp_path / "run", max_steps=8, lr_scheduler="constant")
+    spec["data"]["packing"] = True
+    metrics = train_in_process(write_spec_run(tmp_path / "run", spec))
+    assert "packing: 96 examples into " in capsys.readouterr().out
+    assert metrics["last_loss"] < 0.8 * metrics["first_loss"], metrics["log"]

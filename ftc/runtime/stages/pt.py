@@ -7,7 +7,7 @@ without attending to each other; otherwise each example is a row of its own, pad
 from __future__ import annotations
 
 from ftc.runtime.data import load_texts
-from ftc.runtime.model import attach_lora_plus, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.packing import PackedCollator, PaddingCollator, pack_examples, packing_summary
 from ftc.runtime.run_folder import RunFolder
@@ -44,7 +44,6 @@ def run(folder: RunFolder) -> None:
         processing_class=tokenizer,
         callbacks=[recorder],
     )
-    attach_lora_plus(trainer, spec.lora)
     train(trainer, folder)
 
     save_trained(trainer, folder)

@@ -1,0 +1,71 @@
+"""Stage pt: a causal LM on raw text learns it, with every method, packed or not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from ftc.compiler.plan import Decision
+from ftc.runtime.texts import encode_texts
+from ftc.runtime.tiny import write_tiny_texts
+from tests.runtime.run_folders import cpu_plan
+from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory):
+    return write_tiny_texts(tmp_path_factory.mktemp("data") / "texts.jsonl", n=96)
+
+
+def pt_run(tmp_path, model_dir, texts, method="lora", packing=False, plan=None, **sections):
+    spec = tiny_run_spec(
+        model_dir,
+        texts,
+        tmp_path / "run",
+        data_format="text",
+        stage="pt",
+        method=method,
+        max_steps=6,
+        lr_scheduler="constant",
+    )
+    spec["data"]["packing"] = packing
+    return write_spec_run(tmp_path / "run", {**spec, **sections}, plan)
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_the_loss_falls(tmp_path, tiny_model_dir, texts, method, packing, capsys):
+    folder = pt_run(tmp_path, tiny_model_dir, texts, method, packing)
+    metrics = train_in_process(folder)
+    assert ("rows of up to 128 tokens" in capsys.readouterr().out) == packing  # the run says how it packed
+    assert metrics["stage"] == "pt" and metrics["method"] == method
+    assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]
+    saved = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
+    assert (folder.trained / saved).is_file() and (folder.trained / "tokenizer.json").is_file()
+
+
+def test_freeze_learns_too(tmp_path, tiny_model_dir, texts):
+    folder = pt_run(tmp_path, tiny_model_dir, texts, "freeze", True, freeze={"trainable_layers": 1})
+    metrics = train_in_process(folder)
+    assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]
+
+
+def test_qlora_learns_too(tmp_path, tiny_model_dir, texts):
+    plan = replace(cpu_plan(), quantization_bits=Decision(4, "fixed by the test"))
+    metrics = train_in_process(pt_run(tmp_path, tiny_model_dir, texts, "qlora", True, plan))
+    assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]
+
+
+def test_documents_are_framed_and_long_ones_are_cut_not_truncated(tiny_tokenizer):
+    from ftc.runtime.data import TextDocument
+
+    long_text = " ".join(["apple river stone"] * 40)
+    data = encode_texts(tiny_tokenizer, [TextDocument("a", "apple"), TextDocument("b", long_text)], cutoff_len=32)
+    first = data.examples[0]["input_ids"]
+    assert first[0] == tiny_tokenizer.bos_token_id and first[-1] == tiny_tokenizer.eos_token_id
+    pieces = data.examples[1:]
+    assert data.split == 1 and len(pieces) > 1 and all(len(piece["input_ids"]) <= 32 for piece in pieces)
+    whole = [tiny_tokenizer.bos_token_id, *tiny_tokenizer(long_text, add_special_tokens=False)["input_ids"]]
+    assert [token for piece in pieces for token in piece["input_ids"]] == [*whole, tiny_tokenizer.eos_token_id]
+    assert all(example["labels"] == example["input_ids"] for example in data.examples)
