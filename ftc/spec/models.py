@@ -485,3 +485,10 @@ class Spec(Section):
                     at=f"preference.{name}",
                 )
         return self
+        if self.quantization.bits is not None and method != "qlora":
+            raise rule_error(
+                f"quantization.bits = {self.quantization.bits} quantizes the base for qlora, but train.method is "
+                f"{method!r}",
+                "set train.method = 'qlora', or remove quantization.bits",
+                at="quantization.bits",
+            )

@@ -163,3 +163,13 @@ def test_malformed_overrides_say_how_to_write_them(tmp_path, override, says):
 def test_override_can_create_a_missing_table(tmp_path):
     path = write(tmp_path, "job.toml", BASE)
     assert load_spec(path, ("output.dir=runs/sweep-1",)).spec.output.dir == "runs/sweep-1"
+
+
+def test_a_rule_between_two_sections_is_reported_at_the_key_to_change_naming_the_other(tmp_path):
+    path = write(tmp_path, "job.toml", BASE + "\n[quantization]\nbits = 4\n")
+    (diagnostic,) = problems(path)
+    assert (diagnostic.path, diagnostic.line) == ("quantization.bits", 18)
+    assert "train.method is 'lora'" in diagnostic.message and "qlora" in (diagnostic.hint or "")
+    # The same rule when the other side comes from the command line: still located at the key to change.
+    (overridden,) = problems(write(tmp_path, "ok.toml", BASE), ("quantization.bits=8",))
+    assert (overridden.file, overridden.path) == ("--set", "quantization.bits")
