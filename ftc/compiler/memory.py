@@ -48,7 +48,7 @@ TERMS = (
 # The values each setting may take; the planner passes validated spec values, so a miss is a bug worth naming.
 CHOICES = {
     "method": ("full", "freeze", "lora", "qlora"),
-    "stage": ("pt", "sft", "rm", "ppo", "dpo", "kto", "orpo"),
+    "stage": ("pt", "sft", "rm", "ppo", "grpo", "dpo", "kto", "orpo"),
     "precision": ("fp32", "bf16", "fp16"),
     "strategy": ("single", "ddp", "zero1", "zero2", "zero3", "fsdp"),
     "offload": ("none", "optimizer", "optimizer+params"),
@@ -71,7 +71,7 @@ CHECKPOINT_SHARD_BYTES = 5e9
 class MemoryInputs:
     arch: Architecture
     method: str  # full | freeze | lora | qlora
-    stage: str  # pt | sft | rm | ppo | dpo | kto | orpo
+    stage: str  # pt | sft | rm | ppo | grpo | dpo | kto | orpo
     precision: str  # fp32 | bf16 | fp16: the compute dtype
     micro_batch_size: int
     seq_len: int  # tokens per row the estimate assumes (rows are padded to it)
@@ -227,7 +227,7 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
         "optimizer": states.optimizer,
         "master_weights": states.master_weights,
         "adapters": states.adapters,
-        "reference_model": _reference_models(inputs, states),
+        "reference_model": _reference_models(inputs),
     }
 
     def phase(name: str, copies: float, gradients: float, activations: float, logits: float) -> _Phase:
@@ -253,18 +253,18 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
     ]
 
 
-def _reference_models(inputs: MemoryInputs, states: States) -> float:
-    """Frozen models beside the policy: DPO/KTO's reference, and PPO's reference, reward and value models."""
+def _reference_models(inputs: MemoryInputs) -> float:
+    """Frozen models beside the policy: DPO/KTO/GRPO's reference, and PPO's reference and reward model."""
     adapted = inputs.method in ("lora", "qlora")
     shards = inputs.world_size if inputs.strategy in ("zero3", "fsdp") else 1
     frozen = frozen_copy_bytes(inputs.arch, inputs.precision) / max(shards, 1)
-    if inputs.stage in ("dpo", "kto"):
+    if inputs.stage in ("dpo", "kto", "grpo"):
         # peft gets the reference log-probabilities by disabling the adapter: no second model
         return 0.0 if adapted else frozen
     if inputs.stage == "ppo":
-        # the value model trains like the policy: its weights, gradients and moments come along
-        value = states.weights + states.adapters + states.gradients + states.optimizer + states.master_weights
-        return (0.0 if adapted else frozen) + frozen + value
+        # the reward model is counted as a frozen copy of the policy's shape; the value is a linear head
+        # on the policy's last hidden state (ftc.runtime.stages.ppo), not a second model
+        return (0.0 if adapted else frozen) + frozen
     return 0.0
 
 
@@ -328,5 +328,7 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
     if inputs.offload != "none":
         said.append(f"offload '{inputs.offload}': those states live in host memory")
     if inputs.stage == "ppo":
-        said.append("PPO: reference, reward and value models held beside the policy; generation memory not counted")
+        said.append("PPO: reference and reward model (the policy's shape) beside the policy; generation not counted")
+    if inputs.stage == "grpo":
+        said.append("GRPO: a reference beside the policy; a reward model, if any, and generation not counted")
     return tuple(said)

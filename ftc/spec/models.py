@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "orpo"]
+Stage = Literal["pt", "sft", "rm", "ppo", "grpo", "dpo", "kto", "orpo"]
 Method = Literal["full", "freeze", "lora", "qlora"]
 DataFormat = Literal["alpaca", "sharegpt", "messages", "preference", "kto", "text"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -428,6 +428,107 @@ class MonitorSection(Section):
         return values
 
 
+# Built-in reward functions grpo can score replies with (the runtime's registry is ftc.runtime.rewards).
+RewardFunction = Literal["length", "format", "distinct"]
+# The data formats the rollout stages read prompts from: a conversation without its last reply.
+PROMPT_FORMATS = ("alpaca", "sharegpt", "messages")
+# [ppo] keys and the stages that read them.
+PPO_KEY_STAGES = {
+    "reward_model": ("ppo", "grpo"),
+    "kl_coef": ("ppo", "grpo"),
+    "clip_range": ("ppo", "grpo"),
+    "ppo_epochs": ("ppo", "grpo"),
+    "max_new_tokens": ("ppo", "grpo"),
+    "temperature": ("ppo", "grpo"),
+    "gamma": ("ppo",),
+    "lam": ("ppo",),
+    "clip_range_value": ("ppo",),
+    "value_loss_coef": ("ppo",),
+    "num_generations": ("grpo",),
+    "reward_functions": ("grpo",),
+    "target_words": ("grpo",),
+    "reply_pattern": ("grpo",),
+}
+
+
+class PpoSection(Section):
+    reward_model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Hub id or local folder of the reward model that scores each reply (the model/ or adapter/ "
+        "folder of a train.stage = 'rm' run); relative paths are read from the spec's folder.",
+    )
+    kl_coef: float = Field(
+        default=0.05,
+        ge=0,
+        le=10,
+        description="Weight of the per-token KL penalty to the frozen reference, in reward units per nat; 0: none.",
+    )
+    clip_range: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="Clip of the policy ratio: one update moves a token's probability by at most this fraction.",
+    )
+    ppo_epochs: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Optimizer updates per rollout batch of train.global_batch_size prompts (grpo: trl's "
+        "num_iterations).",
+    )
+    max_new_tokens: int = Field(
+        default=64, ge=1, le=32_768, description="Tokens generated per reply at most, in the rollouts."
+    )
+    temperature: float = Field(
+        default=1.0, gt=0, le=10, description="Sampling temperature of the rollouts (1: the policy's own distribution)."
+    )
+    gamma: float = Field(default=1.0, ge=0, le=1, description="ppo: discount per generated token in GAE (unitless).")
+    lam: float = Field(
+        default=0.95, ge=0, le=1, description="ppo: GAE's λ, from 0 (trust the value head) to 1 (sampled returns)."
+    )
+    clip_range_value: float = Field(
+        default=0.2,
+        gt=0,
+        le=100,
+        description="ppo: how far a value estimate may move from its rollout value per update, in reward units.",
+    )
+    value_loss_coef: float = Field(
+        default=0.1, ge=0, le=10, description="ppo: weight of the value head's loss beside the policy loss (unitless)."
+    )
+    num_generations: int = Field(
+        default=8,
+        ge=2,
+        le=1024,
+        description="grpo: replies sampled per prompt, compared within their group; divides train.global_batch_size.",
+    )
+    reward_functions: list[RewardFunction] = Field(
+        default=[],
+        description="grpo: built-in rewards summed per reply: length (near target_words), format (matches "
+        "reply_pattern), distinct (share of distinct words); each scores 0 to 1.",
+    )
+    target_words: int = Field(
+        default=50, ge=1, le=100_000, description="grpo 'length' reward: the reply length, in words, that scores 1."
+    )
+    reply_pattern: str | None = Field(
+        default=None,
+        min_length=1,
+        description="grpo 'format' reward: a Python regular expression the whole reply must match to score 1.",
+    )
+
+    @field_validator("reply_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        import re
+
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"not a regular expression: {error}") from None
+        return pattern
+
+
 class Spec(Section):
     # Optional sections default through model_construct: an instance built at import would build
     # every section's validator (~100 ms) before `ftc validate` has read a byte.
@@ -440,6 +541,7 @@ class Spec(Section):
     output: OutputSection = Field(default_factory=OutputSection.model_construct)
     preference: PreferenceSection = Field(default_factory=PreferenceSection.model_construct)
     monitor: MonitorSection = Field(default_factory=MonitorSection.model_construct)
+    ppo: PpoSection = Field(default_factory=PpoSection.model_construct)
     launch: LaunchSection = Field(default_factory=LaunchSection.model_construct)
     slurm: SlurmSection = Field(default_factory=SlurmSection.model_construct)
     docker: DockerSection = Field(default_factory=DockerSection.model_construct)
@@ -449,10 +551,23 @@ class Spec(Section):
         method, stage = self.train.method, self.train.stage
         if self.data.packing and stage not in ("pt", "sft"):
             raise rule_error(f"packing is for the pt and sft stages, not {stage!r}", "remove it", at="data.packing")
+        if self.data.packing and self.data.streaming:
+            raise rule_error(
+                "packing sorts every example into rows before training; streamed examples arrive during it",
+                "remove data.packing or data.streaming",
+                at="data.packing",
+            )
         # By value, not by presence: a resolved spec (the run folder's) writes every section out.
         if self.freeze != FreezeSection.model_construct() and method != "freeze":
             raise rule_error(
                 f"[freeze] is set but train.method is {method!r}", "use method = 'freeze', or remove it", at="freeze"
+            )
+        if self.quantization.bits is not None and method != "qlora":
+            raise rule_error(
+                f"quantization.bits = {self.quantization.bits} quantizes the base for qlora, but train.method is "
+                f"{method!r}",
+                "set train.method = 'qlora', or remove quantization.bits",
+                at="quantization.bits",
             )
         if self.lora.init in ("pissa", "pissa_fast", "olora") and method == "qlora":
             raise rule_error(
@@ -485,10 +600,59 @@ class Spec(Section):
                     at=f"preference.{name}",
                 )
         return self
-        if self.quantization.bits is not None and method != "qlora":
+
+    @model_validator(mode="after")
+    def _ppo_rules(self) -> Spec:
+        stage, ppo = self.train.stage, self.ppo
+        for name, readers in PPO_KEY_STAGES.items():
+            # By value, not by presence: a resolved spec (the run folder's) writes every key out.
+            if stage not in readers and getattr(ppo, name) != PpoSection.model_fields[name].default:
+                raise rule_error(
+                    f"ppo.{name} is read by {', '.join(readers)}, not by {stage!r}",
+                    "remove it, or set train.stage to a stage that reads it",
+                    at=f"ppo.{name}",
+                )
+        if stage not in ("ppo", "grpo"):
+            return self
+        for key, listed in (("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)):
+            for index, dataset in enumerate(listed):
+                if dataset.format not in PROMPT_FORMATS:
+                    raise rule_error(
+                        f"train.stage = {stage!r} samples replies to prompts, which {dataset.format!r} data lacks",
+                        f"give conversations ({', '.join(PROMPT_FORMATS)}); the last reply of each is left out",
+                        at=f"data.{key}[{index}].format",
+                    )
+        if ppo.max_new_tokens >= self.data.cutoff_len:
             raise rule_error(
-                f"quantization.bits = {self.quantization.bits} quantizes the base for qlora, but train.method is "
-                f"{method!r}",
-                "set train.method = 'qlora', or remove quantization.bits",
-                at="quantization.bits",
+                f"ppo.max_new_tokens = {ppo.max_new_tokens} leaves no room for the prompt within "
+                f"data.cutoff_len = {self.data.cutoff_len}",
+                "lower ppo.max_new_tokens or raise data.cutoff_len",
+                at="ppo.max_new_tokens",
             )
+        if stage == "ppo" and ppo.reward_model is None:
+            raise rule_error(
+                "train.stage = 'ppo' scores its rollouts with a reward model, but none is set",
+                "set ppo.reward_model to a reward model folder (model/ or adapter/ of a train.stage = 'rm' run) "
+                "or hub id",
+                at="ppo.reward_model",
+            )
+        if stage == "grpo" and ppo.reward_model is None and not ppo.reward_functions:
+            raise rule_error(
+                "train.stage = 'grpo' needs rewards: no reward function and no reward model is set",
+                'set ppo.reward_functions (e.g. ["length"]) or ppo.reward_model',
+                at="ppo.reward_functions",
+            )
+        if stage == "grpo" and self.train.global_batch_size % ppo.num_generations:
+            raise rule_error(
+                f"ppo.num_generations = {ppo.num_generations} does not divide train.global_batch_size = "
+                f"{self.train.global_batch_size}: each batch holds whole groups of replies to one prompt",
+                "choose a num_generations that divides train.global_batch_size",
+                at="ppo.num_generations",
+            )
+        if "format" in ppo.reward_functions and ppo.reply_pattern is None:
+            raise rule_error(
+                "ppo.reward_functions has 'format', which scores replies against ppo.reply_pattern, unset",
+                "set ppo.reply_pattern to a regular expression a good reply matches",
+                at="ppo.reply_pattern",
+            )
+        return self

@@ -29,6 +29,7 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
         return str(candidate) if is_local(candidate) or names_a_local_path(written) else written
 
     model = spec.model.model_copy(update={"name_or_path": anchor(spec.model.name_or_path)})
+    reward_model = spec.ppo.reward_model and anchor(spec.ppo.reward_model)
     datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]
     eval_datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.eval_datasets]
     output_dir = Path(spec.output.dir).expanduser()
@@ -40,6 +41,7 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
             "model": model,
             "data": spec.data.model_copy(update={"datasets": datasets, "eval_datasets": eval_datasets}),
             "output": output,
+            "ppo": spec.ppo.model_copy(update={"reward_model": reward_model}),
         }
     )
 
@@ -47,6 +49,8 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
 def input_paths(spec: Spec) -> list[tuple[str, str, str | None]]:
     """(key path, path or hub id as written, hub revision) of every model and dataset the spec reads."""
     inputs = [("model.name_or_path", spec.model.name_or_path, spec.model.revision)]
+    if spec.ppo.reward_model is not None:
+        inputs.append(("ppo.reward_model", spec.ppo.reward_model, None))
     for key in ("datasets", "eval_datasets"):
         inputs += [
             (f"data.{key}[{index}].path", dataset.path, dataset.revision)

@@ -27,6 +27,7 @@ STAGE_FORMATS = {
 # Sections written as live tables for a method or stage; the others are shown commented out.
 METHOD_SECTIONS = {"lora": ("lora",), "qlora": ("lora", "quantization"), "freeze": ("freeze",), "full": ()}
 PREFERENCE_STAGES = ("dpo", "kto", "orpo")
+ROLLOUT_STAGES = ("ppo", "grpo")  # [ppo] is written live for these
 ALWAYS = ("model", "data", "train", "output")
 
 
@@ -37,8 +38,13 @@ def starter_spec(stage: str, method: str, model: str, dataset: str | None = None
         "train": {"stage": stage, "method": method, "max_steps": 1000},
         "quantization": {"bits": 4},
         "output": {"dir": f"runs/{stage}-{method}"},
+        # a rollout stage needs rewards: a reward model trained by an rm run, or built-in reward functions
+        "ppo": {"reward_model": "runs/rm-lora/adapter"} if stage == "ppo" else {"reward_functions": ["length"]},
     }
+    if stage not in ROLLOUT_STAGES:
+        del chosen["ppo"]
     live = {*ALWAYS, *METHOD_SECTIONS.get(method, ()), *(("preference",) if stage in PREFERENCE_STAGES else ())}
+    live |= {"ppo"} if stage in ROLLOUT_STAGES else set()
     lines = [
         f"# A {stage} run with {method}, written by `ftc init`. Every key of the spec language is here:",
         "# the ones set are the choices to make; commented ones show their default.",

@@ -130,6 +130,8 @@ def test_known_bad_combinations_are_refused_before_any_gpu_hour(edit, hardware, 
     text = replace(VALID, *edit)
     if "GPTQ" in text:
         text = replace(text, "seed = 42", 'seed = 42\nstrategy = "zero3"')
+    if 'stage = "ppo"' in text:
+        text += '\n[ppo]\nreward_model = "runs/rm/model"\n'  # ppo needs one to validate
     spec = parse_spec(text, "job.toml")
     with pytest.raises(FtcError) as caught:
         compile_plan(spec, parse_hardware(hardware), LLAMA3_8B, fake_estimator(STATES))

@@ -284,8 +284,11 @@ def test_reference_models_by_stage():
     assert reference("dpo", "lora") == 0  # peft disables the adapter instead
     assert reference("orpo", "full") == 0
     assert reference("sft", "full") == 0
-    # PPO with LoRA: no reference copy, but a reward model and a trained value model
-    assert reference("ppo", "lora") > PARAMETERS * 2 / GIB
+    # PPO: a reward model beside the policy, and a reference copy unless an adapter can be disabled;
+    # the value is a head on the policy, no second trained model
+    assert reference("ppo", "lora") == pytest.approx(PARAMETERS * 2 / GIB)
+    assert reference("ppo", "full") == pytest.approx(2 * PARAMETERS * 2 / GIB)
+    assert (reference("grpo", "full"), reference("grpo", "lora")) == (pytest.approx(PARAMETERS * 2 / GIB), 0)
 
 
 # --- totals, allocator and host ------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""[ppo]: what ppo and grpo need (a reward model; rewards of some kind; whole groups per batch), keys read
+by another stage, and ranges; every mistake located at the key the user must set, naming train.stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftc.spec import SpecError, parse_spec
+from tests.specs import VALID, replace
+
+PPO = replace(VALID, 'stage = "sft"', 'stage = "ppo"')
+GRPO = replace(VALID, 'stage = "sft"', 'stage = "grpo"')
+
+
+def only(text: str):
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "job.toml")
+    assert len(caught.value.diagnostics) == 1, [d.format() for d in caught.value.diagnostics]
+    return caught.value.diagnostics[0]
+
+
+def test_ppo_reads_its_section():
+    spec = parse_spec(PPO + '\n[ppo]\nreward_model = "runs/rm/model"\nkl_coef = 0.1\ngamma = 0.99\n', "job.toml")
+    assert (spec.train.stage, spec.ppo.reward_model, spec.ppo.kl_coef, spec.ppo.gamma) == (
+        "ppo", "runs/rm/model", 0.1, 0.99
+    )
+    assert (spec.ppo.lam, spec.ppo.clip_range, spec.ppo.ppo_epochs, spec.ppo.reward_functions) == (0.95, 0.2, 4, [])
+
+
+def test_ppo_without_a_reward_model_is_reported_at_the_key_to_set():
+    d = only(PPO)
+    assert d.path == "ppo.reward_model"
+    assert "train.stage = 'ppo'" in d.message and "reward model" in d.message
+    assert "rm" in d.hint
+
+
+def test_grpo_needs_reward_functions_or_a_reward_model():
+    d = only(GRPO)
+    assert d.path == "ppo.reward_functions" and "train.stage = 'grpo'" in d.message
+    assert "ppo.reward_model" in d.hint
+    parse_spec(GRPO + '\n[ppo]\nreward_functions = ["length", "distinct"]\n', "job.toml")
+    parse_spec(GRPO + '\n[ppo]\nreward_model = "some/reward-model"\n', "job.toml")
+
+
+def test_grpo_groups_must_fill_the_batch():
+    d = only(GRPO + '\n[ppo]\nreward_functions = ["length"]\nnum_generations = 6\n')  # global_batch_size = 16
+    assert d.path == "ppo.num_generations" and "train.global_batch_size = 16" in d.message
+    parse_spec(GRPO + '\n[ppo]\nreward_functions = ["length"]\nnum_generations = 4\n', "job.toml")
+
+
+def test_format_reward_needs_a_pattern_that_compiles():
+    d = only(GRPO + '\n[ppo]\nreward_functions = ["format"]\n')
+    assert d.path == "ppo.reply_pattern" and "'format'" in d.message
+    assert only(GRPO + '\n[ppo]\nreward_functions = ["format"]\nreply_pattern = "(unclosed"\n').path == (
+        "ppo.reply_pattern"
+    )
+    d = only(GRPO + '\n[ppo]\nreward_functions = ["lenght"]\n')
+    assert d.path == "ppo.reward_functions[0]"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "readers"),
+    [
+        (VALID + "\n[ppo]\nkl_coef = 0.3\n", "ppo.kl_coef", "ppo, grpo, not by 'sft'"),
+        (PPO + '\n[ppo]\nreward_model = "rm"\nnum_generations = 4\n', "ppo.num_generations", "grpo, not by 'ppo'"),
+        (GRPO + '\n[ppo]\nreward_functions = ["length"]\ngamma = 0.9\n', "ppo.gamma", "ppo, not by 'grpo'"),
+    ],
+)
+def test_a_key_another_stage_reads_is_refused(text, key, readers):
+    d = only(text)
+    assert d.path == key and d.message == f"{key} is read by {readers}"
+
+
+def test_a_default_value_says_nothing():
+    parse_spec(VALID + "\n[ppo]\nkl_coef = 0.05\nreward_functions = []\n", "job.toml")  # a resolved spec writes these
+
+
+def test_rollouts_need_prompts_and_room_to_reply():
+    d = only(replace(PPO, 'format = "alpaca"', 'format = "preference"') + '\n[ppo]\nreward_model = "rm"\n')
+    assert d.path == "data.datasets[0].format" and "train.stage = 'ppo'" in d.message
+    d = only(PPO + '\n[ppo]\nreward_model = "rm"\nmax_new_tokens = 1024\n')  # cutoff_len = 1024
+    assert d.path == "ppo.max_new_tokens" and "data.cutoff_len = 1024" in d.message
+
+
+@pytest.mark.parametrize(
+    "key_value", ["kl_coef = -0.1", "clip_range = 0", "gamma = 1.5", "ppo_epochs = 0", "num_generations = 1"]
+)
+def test_ranges(key_value):
+    assert only(PPO + f'\n[ppo]\nreward_model = "rm"\n{key_value}\n').path == f"ppo.{key_value.split()[0]}"
+
+
+def test_a_local_reward_model_is_anchored_at_the_spec_folder_and_listed_as_an_input(tmp_path):
+    from ftc.spec.resolve import input_paths, resolve_paths
+
+    spec = parse_spec(PPO + '\n[ppo]\nreward_model = "runs/rm/model"\n', "job.toml")
+    local = {tmp_path / "runs/rm/model"}
+    resolved = resolve_paths(spec, tmp_path, is_local=lambda path: path in local)
+    assert resolved.ppo.reward_model == str(tmp_path / "runs/rm/model")
+    assert ("ppo.reward_model", str(tmp_path / "runs/rm/model"), None) in input_paths(resolved)
+    hub = parse_spec(PPO + '\n[ppo]\nreward_model = "owner/reward-model"\n', "job.toml")
+    assert resolve_paths(hub, tmp_path, is_local=lambda path: False).ppo.reward_model == "owner/reward-model"
+    assert [key for key, _, _ in input_paths(parse_spec(VALID, "job.toml"))] == [
+        "model.name_or_path", "data.datasets[0].path"
+    ]
