@@ -193,6 +193,7 @@ def _memory_inputs(
         # trl's trainers compute the loss through a chunked head: the full logits never exist at once.
         fused_cross_entropy=spec.train.stage in TRL_CHUNKED_LOSS_STAGES,
         lora_dropout=spec.lora.dropout if spec.train.method in ("lora", "qlora") else 0.0,
+        freeze_trainable_layers=spec.freeze.trainable_layers,
         context_gib=record.context_gib,
         capacity_gib=record.memory_gib,
     )

@@ -1,0 +1,49 @@
+"""Rules between the method, the stage and the data that the spec refuses before anything runs."""
+
+import pytest
+
+from ftc.spec import SpecError, parse_spec
+from tests.specs import VALID, replace
+
+
+def refusal(text: str) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text, "job.toml")
+    return str(caught.value)
+
+
+def test_packing_is_for_pt_and_sft():
+    parse_spec(replace(VALID, "cutoff_len = 1024", "cutoff_len = 1024\npacking = true"), "job.toml")
+    text = replace(VALID, "cutoff_len = 1024", "cutoff_len = 1024\npacking = true")
+    text = replace(text, 'format = "alpaca"', 'format = "preference"')
+    message = refusal(replace(text, 'stage = "sft"', 'stage = "dpo"'))
+    assert "data.packing" in message and "not 'dpo'" in message
+
+
+def test_packing_cannot_stream():
+    text = replace(VALID, "cutoff_len = 1024", "cutoff_len = 1024\npacking = true\nstreaming = true")
+    message = refusal(text)
+    assert "data.packing" in message and "streamed" in message
+
+
+def test_a_freeze_section_needs_the_freeze_method():
+    message = refusal(VALID + "\n[freeze]\ntrainable_layers = 4\n")
+    assert "[freeze] is set but train.method is 'lora'" in message
+    parse_spec(replace(VALID, 'method = "lora"', 'method = "freeze"') + "\n[freeze]\ntrainable_layers = 4\n", "j")
+
+
+def test_freeze_must_train_something():
+    text = replace(VALID, 'method = "lora"', 'method = "freeze"') + "\n[freeze]\ntrainable_layers = 0\n"
+    assert "nothing would train" in refusal(text)
+
+
+def test_pissa_needs_full_precision_weights():
+    text = replace(VALID, 'target = "all"', 'target = "all"\ninit = "pissa"')
+    parse_spec(text, "job.toml")
+    message = refusal(replace(text, 'method = "lora"', 'method = "qlora"'))
+    assert "lora.init" in message and "method = 'lora'" in message
+
+
+def test_lora_plus_ratio_is_at_least_one():
+    message = refusal(replace(VALID, 'target = "all"', 'target = "all"\nplus_lr_ratio = 0.5'))
+    assert "lora.plus_lr_ratio" in message
