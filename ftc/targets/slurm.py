@@ -127,7 +127,9 @@ def submit(command: list[str]) -> str:
 def smoke_job(job: Job, steps: int) -> Job:
     """The same run cut to `steps` optimizer steps, in a folder of its own inside the run folder."""
     run_dir = job.run_dir / SMOKE_FOLDER
-    train = job.spec.train.model_copy(update={"max_steps": steps, "epochs": None, "save_steps": steps})
+    # Every step logged: a smoke run is read step by step.
+    cut = {"max_steps": steps, "epochs": None, "save_steps": steps, "logging_steps": 1}
+    train = job.spec.train.model_copy(update=cut)
     spec = job.spec.model_copy(
         update={"train": train, "output": job.spec.output.model_copy(update={"dir": str(run_dir)})}
     )
