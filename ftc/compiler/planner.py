@@ -46,13 +46,10 @@ def compile_plan(
 def _cpu_plan(
     spec: Spec, hardware: HardwareRef, record: Hardware, arch: Architecture | None, estimate: Estimator
 ) -> Plan:
-    if hardware.world_size > 1:
-        raise FtcError(
-            f"{hardware.label()}: several CPU processes need distributed execution, which is not built yet",
-            "plan for --hardware cpu",
-        )
     train = spec.train
-    micro, steps = split_batch(train.global_batch_size, 1, record.max_micro_batch, train.micro_batch_size)
+    world = hardware.world_size
+    strategy = _cpu_strategy(train.strategy, world)
+    micro, steps = split_batch(train.global_batch_size, world, record.max_micro_batch, train.micro_batch_size)
     precision = _precision(spec, record)
     checkpointing = (
         Decision(train.gradient_checkpointing, "set in the spec (train.gradient_checkpointing)")
@@ -62,14 +59,14 @@ def _cpu_plan(
     memory = None
     if arch is not None:
         memory = estimate(
-            _memory_inputs(spec, arch, record, precision.value, None, "sdpa", micro.value, checkpointing.value, 1)
+            _memory_inputs(spec, arch, record, precision.value, None, "sdpa", micro.value, checkpointing.value, world)
         )
     return Plan(
         hardware=hardware,
         backend=Decision("cpu", "no accelerator in the plan: torch runs on the CPU"),
         precision=precision,
-        strategy=Decision("single", "one process: nothing to shard or replicate"),
-        world_size=Decision(1, "one CPU process"),
+        strategy=strategy,
+        world_size=Decision(world, "one CPU process" if world == 1 else f"{world} CPU processes (gloo)"),
         micro_batch_size=micro,
         gradient_accumulation_steps=steps,
         gradient_checkpointing=checkpointing,
@@ -77,6 +74,20 @@ def _cpu_plan(
         attention=Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel"),
         memory=memory,
         notes=() if memory else ("memory not estimated: the model's shapes are unknown",),
+    )
+
+
+def _cpu_strategy(asked: str, world: int) -> Decision:
+    """Several CPU processes replicate (ddp) or shard (fsdp) over gloo; DeepSpeed's ZeRO needs an accelerator."""
+    if world == 1:
+        return Decision("single", "one process: nothing to shard or replicate")
+    if asked in ("auto", "ddp"):
+        reason = "set in the spec (train.strategy)" if asked == "ddp" else "CPU processes: each holds a replica"
+        return Decision("ddp", f"{reason}; gradients all-reduced over gloo")
+    if asked == "fsdp":
+        return Decision("fsdp", "set in the spec (train.strategy); FSDP2 shards over gloo")
+    raise FtcError(
+        f"train.strategy = '{asked}' on {world} CPU processes: it needs an accelerator", "use 'ddp' or 'fsdp' on CPUs"
     )
 
 

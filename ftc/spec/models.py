@@ -255,6 +255,12 @@ class OutputSection(Section):
 # Values Slurm reads from `#SBATCH` lines, before any shell runs: plain words only, no quoting to rely on.
 SLURM_WORD = r"^[A-Za-z0-9_.:+,@=/-]+$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# launch.env values are written into scripts, so names that usually hold a secret are refused there.
+SECRET_LIKE = r"TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL"
+# Set per node and per process by the launcher; a fixed value in launch.env would break the rendezvous.
+LAUNCHER_OWNED_ENV = frozenset(
+    {"MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "NNODES", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"}
+)
 
 
 class LaunchSection(Section):
@@ -272,6 +278,40 @@ class LaunchSection(Section):
             if not re.match(ENV_NAME, name):
                 raise rule_error(f"{name!r} is not an environment variable name", "use letters, digits and _")
         return names
+
+    env: dict[str, str] = Field(
+        default={},
+        description="Environment variables set for every training process (NCCL_*/HCCL_* tuning); values are written.",
+    )
+    rendezvous_timeout_s: int = Field(
+        default=900, ge=10, le=86_400, description="Seconds the launcher waits for every node to join the rendezvous."
+    )
+    collective_timeout_s: int = Field(
+        default=1800, ge=10, le=86_400, description="Seconds one collective (all-reduce, ...) may wait before failing."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _plain_settings(cls, env: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for name in env:
+            at = f"launch.env.{name}"
+            if not re.match(ENV_NAME, name):
+                raise rule_error(f"{name!r} is not an environment variable name", "use letters, digits and _", at)
+            if re.search(SECRET_LIKE, name, re.IGNORECASE):
+                raise rule_error(
+                    f"{name} looks like a secret, and env values are written into the run folder",
+                    f"list {name} in launch.secrets instead: it is passed by name from your environment",
+                    at,
+                )
+            if name in LAUNCHER_OWNED_ENV:
+                raise rule_error(
+                    f"{name} is set by ftc's launcher for each node and process",
+                    "remove it: the target supplies the rendezvous and ranks",
+                    at,
+                )
+        return env
 
 
 class SlurmSection(Section):
