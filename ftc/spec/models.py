@@ -597,12 +597,6 @@ class Spec(Section):
                 "remove data.packing or data.streaming",
                 at="data.packing",
             )
-        if self.data.packing and self.data.streaming:
-            raise rule_error(
-                "packing sorts every example into rows before training; streamed examples arrive during it",
-                "remove data.packing or data.streaming",
-                at="data.packing",
-            )
         # By value, not by presence: a resolved spec (the run folder's) writes every section out.
         if self.freeze != FreezeSection.model_construct() and method != "freeze":
             raise rule_error(
