@@ -7,20 +7,21 @@ The loss compares the policy's log-probability ratio of chosen over rejected wit
 
 from __future__ import annotations
 
-from ftc.runtime.data import load_preferences
-from ftc.runtime.model import ADAPTER_METHODS, attach_lora_plus, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.data import load_preferences, train_eval_split
+from ftc.runtime.model import ADAPTER_METHODS, load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.preference import describe_preferences, encode_pairs
 from ftc.runtime.preference_models import load_reference_model
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.tokenize import use_template
-from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 
 
 def run(folder: RunFolder) -> None:
-    spec, preference = folder.spec, folder.spec.preference
-    pairs = load_preferences(spec.data, spec.train.seed)  # first: a bad record is reported before the heavy imports
+    spec, preference, seed = folder.spec, folder.spec.preference, folder.spec.train.seed
+    # First: a bad record is reported before the heavy imports.
+    pairs, held_out = train_eval_split(load_preferences(spec.data, seed), spec.data, seed)
 
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -31,6 +32,10 @@ def run(folder: RunFolder) -> None:
     use_template(tokenizer, spec.model.template)
     data = encode_pairs(tokenizer, pairs, spec.model.template, spec.data.cutoff_len)
     print(describe_preferences(data, tokenizer, spec.model.template), flush=True)
+    evaluated = None
+    if held_out:
+        evaluated = encode_pairs(tokenizer, held_out, spec.model.template, spec.data.cutoff_len).records
+        print(f"evaluation: {len(evaluated)} held-out pairs, at every logging step", flush=True)
 
     model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
     recorder = MetricsRecorder(folder.metrics, stage="dpo", method=spec.train.method)
@@ -42,6 +47,7 @@ def run(folder: RunFolder) -> None:
         ref_model=None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, folder.plan),
         args=DPOConfig(
             **training_arguments(folder),
+            **evaluation_arguments(folder, bool(evaluated)),
             max_length=spec.data.cutoff_len,
             beta=preference.beta,
             # ftx: an SFT term on the chosen reply beside the preference loss, weighted
@@ -49,10 +55,10 @@ def run(folder: RunFolder) -> None:
             loss_weights=[1.0, preference.ftx] if preference.ftx else None,
         ),
         train_dataset=Dataset.from_list(data.records),
+        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
         processing_class=tokenizer,
         callbacks=[recorder],
     )
-    attach_lora_plus(trainer, spec)
     train(trainer, folder)
 
     save_trained(trainer, folder)

@@ -9,28 +9,29 @@ from __future__ import annotations
 
 import random
 
-from ftc.runtime.data import load_kto_examples
+from ftc.runtime.data import load_kto_examples, train_eval_split
 from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import ADAPTER_METHODS, attach_lora_plus, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.model import ADAPTER_METHODS, load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.preference import describe_preferences, encode_kto_examples
 from ftc.runtime.preference_models import load_reference_model
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.tokenize import use_template
-from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 
 
 def run(folder: RunFolder) -> None:
-    spec, preference = folder.spec, folder.spec.preference
-    examples = load_kto_examples(spec.data, spec.train.seed)  # first: a bad record is reported before heavy imports
+    spec, preference, seed = folder.spec, folder.spec.preference, folder.spec.train.seed
+    # First: a bad record is reported before the heavy imports.
+    examples, held_out = train_eval_split(load_kto_examples(spec.data, seed), spec.data, seed)
     if folder.plan.micro_batch_size.value < 2:
         raise RuntimeUserError(
             "kto estimates its KL term from the other examples of a micro-batch, and the plan's micro-batch is 1",
             "set train.micro_batch_size = 2 or more (or let the plan choose on hardware where 2 fit)",
         )
     # trl reads KTO data in order (the KL pairs are fixed per batch), so the shuffle is ours, from the seed.
-    random.Random(spec.train.seed).shuffle(examples)
+    random.Random(seed).shuffle(examples)
 
     from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
@@ -41,6 +42,10 @@ def run(folder: RunFolder) -> None:
     use_template(tokenizer, spec.model.template)
     data = encode_kto_examples(tokenizer, examples, spec.model.template, spec.data.cutoff_len)
     print(describe_preferences(data, tokenizer, spec.model.template, what="examples"), flush=True)
+    evaluated = None
+    if held_out:
+        evaluated = encode_kto_examples(tokenizer, held_out, spec.model.template, spec.data.cutoff_len).records
+        print(f"evaluation: {len(evaluated)} held-out examples, at every logging step", flush=True)
 
     model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
     recorder = MetricsRecorder(folder.metrics, stage="kto", method=spec.train.method)
@@ -52,16 +57,17 @@ def run(folder: RunFolder) -> None:
         ref_model=None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, folder.plan),
         args=KTOConfig(
             **training_arguments(folder),
+            **evaluation_arguments(folder, bool(evaluated)),
             max_length=spec.data.cutoff_len,
             beta=preference.beta,
             desirable_weight=preference.desirable_weight,
             undesirable_weight=preference.undesirable_weight,
         ),
         train_dataset=Dataset.from_list(data.records),
+        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
         processing_class=tokenizer,
         callbacks=[recorder],
     )
-    attach_lora_plus(trainer, spec)
     train(trainer, folder)
 
     save_trained(trainer, folder)

@@ -8,20 +8,21 @@ not cut, since the score of a cut reply is the score of another text.
 
 from __future__ import annotations
 
-from ftc.runtime.data import load_preferences
+from ftc.runtime.data import load_preferences, train_eval_split
 from ftc.runtime.model import load_tokenizer
 from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.preference import describe_preferences, encode_pairs
 from ftc.runtime.preference_models import load_reward_model, reward_lora_config
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.tokenize import use_template
-from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 
 
 def run(folder: RunFolder) -> None:
-    spec = folder.spec
-    pairs = load_preferences(spec.data, spec.train.seed)  # first: a bad record is reported before the heavy imports
+    spec, seed = folder.spec, folder.spec.train.seed
+    # First: a bad record is reported before the heavy imports.
+    pairs, held_out = train_eval_split(load_preferences(spec.data, seed), spec.data, seed)
 
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
@@ -32,14 +33,23 @@ def run(folder: RunFolder) -> None:
     use_template(tokenizer, spec.model.template)
     data = encode_pairs(tokenizer, pairs, spec.model.template, spec.data.cutoff_len, drop_long=True)
     print(describe_preferences(data, tokenizer, spec.model.template), flush=True)
+    evaluated = None
+    if held_out:
+        evaluated = encode_pairs(tokenizer, held_out, spec.model.template, spec.data.cutoff_len, drop_long=True).records
+        print(f"evaluation: {len(evaluated)} held-out pairs, at every logging step", flush=True)
 
     model = load_reward_model(spec.model, folder.plan, spec.train.method)
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token before the padding
     recorder = MetricsRecorder(folder.metrics, stage="rm", method=spec.train.method)
     trainer = RewardTrainer(
         model=model,
-        args=RewardConfig(**training_arguments(folder), max_length=spec.data.cutoff_len),
+        args=RewardConfig(
+            **training_arguments(folder),
+            **evaluation_arguments(folder, bool(evaluated)),
+            max_length=spec.data.cutoff_len,
+        ),
         train_dataset=Dataset.from_list(data.records),
+        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
         processing_class=tokenizer,
         peft_config=reward_lora_config(spec.lora, model) if spec.train.method == "lora" else None,
         callbacks=[recorder],
