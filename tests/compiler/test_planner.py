@@ -78,9 +78,17 @@ def test_unknown_hardware_suggests_known_names():
     assert caught.value.hint == "did you mean 'cpu'?"
 
 
-def test_several_cpu_processes_are_not_planned_yet():
-    with pytest.raises(FtcError):
-        plan_for(hardware="2xcpu")
+def test_several_cpu_processes_replicate_over_gloo_and_keep_the_global_batch():
+    plan = plan_for(hardware="2xcpu")
+    assert (plan.strategy.value, plan.world_size.value) == ("ddp", 2)
+    assert plan.micro_batch_size.value * plan.gradient_accumulation_steps.value * 2 == 16
+
+
+def test_several_cpu_processes_shard_with_fsdp_when_asked_and_refuse_zero():
+    fsdp = plan_for(VALID.replace("[train]\n", '[train]\nstrategy = "fsdp"\n'), hardware="2xcpu")
+    assert fsdp.strategy.value == "fsdp"
+    with pytest.raises(FtcError, match="needs an accelerator"):
+        plan_for(VALID.replace("[train]\n", '[train]\nstrategy = "zero3"\n'), hardware="2xcpu")
 
 
 @pytest.mark.parametrize(
