@@ -25,3 +25,21 @@ def test_kto_rewards_desirable_completions_above_undesirable_ones(tmp_path, tiny
     assert margins[0] == pytest.approx(0.0, abs=1e-4)  # the untrained policy is its own reference
     assert sum(margins[-3:]) / 3 > 0.3, margins
     assert (tmp_path / "run" / "rewards.png").is_file() and (tmp_path / "run" / "margin.png").is_file()
+
+
+def test_kto_refuses_a_micro_batch_of_one_before_loading_anything(tmp_path, tiny_model_dir):
+    from dataclasses import replace
+
+    from ftc.compiler.plan import Decision
+    from ftc.runtime.errors import RuntimeUserError
+    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runtime.stages import kto
+    from tests.runtime.run_folders import cpu_plan, write_run_folder
+
+    plan = replace(cpu_plan(), micro_batch_size=Decision(1, "fixed by the test"))
+    data = write_tiny_kto(tmp_path / "kto.json", n=8)
+    run_dir = write_run_folder(tmp_path / "run", tiny_model_dir, data, "kto", plan=plan, stage="kto")
+    with pytest.raises(RuntimeUserError, match="KL term from the other examples of a micro-batch") as caught:
+        kto.run(load_run_folder(run_dir))
+    assert "train.micro_batch_size = 2" in caught.value.hint
+    assert not (run_dir / "metrics.json").exists()

@@ -51,3 +51,16 @@ def test_reward_model_ranks_chosen_above_rejected_on_pairs_it_never_saw(tmp_path
     for plot in ("loss.png", "margin.png", "accuracy.png"):
         assert (tmp_path / "run" / plot).is_file()
     assert not (tmp_path / "run" / "rewards.png").exists()  # trl's RewardTrainer logs no per-reply rewards
+
+
+def test_rm_names_the_methods_it_supports(tmp_path, tiny_model_dir):
+    from ftc.runtime.errors import RuntimeUserError
+    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runtime.stages import rm
+    from tests.runtime.run_folders import write_run_folder
+
+    data = write_tiny_preferences(tmp_path / "pairs.json", n=8)
+    run_dir = write_run_folder(tmp_path / "run", tiny_model_dir, data, "preference", stage="rm", method="freeze")
+    with pytest.raises(RuntimeUserError, match="train.stage = 'rm' does not support train.method = 'freeze'") as caught:
+        rm.run(load_run_folder(run_dir))
+    assert caught.value.hint == "use one of: full, lora"
