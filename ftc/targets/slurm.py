@@ -56,10 +56,15 @@ class SlurmTarget:
     smoke_steps: int = 0
 
     def render(self, job: Job) -> Rendered:
-        files = {**run_folder_files(job), **self._scripts(job, job.run_dir, job.plan.hardware.nodes, "")}
+        slurm = job.spec.slurm
+        files = {
+            **run_folder_files(job),
+            **self._scripts(job, job.plan.hardware.nodes, job_name(job), slurm.time_limit),
+        }
         if self.smoke_steps:
             smoke = smoke_job(job, self.smoke_steps)
-            smoke_files = {**run_folder_files(smoke), **self._scripts(smoke, smoke.run_dir, 1, "-smoke")}
+            smoke_scripts = self._scripts(smoke, 1, job_name(job) + "-smoke", slurm.smoke_time_limit)
+            smoke_files = {**run_folder_files(smoke), **smoke_scripts}
             files.update({f"{SMOKE_FOLDER}/{name}": text for name, text in smoke_files.items()})
         return Rendered(
             files=files,
@@ -67,8 +72,8 @@ class SlurmTarget:
             executable=frozenset(name for name in files if name.endswith((".sbatch", ".sh"))),
         )
 
-    def _scripts(self, job: Job, run_dir: Path, nodes: int, suffix: str) -> dict[str, str]:
-        slurm = job.spec.slurm
+    def _scripts(self, job: Job, nodes: int, name: str, time_limit: str) -> dict[str, str]:
+        slurm, run_dir = job.spec.slurm, job.run_dir
         if slurm.container_image and re.search(r"[,:\s]", str(run_dir)):
             raise FtcError(
                 f"output.dir {run_dir}: pyxis cannot mount a path holding ',', ':' or blanks",
@@ -85,10 +90,10 @@ class SlurmTarget:
             "slurm_job.sbatch.j2",
             **values,
             submit_command=shlex.join(submit_command(run_dir / JOB_SCRIPT, run_dir)),
-            job_name=job_name(job) + suffix,
+            job_name=name,
             nodes=nodes,
             gpus_per_node=job.plan.hardware.devices_per_node if job.plan.backend.value == "cuda" else 0,
-            time_limit=slurm.smoke_time_limit if suffix else slurm.time_limit,
+            time_limit=time_limit,
             slurm=slurm,
             secrets=job.spec.launch.secrets,
             node_script=run_dir / NODE_SCRIPT,

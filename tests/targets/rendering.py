@@ -10,6 +10,7 @@ from pathlib import Path
 import tomli_w
 
 from ftc.compiler import compile_plan, parse_hardware
+from ftc.model_lookup import architecture_for
 from ftc.spec import parse_spec
 from ftc.targets.base import Job
 from tests.specs import VALID
@@ -33,7 +34,7 @@ HOSTILE_NAMES = [
 
 
 def make_job(folder: Path, run_name: str = "run", hardware: str = "cpu", python: str = sys.executable,
-             local_name: str | None = None, **sections: dict) -> Job:  # fmt: skip
+             local_name: str | None = None, nodes: int = 1, **sections: dict) -> Job:  # fmt: skip
     """The valid spec with its run folder (and, with `local_name`, its model and data) under `folder`."""
     raw = tomllib.loads(VALID)
     raw["output"]["dir"] = str(folder / run_name)
@@ -42,7 +43,7 @@ def make_job(folder: Path, run_name: str = "run", hardware: str = "cpu", python:
         raw["data"]["datasets"][0]["path"] = str(folder / local_name / "data.json")
     raw.update(sections)
     spec = parse_spec(tomli_w.dumps(raw), "job.toml")
-    plan = compile_plan(spec, parse_hardware(hardware))
+    plan = compile_plan(spec, parse_hardware(hardware, nodes), architecture_for(spec, folder))
     return Job(spec_path=folder / "job.toml", spec=spec, plan=plan, run_dir=Path(spec.output.dir), python=python)
 
 
