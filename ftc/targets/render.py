@@ -7,7 +7,9 @@ names cannot break a script or inject into it.
 
 from __future__ import annotations
 
+import re
 import shlex
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,23 @@ import jinja2
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
+@dataclass(frozen=True)
+class FromShell:
+    """A word the script fills in as it runs, from variables it set itself (e.g. "$MASTER_ADDR:$MASTER_PORT").
+
+    Written in double quotes, so it expands to one word; only $NAME, letters, digits and `:._-` may appear.
+    """
+
+    text: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"(\$[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9:._-])+", self.text):
+            raise ValueError(f"not a plain shell expansion: {self.text!r}")
+
+
 def _quote(value: Any) -> str:
+    if isinstance(value, FromShell):
+        return f'"{value.text}"'
     # `$` and backquotes are written outside the single quotes, escaped: the same word to bash, and shellcheck
     # no longer reads them as expansions someone forgot to double-quote (SC2016).
     quoted = shlex.quote(str(value))
