@@ -73,7 +73,8 @@ def _cpu_plan(
         quantization_bits=_quantization(spec, record),
         attention=Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel"),
         memory=memory,
-        notes=() if memory else ("memory not estimated: the model's shapes are unknown",),
+        notes=(() if memory else ("memory not estimated: the model's shapes are unknown",))
+        + _packing_notes(spec, "sdpa"),
     )
 
 
@@ -161,7 +162,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         memory=memory,
         time=time,
         limits=limits(fitted, budget, estimate),
-        notes=_notes(spec, hardware, memory, fit.layout),
+        notes=_notes(spec, hardware, memory, fit.layout) + _packing_notes(spec, attention.value),
     )
 
 
@@ -173,6 +174,17 @@ def _notes(spec: Spec, hardware: HardwareRef, memory: MemoryEstimate, layout: La
             f"offload needs ≈ {per_node:.0f} GiB of host RAM per node; its PCIe traffic is not in the time estimate"
         )
     return tuple(notes)
+
+
+def _packing_notes(spec: Spec, attention: str) -> tuple[str, ...]:
+    if not spec.data.packing:
+        return ()
+    apart = (
+        "flash-attention's variable-length kernel keeps them apart"
+        if attention == "flash"
+        else f"{attention} keeps them apart with a block-diagonal mask, but still computes each row's full attention"
+    )
+    return (f"packing: each row of {spec.data.cutoff_len} tokens holds several examples; {apart}",)
 
 
 def _memory_inputs(

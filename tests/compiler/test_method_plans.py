@@ -17,3 +17,15 @@ def test_freeze_memory_follows_the_trained_layer_count():
     # AdamW keeps two fp32 moments per trained weight: four times the layers, four times the moments.
     assert eight["optimizer"] == 4 * two["optimizer"] > 0
     assert eight["gradients"] > two["gradients"]
+
+
+def test_a_packed_plan_says_how_the_kernel_keeps_examples_apart():
+    text = replace(VALID, "cutoff_len = 1024", "cutoff_len = 1024\npacking = true")
+    spec = parse_spec(text, "job.toml")
+    arch = find_architecture(spec.model.name_or_path)
+    sdpa = compile_plan(spec, parse_hardware("1xH100-80GB"), arch)
+    assert any("packing" in note and "block-diagonal mask" in note for note in sdpa.notes)
+    flash_text = replace(text, 'template = "llama3"', 'template = "llama3"\nattention = "flash"')
+    flash = compile_plan(parse_spec(flash_text, "job.toml"), parse_hardware("1xH100-80GB"), arch)
+    assert any("variable-length kernel" in note for note in flash.notes)
+    assert not any("packing" in note for note in compile_plan(parse_spec(VALID, "j"), parse_hardware("cpu")).notes)
