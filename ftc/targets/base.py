@@ -50,4 +50,27 @@ def run_folder_files(job: Job) -> dict[str, str]:
         "spec.toml": header + tomli_w.dumps(job.spec.model_dump(mode="json", exclude_none=True)),
         "plan.json": json.dumps({"ftc_version": __version__, **job.plan.to_dict()}, indent=2, ensure_ascii=False)
         + "\n",
+        **strategy_files(job),
     }
+
+
+def strategy_files(job: Job) -> dict[str, str]:
+    """deepspeed.json for a ZeRO plan, fsdp.json for an FSDP plan, generated from the plan; nothing otherwise."""
+    from ftc.compiler.deepspeed_config import deepspeed_config
+    from ftc.compiler.fsdp_config import fsdp_config
+    from ftc.errors import FtcError
+    from ftc.model_lookup import architecture_for
+
+    try:
+        arch = architecture_for(job.spec, job.spec_path.parent)  # the spec is resolved: its paths are absolute
+    except FtcError:
+        arch = None  # the configs then leave the model-sized settings to the libraries' defaults
+    files = {
+        STRATEGY_FILES["deepspeed"]: deepspeed_config(job.plan, job.spec.train, arch.hidden_size if arch else None),
+        STRATEGY_FILES["fsdp"]: fsdp_config(job.plan, arch.model_type if arch else None),
+    }
+    return {name: json.dumps(config, indent=2) + "\n" for name, config in files.items() if config is not None}
+
+
+# The run folder's generated strategy configs; the runtime reads them by these names.
+STRATEGY_FILES = {"deepspeed": "deepspeed.json", "fsdp": "fsdp.json"}

@@ -18,7 +18,7 @@ from pathlib import Path
 from ftc import __version__
 from ftc.errors import FtcError
 from ftc.targets.base import Job, Rendered, run_folder_files
-from ftc.targets.local import runtime_command
+from ftc.targets.launcher import FROM_NODE_ENVIRONMENT, launch_command
 from ftc.targets.render import render
 from ftc.targets.slurm_jobs import SlurmJobRecord, write_job_record
 
@@ -31,8 +31,8 @@ _SBATCH_OPTION = re.compile(r"^--?[A-Za-z][A-Za-z0-9-]*(=[^\s'\"`\\$]+)?$")
 
 
 def launcher_command(job: Job) -> list[str]:
-    """What srun starts on each node. The one line a distributed launcher (torchrun, accelerate) replaces."""
-    return runtime_command(job)
+    """What srun starts on each node: torchrun (or the runtime alone), meeting at job.sbatch's rendezvous."""
+    return launch_command(job, FROM_NODE_ENVIRONMENT)
 
 
 def job_name(job: Job) -> str:
