@@ -13,8 +13,8 @@ from typing import Any
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.run_folder import RunFolder
 
-# Strategies a plain `Trainer` runs without an extra config file: one process, or torchrun's DDP.
-SUPPORTED_STRATEGIES = ("single", "ddp")
+# One process; torchrun's DDP; DeepSpeed ZeRO from the run folder's deepspeed.json; FSDP2 from its fsdp.json.
+SUPPORTED_STRATEGIES = ("single", "ddp", "zero1", "zero2", "zero3", "fsdp")
 
 
 def check_strategy(strategy: str) -> None:
@@ -25,6 +25,44 @@ def check_strategy(strategy: str) -> None:
         )
 
 
+def strategy_arguments(run: RunFolder) -> dict[str, Any]:
+    """How the trainer spreads the run over the processes torchrun started, from the plan's strategy."""
+    import json
+
+    from ftc.compiler import deepspeed_config, fsdp_config
+    from ftc.runtime.distributed import DEVICE_BACKENDS
+
+    plan = run.plan
+    strategy = plan.strategy.value
+    arguments: dict[str, Any] = {}
+    if plan.world_size.value > 1:
+        arguments |= {
+            "ddp_backend": DEVICE_BACKENDS[plan.backend.value].collective,
+            "ddp_timeout": run.spec.launch.collective_timeout_s,
+        }
+    if strategy == "ddp":
+        # Every trainable parameter takes part in each forward; looking for unused ones costs a graph walk.
+        arguments["ddp_find_unused_parameters"] = False
+    elif strategy in deepspeed_config.ZERO_STAGES:
+        arguments["deepspeed"] = str(_strategy_file(run, deepspeed_config.FILE_NAME))
+    elif strategy == "fsdp":
+        settings = json.loads(_strategy_file(run, fsdp_config.FILE_NAME).read_text(encoding="utf-8"))
+        # The precision is the plan's (bf16/fp16 below); the file names it for the reader.
+        settings.pop("mixed_precision", None)
+        arguments |= {"fsdp": True, "fsdp_config": settings}
+    return arguments
+
+
+def _strategy_file(run: RunFolder, name: str) -> Any:
+    path = run.path / name
+    if not path.is_file():
+        raise RuntimeUserError(
+            f"the plan's strategy {run.plan.strategy.value!r} needs {path}, which is missing",
+            "regenerate the run folder with ftc launch",
+        )
+    return path
+
+
 def training_arguments(run: RunFolder) -> dict[str, Any]:
     """Keyword arguments for transformers' TrainingArguments (and so for trl's configs, its subclasses)."""
     train, plan = run.spec.train, run.plan
@@ -33,7 +71,8 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "output_dir": str(run.checkpoints),
         "per_device_train_batch_size": plan.micro_batch_size.value,
         "gradient_accumulation_steps": plan.gradient_accumulation_steps.value,
-        "activation_checkpointing": plan.gradient_checkpointing.value,
+        # Under FSDP each wrapped layer checkpoints itself (fsdp.json); the trainer's would gather twice.
+        "activation_checkpointing": plan.gradient_checkpointing.value and plan.strategy.value != "fsdp",
         # Spelled out both ways: trl turns bf16 on when neither is given.
         "bf16": precision == "bf16",
         "fp16": precision == "fp16",
@@ -53,6 +92,7 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "save_steps": train.save_steps,
         "save_total_limit": train.save_total_limit or None,  # the spec says 0 for "keep all"
         **monitor_arguments(run),
+        **strategy_arguments(run),
         "disable_tqdm": False,
     }
 

@@ -16,12 +16,14 @@ from ftc.runtime.run_folder import RunFolder
 def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.backend import check_trainer_device
     from ftc.runtime.callbacks import show_progress
+    from ftc.runtime.distributed import use_fsdp_on_cpu
     from ftc.runtime.model import attach_lora_plus
     from ftc.runtime.preemption import stop_for_restart, stop_on_signals
     from ftc.runtime.resume import resume_point
 
     show_progress(trainer)
     check_trainer_device(trainer, folder.plan)  # nothing fell back to the CPU on its own
+    use_fsdp_on_cpu(trainer, folder.plan)
     attach_lora_plus(trainer, folder.spec)
     checkpoint = resume_point(trainer, folder)
     with stop_on_signals(trainer) as stop:

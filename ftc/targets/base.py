@@ -56,8 +56,7 @@ def run_folder_files(job: Job) -> dict[str, str]:
 
 def strategy_files(job: Job) -> dict[str, str]:
     """deepspeed.json for a ZeRO plan, fsdp.json for an FSDP plan, generated from the plan; nothing otherwise."""
-    from ftc.compiler.deepspeed_config import deepspeed_config
-    from ftc.compiler.fsdp_config import fsdp_config
+    from ftc.compiler import deepspeed_config, fsdp_config
     from ftc.errors import FtcError
     from ftc.model_lookup import architecture_for
 
@@ -66,11 +65,9 @@ def strategy_files(job: Job) -> dict[str, str]:
     except FtcError:
         arch = None  # the configs then leave the model-sized settings to the libraries' defaults
     files = {
-        STRATEGY_FILES["deepspeed"]: deepspeed_config(job.plan, job.spec.train, arch.hidden_size if arch else None),
-        STRATEGY_FILES["fsdp"]: fsdp_config(job.plan, arch.model_type if arch else None),
+        deepspeed_config.FILE_NAME: deepspeed_config.deepspeed_config(
+            job.plan, job.spec.train, arch.hidden_size if arch else None
+        ),
+        fsdp_config.FILE_NAME: fsdp_config.fsdp_config(job.plan, arch.model_type if arch else None),
     }
     return {name: json.dumps(config, indent=2) + "\n" for name, config in files.items() if config is not None}
-
-
-# The run folder's generated strategy configs; the runtime reads them by these names.
-STRATEGY_FILES = {"deepspeed": "deepspeed.json", "fsdp": "fsdp.json"}

@@ -1,4 +1,4 @@
-"""The local target: a run.sh that starts the runtime as its own process on this machine."""
+"""The local target: a run.sh that starts the runtime on this machine, as one process or one per device."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import subprocess
 
 from ftc import __version__
 from ftc.targets.base import Job, Rendered, run_folder_files
+from ftc.targets.launcher import NODE_VARIABLES, launch_command, rendezvous_for, runtime_command, visible_devices
 from ftc.targets.render import render
 
-
-def runtime_command(job: Job) -> list[str]:
-    """The one way every target starts training: the shared runtime, given the run folder."""
-    return [job.python, "-m", "ftc.runtime", str(job.run_dir)]
+__all__ = ["LocalTarget", "runtime_command"]
 
 
 class LocalTarget:
@@ -23,7 +21,10 @@ class LocalTarget:
             version=__version__,
             spec_path=job.spec_path,
             run_dir=job.run_dir,
-            runtime_command=runtime_command(job),
+            launch_command=launch_command(job, rendezvous_for(job)),
+            visible_devices=visible_devices(job) if job.plan.world_size.value > 1 else None,
+            # Several nodes: run.sh is started on each, with these exported there (node 0 at MASTER_ADDR).
+            node_variables=NODE_VARIABLES if job.plan.hardware.nodes > 1 else (),
         )
         files = {**run_folder_files(job), "run.sh": script}
         return Rendered(files=files, command=["bash", str(job.run_dir / "run.sh")], executable=frozenset({"run.sh"}))
