@@ -13,9 +13,10 @@ from ftc.runtime.run_folder import RunFolder
 def save_trained(trainer: Any, folder: RunFolder) -> None:
     """The adapter (LoRA) or the whole model, with the tokenizer that carries the chat template used."""
     drop_reference_adapters(trainer.model)
-    trainer.save_model(str(folder.trained))
+    trainer.save_model(str(folder.trained))  # every rank: FSDP and ZeRO-3 gather the shards here
     resave_for_original_base(trainer, folder.trained, folder.path)
-    trainer.processing_class.save_pretrained(str(folder.trained))
+    if trainer.is_world_process_zero():  # one writer for the files beside the weights
+        trainer.processing_class.save_pretrained(str(folder.trained))
 
 
 def drop_reference_adapters(model: Any) -> None:
@@ -25,6 +26,10 @@ def drop_reference_adapters(model: Any) -> None:
 
 
 def finish(folder: RunFolder, metrics: dict[str, Any]) -> None:
+    from ftc.runtime.distributed import rank
+
+    if rank() != 0:  # under torchrun, rank 0 writes the results and prints the summary
+        return
     write_metrics(folder.metrics, metrics)
     plots = write_plots(metrics, folder.path, plot_title(metrics, folder.path.name))
     for line in summary_lines(metrics, folder.trained, plots):
