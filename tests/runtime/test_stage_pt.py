@@ -69,3 +69,12 @@ def test_documents_are_framed_and_long_ones_are_cut_not_truncated(tiny_tokenizer
     whole = [tiny_tokenizer.bos_token_id, *tiny_tokenizer(long_text, add_special_tokens=False)["input_ids"]]
     assert [token for piece in pieces for token in piece["input_ids"]] == [*whole, tiny_tokenizer.eos_token_id]
     assert all(example["labels"] == example["input_ids"] for example in data.examples)
+
+
+def test_held_out_documents_are_evaluated_at_every_logging_step(tmp_path, tiny_model_dir, texts):
+    spec = tiny_run_spec(tiny_model_dir, texts, tmp_path / "eval", data_format="text", stage="pt", max_steps=4)
+    spec["data"].update(packing=True, eval_ratio=0.2)
+    folder = write_spec_run(tmp_path / "eval", spec)
+    metrics = train_in_process(folder)
+    assert [entry["step"] for entry in metrics["eval_log"]] == [1, 2, 3, 4]
+    assert metrics["eval_log"][-1]["eval_loss"] < metrics["eval_log"][0]["eval_loss"]

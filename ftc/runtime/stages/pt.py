@@ -2,23 +2,28 @@
 
 Every token is a target. With `data.packing` several documents share each row (`ftc.runtime.packing`)
 without attending to each other; otherwise each example is a row of its own, padded per batch.
+Held-out documents (data.eval_ratio or data.eval_datasets) are evaluated at every logging step.
 """
 
 from __future__ import annotations
 
-from ftc.runtime.data import load_texts
+from ftc.runtime.data import load_texts, train_eval_split
+from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.packing import PackedCollator, PaddingCollator, pack_examples, packing_summary
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.texts import describe_texts, encode_texts
-from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 
 
 def run(folder: RunFolder) -> None:
-    spec = folder.spec
-    documents = load_texts(spec.data, spec.train.seed)  # first: a bad record is reported before the heavy imports
+    spec, seed = folder.spec, folder.spec.train.seed
+    if spec.data.streaming:
+        raise RuntimeUserError("data.streaming is not supported by the pt stage yet", "remove data.streaming")
+    # First: a bad record is reported before the heavy imports.
+    documents, held_out = train_eval_split(load_texts(spec.data, seed), spec.data, seed)
 
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -32,15 +37,22 @@ def run(folder: RunFolder) -> None:
     if spec.data.packing:
         rows, collator = pack_examples(data.examples, spec.data.cutoff_len), PackedCollator(tokenizer.pad_token_id)
         print(packing_summary(data.examples, rows, spec.data.cutoff_len), flush=True)
+    evaluated = encode_texts(tokenizer, held_out, spec.data.cutoff_len).examples if held_out else None
+    if evaluated:
+        print(f"evaluation: {len(evaluated)} held-out examples, at every logging step", flush=True)
 
     model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
     recorder = MetricsRecorder(folder.metrics, stage="pt", method=spec.train.method)
     trainer = Trainer(
         model=model,
-        # Our collator reads seq_lengths, a column the model's forward does not take.
-        args=TrainingArguments(**training_arguments(folder), remove_unused_columns=False),
+        args=TrainingArguments(
+            **training_arguments(folder),
+            **evaluation_arguments(folder, bool(evaluated)),
+            remove_unused_columns=False,  # our collator reads seq_lengths, which the model's forward does not take
+        ),
         train_dataset=Dataset.from_list(rows),
-        data_collator=collator,
+        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
+        data_collator=collator,  # the packed one reads an unpacked evaluation row as one example
         processing_class=tokenizer,
         callbacks=[recorder],
     )
