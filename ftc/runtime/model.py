@@ -118,7 +118,8 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
     model = get_peft_model(model, lora_config(spec.lora, model))
     if plan.gradient_checkpointing.value:
         model.enable_input_require_grads()  # recomputed blocks need an input that asks for gradients
-    if spec.lora.init in BASE_CHANGING_INITS and run_path is not None:
+    # Every process computes the same init; one writes it (the one that saves the result).
+    if spec.lora.init in BASE_CHANGING_INITS and run_path is not None and int(os.environ.get("RANK", 0)) == 0:
         save_initial_adapter(model, run_path / INITIAL_ADAPTER)
     return model
 
