@@ -108,3 +108,17 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_finishes_every_step_once
     before, after = losses[stopped - 3 : stopped], losses[stopped : stopped + 3]
     assert sum(after) / 3 < losses[0] * 0.9 and abs(sum(after) - sum(before)) / 3 < 0.1 * losses[0], losses
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_submitit_submits_the_run_folder_the_slurm_target_wrote(slurm_cluster, tmp_path):
+    pytest.importorskip("submitit")
+    from ftc.targets.submitit_jobs import submit_run
+
+    spec = write_quickstart(tmp_path / "quick", steps=3)
+    run_dir = launch(spec, "--dry-run")
+    job = submit_run(run_dir)
+    # This cluster keeps no accounting (sacct), so submitit's own polling backs off slowly: watch its result file.
+    wait_for(job.paths.result_pickle.exists, 300, "submitit's result")
+    job.result()  # raises if the runtime failed
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file()  # all 3 steps ran
