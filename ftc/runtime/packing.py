@@ -5,8 +5,9 @@ fits in), so little is left to pad. Each row keeps its examples' lengths (`seq_l
 turns them into position ids that restart at 0 per example and passes no attention mask.
 
 transformers 5 reads such position ids as packed sequences: flash-attention runs its variable-length
-kernel over them, and sdpa and eager get a block-diagonal causal mask (built only when no KV cache is
-made, so every batch says use_cache = False). Attention stays inside each example either way; sdpa and
+kernel over them (in a batch of one row only, so for flash the batch is flattened), and sdpa and eager
+get a block-diagonal causal mask (built only when no KV cache is made, so every batch says
+use_cache = False). Attention stays inside each example either way; sdpa and
 eager still compute the whole row × row scores, only flash skips the masked blocks. The first label of
 every example is masked too: the token before it belongs to another example.
 """
@@ -65,21 +66,25 @@ class PackedCollator:
     """Pads packed rows into a batch with per-example position ids and no attention mask.
 
     Padding gets position ids of its own (0, 1, ...), which makes it a separate block that no real
-    token attends to, and labels the loss skips.
+    token attends to, and labels the loss skips. With `flatten` the batch is one long row without
+    padding instead: transformers' flash-attention reads packed position ids only in a batch of one.
     """
 
     pad_token_id: int
+    flatten: bool = False
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        width = max(len(row["input_ids"]) for row in rows)
+        width = 0 if self.flatten else max(len(row["input_ids"]) for row in rows)
         input_ids, labels, position_ids = [], [], []
         for row in rows:
-            pad = width - len(row["input_ids"])
+            pad = max(width - len(row["input_ids"]), 0)
             input_ids.append(list(row["input_ids"]) + [self.pad_token_id] * pad)
             labels.append(list(row["labels"]) + [IGNORE_INDEX] * pad)
             position_ids.append([position for length in _lengths(row) for position in range(length)] + list(range(pad)))
+        if self.flatten:
+            input_ids, labels, position_ids = ([sum(rows_of, [])] for rows_of in (input_ids, labels, position_ids))
         return {
             "input_ids": torch.tensor(input_ids),
             "labels": torch.tensor(labels),
@@ -88,6 +93,11 @@ class PackedCollator:
             # says use_cache = true make one even in training.
             "use_cache": False,
         }
+
+
+def packed_collator(pad_token_id: int, attention: str) -> PackedCollator:
+    """The collator for the plan's attention kernel: flash gets one flat row, sdpa and eager a padded batch."""
+    return PackedCollator(pad_token_id, flatten=attention == "flash")
 
 
 def _lengths(row: dict[str, Any]) -> list[int]:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ftc.runtime.packing import PackedCollator, PaddingCollator, pack_examples, pack_lengths
+from ftc.runtime.packing import PackedCollator, PaddingCollator, pack_examples, pack_lengths, packed_collator
 from ftc.runtime.tokenize import IGNORE_INDEX
 
 
@@ -47,14 +47,29 @@ def test_the_collator_restarts_positions_per_example_and_pads_as_a_block_of_its_
     assert batch["labels"].tolist()[1] == [-100, 7, -100, -100, -100]
 
 
+def test_for_flash_the_batch_is_one_flat_row_without_padding():
+    # transformers' flash-attention reads packed position ids only in a batch of one row.
+    collate = packed_collator(pad_token_id=0, attention="flash")
+    batch = collate(
+        [
+            {"input_ids": [1, 2, 3, 4, 5], "labels": [-100, 2, 3, -100, 5], "seq_lengths": [3, 2]},
+            {"input_ids": [6, 7], "labels": [-100, 7], "seq_lengths": [2]},
+        ]
+    )
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5, 6, 7]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1]]
+    assert batch["labels"].tolist() == [[-100, 2, 3, -100, 5, -100, 7]]
+    assert not packed_collator(pad_token_id=0, attention="sdpa").flatten
+
+
 @pytest.fixture(scope="module")
 def examples():
     rng = random.Random(1)
     return [{"input_ids": [rng.randint(5, 400) for _ in range(n)], "labels": []} for n in (7, 12, 3, 9)]
 
 
-@pytest.mark.parametrize("kernel", ["sdpa", "eager"])
-def test_a_packed_example_has_the_logits_it_has_alone(tiny_model_dir, examples, kernel):
+@pytest.mark.parametrize("kernel,flatten", [("sdpa", False), ("eager", False), ("sdpa", True)])
+def test_a_packed_example_has_the_logits_it_has_alone(tiny_model_dir, examples, kernel, flatten):
     """The proof that packed examples do not attend to each other: each one's logits are unchanged."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -64,16 +79,20 @@ def test_a_packed_example_has_the_logits_it_has_alone(tiny_model_dir, examples, 
         example["labels"] = list(example["input_ids"])
     rows = pack_examples(examples, 20)  # 12+7 and 9+3: two rows, one padded
     assert sorted(len(row["seq_lengths"]) for row in rows) == [2, 2]
-    batch = PackedCollator(pad_token_id=0)(rows)
+    batch = PackedCollator(pad_token_id=0, flatten=flatten)(rows)
     with torch.no_grad():
         packed = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
-        for row_index, row in enumerate(rows):
-            start = 0
-            for length in row["seq_lengths"]:
-                ids = batch["input_ids"][row_index, start : start + length]
-                alone = model(input_ids=ids[None]).logits[0]
-                torch.testing.assert_close(packed[row_index, start : start + length], alone, atol=1e-5, rtol=1e-4)
-                start += length
+    lengths = [(row_index, length) for row_index, row in enumerate(rows) for length in row["seq_lengths"]]
+    starts = {}
+    for row_index, length in lengths:
+        row_at = 0 if flatten else row_index
+        start = starts.get(row_at, 0)
+        ids = batch["input_ids"][row_at, start : start + length]
+        with torch.no_grad():
+            alone = model(input_ids=ids[None]).logits[0]
+        torch.testing.assert_close(packed[row_at, start : start + length], alone, atol=1e-5, rtol=1e-4)
+        starts[row_at] = start + length
+    assert sum(starts.values()) == sum(len(example["input_ids"]) for example in examples)
 
 
 def test_without_reset_positions_the_examples_would_see_each_other(tiny_model_dir, examples):

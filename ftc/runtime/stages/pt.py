@@ -11,7 +11,7 @@ from ftc.runtime.data import load_texts, train_eval_split
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.packing import PackedCollator, PaddingCollator, pack_examples, packing_summary
+from ftc.runtime.packing import PaddingCollator, pack_examples, packed_collator, packing_summary
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.texts import describe_texts, encode_texts
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
@@ -35,7 +35,8 @@ def run(folder: RunFolder) -> None:
     print(describe_texts(data), flush=True)
     rows, collator = data.examples, PaddingCollator(tokenizer.pad_token_id)
     if spec.data.packing:
-        rows, collator = pack_examples(data.examples, spec.data.cutoff_len), PackedCollator(tokenizer.pad_token_id)
+        rows = pack_examples(data.examples, spec.data.cutoff_len)
+        collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
         print(packing_summary(data.examples, rows, spec.data.cutoff_len), flush=True)
     evaluated = encode_texts(tokenizer, held_out, spec.data.cutoff_len).examples if held_out else None
     if evaluated:

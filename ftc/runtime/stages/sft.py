@@ -12,7 +12,7 @@ from ftc.runtime.data import Conversation, load_conversations, load_eval_dataset
 from ftc.runtime.data_stream import check_streaming, describe_stream, streamed_examples
 from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.packing import PackedCollator, pack_examples, packing_summary
+from ftc.runtime.packing import pack_examples, packed_collator, packing_summary
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.tokenize import describe_data, encode_conversations, use_template
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
@@ -44,7 +44,8 @@ def run(folder: RunFolder) -> None:
         print(describe_data(data, tokenizer, spec.model.template), flush=True)
         rows = data.examples
         if spec.data.packing:
-            rows, collator = pack_examples(data.examples, spec.data.cutoff_len), PackedCollator(tokenizer.pad_token_id)
+            rows = pack_examples(data.examples, spec.data.cutoff_len)
+            collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
             print(packing_summary(data.examples, rows, spec.data.cutoff_len), flush=True)
         rows = Dataset.from_list(rows)
     evaluated = None
