@@ -77,6 +77,7 @@ def test_a_freeze_run_changes_the_trained_layers_and_nothing_else(tmp_path, tiny
 
 
 # -- qlora: bitsandbytes runs 4- and 8-bit layers on the CPU -------------------------------------------
+@pytest.mark.slow  # bitsandbytes' import and CPU kernels
 @pytest.mark.parametrize("bits", [4, 8])
 def test_qlora_quantizes_the_linear_layers_and_the_loss_falls(tmp_path, tiny_model_dir, alpaca, bits):
     from dataclasses import replace

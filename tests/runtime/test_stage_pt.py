@@ -51,6 +51,7 @@ def test_freeze_learns_too(tmp_path, tiny_model_dir, texts):
     assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]
 
 
+@pytest.mark.slow  # bitsandbytes' import and CPU kernels
 def test_qlora_learns_too(tmp_path, tiny_model_dir, texts):
     plan = replace(cpu_plan(), quantization_bits=Decision(4, "fixed by the test"))
     metrics = train_in_process(pt_run(tmp_path, tiny_model_dir, texts, "qlora", True, plan))
