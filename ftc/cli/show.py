@@ -111,5 +111,9 @@ def show_run_folder(job: Job, rendered: Rendered, ran: bool) -> None:
         from rich.syntax import Syntax
 
         out.print(f"[bold]would run[/bold] {' '.join(rendered.command)}")
-        if "run.sh" in rendered.files:
-            out.print(Syntax(rendered.files["run.sh"], "bash", theme="ansi_dark", background_color="default"))
+        # What the target would run: its scripts (and a Dockerfile), shown in full.
+        for name in sorted(rendered.files):
+            if name in rendered.executable or name.endswith("Dockerfile"):
+                lexer = "docker" if name.endswith("Dockerfile") else "bash"
+                out.print(f"[bold]{name}[/bold]")
+                out.print(Syntax(rendered.files[name], lexer, theme="ansi_dark", background_color="default"))

@@ -92,3 +92,22 @@ def test_a_resume_whose_data_or_schedule_changed_is_refused(tmp_path, tiny_model
         run(str(run_dir))
     assert "train.max_steps 20 → 2" in caught.value.message and "data.datasets" not in caught.value.message
     assert not (run_dir / "adapter").exists()  # not silently "finished" at step 3
+
+
+def test_the_warning_signal_requeues_the_slurm_job_and_sigterm_does_not(tmp_path, monkeypatch, capsys):
+    from ftc.runtime.preemption import StopRequest, stop_for_restart
+
+    calls = tmp_path / "scontrol.log"
+    scontrol = tmp_path / "scontrol"
+    scontrol.write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "99")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+
+    for signal_number in (signal.SIGTERM, signal.SIGUSR1):
+        with pytest.raises(SystemExit) as stopped:
+            stop_for_restart(StopRequest(signal_number), 7, "checkpoint-7")
+        assert stopped.value.code == EXIT_STOPPED
+    assert calls.read_text() == "requeue 99\n"  # only once: for the warning before the time limit
+    assert "slurm job 99 requeued" in capsys.readouterr().out

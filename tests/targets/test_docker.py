@@ -64,3 +64,15 @@ def test_launch_without_a_docker_daemon_says_so_and_exits_1(tmp_path):
     assert "--dry-run" in no_daemon.stderr and "Traceback" not in no_daemon.stderr
     run_dir = tmp_path / "runs" / "quickstart"
     assert {"Dockerfile", "docker_run.sh"} <= {path.name for path in run_dir.iterdir()}  # written, as with --dry-run
+
+
+def test_dry_run_writes_and_shows_the_dockerfile_and_script_without_docker(tmp_path):
+    spec = tmp_path / "job.toml"
+    spec.write_text(VALID)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "alpaca_en.json").write_text("[]")
+    command = [sys.executable, "-m", "ftc", "launch", str(spec), "-t", "docker", "-H", "cpu", "--dry-run"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PATH": ""}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "FROM pytorch/pytorch" in result.stdout and "exec docker run --rm" in result.stdout
+    assert (tmp_path / "runs" / "quickstart" / "Dockerfile").is_file()
