@@ -12,7 +12,7 @@ import warnings
 
 from ftc.runtime import clock  # noqa: F401  imported first of ours: without /proc, startup counts from here
 from ftc.runtime.backend import check_backend
-from ftc.runtime.distributed import preflight, rank, show_preflight
+from ftc.runtime.distributed import preflight, rank, seed_all, show_preflight
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import check_method
 from ftc.runtime.run_folder import RunFolder, load_run_folder
@@ -49,6 +49,7 @@ def run(run_dir: str) -> None:
     if rank() == 0:
         print(header(folder), flush=True)
     show_preflight(reports)
+    seed_all(folder.spec.train.seed)
     # We tokenize ourselves; the trainer's few passes over the data need no progress bars of their own.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     # Raised by the libraries' own calls to each other; nothing a user could change in the spec.

@@ -26,12 +26,19 @@ def _build_registry(*series: Series) -> dict[str, Series]:
     return {entry.name: entry for entry in series}
 
 
-# Logged per optimizer step beside the loss, by the stages that have them (rm, dpo, kto, orpo).
+# Logged per optimizer step beside the loss, by the stages that have them (rm, dpo, kto, orpo, ppo, grpo).
 SERIES: dict[str, Series] = _build_registry(
     Series("reward_chosen", ("rewards/chosen",), "reward of the chosen reply"),
     Series("reward_rejected", ("rewards/rejected",), "reward of the rejected reply"),
     Series("reward_margin", ("rewards/margins", "margin"), "reward margin (chosen − rejected)"),
     Series("reward_accuracy", ("rewards/accuracies", "accuracy"), "reward accuracy (chosen ranked first)"),
+    # the rollout stages (ppo, grpo): the mean score of the sampled replies, and how the policy moves
+    Series("reward", ("reward",), "reward of the sampled replies (mean)"),
+    Series("kl", ("kl",), "KL to the reference (nats per token)"),
+    Series("policy_loss", ("policy_loss",), "policy loss (clipped surrogate)"),
+    Series("value_loss", ("value_loss",), "value loss"),
+    Series("clip_fraction", ("clip_fraction", "clip_ratio/region_mean"), "share of tokens clipped"),
+    Series("entropy", ("entropy",), "entropy of the next-token distribution (nats)"),
 )
 
 

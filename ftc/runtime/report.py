@@ -27,6 +27,10 @@ PLOTS: tuple[Plot, ...] = (
     Plot("rewards.png", ("reward_chosen", "reward_rejected"), "reward"),
     Plot("margin.png", ("reward_margin",), SERIES["reward_margin"].label),
     Plot("accuracy.png", ("reward_accuracy",), SERIES["reward_accuracy"].label),
+    Plot("reward.png", ("reward",), SERIES["reward"].label),
+    Plot("kl.png", ("kl",), SERIES["kl"].label),
+    Plot("ppo_losses.png", ("policy_loss", "value_loss"), "loss"),
+    Plot("entropy.png", ("entropy",), SERIES["entropy"].label),
 )
 
 

@@ -198,6 +198,23 @@ def build_tiny_model(
     return folder
 
 
+def build_tiny_reward_model(folder: str | Path, seed: int = 0) -> Path:
+    """A reward model of the tiny model's shape, as the rm stage saves one: tokenizer + LlamaForSequenceClassification.
+
+    Its score head is random (seeded), so it ranks replies arbitrarily but always alike: enough for a
+    rollout stage to have rewards that differ between replies, without training an rm first.
+    """
+    import torch
+    from transformers import AutoConfig, LlamaForSequenceClassification
+
+    folder = Path(folder)
+    build_tiny_model(folder, seed)  # the tokenizer and the config to start from
+    config = AutoConfig.from_pretrained(folder, num_labels=1)
+    torch.manual_seed(seed + 3)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
 def tiny_texts(n: int, seed: int = 0) -> list[str]:
     """`n` plain documents of 1 to 8 task records each, written out as text: learnable, of varied lengths."""
     rng = random.Random(seed + 2)  # its own stream: the document lengths drawn do not shift the tasks

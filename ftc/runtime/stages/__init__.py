@@ -29,4 +29,6 @@ STAGES: dict[str, StageEntry] = _build_registry(
     StageEntry("dpo", "ftc.runtime.stages.dpo", "direct preference optimisation against a frozen reference"),
     StageEntry("kto", "ftc.runtime.stages.kto", "KTO: unpaired desirable / undesirable replies against a reference"),
     StageEntry("orpo", "ftc.runtime.stages.orpo", "odds-ratio preference optimisation: SFT plus a preference term"),
+    StageEntry("ppo", "ftc.runtime.stages.ppo", "PPO: sampled replies scored by a reward model, clipped updates, KL"),
+    StageEntry("grpo", "ftc.runtime.stages.grpo", "GRPO: each sampled reply's reward against its group's, through trl"),
 )

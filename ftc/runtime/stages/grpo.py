@@ -1,0 +1,70 @@
+"""GRPO: group-relative policy optimisation on prompts, through trl's GRPOTrainer.
+
+For each prompt the policy samples ppo.num_generations replies; each reply's reward (the built-in
+functions of ppo.reward_functions and/or the reward model of ppo.reward_model, summed) is compared
+with its group's mean, and clipped updates raise what beat the group. No value head: the group is
+the baseline. trl gets conversational prompts and renders them with our template, as for the
+preference stages; prompts are the conversations without their last reply, as for ppo.
+"""
+
+from __future__ import annotations
+
+from ftc.runtime.data import load_conversations
+from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.outputs import finish, save_trained
+from ftc.runtime.rewards import load_reward_model, trl_reward_function
+from ftc.runtime.run_folder import RunFolder
+from ftc.runtime.stages.ppo import encode_prompts
+from ftc.runtime.tokenize import use_template
+from ftc.runtime.trainer_args import training_arguments
+from ftc.runtime.training import train
+
+
+def run(folder: RunFolder) -> None:
+    spec, ppo = folder.spec, folder.spec.ppo
+    conversations = load_conversations(spec.data, spec.train.seed)  # first: a bad record before the heavy imports
+
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from ftc.runtime.callbacks import MetricsRecorder
+
+    tokenizer = load_tokenizer(spec.model)
+    use_template(tokenizer, spec.model.template)
+    prompts = encode_prompts(tokenizer, conversations, spec.data.cutoff_len - ppo.max_new_tokens)
+    print(
+        f"data: {len(prompts)} prompts ({len(conversations) - len(prompts)} left out: longer than data.cutoff_len − "
+        f"ppo.max_new_tokens), template {spec.model.template}; {ppo.num_generations} replies per prompt",
+        flush=True,
+    )
+    rewards: list = [trl_reward_function(name, ppo) for name in ppo.reward_functions]
+    reward_tokenizers: list = [None] * len(rewards)  # trl reads None as "not a model"
+    if ppo.reward_model is not None:
+        reward_model, reward_tokenizer = load_reward_model(ppo.reward_model, folder.plan)
+        rewards.append(reward_model)
+        reward_tokenizers.append(reward_tokenizer)
+
+    model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
+    recorder = MetricsRecorder(folder.metrics, stage="grpo", method=spec.train.method)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=GRPOConfig(
+            **training_arguments(folder),
+            num_generations=ppo.num_generations,
+            max_completion_length=ppo.max_new_tokens,
+            temperature=ppo.temperature,
+            # β: with an adapter trl switches it off for the reference; otherwise it loads a frozen copy
+            beta=ppo.kl_coef,
+            epsilon=ppo.clip_range,
+            num_iterations=ppo.ppo_epochs,
+        ),
+        train_dataset=Dataset.from_list([{"prompt": prompt.messages} for prompt in prompts]),
+        processing_class=tokenizer,
+        reward_processing_classes=reward_tokenizers,
+        callbacks=[recorder],
+    )
+    train(trainer, folder)
+
+    save_trained(trainer, folder)
+    finish(folder, recorder.metrics)

@@ -1,0 +1,435 @@
+"""PPO: the policy samples replies to prompts, a reward model scores them, and clipped updates raise the
+likelihood of what scored well while a KL penalty keeps the policy near its start.
+
+Our own loop on torch + transformers (trl 1.16 has no PPO trainer). One step:
+  1. rollout: train.global_batch_size prompts; the policy samples a reply to each (ppo.temperature,
+     at most ppo.max_new_tokens); the reward model scores prompt + reply;
+  2. per reply token: the policy's log-probability, the frozen reference's (LoRA: the adapter
+     switched off; otherwise a frozen copy) and the value head's estimate; the reward is
+     −kl_coef · KL on every token plus the score on the last; GAE (gamma, lam) gives advantages;
+  3. ppo.ppo_epochs optimizer updates over the batch (micro-batches of the plan, gradients
+     accumulated), each minimising the clipped policy loss + value_loss_coef · the clipped value loss.
+The value head is one linear layer on the policy's last hidden state; it trains beside the policy
+(or its adapter). The arithmetic is in `ftc.runtime.ppo_math`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ftc.chat_templates import Message
+from ftc.compiler.plan import Plan
+from ftc.runtime.data import Conversation, load_conversations
+from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.model import ADAPTER_METHODS, INITIAL_ADAPTER, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.run_folder import RunFolder
+from ftc.runtime.tokenize import use_template
+from ftc.spec.models import Spec
+
+VALUE_HEAD_FILE = "value_head.pt"  # in each checkpoint, beside the policy
+
+
+@dataclass(frozen=True)
+class Prompt:
+    where: str  # the record it came from
+    messages: list[Message]  # the conversation without its last reply
+    input_ids: list[int]  # as the template renders it, ending with the assistant's header
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled replies and what PPO learns from: [batch, reply tokens] tensors, scores [batch]."""
+
+    prompt_ids: Any  # left-padded
+    prompt_mask: Any
+    reply_ids: Any  # right-padded
+    reply_mask: Any  # 1 on the reply's tokens (its end marker included), 0 after
+    scores: Any
+    logprobs: Any = None
+    values: Any = None
+    kl: Any = None
+    advantages: Any = None
+    returns: Any = None
+
+
+def run(folder: RunFolder) -> None:
+    spec, ppo, plan = folder.spec, folder.spec.ppo, folder.plan
+    conversations = load_conversations(spec.data, spec.train.seed)  # first: a bad record before the heavy imports
+    check_runnable(spec, plan)
+
+    import torch
+    from transformers import set_seed
+
+    from ftc.runtime import ppo_math
+    from ftc.runtime.preference_models import load_reference_model
+    from ftc.runtime.rewards import load_reward_model
+
+    set_seed(spec.train.seed)
+    tokenizer = load_tokenizer(spec.model)
+    use_template(tokenizer, spec.model.template)
+    prompts = encode_prompts(tokenizer, conversations, spec.data.cutoff_len - ppo.max_new_tokens)
+    steps = total_steps(spec, len(prompts))
+    device = torch.device(plan.backend.value if plan.backend.value == "cpu" else f"{plan.backend.value}:0")
+
+    reward_model, reward_tokenizer = load_reward_model(ppo.reward_model, plan)  # first: a wrong path costs no time
+    reward_model.to(device)
+    policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path).to(device)
+    for module in policy.modules():  # a sampled reply's log-probability must not change with dropout's draw
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    if plan.gradient_checkpointing.value:
+        policy.gradient_checkpointing_enable()
+    adapted = spec.train.method in ADAPTER_METHODS
+    reference = None if adapted else load_reference_model(spec.model, plan).to(device)
+    value_head = torch.nn.Linear(policy.config.get_text_config().hidden_size, 1).to(device)
+    torch.nn.init.zeros_(value_head.weight)  # every value starts at 0: no advantage comes from a random head
+    torch.nn.init.zeros_(value_head.bias)
+    learner = Learner(policy, value_head, spec, plan, steps * ppo.ppo_epochs)
+    print(describe_run(spec, plan, len(prompts), len(conversations), steps), flush=True)
+
+    from ftc.runtime.clock import process_started_at
+    from ftc.runtime.metrics import add_trainer_log, new_metrics, write_metrics
+    from ftc.runtime.outputs import finish
+
+    metrics = new_metrics("ppo", spec.train.method)
+    metrics["startup_s"] = round(time.time() - process_started_at(), 3)
+    started = time.time()
+    batches = prompt_batches(prompts, spec.train.global_batch_size, spec.train.seed)
+    for step in range(1, steps + 1):
+        batch = next(batches)
+        rollout = sample(policy, tokenizer, batch, ppo.max_new_tokens, ppo.temperature, plan, device)
+        rollout.scores = score(reward_model, reward_tokenizer, tokenizer, batch, rollout)
+        with torch.no_grad():
+            rollout.logprobs, rollout.values = evaluate(policy, value_head, rollout, ppo.temperature, plan)
+            reference_logprobs = reference_pass(policy, reference, rollout, ppo.temperature, plan)
+        rollout.kl = ppo_math.kl_k3(rollout.logprobs, reference_logprobs) * rollout.reply_mask
+        rewards = ppo_math.token_rewards(rollout.scores, rollout.kl, rollout.reply_mask, ppo.kl_coef)
+        advantages, rollout.returns = ppo_math.gae(rewards, rollout.values, rollout.reply_mask, ppo.gamma, ppo.lam)
+        rollout.advantages = ppo_math.masked_whiten(advantages, rollout.reply_mask)
+        stats = learner.update(rollout)
+
+        if step == 1 or step % spec.train.logging_steps == 0 or step == steps:
+            logs = {
+                "loss": stats["policy_loss"] + ppo.value_loss_coef * stats["value_loss"],
+                "learning_rate": learner.learning_rate(),
+                "epoch": step * spec.train.global_batch_size / len(prompts),
+                "reward": rollout.scores.mean().item(),
+                "kl": ppo_math.masked_mean(rollout.kl, rollout.reply_mask).item(),  # per token, as trl's grpo logs it
+                "reply_tokens": rollout.reply_mask.sum(dim=1).mean().item(),
+                **stats,
+            }
+            add_trainer_log(metrics, step, logs)
+            write_metrics(folder.metrics, metrics)
+            print(progress_line(step, steps, logs), flush=True)
+        if step % spec.train.save_steps == 0 and step < steps:
+            save_checkpoint(policy, value_head, tokenizer, folder, step)
+    metrics["train_runtime_s"] = round(time.time() - started, 3)
+
+    save_policy(policy, tokenizer, folder)
+    finish(folder, metrics)
+
+
+def check_runnable(spec: Spec, plan: Plan) -> None:
+    """What this loop does not do (yet), said before anything loads."""
+    if plan.world_size.value > 1:
+        raise RuntimeUserError(
+            f"train.stage = 'ppo' runs in one process, but the plan uses {plan.world_size.value} devices",
+            "plan for one device (ftc launch --hardware with a single device), or use grpo, which trl distributes",
+        )
+    if spec.train.optimizer != "adamw":
+        raise RuntimeUserError(
+            f"train.stage = 'ppo' trains with torch's AdamW, not train.optimizer = {spec.train.optimizer!r}",
+            "set train.optimizer = 'adamw'",
+        )
+    if spec.lora.plus_lr_ratio is not None and spec.train.method in ADAPTER_METHODS:
+        raise RuntimeUserError("lora.plus_lr_ratio is not read by train.stage = 'ppo'", "remove it")
+
+
+def prompt_of(conversation: Conversation) -> list[Message]:
+    """The conversation up to its last assistant reply (all of it when it has none): what the policy answers."""
+    replies = [index for index, message in enumerate(conversation.messages) if message["role"] == "assistant"]
+    return conversation.messages[: replies[-1]] if replies else conversation.messages
+
+
+def encode_prompts(tokenizer: Any, conversations: list[Conversation], room: int) -> list[Prompt]:
+    """Each prompt rendered by the chat template with the assistant's header; one longer than `room` is left out."""
+    from jinja2 import TemplateError
+
+    prompts = []
+    for conversation in conversations:
+        messages = prompt_of(conversation)
+        try:
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except TemplateError as error:
+            raise RuntimeUserError(
+                f"{conversation.where}: the chat template refused the prompt: {error}", "fix the record"
+            ) from None
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= room:
+            prompts.append(Prompt(conversation.where, messages, ids))
+    if not prompts:
+        raise RuntimeUserError(
+            f"no prompt fits in data.cutoff_len − ppo.max_new_tokens = {room} tokens",
+            "raise data.cutoff_len or lower ppo.max_new_tokens",
+        )
+    return prompts
+
+
+def total_steps(spec: Spec, prompts: int) -> int:
+    """train.max_steps, or the steps that pass over the prompts train.epochs times: one step is one rollout batch."""
+    if spec.train.max_steps is not None:
+        return spec.train.max_steps
+    return max(1, math.ceil((spec.train.epochs or 1.0) * prompts / spec.train.global_batch_size))
+
+
+def prompt_batches(prompts: list[Prompt], size: int, seed: int) -> Iterator[list[Prompt]]:
+    """Batches of `size` prompts, in a new seeded order on every pass over them."""
+    order = random.Random(seed)
+    queue: list[Prompt] = []
+    while True:
+        while len(queue) < size:
+            queue += order.sample(prompts, len(prompts))
+        yield queue[:size]
+        queue = queue[size:]
+
+
+def describe_run(spec: Spec, plan: Plan, prompts: int, conversations: int, steps: int) -> str:
+    ppo = spec.ppo
+    return (
+        f"data: {prompts} prompts ({conversations - prompts} left out: longer than data.cutoff_len − "
+        f"ppo.max_new_tokens), template {spec.model.template}\n"
+        f"ppo: {steps} steps of {spec.train.global_batch_size} replies (≤ {ppo.max_new_tokens} tokens, "
+        f"temperature {ppo.temperature}), {ppo.ppo_epochs} updates each in micro-batches of "
+        f"{plan.micro_batch_size.value}; reward model {ppo.reward_model}"
+    )
+
+
+def autocast(plan: Plan, device: Any) -> Any:
+    """Compute in the plan's precision, over fp32 master weights (full) or a half-precision base (load_model's)."""
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.precision.value]
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=plan.precision.value != "fp32")
+
+
+def left_padded(rows: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
+    """(ids, attention mask) with the padding on the left, so every prompt ends where its reply begins."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad_id] * (width - len(row)) + row for row in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return ids, mask
+
+
+def sample(
+    policy: Any, tokenizer: Any, batch: list[Prompt], max_new_tokens: int, temperature: float, plan: Plan, device: Any
+) -> Rollout:
+    """A reply sampled from the policy for each prompt, a micro-batch at a time; what follows its end is masked."""
+    import torch
+
+    micro = plan.micro_batch_size.value
+    replies: list[list[int]] = []
+    policy.eval()
+    for start in range(0, len(batch), micro):
+        rows = [prompt.input_ids for prompt in batch[start : start + micro]]
+        ids, mask = left_padded(rows, tokenizer.pad_token_id, device)
+        with torch.no_grad(), autocast(plan, device):
+            generated = policy.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=temperature,
+                top_k=0,  # sample from the policy's own distribution, whose log-probabilities PPO uses
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        replies += generated[:, ids.shape[1] :].tolist()
+    prompt_ids, prompt_mask = left_padded([prompt.input_ids for prompt in batch], tokenizer.pad_token_id, device)
+    width = max(len(reply) for reply in replies)
+    reply_ids = torch.tensor(
+        [reply + [tokenizer.pad_token_id] * (width - len(reply)) for reply in replies], device=device
+    )
+    ended = reply_ids == tokenizer.eos_token_id
+    after_end = (ended.cumsum(dim=1) - ended.long()) > 0  # the end marker itself is part of the reply
+    reply_mask = (~after_end).float()
+    return Rollout(prompt_ids, prompt_mask, reply_ids, reply_mask, scores=None)
+
+
+def score(reward_model: Any, reward_tokenizer: Any, tokenizer: Any, batch: list[Prompt], rollout: Rollout) -> Any:
+    """The reward model's score of each reply, read as text and rendered by the reward model's own template."""
+    from ftc.runtime.rewards import score_replies
+
+    texts = [
+        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+        for ids, mask in zip(rollout.reply_ids, rollout.reply_mask, strict=True)
+    ]
+    return score_replies(reward_model, reward_tokenizer, [prompt.messages for prompt in batch], texts)
+
+
+def forward(model: Any, rollout: Rollout, rows: Any, temperature: float) -> tuple[Any, Any]:
+    """(logits over each reply token, scaled by the temperature; the last hidden state before each)."""
+    import torch
+
+    reply_tokens = rollout.reply_ids.shape[1]
+    ids = torch.cat([rollout.prompt_ids[rows], rollout.reply_ids[rows]], dim=1)
+    mask = torch.cat([rollout.prompt_mask[rows], torch.ones_like(rollout.reply_ids[rows])], dim=1)
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # left padding: each prompt starts at position 0
+    output = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        output_hidden_states=True,
+        logits_to_keep=reply_tokens + 1,
+    )
+    # the position before each reply token predicts it
+    logits = output.logits[:, :-1].float() / temperature
+    return logits, output.hidden_states[-1][:, -reply_tokens - 1 : -1]
+
+
+def evaluate(policy: Any, value_head: Any, rollout: Rollout, temperature: float, plan: Plan) -> tuple[Any, Any]:
+    """(log-probabilities, values) of the reply tokens under the policy as it sampled them, a micro-batch at a time."""
+    import torch
+
+    from ftc.runtime.ppo_math import logprobs_of
+
+    parts = []
+    for rows in torch.arange(len(rollout.reply_ids)).split(plan.micro_batch_size.value):
+        with autocast(plan, rollout.reply_ids.device):
+            logits, hidden = forward(policy, rollout, rows, temperature)
+            values = value_head(hidden).squeeze(-1).float()
+        parts.append((logprobs_of(logits, rollout.reply_ids[rows]), values))
+    return tuple(torch.cat(part) for part in zip(*parts, strict=True))
+
+
+def reference_pass(policy: Any, reference: Any, rollout: Rollout, temperature: float, plan: Plan) -> Any:
+    """The reply tokens' log-probabilities under the starting model: a frozen copy, or the policy minus its adapter."""
+    import torch
+
+    from ftc.runtime.ppo_math import logprobs_of
+
+    parts = []
+    for rows in torch.arange(len(rollout.reply_ids)).split(plan.micro_batch_size.value):
+        with autocast(plan, rollout.reply_ids.device):
+            if reference is None:
+                with policy.disable_adapter():
+                    logits, _ = forward(policy, rollout, rows, temperature)
+            else:
+                logits, _ = forward(reference, rollout, rows, temperature)
+        parts.append(logprobs_of(logits, rollout.reply_ids[rows]))
+    return torch.cat(parts)
+
+
+class Learner:
+    """The optimizer side: AdamW over the trained weights and the value head, the schedule, the loss scaler (fp16)."""
+
+    def __init__(self, policy: Any, value_head: Any, spec: Spec, plan: Plan, updates: int) -> None:
+        import torch
+        from transformers import get_scheduler
+
+        from ftc.runtime.trainer_args import warmup_fraction
+
+        self.policy, self.value_head, self.spec, self.plan = policy, value_head, spec, plan
+        self.parameters = [p for p in policy.parameters() if p.requires_grad] + list(value_head.parameters())
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=spec.train.learning_rate, weight_decay=spec.train.weight_decay
+        )
+        warmup = warmup_fraction(spec.train.warmup_ratio)
+        self.scheduler = get_scheduler(
+            spec.train.lr_scheduler, self.optimizer, num_warmup_steps=math.ceil(warmup * updates),
+            num_training_steps=updates,
+        )  # fmt: skip
+        device = next(policy.parameters()).device
+        self.scaler = torch.amp.GradScaler(device.type, enabled=plan.precision.value == "fp16")
+
+    def learning_rate(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """ppo.ppo_epochs optimizer steps over the rollout; the mean of each loss term over them."""
+        import torch
+
+        from ftc.runtime.ppo_math import entropy_from_logits, logprobs_of, masked_mean, ppo_losses
+
+        ppo, batch = self.spec.ppo, len(rollout.reply_ids)
+        totals = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
+        self.policy.train()
+        for _ in range(ppo.ppo_epochs):
+            for rows in torch.randperm(batch).split(self.plan.micro_batch_size.value):
+                mask = rollout.reply_mask[rows]
+                with autocast(self.plan, rollout.reply_ids.device):
+                    logits, hidden = forward(self.policy, rollout, rows, ppo.temperature)
+                    values = self.value_head(hidden).squeeze(-1).float()
+                losses = ppo_losses(
+                    logprobs_of(logits, rollout.reply_ids[rows]), values, rollout.logprobs[rows],
+                    rollout.values[rows], rollout.advantages[rows], rollout.returns[rows], mask, ppo.clip_range,
+                    ppo.clip_range_value,
+                )  # fmt: skip
+                share = len(rows) / batch  # micro-batches add up to the batch's mean
+                self.scaler.scale((losses.policy + ppo.value_loss_coef * losses.value) * share).backward()
+                entropy = masked_mean(entropy_from_logits(logits.detach()), mask)
+                terms = (losses.policy, losses.value, losses.clip_fraction, entropy)
+                for name, term in zip(totals, terms, strict=True):
+                    totals[name] += term.item() * share / ppo.ppo_epochs
+            self.step()
+        self.policy.eval()
+        return totals
+
+    def step(self) -> None:
+        import torch
+
+        self.scaler.unscale_(self.optimizer)
+        if self.spec.train.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.spec.train.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def progress_line(step: int, steps: int, logs: dict[str, float]) -> str:
+    return (
+        f"step {step}/{steps} · reward {logs['reward']:.4f} · kl {logs['kl']:.4f} · policy loss "
+        f"{logs['policy_loss']:.4f} · value loss {logs['value_loss']:.4f} · clipped {logs['clip_fraction']:.2f} · "
+        f"entropy {logs['entropy']:.3f} · {logs['reply_tokens']:.1f} tokens per reply"
+    )
+
+
+def save_checkpoint(policy: Any, value_head: Any, tokenizer: Any, folder: RunFolder, step: int) -> None:
+    """checkpoint-STEP: the policy (adapter or model), the value head and the tokenizer; the oldest beyond the limit go.
+
+    Written under a temporary name and renamed, so a checkpoint folder is never half written.
+    """
+    import torch
+
+    final = folder.checkpoints / f"checkpoint-{step}"
+    partial = folder.checkpoints / f"checkpoint-{step}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    policy.save_pretrained(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    torch.save(value_head.state_dict(), partial / VALUE_HEAD_FILE)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    limit = folder.spec.train.save_total_limit
+    kept = sorted(
+        (path for path in folder.checkpoints.iterdir() if path.name.split("-")[-1].isdigit()),
+        key=lambda path: int(path.name.split("-")[-1]),
+    )
+    for old in kept[:-limit] if limit else []:
+        shutil.rmtree(old)
+
+
+def save_policy(policy: Any, tokenizer: Any, folder: RunFolder) -> None:
+    """The result: the adapter (on the base as published, for PiSSA/OLoRA) or the whole model, with the tokenizer."""
+    initial = folder.path / INITIAL_ADAPTER
+    extra = {"path_initial_model_for_weight_conversion": str(initial)} if initial.is_dir() else {}
+    policy.save_pretrained(str(folder.trained), **extra)
+    tokenizer.save_pretrained(str(folder.trained))

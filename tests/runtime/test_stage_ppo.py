@@ -1,0 +1,81 @@
+"""PPO on the tiny model, scored by a tiny reward model (a fixed random score head): rollouts are sampled
+and scored, the KL to the reference starts at 0 and stays finite, the value head learns, the policy moves."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ftc.runtime.tiny import build_tiny_reward_model, write_tiny_alpaca
+from tests.runtime.stage_runs import series, train_stage
+
+ROLLOUTS = {"max_new_tokens": 8, "ppo_epochs": 2}
+LOGGED = ("reward", "kl", "policy_loss", "value_loss", "clip_fraction", "entropy")
+
+
+@pytest.fixture(scope="module")
+def reward_model_dir(tmp_path_factory):
+    return build_tiny_reward_model(tmp_path_factory.mktemp("reward") / "model", seed=1)
+
+
+def moved_weights(trained, base, method: str) -> float:
+    """How far the trained policy is from its start: the adapter's B matrices start at 0, a full model at the base."""
+    from safetensors.torch import load_file
+
+    if method == "lora":
+        adapter = load_file(trained / "adapter_model.safetensors")
+        return sum(tensor.abs().sum().item() for name, tensor in adapter.items() if "lora_B" in name)
+    before, after = load_file(base / "model.safetensors"), load_file(trained / "model.safetensors")
+    return sum((after[name].float() - before[name].float()).abs().sum().item() for name in before)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(tmp_path, tiny_model_dir, reward_model_dir, method):
+    data = write_tiny_alpaca(tmp_path / "prompts.json", n=32)
+    run_dir = tmp_path / "run"
+    sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
+    metrics = train_stage(
+        run_dir, tiny_model_dir, data, "alpaca", sections, stage="ppo", method=method, max_steps=4, save_steps=2
+    )
+
+    assert (metrics["stage"], metrics["method"]) == ("ppo", method)
+    assert [entry["step"] for entry in metrics["log"]] == [1, 2, 3, 4]
+    for name in LOGGED:
+        values = series(metrics, name)
+        assert len(values) == 4 and all(math.isfinite(value) for value in values), (name, values)
+    kl = series(metrics, "kl")
+    assert kl[0] == pytest.approx(0.0, abs=1e-6)  # the first rollout is sampled by the reference itself
+    assert min(kl) >= 0 and sum(kl[1:]) > 0, kl  # then the updates have moved the policy away from it
+    assert len(set(series(metrics, "reward"))) == 4  # each step scored new replies
+    value_loss = series(metrics, "value_loss")
+    assert value_loss[-1] < value_loss[0], value_loss  # the value head learns the returns
+    assert metrics["train_runtime_s"] > 0 and metrics["startup_s"] > 0
+
+    trained = run_dir / ("adapter" if method == "lora" else "model")
+    assert moved_weights(trained, tiny_model_dir, method) > 0
+    assert (trained / "tokenizer.json").is_file()
+    checkpoint = run_dir / "checkpoints" / "checkpoint-2"
+    assert (checkpoint / "value_head.pt").is_file() and (checkpoint / "tokenizer.json").is_file()
+    for plot in ("loss.png", "reward.png", "kl.png", "ppo_losses.png", "entropy.png"):
+        assert (run_dir / plot).read_bytes().startswith(b"\x89PNG")
+
+
+def test_ppo_refuses_what_its_loop_does_not_do(tmp_path, tiny_model_dir, reward_model_dir):
+    from ftc.runtime.errors import RuntimeUserError
+
+    data = write_tiny_alpaca(tmp_path / "prompts.json", n=8)
+    sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
+    with pytest.raises(RuntimeUserError, match="train.optimizer = 'adamw_8bit'"):
+        train_stage(tmp_path / "run", tiny_model_dir, data, "alpaca", sections, stage="ppo", optimizer="adamw_8bit")
+
+
+def test_a_missing_reward_model_is_named_by_its_key(tmp_path, tiny_model_dir):
+    from ftc.runtime.errors import RuntimeUserError
+
+    data = write_tiny_alpaca(tmp_path / "prompts.json", n=8)
+    sections = {"ppo": {"reward_model": str(tmp_path / "no-such-rm"), **ROLLOUTS}}
+    with pytest.raises(RuntimeUserError) as caught:
+        train_stage(tmp_path / "run", tiny_model_dir, data, "alpaca", sections, stage="ppo", max_steps=1)
+    assert caught.value.message == f"ppo.reward_model: folder {tmp_path / 'no-such-rm'} not found"
+    assert "rm" in caught.value.hint
