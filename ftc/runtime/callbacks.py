@@ -49,7 +49,12 @@ class TrainingProgress(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         if self.bar is not None and logs and "loss" in logs:
-            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}")
+            shown = {"loss": f"{logs['loss']:.4f}", "lr": f"{logs.get('learning_rate', 0):.2e}"}
+            # a preference stage's margin says more than its loss about whether it is learning
+            margin = logs.get("rewards/margins", logs.get("margin"))
+            if margin is not None:
+                shown["margin"] = f"{margin:.3f}"
+            self.bar.set_postfix(shown)
 
     def on_train_end(self, args, state, control, **kwargs) -> None:
         if self.bar is not None:

@@ -25,6 +25,7 @@ def run(folder: RunFolder) -> None:
     pairs, held_out = train_eval_split(load_preferences(spec.data, seed), spec.data, seed)
 
     from datasets import Dataset
+    from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
     from ftc.runtime.callbacks import MetricsRecorder
@@ -38,8 +39,8 @@ def run(folder: RunFolder) -> None:
         evaluated = encode_pairs(tokenizer, held_out, spec.model.template, spec.data.cutoff_len, drop_long=True).records
         print(f"evaluation: {len(evaluated)} held-out pairs, at every logging step", flush=True)
 
+    set_seed(seed)  # the new score head starts from the seed: the same spec trains the same reward model
     model = load_reward_model(spec.model, folder.plan, spec.train.method)
-    model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last token before the padding
     recorder = MetricsRecorder(folder.metrics, stage="rm", method=spec.train.method)
     trainer = RewardTrainer(
         model=model,
