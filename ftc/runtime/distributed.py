@@ -156,6 +156,7 @@ def use_fsdp_on_cpu(trainer: Any, plan: Any) -> None:
     On CPU processes accelerate settles on plain multi-CPU data parallelism and would wrap the model in
     DDP, ignoring the FSDP plugin the trainer built from fsdp.json. Before the model is wrapped, the
     state is switched to FSDP with that plugin; torch's FSDP2 shards over gloo as it does over NCCL.
+    On CPU tensors torch's full state dict comes back still sharded (DTensors), so saving gathers them.
     """
     if plan.strategy.value != "fsdp" or plan.backend.value != "cpu" or world_size() == 1:
         return
@@ -166,3 +167,24 @@ def use_fsdp_on_cpu(trainer: Any, plan: Any) -> None:
         state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
         state.distributed_type = DistributedType.FSDP
         trainer.is_fsdp_enabled = True
+        trainer.accelerator.get_state_dict = _gathering(trainer.accelerator.get_state_dict)
+
+
+def _gathering(get_state_dict: Any) -> Any:
+    """get_state_dict whose sharded tensors are gathered whole (a collective: every rank calls it, in key order)."""
+
+    def gathered(model: Any, unwrap: bool = True) -> dict[str, Any]:
+        from torch.distributed.tensor import DTensor
+
+        state = get_state_dict(model, unwrap)
+        return {key: value.full_tensor() if isinstance(value, DTensor) else value for key, value in state.items()}
+
+    return gathered
+
+
+def seed_all(seed: int) -> None:
+    """Seed python, numpy and torch before the model is built, so every rank (and a single process) starts
+    from the same weights: LoRA's A matrices and new heads are drawn at random, and FSDP does not broadcast them."""
+    from transformers import set_seed
+
+    set_seed(seed)
