@@ -98,6 +98,7 @@ def run(folder: RunFolder) -> None:
     from ftc.runtime.outputs import finish
 
     metrics = new_metrics("ppo", spec.train.method)
+    board = tensorboard_writer(folder)
     metrics["startup_s"] = round(time.time() - process_started_at(), 3)
     started = time.time()
     batches = prompt_batches(prompts, spec.train.global_batch_size, spec.train.seed)
@@ -126,10 +127,15 @@ def run(folder: RunFolder) -> None:
             }
             add_trainer_log(metrics, step, logs)
             write_metrics(folder.metrics, metrics)
+            if board is not None:
+                for name, value in logs.items():
+                    board.add_scalar(f"train/{name}", value, step)
             print(progress_line(step, steps, logs), flush=True)
         if step % spec.train.save_steps == 0 and step < steps:
             save_checkpoint(policy, value_head, tokenizer, folder, step)
     metrics["train_runtime_s"] = round(time.time() - started, 3)
+    if board is not None:
+        board.close()
 
     save_policy(policy, tokenizer, folder)
     finish(folder, metrics)
@@ -149,6 +155,24 @@ def check_runnable(spec: Spec, plan: Plan) -> None:
         )
     if spec.lora.plus_lr_ratio is not None and spec.train.method in ADAPTER_METHODS:
         raise RuntimeUserError("lora.plus_lr_ratio is not read by train.stage = 'ppo'", "remove it")
+    others = [name for name in spec.monitor.report_to if name != "tensorboard"]
+    if others:
+        raise RuntimeUserError(
+            f"train.stage = 'ppo' logs to metrics.json and tensorboard only, not monitor.report_to = {others}",
+            "remove them from monitor.report_to",
+        )
+
+
+def tensorboard_writer(folder: RunFolder) -> Any:
+    """A writer into the run folder's tensorboard/ when [monitor] asks for it (the default), else None."""
+    if "tensorboard" not in folder.spec.monitor.report_to:
+        return None
+    from ftc.runtime.trainer_args import monitor_arguments
+
+    monitor_arguments(folder)  # first: says so when tensorboard is not installed
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(folder.path / "tensorboard"))
 
 
 def prompt_of(conversation: Conversation) -> list[Message]:
