@@ -262,7 +262,7 @@ def explain(key: Annotated[str, typer.Argument(help="A key path, e.g. train.lear
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="The spec file to write.")] = Path("job.toml"),
-    stage: Annotated[str, typer.Option("--stage", help="Training stage: pt, sft, rm, ppo, dpo, kto, orpo.")] = "sft",
+    stage: Annotated[str, typer.Option("--stage", help="The stage: pt, sft, rm, ppo, grpo, dpo, kto, orpo.")] = "sft",
     method: Annotated[str, typer.Option("--method", help="Which parameters train: full, freeze, lora, qlora.")] = (
         "lora"
     ),

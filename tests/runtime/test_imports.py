@@ -17,13 +17,18 @@ def modules_loaded_by(statement: str) -> set[str]:
 def test_registries_import_nothing_heavy():
     loaded = modules_loaded_by(
         "import ftc.chat_templates, ftc.runtime, ftc.runtime.stages, ftc.runtime.__main__, ftc.runtime.stages.sft, "
-        "ftc.runtime.stages.pt"
+        "ftc.runtime.stages.pt, ftc.runtime.stages.ppo, ftc.runtime.stages.grpo, ftc.runtime.rewards"
     )
     assert not loaded & set(HEAVY)
 
 
 def test_stage_registry_names_sft():
+    import typing
+
     from ftc.runtime.stages import METHODS, STAGES
+    from ftc.spec.models import Stage
+
+    assert set(STAGES) == set(typing.get_args(Stage))  # every stage of the spec language runs
 
     assert "sft" in STAGES and STAGES["sft"].module == "ftc.runtime.stages.sft"
     assert set(METHODS) == {"full", "freeze", "lora", "qlora"}
