@@ -20,12 +20,18 @@ QUICK = {
 
 
 def train_stage(
-    run_dir: Path, model_dir: Path, data_path: Path, data_format: str, sections: dict | None = None, **train: Any
+    run_dir: Path,
+    model_dir: Path,
+    data_path: Path,
+    data_format: str,
+    sections: dict | None = None,
+    precision: str = "fp32",
+    **train: Any,
 ) -> dict[str, Any]:
     """Run the stage through the runtime's own entry (not a subprocess); returns metrics.json."""
     from ftc.runtime.__main__ import run
 
-    plan = cpu_plan()  # micro-batch 4 × 2 accumulation steps
+    plan = cpu_plan(precision)  # micro-batch 4 × 2 accumulation steps
     write_run_folder(run_dir, model_dir, data_path, data_format, sections, plan, **{**QUICK, **train})
     run(str(run_dir))
     return json.loads((run_dir / "metrics.json").read_text())

@@ -44,3 +44,14 @@ def test_ipo_with_an_sft_term_and_held_out_pairs(tmp_path, tiny_model_dir):
     # Evaluated on the 16 held-out pairs at every logging step (4, 8, 12), drawn beside the training loss.
     assert [entry["step"] for entry in metrics["eval_log"]] == [4, 8, 12]
     assert metrics["eval_log"][-1]["eval_loss"] < metrics["eval_log"][0]["eval_loss"]
+
+
+def test_full_dpo_in_bf16_against_a_bf16_reference(tmp_path, tiny_model_dir):
+    # The policy keeps fp32 weights under bf16 autocast; the frozen reference is held in bf16, as the plan counts it.
+    data = write_tiny_preferences(tmp_path / "pairs.json", n=64)
+    metrics = train_stage(
+        tmp_path / "run", tiny_model_dir, data, "preference", None, "bf16", stage="dpo", method="full"
+    )
+
+    margins = series(metrics, "reward_margin")
+    assert abs(margins[0]) < 0.05 and sum(margins[-3:]) / 3 > 0.5, margins
