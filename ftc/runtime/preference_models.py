@@ -23,7 +23,8 @@ def _compute_dtype(plan: Plan) -> Any:
 def load_reference_model(model: ModelSection, plan: Plan) -> Any:
     """A frozen copy of the base for DPO/KTO's reference log-probabilities, in the compute dtype the plan counts.
 
-    Only full training and freeze need one: with an adapter, trl disables it to get the base back.
+    Only full training and freeze need one: with an adapter, trl keeps a frozen copy of the initial
+    adapter (the base itself, for the default init) and switches to it.
     """
     from transformers import AutoModelForCausalLM
 
