@@ -39,7 +39,7 @@ def starter_spec(stage: str, method: str, model: str, dataset: str | None = None
         "quantization": {"bits": 4},
         "output": {"dir": f"runs/{stage}-{method}"},
         # a rollout stage needs rewards: a reward model trained by an rm run, or built-in reward functions
-        "ppo": {"reward_model": "runs/rm-lora/adapter"} if stage == "ppo" else {"reward_functions": ["length"]},
+        "ppo": {"reward_model": "./runs/rm-lora/adapter"} if stage == "ppo" else {"reward_functions": ["length"]},
     }
     if stage not in ROLLOUT_STAGES:
         del chosen["ppo"]

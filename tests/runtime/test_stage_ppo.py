@@ -79,3 +79,25 @@ def test_a_missing_reward_model_is_named_by_its_key(tmp_path, tiny_model_dir):
         train_stage(tmp_path / "run", tiny_model_dir, data, "alpaca", sections, stage="ppo", max_steps=1)
     assert caught.value.message == f"ppo.reward_model: folder {tmp_path / 'no-such-rm'} not found"
     assert "rm" in caught.value.hint
+
+
+def test_ppo_runs_in_one_process_and_says_so_before_loading_anything():
+    from dataclasses import replace
+
+    from ftc.compiler.plan import Decision
+    from ftc.runtime.errors import RuntimeUserError
+    from ftc.runtime.stages.ppo import check_runnable
+    from ftc.spec.models import Spec
+    from tests.runtime.run_folders import cpu_plan
+
+    spec = Spec.model_validate(
+        {
+            "model": {"name_or_path": "m"},
+            "data": {"datasets": [{"path": "d.json", "format": "alpaca"}]},
+            "train": {"stage": "ppo", "max_steps": 1},
+            "ppo": {"reward_model": "rm"},
+        }
+    )
+    check_runnable(spec, cpu_plan())
+    with pytest.raises(RuntimeUserError, match="runs in one process, but the plan uses 2 devices"):
+        check_runnable(spec, replace(cpu_plan(), world_size=Decision(2, "two GPUs")))

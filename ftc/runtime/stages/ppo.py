@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ftc.chat_templates import Message
+from ftc.chat_templates import TEMPLATES, Message
 from ftc.compiler.plan import Plan
 from ftc.runtime.data import Conversation, load_conversations
 from ftc.runtime.errors import RuntimeUserError
@@ -79,7 +79,9 @@ def run(folder: RunFolder) -> None:
 
     reward_model, reward_tokenizer = load_reward_model(ppo.reward_model, plan)  # first: a wrong path costs no time
     reward_model.to(device)
-    policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path).to(device)
+    policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
+    if spec.train.method != "qlora":  # bitsandbytes layers were loaded where they run, and cannot move
+        policy.to(device)
     for module in policy.modules():  # a sampled reply's log-probability must not change with dropout's draw
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -102,9 +104,10 @@ def run(folder: RunFolder) -> None:
     metrics["startup_s"] = round(time.time() - process_started_at(), 3)
     started = time.time()
     batches = prompt_batches(prompts, spec.train.global_batch_size, spec.train.seed)
+    stops = stop_token_ids(tokenizer, spec.model.template)
     for step in range(1, steps + 1):
         batch = next(batches)
-        rollout = sample(policy, tokenizer, batch, ppo.max_new_tokens, ppo.temperature, plan, device)
+        rollout = sample(policy, tokenizer, stops, batch, ppo.max_new_tokens, ppo.temperature, plan, device)
         rollout.scores = score(reward_model, reward_tokenizer, tokenizer, batch, rollout)
         with torch.no_grad():
             rollout.logprobs, rollout.values = evaluate(policy, value_head, rollout, ppo.temperature, plan)
@@ -252,8 +255,25 @@ def left_padded(rows: list[list[int]], pad_id: int, device: Any) -> tuple[Any, A
     return ids, mask
 
 
+def stop_token_ids(tokenizer: Any, template: str) -> list[int]:
+    """Where a reply ends: the tokenizer's end token, and the template's end marker where it is one token."""
+    from ftc.runtime.tokenize import untokenized_end_marker
+
+    stops = [tokenizer.eos_token_id]
+    if template in TEMPLATES and untokenized_end_marker(tokenizer, template) is None:
+        stops.append(tokenizer.convert_tokens_to_ids(TEMPLATES[template].assistant_end.strip()))
+    return sorted(set(stops))
+
+
 def sample(
-    policy: Any, tokenizer: Any, batch: list[Prompt], max_new_tokens: int, temperature: float, plan: Plan, device: Any
+    policy: Any,
+    tokenizer: Any,
+    stops: list[int],
+    batch: list[Prompt],
+    max_new_tokens: int,
+    temperature: float,
+    plan: Plan,
+    device: Any,
 ) -> Rollout:
     """A reply sampled from the policy for each prompt, a micro-batch at a time; what follows its end is masked."""
     import torch
@@ -274,7 +294,7 @@ def sample(
                 top_p=1.0,
                 max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stops,
             )
         replies += generated[:, ids.shape[1] :].tolist()
     prompt_ids, prompt_mask = left_padded([prompt.input_ids for prompt in batch], tokenizer.pad_token_id, device)
@@ -282,7 +302,7 @@ def sample(
     reply_ids = torch.tensor(
         [reply + [tokenizer.pad_token_id] * (width - len(reply)) for reply in replies], device=device
     )
-    ended = reply_ids == tokenizer.eos_token_id
+    ended = torch.isin(reply_ids, torch.tensor(stops, device=device))
     after_end = (ended.cumsum(dim=1) - ended.long()) > 0  # the end marker itself is part of the reply
     reply_mask = (~after_end).float()
     return Rollout(prompt_ids, prompt_mask, reply_ids, reply_mask, scores=None)
