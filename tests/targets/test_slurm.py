@@ -47,7 +47,7 @@ def test_sbatch_asks_for_what_the_spec_and_plan_say(tmp_path):
     assert 'srun --nodes="$NNODES" --ntasks-per-node=1' in script
     node = rendered.files["node_launch.sh"]
     assert 'NODE_RANK="$SLURM_NODEID"' in node
-    assert node.rstrip().endswith(f"-m ftc.runtime {shlex.quote(str(job.run_dir))}")
+    assert node.rstrip().endswith(f"ftc.runtime {shlex.quote(str(job.run_dir))}")  # the launcher, then the runtime
 
 
 def test_gres_request_no_gpus_on_cpu_and_no_requeue(tmp_path):
