@@ -1,4 +1,4 @@
-"""`python -m tests.compiler.fsdp_wrapping MODEL_DIR FSDP_JSON`: wrap the model as the runtime would, print what FSDP made.
+"""`python -m tests.compiler.fsdp_wrapping MODEL_DIR FSDP_JSON`: wrap the model as the runtime would; print it.
 
 Run in a process of its own: it opens a one-rank gloo group and accelerate's global state, which
 must not leak into the test session. The config goes through TrainingArguments (as the runtime
