@@ -140,3 +140,24 @@ def test_secrets_pass_by_name_and_their_values_are_in_no_rendered_file(tmp_path,
     docker_run = [call["argv"] for call in recorded(log) if call["command"] == "docker" and call["argv"][0] == "run"]
     assert sorted(_values_of(docker_run[0], "--env")) == sorted([*values, "HF_HOME=/hf-cache"])
     assert not any(secret in json.dumps(recorded(log)) for secret in values.values())
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES, ids=range(len(HOSTILE_NAMES)))
+def test_hostile_names_in_a_two_node_gpu_job(tmp_path, name, shellcheck):
+    """The multi-node path: GPUs in #SBATCH, torchrun on each node, its rank and rendezvous from Slurm."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
+    write_recorders(bin_dir, log, STAND_INS)
+    job = make_job(tmp_path, run_name=name, hardware="8xH100-80GB", nodes=2, python=str(bin_dir / "python-stand-in"))
+    files = render_and_write("slurm", job)
+    scripts = [str(job.run_dir / script) for script in scripts_of(files)]
+    lint = subprocess.run([shellcheck, "--severity=style", *scripts], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
+    env = {**os.environ, **SLURM_ENV, "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1",
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    run = subprocess.run(["bash", str(job.run_dir / "job.sbatch")], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert not list(tmp_path.rglob("pwned")), "the payload ran"
+    [launch] = [call["argv"] for call in recorded(log) if call["command"] == "python-stand-in" and "-m" in call["argv"]]
+    assert launch[-3:] == ["--module", "ftc.runtime", str(job.run_dir)]
+    assert launch[launch.index("--node-rank") + 1] == "1" and launch[launch.index("--nnodes") + 1] == "2"
