@@ -111,9 +111,13 @@ def show_run_folder(job: Job, rendered: Rendered, ran: bool) -> None:
         from rich.syntax import Syntax
 
         out.print(f"[bold]would run[/bold] {' '.join(rendered.command)}")
-        # What the target would run: its scripts (and a Dockerfile), shown in full.
+        # What the target would run: its scripts (and a Dockerfile), and the DeepSpeed/FSDP config generated
+        # from the plan, shown in full.
         for name in sorted(rendered.files):
-            if name in rendered.executable or name.endswith("Dockerfile"):
-                lexer = "docker" if name.endswith("Dockerfile") else "bash"
+            if name in rendered.executable or name.endswith("Dockerfile") or name in GENERATED_CONFIGS:
+                lexer = "docker" if name.endswith("Dockerfile") else "json" if name.endswith(".json") else "bash"
                 out.print(f"[bold]{name}[/bold]")
                 out.print(Syntax(rendered.files[name], lexer, theme="ansi_dark", background_color="default"))
+
+
+GENERATED_CONFIGS = ("deepspeed.json", "fsdp.json")
