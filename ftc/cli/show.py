@@ -117,7 +117,10 @@ def show_run_folder(job: Job, rendered: Rendered, ran: bool) -> None:
             if name in rendered.executable or name.endswith("Dockerfile") or name in GENERATED_CONFIGS:
                 lexer = "docker" if name.endswith("Dockerfile") else "json" if name.endswith(".json") else "bash"
                 out.print(f"[bold]{name}[/bold]")
-                out.print(Syntax(rendered.files[name], lexer, theme="ansi_dark", background_color="default"))
+                # Wrapped, not cropped: the launch lines are longer than a terminal is wide.
+                out.print(
+                    Syntax(rendered.files[name], lexer, theme="ansi_dark", background_color="default", word_wrap=True)
+                )
 
 
 GENERATED_CONFIGS = ("deepspeed.json", "fsdp.json")
