@@ -53,11 +53,15 @@ class SaveAndStopOnSignal(TrainerCallback):
 
 
 @contextmanager
-def stop_on_signals(trainer) -> Iterator[StopRequest]:
-    """While training, SIGTERM and SIGUSR1 ask for a checkpoint and a stop instead of killing the process."""
+def stop_on_signals(trainer=None) -> Iterator[StopRequest]:
+    """While training, SIGTERM and SIGUSR1 ask for a checkpoint and a stop instead of killing the process.
+
+    Without a trainer (a loop of our own, as ppo's) the loop reads `request.received` after each step.
+    """
     request = StopRequest()
     callback = SaveAndStopOnSignal(request)
-    trainer.add_callback(callback)
+    if trainer is not None:
+        trainer.add_callback(callback)
     # Handlers can only be set from the main thread; elsewhere (a notebook's worker) signals keep their default.
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = {}
@@ -69,7 +73,8 @@ def stop_on_signals(trainer) -> Iterator[StopRequest]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        trainer.remove_callback(callback)
+        if trainer is not None:
+            trainer.remove_callback(callback)
 
 
 def _note(request: StopRequest, number: int) -> None:

@@ -56,7 +56,8 @@ def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(tmp_path, tiny_mode
     assert moved_weights(trained, tiny_model_dir, method) > 0
     assert (trained / "tokenizer.json").is_file()
     checkpoint = run_dir / "checkpoints" / "checkpoint-2"
-    assert (checkpoint / "value_head.pt").is_file() and (checkpoint / "tokenizer.json").is_file()
+    assert (checkpoint / "ppo_state.pt").is_file() and (checkpoint / "tokenizer.json").is_file()
+    assert (checkpoint / ("adapter_model.safetensors" if method == "lora" else "model.safetensors")).is_file()
     for plot in ("loss.png", "reward.png", "kl.png", "ppo_losses.png", "entropy.png"):
         assert (run_dir / plot).read_bytes().startswith(b"\x89PNG")
 
@@ -101,3 +102,68 @@ def test_ppo_runs_in_one_process_and_says_so_before_loading_anything():
     check_runnable(spec, cpu_plan())
     with pytest.raises(RuntimeUserError, match="runs in one process, but the plan uses 2 devices"):
         check_runnable(spec, replace(cpu_plan(), world_size=Decision(2, "two GPUs")))
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_would(
+    tmp_path, tiny_model_dir, reward_model_dir, monkeypatch
+):
+    """SIGTERM after step 2 → a checkpoint and exit; the next start continues with step 3, and steps 3-4 log
+    exactly what a run never stopped logs (policy, value head, optimizer, schedule, prompt order and RNG restored)."""
+    import json
+    import os
+    import signal
+
+    from ftc.runtime.__main__ import run
+    from ftc.runtime.preemption import EXIT_STOPPED
+    from ftc.runtime.stages import ppo
+    from tests.runtime.run_folders import cpu_plan, write_run_folder
+    from tests.runtime.stage_runs import QUICK
+
+    data = write_tiny_alpaca(tmp_path / "prompts.json", n=32)
+    sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
+    settings = {**QUICK, "stage": "ppo", "method": "lora", "max_steps": 4, "save_steps": 10}
+    unbroken = train_stage(tmp_path / "unbroken", tiny_model_dir, data, "alpaca", sections, **settings)
+
+    stopped = write_run_folder(tmp_path / "stopped", tiny_model_dir, data, "alpaca", sections, cpu_plan(), **settings)
+    update = ppo.Learner.update
+
+    def update_then_signal(learner, rollout):
+        stats = update(learner, rollout)
+        if learner.scheduler.last_epoch == 2 * ROLLOUTS["ppo_epochs"]:  # the end of step 2
+            os.kill(os.getpid(), signal.SIGTERM)
+        return stats
+
+    monkeypatch.setattr(ppo.Learner, "update", update_then_signal)
+    with pytest.raises(SystemExit) as exited:
+        run(str(stopped))
+    assert exited.value.code == EXIT_STOPPED
+    assert [entry["step"] for entry in json.loads((stopped / "metrics.json").read_text())["log"]] == [1, 2]
+    assert (stopped / "checkpoints" / "checkpoint-2" / "ppo_state.pt").is_file()
+    assert not (stopped / "adapter").exists()
+
+    monkeypatch.setattr(ppo.Learner, "update", update)
+    run(str(stopped))
+    resumed = json.loads((stopped / "metrics.json").read_text())
+    assert resumed["resumed_at_steps"] == [2]
+    assert [entry["step"] for entry in resumed["log"]] == [1, 2, 3, 4]
+    for before, after in zip(unbroken["log"], resumed["log"], strict=True):
+        for name in ("reward", "kl", "policy_loss", "value_loss", "learning_rate"):
+            assert after[name] == pytest.approx(before[name], rel=1e-4, abs=1e-6), (before["step"], name)
+
+
+def test_resuming_a_run_whose_settings_changed_is_refused(tmp_path, tiny_model_dir, reward_model_dir):
+    import tomli_w
+
+    from ftc.runtime.__main__ import run
+    from ftc.runtime.errors import RuntimeUserError
+    from ftc.spec.loader import parse_spec
+
+    data = write_tiny_alpaca(tmp_path / "prompts.json", n=16)
+    sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
+    run_dir = tmp_path / "run"
+    train_stage(run_dir, tiny_model_dir, data, "alpaca", sections, stage="ppo", max_steps=2, save_steps=1)
+    spec = parse_spec((run_dir / "spec.toml").read_text(), "spec.toml").model_dump(mode="json", exclude_none=True)
+    spec["ppo"]["kl_coef"] = 0.5
+    (run_dir / "spec.toml").write_text(tomli_w.dumps(spec))
+    with pytest.raises(RuntimeUserError, match=r"the run changed since it began: ppo.kl_coef 0.05 → 0.5"):
+        run(str(run_dir))

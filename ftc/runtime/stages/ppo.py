@@ -15,12 +15,15 @@ The value head is one linear layer on the policy's last hidden state; it trains 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 from ftc.chat_templates import TEMPLATES, Message
@@ -30,9 +33,11 @@ from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import ADAPTER_METHODS, INITIAL_ADAPTER, load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.tokenize import use_template
-from ftc.spec.models import Spec
+from ftc.spec.models import PpoSection, Spec
 
-VALUE_HEAD_FILE = "value_head.pt"  # in each checkpoint, beside the policy
+# In each checkpoint beside the policy: what resuming needs (value head, trained weights, optimizer, schedule,
+# RNG), then trainer_state.json with the step, written last as the trainers do (ftc.runtime.resume reads it).
+STATE_FILE = "ppo_state.pt"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,20 @@ class Rollout:
     returns: Any = None
 
 
+@dataclass(frozen=True)
+class Actors:
+    """The models a rollout goes through, and how a reply ends."""
+
+    policy: Any
+    reference: Any  # None with an adapter: the policy with its adapter switched off is the reference
+    value_head: Any
+    reward_model: Any
+    reward_tokenizer: Any
+    tokenizer: Any
+    stops: list[int]  # token ids that end a reply
+    device: Any
+
+
 def run(folder: RunFolder) -> None:
     spec, ppo, plan = folder.spec, folder.spec.ppo, folder.plan
     conversations = load_conversations(spec.data, spec.train.seed)  # first: a bad record before the heavy imports
@@ -66,7 +85,10 @@ def run(folder: RunFolder) -> None:
     import torch
     from transformers import set_seed
 
-    from ftc.runtime import ppo_math
+    from ftc.runtime.clock import process_started_at
+    from ftc.runtime.metrics import new_metrics, write_metrics
+    from ftc.runtime.outputs import finish
+    from ftc.runtime.preemption import stop_for_restart, stop_on_signals
     from ftc.runtime.preference_models import load_reference_model
     from ftc.runtime.rewards import load_reward_model
 
@@ -78,7 +100,6 @@ def run(folder: RunFolder) -> None:
     device = torch.device(plan.backend.value if plan.backend.value == "cpu" else f"{plan.backend.value}:0")
 
     reward_model, reward_tokenizer = load_reward_model(ppo.reward_model, plan)  # first: a wrong path costs no time
-    reward_model.to(device)
     policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
     if spec.train.method != "qlora":  # bitsandbytes layers were loaded where they run, and cannot move
         policy.to(device)
@@ -87,61 +108,95 @@ def run(folder: RunFolder) -> None:
             module.p = 0.0
     if plan.gradient_checkpointing.value:
         policy.gradient_checkpointing_enable()
-    adapted = spec.train.method in ADAPTER_METHODS
-    reference = None if adapted else load_reference_model(spec.model, plan).to(device)
     value_head = torch.nn.Linear(policy.config.get_text_config().hidden_size, 1).to(device)
     torch.nn.init.zeros_(value_head.weight)  # every value starts at 0: no advantage comes from a random head
     torch.nn.init.zeros_(value_head.bias)
+    actors = Actors(
+        policy=policy,
+        reference=None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, plan).to(device),
+        value_head=value_head,
+        reward_model=reward_model.to(device),
+        reward_tokenizer=reward_tokenizer,
+        tokenizer=tokenizer,
+        stops=stop_token_ids(tokenizer, spec.model.template),
+        device=device,
+    )
     learner = Learner(policy, value_head, spec, plan, steps * ppo.ppo_epochs)
     print(describe_run(spec, plan, len(prompts), len(conversations), steps), flush=True)
 
-    from ftc.runtime.clock import process_started_at
-    from ftc.runtime.metrics import add_trainer_log, new_metrics, write_metrics
-    from ftc.runtime.outputs import finish
-
     metrics = new_metrics("ppo", spec.train.method)
-    board = tensorboard_writer(folder)
     metrics["startup_s"] = round(time.time() - process_started_at(), 3)
-    started = time.time()
-    batches = prompt_batches(prompts, spec.train.global_batch_size, spec.train.seed)
-    stops = stop_token_ids(tokenizer, spec.model.template)
-    for step in range(1, steps + 1):
-        batch = next(batches)
-        rollout = sample(policy, tokenizer, stops, batch, ppo.max_new_tokens, ppo.temperature, plan, device)
-        rollout.scores = score(reward_model, reward_tokenizer, tokenizer, batch, rollout)
-        with torch.no_grad():
-            rollout.logprobs, rollout.values = evaluate(policy, value_head, rollout, ppo.temperature, plan)
-            reference_logprobs = reference_pass(policy, reference, rollout, ppo.temperature, plan)
-        rollout.kl = ppo_math.kl_k3(rollout.logprobs, reference_logprobs) * rollout.reply_mask
-        rewards = ppo_math.token_rewards(rollout.scores, rollout.kl, rollout.reply_mask, ppo.kl_coef)
-        advantages, rollout.returns = ppo_math.gae(rewards, rollout.values, rollout.reply_mask, ppo.gamma, ppo.lam)
-        rollout.advantages = ppo_math.masked_whiten(advantages, rollout.reply_mask)
-        stats = learner.update(rollout)
-
-        if step == 1 or step % spec.train.logging_steps == 0 or step == steps:
-            logs = {
-                "loss": stats["policy_loss"] + ppo.value_loss_coef * stats["value_loss"],
-                "learning_rate": learner.learning_rate(),
-                "epoch": step * spec.train.global_batch_size / len(prompts),
-                "reward": rollout.scores.mean().item(),
-                "kl": ppo_math.masked_mean(rollout.kl, rollout.reply_mask).item(),  # per token, as trl's grpo logs it
-                "reply_tokens": rollout.reply_mask.sum(dim=1).mean().item(),
-                **stats,
-            }
-            add_trainer_log(metrics, step, logs)
-            write_metrics(folder.metrics, metrics)
-            if board is not None:
-                for name, value in logs.items():
-                    board.add_scalar(f"train/{name}", value, step)
-            print(progress_line(step, steps, logs), flush=True)
-        if step % spec.train.save_steps == 0 and step < steps:
-            save_checkpoint(policy, value_head, tokenizer, folder, step)
+    first = resume(folder, prompts, learner, metrics)
+    batches = prompt_batches(prompts, spec.train.global_batch_size, spec.train.seed, done=first - 1)
+    board = tensorboard_writer(folder)
+    started, step = time.time(), first - 1
+    with stop_on_signals() as stop:
+        for step in range(first, steps + 1):
+            rollout = collect(actors, next(batches), ppo, plan)
+            stats = learner.update(rollout)
+            if step == 1 or step % spec.train.logging_steps == 0 or step == steps:
+                logs = step_logs(rollout, stats, learner, spec, step, len(prompts))
+                record(metrics, folder, board, step, steps, logs)
+            if stop.received or (step % spec.train.save_steps == 0 and step < steps):
+                save_checkpoint(learner, tokenizer, folder, step)
+            if stop.received:
+                break
     metrics["train_runtime_s"] = round(time.time() - started, 3)
     if board is not None:
         board.close()
+    if stop.received:
+        write_metrics(folder.metrics, metrics)
+        stop_for_restart(stop, step, str(folder.checkpoints / f"checkpoint-{step}"))
 
     save_policy(policy, tokenizer, folder)
     finish(folder, metrics)
+
+
+def collect(actors: Actors, batch: list[Prompt], ppo: PpoSection, plan: Plan) -> Rollout:
+    """Sample and score a reply per prompt; then per reply token its log-probability, the reference's, the value,
+    the KL penalty and reward, and the advantage and return by GAE."""
+    import torch
+
+    from ftc.runtime import ppo_math
+
+    rollout = sample(actors, batch, ppo.max_new_tokens, ppo.temperature, plan)
+    rollout.scores = score(actors, batch, rollout)
+    with torch.no_grad():
+        rollout.logprobs, rollout.values = evaluate(actors.policy, actors.value_head, rollout, ppo.temperature, plan)
+        reference_logprobs = reference_pass(actors.policy, actors.reference, rollout, ppo.temperature, plan)
+    rollout.kl = ppo_math.kl_k3(rollout.logprobs, reference_logprobs) * rollout.reply_mask
+    rewards = ppo_math.token_rewards(rollout.scores, rollout.kl, rollout.reply_mask, ppo.kl_coef)
+    advantages, rollout.returns = ppo_math.gae(rewards, rollout.values, rollout.reply_mask, ppo.gamma, ppo.lam)
+    rollout.advantages = ppo_math.masked_whiten(advantages, rollout.reply_mask)
+    return rollout
+
+
+def step_logs(
+    rollout: Rollout, stats: dict[str, float], learner: Learner, spec: Spec, step: int, prompts: int
+) -> dict[str, float]:
+    from ftc.runtime.ppo_math import masked_mean
+
+    return {
+        "loss": stats["policy_loss"] + spec.ppo.value_loss_coef * stats["value_loss"],
+        "learning_rate": learner.learning_rate(),
+        "epoch": step * spec.train.global_batch_size / prompts,
+        "reward": rollout.scores.mean().item(),
+        "kl": masked_mean(rollout.kl, rollout.reply_mask).item(),  # per token, as trl's grpo logs it
+        "reply_tokens": rollout.reply_mask.sum(dim=1).mean().item(),
+        **stats,
+    }
+
+
+def record(metrics: dict, folder: RunFolder, board: Any, step: int, steps: int, logs: dict[str, float]) -> None:
+    """Into metrics.json (as the trainers' stages do), tensorboard when asked, and one line on the terminal."""
+    from ftc.runtime.metrics import add_trainer_log, write_metrics
+
+    add_trainer_log(metrics, step, logs)
+    write_metrics(folder.metrics, metrics)
+    if board is not None:
+        for name, value in logs.items():
+            board.add_scalar(f"train/{name}", value, step)
+    print(progress_line(step, steps, logs), flush=True)
 
 
 def check_runnable(spec: Spec, plan: Plan) -> None:
@@ -215,14 +270,15 @@ def total_steps(spec: Spec, prompts: int) -> int:
     return max(1, math.ceil((spec.train.epochs or 1.0) * prompts / spec.train.global_batch_size))
 
 
-def prompt_batches(prompts: list[Prompt], size: int, seed: int) -> Iterator[list[Prompt]]:
-    """Batches of `size` prompts, in a new seeded order on every pass over them."""
+def prompt_batches(prompts: list[Prompt], size: int, seed: int, done: int = 0) -> Iterator[list[Prompt]]:
+    """Batches of `size` prompts, in a new seeded order on every pass over them; the first `done` are skipped."""
     order = random.Random(seed)
     queue: list[Prompt] = []
-    while True:
+    for batch in count():
         while len(queue) < size:
             queue += order.sample(prompts, len(prompts))
-        yield queue[:size]
+        if batch >= done:
+            yield queue[:size]
         queue = queue[size:]
 
 
@@ -265,19 +321,11 @@ def stop_token_ids(tokenizer: Any, template: str) -> list[int]:
     return sorted(set(stops))
 
 
-def sample(
-    policy: Any,
-    tokenizer: Any,
-    stops: list[int],
-    batch: list[Prompt],
-    max_new_tokens: int,
-    temperature: float,
-    plan: Plan,
-    device: Any,
-) -> Rollout:
+def sample(actors: Actors, batch: list[Prompt], max_new_tokens: int, temperature: float, plan: Plan) -> Rollout:
     """A reply sampled from the policy for each prompt, a micro-batch at a time; what follows its end is masked."""
     import torch
 
+    policy, tokenizer, stops, device = actors.policy, actors.tokenizer, actors.stops, actors.device
     micro = plan.micro_batch_size.value
     replies: list[list[int]] = []
     policy.eval()
@@ -308,15 +356,15 @@ def sample(
     return Rollout(prompt_ids, prompt_mask, reply_ids, reply_mask, scores=None)
 
 
-def score(reward_model: Any, reward_tokenizer: Any, tokenizer: Any, batch: list[Prompt], rollout: Rollout) -> Any:
+def score(actors: Actors, batch: list[Prompt], rollout: Rollout) -> Any:
     """The reward model's score of each reply, read as text and rendered by the reward model's own template."""
     from ftc.runtime.rewards import score_replies
 
     texts = [
-        tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
+        actors.tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
         for ids, mask in zip(rollout.reply_ids, rollout.reply_mask, strict=True)
     ]
-    return score_replies(reward_model, reward_tokenizer, [prompt.messages for prompt in batch], texts)
+    return score_replies(actors.reward_model, actors.reward_tokenizer, [prompt.messages for prompt in batch], texts)
 
 
 def forward(model: Any, rollout: Rollout, rows: Any, temperature: float) -> tuple[Any, Any]:
@@ -391,11 +439,41 @@ class Learner:
             spec.train.lr_scheduler, self.optimizer, num_warmup_steps=math.ceil(warmup * updates),
             num_training_steps=updates,
         )  # fmt: skip
-        device = next(policy.parameters()).device
-        self.scaler = torch.amp.GradScaler(device.type, enabled=plan.precision.value == "fp16")
+        self.device = next(value_head.parameters()).device
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=plan.precision.value == "fp16")
 
     def learning_rate(self) -> float:
         return self.scheduler.get_last_lr()[0]
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run continues from: the trained weights (not the frozen ones), the value head,
+        the optimizer, schedule and loss scaler, and the random state the next rollout samples from."""
+        import torch
+
+        return {
+            "trained": {name: p.detach() for name, p in self.policy.named_parameters() if p.requires_grad},
+            "value_head": self.value_head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        import torch
+
+        parameters = dict(self.policy.named_parameters())
+        with torch.no_grad():
+            for name, saved in state["trained"].items():
+                parameters[name].copy_(saved)
+        self.value_head.load_state_dict(state["value_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"].cpu())
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """ppo.ppo_epochs optimizer steps over the rollout; the mean of each loss term over them."""
@@ -447,19 +525,18 @@ def progress_line(step: int, steps: int, logs: dict[str, float]) -> str:
     )
 
 
-def save_checkpoint(policy: Any, value_head: Any, tokenizer: Any, folder: RunFolder, step: int) -> None:
-    """checkpoint-STEP: the policy (adapter or model), the value head and the tokenizer; the oldest beyond the limit go.
-
-    Written under a temporary name and renamed, so a checkpoint folder is never half written.
-    """
+def save_checkpoint(learner: Learner, tokenizer: Any, folder: RunFolder, step: int) -> None:
+    """checkpoint-STEP: the policy (adapter or model) and tokenizer as a result is saved, plus STATE_FILE to resume
+    from; the oldest beyond train.save_total_limit go. Written under a temporary name, then renamed."""
     import torch
 
     final = folder.checkpoints / f"checkpoint-{step}"
     partial = folder.checkpoints / f"checkpoint-{step}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    policy.save_pretrained(str(partial))
+    learner.policy.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
-    torch.save(value_head.state_dict(), partial / VALUE_HEAD_FILE)
+    torch.save(learner.state(), partial / STATE_FILE)
+    (partial / "trainer_state.json").write_text(json.dumps({"global_step": step}) + "\n", encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     limit = folder.spec.train.save_total_limit
@@ -469,6 +546,46 @@ def save_checkpoint(policy: Any, value_head: Any, tokenizer: Any, folder: RunFol
     )
     for old in kept[:-limit] if limit else []:
         shutil.rmtree(old)
+
+
+def resume(folder: RunFolder, prompts: list[Prompt], learner: Learner, metrics: dict[str, Any]) -> int:
+    """The step to start from: 1, or the one after the newest checkpoint, whose state is loaded back.
+
+    As for the trainers' stages (`ftc.runtime.resume`), a run whose schedule, [ppo] settings or prompts
+    changed since it began is refused, and metrics.json's log up to the checkpoint carries over.
+    """
+    import torch
+
+    from ftc.fs import atomic_write_text
+    from ftc.runtime.resume import FINGERPRINT_FILE, checkpoint_step, differences, latest_checkpoint, schedule_of
+
+    spec = folder.spec
+    digest = hashlib.sha256(json.dumps([prompt.input_ids for prompt in prompts]).encode()).hexdigest()
+    current = {
+        "schedule": {**schedule_of(spec, folder.plan), **{f"ppo.{k}": v for k, v in spec.ppo.model_dump().items()}},
+        "data": {"examples": len(prompts), "sha256": digest},
+    }
+    fingerprint_file = folder.path / FINGERPRINT_FILE
+    checkpoint = latest_checkpoint(folder.checkpoints)
+    if checkpoint is None or not (checkpoint / STATE_FILE).is_file():
+        atomic_write_text(fingerprint_file, json.dumps(current, indent=2) + "\n")
+        return 1
+    if fingerprint_file.is_file():
+        changes = differences(json.loads(fingerprint_file.read_text(encoding="utf-8")), current)
+        if changes:
+            raise RuntimeUserError(
+                f"cannot resume {folder.path} from {checkpoint.name}: the run changed since it began: "
+                + "; ".join(changes),
+                "restore the original spec and data to resume, or start a new run (another output.dir, or --overwrite)",
+            )
+    step = checkpoint_step(checkpoint)
+    learner.restore(torch.load(checkpoint / STATE_FILE, map_location=learner.device, weights_only=True))
+    if folder.metrics.is_file():
+        earlier = json.loads(folder.metrics.read_text(encoding="utf-8"))
+        metrics["log"] = [entry for entry in earlier.get("log", []) if entry["step"] <= step]
+        metrics["resumed_at_steps"] = [*earlier.get("resumed_at_steps", []), step]
+    print(f"resuming from {checkpoint.name} (step {step}): policy, value head, optimizer, schedule, RNG", flush=True)
+    return step + 1
 
 
 def save_policy(policy: Any, tokenizer: Any, folder: RunFolder) -> None:
