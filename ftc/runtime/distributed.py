@@ -82,7 +82,7 @@ def preflight(plan: Any, collective_timeout_s: int) -> list[RankReport]:
     import torch
     import torch.distributed as dist
 
-    here = RankReport(rank(), socket.gethostname(), str(device), backend.collective)
+    here = RankReport(rank(), socket.gethostname(), device, backend.collective)
     if not dist.is_initialized():
         dist.init_process_group(
             backend=backend.collective, timeout=timedelta(seconds=collective_timeout_s), device_id=_device_id(device)
@@ -127,22 +127,23 @@ def show_preflight(reports: list[RankReport]) -> None:
             print(f"  {report.line()}", flush=True)
 
 
-def _bind_device(backend: DeviceBackend) -> Any:
-    """This process's device: its LOCAL_RANK-th visible device (or the CPU)."""
+def _bind_device(backend: DeviceBackend) -> str:
+    """This process's device, e.g. "cuda:3": its LOCAL_RANK-th visible device (or the CPU)."""
     import torch
 
     if backend.module is not None:
         importlib.import_module(backend.module)  # torch_npu: torch.npu and the hccl backend exist after this
     if backend.name == "cpu":
-        return torch.device("cpu")
-    device = torch.device(backend.name, local_rank())
-    getattr(torch, backend.name).set_device(device)
-    return device
+        return "cpu"
+    getattr(torch, backend.name).set_device(local_rank())
+    return f"{backend.name}:{local_rank()}"
 
 
-def _device_id(device: Any) -> Any:
+def _device_id(device: str) -> Any:
     # Binding the group to the device lets NCCL/HCCL connect eagerly; gloo on the CPU takes none.
-    return None if device.type == "cpu" else device
+    import torch
+
+    return None if device == "cpu" else torch.device(device)
 
 
 def _first_line(error: BaseException) -> str:
