@@ -2,7 +2,7 @@
 
 Every reader is a generator of `(where, record)`, where `where` is how a person finds the record
 (file and line, or file and index). They are lazy so that memory stays flat on large files and
-`max_samples` stops reading early: JSONL and CSV go line by line, Parquet row group by row group,
+`max_samples` stops reading early: JSONL, CSV and text go line by line, Parquet row group by row group,
 Arrow folders are memory-mapped. A JSON list is one document and is parsed whole.
 """
 
@@ -114,11 +114,20 @@ def parquet_records(file: Path) -> Records:
             raise RuntimeUserError(f"{file}: not a readable Parquet file: {error}", "rewrite the file") from None
 
 
+def txt_records(file: Path) -> Records:
+    """Plain text, one record {"text": line} per non-empty line (the `text` format's field)."""
+    with open(file, encoding=TEXT_ENCODING) as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                yield f"{file} line {number}", {"text": line.rstrip("\n")}
+
+
 FILE_READERS: dict[str, Callable[[Path], Records]] = {
     ".jsonl": jsonl_records,
     ".json": json_records,
     ".csv": csv_records,
     ".parquet": parquet_records,
+    ".txt": txt_records,
 }
 
 

@@ -80,6 +80,16 @@ def test_a_bad_record_is_named_by_file_and_position_in_every_file_type(tmp_path,
     assert caught.value.message.startswith(f"{path} {complaint}")
 
 
+def test_a_text_file_is_a_document_per_line_for_the_text_format(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("First document.\n\nSecond one.\n", encoding="utf-8")
+    documents = load_texts(DataSection(datasets=[DatasetSection(path=str(path), format="text")]))
+    assert [(d.where, d.text) for d in documents] == [
+        (f"{path} line 1", "First document."),
+        (f"{path} line 3", "Second one."),
+    ]
+
+
 def test_a_json_file_holding_json_lines_is_read_as_json_lines(tmp_path):
     path = write_jsonl(tmp_path / "d.json", RECORDS + [{"instruction": "Say 5."}])
     with pytest.raises(RuntimeUserError, match=r"d\.json line 6: missing 'output'"):
