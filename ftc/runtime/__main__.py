@@ -54,6 +54,8 @@ def run(run_dir: str) -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     # Raised by the libraries' own calls to each other; nothing a user could change in the spec.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # qlora 8-bit: said on every forward; the fp16 cast is how LLM.int8 works, not something to fix.
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
     importlib.import_module(stage.module).run(folder)
 
 
