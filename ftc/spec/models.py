@@ -136,7 +136,8 @@ class DataSection(Section):
     )
     streaming: bool = Field(
         default=False,
-        description="Read records lazily while training (needs train.max_steps) instead of loading them first.",
+        description="Read and encode records while training instead of loading them first (sft, with "
+        "train.max_steps); JSONL, CSV, text and Parquet stream, a JSON list is read whole.",
     )
 
     @model_validator(mode="after")
