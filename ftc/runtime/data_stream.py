@@ -3,7 +3,7 @@
 The trainer gets a `datasets.IterableDataset` whose generator reads the records lazily
 (`iter_conversations`), so a pass costs one record's memory at a time. Streamed examples come in
 file order (or the weighted draw), not shuffled, and a run needs `train.max_steps`: a stream has
-no length to count epochs in. Packing needs the whole set and is not done on a stream.
+no length to count epochs in. Packing needs the whole set; the spec refuses it with streaming.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ def check_streaming(spec: Spec) -> None:
             "data.streaming reads the data while training, so there is no size to count epochs in",
             "set train.max_steps instead of train.epochs",
         )
-    if spec.data.packing:
-        raise RuntimeUserError("data.packing needs the whole dataset, which data.streaming never holds", "drop one")
 
 
 def streamed_examples(spec: Spec, tokenizer: Any) -> Any:
