@@ -89,8 +89,6 @@ def run(folder: RunFolder) -> None:
     from ftc.runtime.metrics import new_metrics, write_metrics
     from ftc.runtime.outputs import finish
     from ftc.runtime.preemption import stop_for_restart, stop_on_signals
-    from ftc.runtime.preference_models import load_reference_model
-    from ftc.runtime.rewards import load_reward_model
 
     set_seed(spec.train.seed)
     tokenizer = load_tokenizer(spec.model)
@@ -99,29 +97,8 @@ def run(folder: RunFolder) -> None:
     steps = total_steps(spec, len(prompts))
     device = torch.device(plan.backend.value if plan.backend.value == "cpu" else f"{plan.backend.value}:0")
 
-    reward_model, reward_tokenizer = load_reward_model(ppo.reward_model, plan)  # first: a wrong path costs no time
-    policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
-    if spec.train.method != "qlora":  # bitsandbytes layers were loaded where they run, and cannot move
-        policy.to(device)
-    for module in policy.modules():  # a sampled reply's log-probability must not change with dropout's draw
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    if plan.gradient_checkpointing.value:
-        policy.gradient_checkpointing_enable()
-    value_head = torch.nn.Linear(policy.config.get_text_config().hidden_size, 1).to(device)
-    torch.nn.init.zeros_(value_head.weight)  # every value starts at 0: no advantage comes from a random head
-    torch.nn.init.zeros_(value_head.bias)
-    actors = Actors(
-        policy=policy,
-        reference=None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, plan).to(device),
-        value_head=value_head,
-        reward_model=reward_model.to(device),
-        reward_tokenizer=reward_tokenizer,
-        tokenizer=tokenizer,
-        stops=stop_token_ids(tokenizer, spec.model.template),
-        device=device,
-    )
-    learner = Learner(policy, value_head, spec, plan, steps * ppo.ppo_epochs)
+    actors = load_actors(folder, tokenizer, device)
+    learner = Learner(actors.policy, actors.value_head, spec, plan, steps * ppo.ppo_epochs)
     print(describe_run(spec, plan, len(prompts), len(conversations), steps), flush=True)
 
     metrics = new_metrics("ppo", spec.train.method)
@@ -148,8 +125,41 @@ def run(folder: RunFolder) -> None:
         write_metrics(folder.metrics, metrics)
         stop_for_restart(stop, step, str(folder.checkpoints / f"checkpoint-{step}"))
 
-    save_policy(policy, tokenizer, folder)
+    save_policy(actors.policy, tokenizer, folder)
     finish(folder, metrics)
+
+
+def load_actors(folder: RunFolder, tokenizer: Any, device: Any) -> Actors:
+    """The reward model (first: a wrong path costs no time), the policy as the method trains it, its reference,
+    and a value head that starts at 0, so that no advantage comes from a random head."""
+    import torch
+
+    from ftc.runtime.preference_models import load_reference_model
+    from ftc.runtime.rewards import load_reward_model
+
+    spec, plan = folder.spec, folder.plan
+    reward_model, reward_tokenizer = load_reward_model(spec.ppo.reward_model, plan)
+    policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
+    if spec.train.method != "qlora":  # bitsandbytes layers were loaded where they run, and cannot move
+        policy.to(device)
+    for module in policy.modules():  # a sampled reply's log-probability must not change with dropout's draw
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    if plan.gradient_checkpointing.value:
+        policy.gradient_checkpointing_enable()
+    value_head = torch.nn.Linear(policy.config.get_text_config().hidden_size, 1).to(device)
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    return Actors(
+        policy=policy,
+        reference=None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, plan).to(device),
+        value_head=value_head,
+        reward_model=reward_model.to(device),
+        reward_tokenizer=reward_tokenizer,
+        tokenizer=tokenizer,
+        stops=stop_token_ids(tokenizer, spec.model.template),
+        device=device,
+    )
 
 
 def collect(actors: Actors, batch: list[Prompt], ppo: PpoSection, plan: Plan) -> Rollout:
@@ -579,7 +589,8 @@ def resume(folder: RunFolder, prompts: list[Prompt], learner: Learner, metrics: 
                 "restore the original spec and data to resume, or start a new run (another output.dir, or --overwrite)",
             )
     step = checkpoint_step(checkpoint)
-    learner.restore(torch.load(checkpoint / STATE_FILE, map_location=learner.device, weights_only=True))
+    # onto the CPU: the random states must be there, and the optimizer moves its own state to its parameters
+    learner.restore(torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True))
     if folder.metrics.is_file():
         earlier = json.loads(folder.metrics.read_text(encoding="utf-8"))
         metrics["log"] = [entry for entry in earlier.get("log", []) if entry["step"] <= step]
