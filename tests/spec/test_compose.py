@@ -173,3 +173,11 @@ def test_a_rule_between_two_sections_is_reported_at_the_key_to_change_naming_the
     # The same rule when the other side comes from the command line: still located at the key to change.
     (overridden,) = problems(write(tmp_path, "ok.toml", BASE), ("quantization.bits=8",))
     assert (overridden.file, overridden.path) == ("--set", "quantization.bits")
+
+
+def test_streaming_needs_a_step_count_said_at_the_key(tmp_path):
+    text = BASE.replace("max_steps = 100", "epochs = 1.0").replace(
+        "[[data.datasets]]", "[data]\nstreaming = true\n\n[[data.datasets]]"
+    )
+    (diagnostic,) = problems(write(tmp_path, "job.toml", text))
+    assert diagnostic.path == "data.streaming" and "train.max_steps" in (diagnostic.hint or "")
