@@ -598,6 +598,12 @@ class Spec(Section):
                 "remove data.packing or data.streaming",
                 at="data.packing",
             )
+        if self.data.streaming and self.train.max_steps is None:
+            raise rule_error(
+                "a streamed dataset has no length to count train.epochs in",
+                "set train.max_steps instead of train.epochs, or remove data.streaming",
+                at="data.streaming",
+            )
         # By value, not by presence: a resolved spec (the run folder's) writes every section out.
         if self.freeze != FreezeSection.model_construct() and method != "freeze":
             raise rule_error(
