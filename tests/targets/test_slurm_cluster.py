@@ -1,9 +1,10 @@
 """`ftc launch --target slurm` against a real one-node Slurm (scripts/slurm/up.sh), as CI runs it.
 
 The quickstart goes through a smoke job and then the full job to COMPLETED with its adapter; a job
-requeued while it trains (`scontrol requeue`, as preemption does) checkpoints on Slurm's SIGTERM and
-finishes after its restart with every optimizer step logged once, its loss curve going on from where
-it stopped.
+requeued while it trains (`scontrol requeue`, as preemption does) checkpoints on Slurm's SIGTERM, and
+on the time-limit warning (SIGUSR1) checkpoints and requeues itself; it finishes after its restarts
+with every optimizer step logged once, its loss curve going on from where it stopped. submitit
+submits the same run folder.
 """
 
 from __future__ import annotations
@@ -72,12 +73,20 @@ def test_quickstart_runs_a_smoke_job_then_completes_on_slurm(slurm_cluster, tmp_
     assert status.returncode == 0 and f"slurm job {record.job_id}: COMPLETED" in status.stdout
 
 
-def test_a_requeued_job_resumes_from_its_checkpoint_and_finishes_every_step_once(slurm_cluster, tmp_path):
-    steps = 24
+def release_when_requeued(job_id: str) -> None:
+    # A requeued job waits for a new BeginTime (about two minutes); release it now.
+    wait_for(lambda: job_state(job_id).state == "PENDING", 120, "the job to be requeued")
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, capture_output=True)
+
+
+def test_a_preempted_job_resumes_from_its_checkpoints_and_finishes_every_step_once(slurm_cluster, tmp_path):
+    """Two interruptions: `scontrol requeue` (SIGTERM, as preemption), then the time-limit warning
+    (SIGUSR1, sent with scancel --signal), after which the runtime requeues the job itself."""
+    steps = 30
     spec = write_quickstart(tmp_path / "quick", steps=steps)
     text = spec.read_text()
     text = re.sub(r"logging_steps = \d+", "logging_steps = 1", text)
-    text = re.sub(r"save_steps = \d+", "save_steps = 1000", text)  # only the requeue's checkpoint exists
+    text = re.sub(r"save_steps = \d+", "save_steps = 1000", text)  # only the interruptions' checkpoints exist
     text = text.replace("learning_rate = 2e-3", "learning_rate = 1e-2")
     spec.write_text(text)
     run_dir = launch(spec)
@@ -86,26 +95,34 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_finishes_every_step_once
     wait_for(lambda: len(logged_steps(run_dir)) >= 5, 300, "the job to train a few steps")
     requeue = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
-    # A requeued job waits for a new BeginTime (about two minutes); release it now.
-    wait_for(lambda: job_state(job_id).state == "PENDING", 120, "the job to be requeued")
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, capture_output=True)
-    wait_for(lambda: not job_state(job_id).active, 400, "the restarted job to end", poll=2)
+    release_when_requeued(job_id)
+
+    log_file = run_dir / f"slurm-{job_id}.log"
+    wait_for(lambda: "resuming from checkpoint-" in log_file.read_text(), 300, "the restart")
+    first_stop = int(re.search(r"stopped by SIGTERM at step (\d+)", log_file.read_text()).group(1))
+    wait_for(lambda: len(logged_steps(run_dir)) >= first_stop + 4, 300, "the restarted job to train")
+    warn = subprocess.run(["scancel", "--signal=USR1", job_id], capture_output=True, text=True)
+    assert warn.returncode == 0, warn.stderr
+    release_when_requeued(job_id)
+    wait_for(lambda: not job_state(job_id).active, 400, "the job to end", poll=2)
 
     final = job_state(job_id)
-    log_text = (run_dir / f"slurm-{job_id}.log").read_text()
+    log_text = log_file.read_text()
     assert final.state == "COMPLETED", log_text[-3000:]
-    assert final.restarts == 1
-    stopped = int(re.search(r"stopped by SIGTERM at step (\d+)", log_text).group(1))
-    assert f"resuming from checkpoint-{stopped} (step {stopped})" in log_text
+    assert final.restarts == 2
+    second_stop = int(re.search(r"stopped by SIGUSR1 at step (\d+)", log_text).group(1))
+    assert f"slurm job {job_id} requeued" in log_text  # by the runtime itself
+    for stop in (first_stop, second_stop):
+        assert f"resuming from checkpoint-{stop} (step {stop})" in log_text
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     log = metrics["log"]
     assert [entry["step"] for entry in log] == list(range(1, steps + 1))  # none lost, none trained twice
-    assert metrics["resumed_at_steps"] == [stopped] and 5 <= stopped < steps
+    assert metrics["resumed_at_steps"] == [first_stop, second_stop] and 5 <= first_stop < second_stop < steps
     losses = [entry["loss"] for entry in log]
     # The curve goes on from where it stopped: after the restart it stays down where it was, far from the
     # untrained loss a fresh start would show again.
-    before, after = losses[stopped - 3 : stopped], losses[stopped : stopped + 3]
+    before, after = losses[first_stop - 3 : first_stop], losses[first_stop : first_stop + 3]
     assert sum(after) / 3 < losses[0] * 0.9 and abs(sum(after) - sum(before)) / 3 < 0.1 * losses[0], losses
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
 
