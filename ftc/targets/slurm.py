@@ -153,5 +153,5 @@ def check_sbatch_lines(script: str) -> None:
     for line in script.splitlines():
         if line.startswith("#SBATCH"):
             option = line.removeprefix("#SBATCH").strip()
-            if not _SBATCH_OPTION.match(option) and "%j" not in option:
+            if not _SBATCH_OPTION.match(option):
                 raise FtcError(f"cannot write {line!r} literally", "use plain words in the [slurm] section")
