@@ -44,14 +44,23 @@ def test_grpo_logs_the_reward_of_every_group_and_moves_the_policy(tmp_path, tiny
         assert (run_dir / plot).read_bytes().startswith(b"\x89PNG")
 
 
-def test_grpo_scores_with_a_reward_model_beside_the_functions(tmp_path, tiny_model_dir):
+def test_grpo_scores_every_reply_with_a_reward_model_beside_the_functions(tmp_path, tiny_model_dir, monkeypatch):
+    from ftc.runtime.stages import grpo
+
+    scored: list[int] = []
+    load = grpo.load_reward_model
+
+    def load_and_count(*args):
+        model, tokenizer = load(*args)
+        model.register_forward_hook(lambda module, inputs, output: scored.append(len(output.logits)))
+        return model, tokenizer
+
+    monkeypatch.setattr(grpo, "load_reward_model", load_and_count)
     reward_model = build_tiny_reward_model(tmp_path / "reward", seed=1)
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=16)
     sections = {"ppo": {"reward_functions": ["distinct"], "reward_model": str(reward_model), **ROLLOUTS}}
     metrics = train_stage(tmp_path / "run", tiny_model_dir, data, "alpaca", sections, stage="grpo", max_steps=2)
 
-    # the mean of the sum: "distinct" alone stays within 0..1; the seeded random score head gives these
-    # replies about −0.7 (see test_stage_ppo's rewards), which takes the sum outside it
+    assert scored == [8, 8]  # each step's 2 prompts × 4 replies, all scored by the reward model
     rewards = series(metrics, "reward")
     assert len(rewards) == 2 and all(math.isfinite(reward) for reward in rewards)
-    assert not all(0 <= reward <= 1 for reward in rewards), rewards
