@@ -661,6 +661,15 @@ class Spec(Section):
                 )
         if stage not in ("ppo", "grpo"):
             return self
+        data = self.data
+        ignored = {"eval_ratio": data.eval_ratio > 0, "eval_datasets": data.eval_datasets, "streaming": data.streaming}
+        unread = [key for key, is_set in ignored.items() if is_set]
+        if unread:
+            raise rule_error(
+                f"data.{unread[0]} is set, but train.stage = {stage!r} holds its prompts in memory and evaluates none",
+                "remove it",
+                at=f"data.{unread[0]}",
+            )
         for key, listed in (("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)):
             for index, dataset in enumerate(listed):
                 if dataset.format not in PROMPT_FORMATS:

@@ -75,6 +75,15 @@ def test_a_default_value_says_nothing():
     parse_spec(VALID + "\n[ppo]\nkl_coef = 0.05\nreward_functions = []\n", "job.toml")  # a resolved spec writes these
 
 
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [("eval_ratio = 0.1", "data.eval_ratio"), ("streaming = true", "data.streaming")],
+)
+def test_rollout_stages_refuse_what_they_would_ignore(data, key):
+    d = only(replace(PPO, "cutoff_len = 1024", f"cutoff_len = 1024\n{data}") + '\n[ppo]\nreward_model = "rm"\n')
+    assert d.path == key and "train.stage = 'ppo'" in d.message
+
+
 def test_rollouts_need_prompts_and_room_to_reply():
     d = only(replace(PPO, 'format = "alpaca"', 'format = "preference"') + '\n[ppo]\nreward_model = "rm"\n')
     assert d.path == "data.datasets[0].format" and "train.stage = 'ppo'" in d.message
