@@ -2,7 +2,10 @@
 
 trl gets conversational records and renders them with our template (see `ftc.runtime.preference`).
 The loss is SFT on the chosen reply plus `preference.beta` (ORPO's λ) times an odds-ratio term
-that favours chosen over rejected; no reference model is needed.
+that favours chosen over rejected; no reference model is needed. ORPO still lives in trl's
+experimental package and tokenizes its own way: it adds the tokenizer's BOS before a prompt and its
+EOS after a reply that do not already have them (with our templates, a template whose end marker is
+not the EOS token gets both).
 """
 
 from __future__ import annotations
