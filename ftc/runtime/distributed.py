@@ -161,7 +161,17 @@ def use_fsdp_on_cpu(trainer: Any, plan: Any) -> None:
     """
     if plan.strategy.value != "fsdp" or plan.backend.value != "cpu" or world_size() == 1:
         return
+    from pathlib import Path
+
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    if any(Path(trainer.args.output_dir).glob("checkpoint-*")):
+        # Accelerate's checkpoint of CPU shards holds them unevenly between ranks, and loading it back
+        # waits forever on a broadcast: refused here rather than hanging (on accelerators it resumes).
+        raise RuntimeUserError(
+            "resuming an FSDP run of CPU processes is not supported",
+            "start it again with --overwrite, or train CPU processes with train.strategy = 'ddp', which resumes",
+        )
 
     state = trainer.accelerator.state
     if state.distributed_type == DistributedType.MULTI_CPU:
