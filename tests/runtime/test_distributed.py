@@ -150,3 +150,154 @@ def test_a_ddp_checkpoint_resumes_to_the_same_losses(ddp_run):
     before = {entry["step"]: entry["loss"] for entry in metrics["log"] if "loss" in entry and entry["step"] > 2}
     assert after.keys() == {3, 4}
     assert after == pytest.approx(before, abs=1e-5)
+
+
+# -- the pre-flight and the backend's environment, with torch.distributed stood in for -----------------
+class FakeCollectives:
+    """torch.distributed as one rank of a world of `world` sees it, recording what it was asked."""
+
+    def __init__(self, world: int, barrier_error: str | None = None, reduce_error: str | None = None) -> None:
+        self.world, self.barrier_error, self.reduce_error = world, barrier_error, reduce_error
+        self.calls: list[tuple] = []
+
+    def install(self, monkeypatch) -> None:
+        import torch.distributed as dist
+
+        monkeypatch.setattr(dist, "is_initialized", lambda: False)
+        monkeypatch.setattr(dist, "init_process_group", lambda **kw: self.calls.append(("init", kw)))
+        monkeypatch.setattr(dist, "new_group", lambda **kw: self.calls.append(("group", kw)) or "reports")
+        monkeypatch.setattr(dist, "monitored_barrier", self.barrier)
+        monkeypatch.setattr(dist, "all_gather_object", self.gather)
+        monkeypatch.setattr(dist, "all_reduce", self.reduce)
+        monkeypatch.setattr(dist, "destroy_process_group", lambda group=None: None)
+
+    def barrier(self, group=None, timeout=None, wait_all_ranks=False):
+        if self.barrier_error:
+            raise RuntimeError(self.barrier_error)
+
+    def gather(self, reports, mine, group=None):
+        from dataclasses import replace
+
+        reports[:] = [replace(mine, rank=index, host=f"node-{index // 2}") for index in range(self.world)]
+
+    def reduce(self, tensor):
+        if self.reduce_error:
+            raise RuntimeError(self.reduce_error)
+        tensor.mul_(self.world)
+
+
+def planned(backend: str, world: int, strategy: str = "ddp"):
+    from ftc.compiler.plan import Decision, HardwareRef, Plan
+
+    def fixed(value):
+        return Decision(value, "fixed by the test")
+
+    name = {"cpu": "cpu", "cuda": "H100-80GB", "npu": "Ascend910B-64GB"}[backend]
+    return Plan(
+        hardware=HardwareRef(name, devices_per_node=world),
+        backend=fixed(backend),
+        precision=fixed("fp32"),
+        strategy=fixed(strategy),
+        world_size=fixed(world),
+        micro_batch_size=fixed(1),
+        gradient_accumulation_steps=fixed(1),
+        gradient_checkpointing=fixed(False),
+    )
+
+
+def in_world(monkeypatch, world: int, rank: int = 0) -> None:
+    for name, value in {"WORLD_SIZE": world, "RANK": rank, "LOCAL_RANK": rank}.items():
+        monkeypatch.setenv(name, str(value))
+
+
+def test_preflight_reports_every_rank_and_opens_gloo_with_the_spec_timeout(monkeypatch, capsys):
+    from ftc.runtime import distributed
+
+    in_world(monkeypatch, 4)
+    fake = FakeCollectives(4)
+    fake.install(monkeypatch)
+    reports = distributed.preflight(planned("cpu", 4), collective_timeout_s=77)
+    init = dict(fake.calls)["init"]
+    assert init["backend"] == "gloo" and init["timeout"].total_seconds() == 77 and init["device_id"] is None
+    assert [report.rank for report in reports] == [0, 1, 2, 3]
+    distributed.show_preflight(reports)
+    shown = capsys.readouterr().out
+    assert "4 ranks on 2 host(s)" in shown and "rank 3 on node-1: cpu (gloo)" in shown
+
+
+def test_npu_plans_import_torch_npu_bind_the_local_device_and_use_hccl(monkeypatch):
+    import types
+
+    import torch
+
+    from ftc.runtime import distributed
+
+    imported, bound = [], []
+    real_import = distributed.importlib.import_module
+    monkeypatch.setattr(
+        distributed.importlib,
+        "import_module",
+        lambda name: imported.append(name) or (types.ModuleType(name) if name == "torch_npu" else real_import(name)),
+    )
+    monkeypatch.setattr(torch, "npu", types.SimpleNamespace(set_device=bound.append), raising=False)
+    in_world(monkeypatch, 2, rank=1)
+    assert distributed._bind_device(distributed.DEVICE_BACKENDS["npu"]) == "npu:1"
+    assert imported == ["torch_npu"] and bound == [1]
+    assert distributed.DEVICE_BACKENDS["npu"].collective == "hccl"
+    assert distributed.DEVICE_BACKENDS["npu"].visible_devices == "ASCEND_RT_VISIBLE_DEVICES"
+    # ...and the process group is opened with hccl, bound to that device.
+    fake = FakeCollectives(2)
+    fake.install(monkeypatch)
+    monkeypatch.setattr(distributed, "_bind_device", lambda backend: "cpu")  # no NPU here to put the tensor on
+    distributed.preflight(planned("npu", 2), collective_timeout_s=60)
+    assert dict(fake.calls)["init"]["backend"] == "hccl"
+
+
+def test_a_rank_that_never_answers_is_named_with_its_host(monkeypatch):
+    from ftc.runtime import distributed
+    from ftc.runtime.errors import RuntimeUserError
+
+    in_world(monkeypatch, 2)
+    monkeypatch.setattr(distributed.socket, "gethostname", lambda: "gpu-17")
+    FakeCollectives(2, barrier_error="Ranks 1 failed to pass monitoredBarrier in 300000 ms").install(monkeypatch)
+    with pytest.raises(RuntimeUserError) as caught:
+        distributed.preflight(planned("cpu", 2), collective_timeout_s=60)
+    assert "rank 0 on gpu-17" in caught.value.message and "Ranks 1 failed" in caught.value.message
+
+
+def test_a_failing_device_collective_names_the_rank_host_and_backend(monkeypatch):
+    from ftc.runtime import distributed
+    from ftc.runtime.errors import RuntimeUserError
+
+    in_world(monkeypatch, 2, rank=1)
+    monkeypatch.setattr(distributed.socket, "gethostname", lambda: "gpu-3")
+    FakeCollectives(2, reduce_error="NCCL error: unhandled system error").install(monkeypatch)
+    monkeypatch.setattr(distributed, "_bind_device", lambda backend: "cpu")
+    with pytest.raises(RuntimeUserError) as caught:
+        distributed.preflight(planned("cuda", 2), collective_timeout_s=60)
+    assert "nccl all-reduce failed on rank 1 (gpu-3" in caught.value.message
+    assert "NCCL_SOCKET_IFNAME" in caught.value.hint
+
+
+def test_a_world_other_than_the_plans_is_refused_before_anything_opens(monkeypatch):
+    from ftc.runtime import distributed
+    from ftc.runtime.errors import RuntimeUserError
+
+    in_world(monkeypatch, 8)
+    with pytest.raises(RuntimeUserError, match="started 8 process"):
+        distributed.preflight(planned("cuda", 16), collective_timeout_s=60)
+
+
+def test_strategy_arguments_point_the_trainer_at_the_generated_configs(tmp_path, tiny_model_dir, data_path):
+    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runtime.trainer_args import strategy_arguments
+
+    for strategy, expected in (("ddp", {"ddp_find_unused_parameters": False}), ("fsdp", {"fsdp": True})):
+        job = tiny_job(tmp_path / strategy, tiny_model_dir, data_path, "2xcpu", strategy=strategy)
+        (tmp_path / strategy).mkdir()
+        write_job(LocalTarget(), job, overwrite=False)
+        arguments = strategy_arguments(load_run_folder(job.run_dir))
+        assert arguments["ddp_backend"] == "gloo" and arguments["ddp_timeout"] == 1800
+        assert expected.items() <= arguments.items()
+        if strategy == "fsdp":
+            assert arguments["fsdp_config"]["version"] == 2 and "mixed_precision" not in arguments["fsdp_config"]
