@@ -118,3 +118,35 @@ def test_a_batch_shape_that_disagrees_with_the_world_is_refused_by_the_parser(pa
 def test_non_zero_strategies_get_no_deepspeed_config():
     plan, config = plan_and_config(spec_for("meta-llama/Meta-Llama-3-8B", method="lora"), "8xH100-80GB")
     assert plan.strategy.value == "ddp" and config is None
+
+
+@pytest.mark.parametrize("precision, offload", [("bf16", "none"), ("fp16", "optimizer"), ("bf16", "optimizer+params")])
+def test_transformers_finds_nothing_to_correct_against_the_runtimes_training_arguments(
+    tmp_path, tiny_model_dir, precision, offload
+):
+    """transformers fills a DeepSpeed config from TrainingArguments and lists every value that disagrees."""
+    import dataclasses
+    import types
+
+    from transformers import TrainingArguments
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+
+    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runtime.trainer_args import training_arguments
+    from ftc.targets.local import LocalTarget
+    from ftc.targets.prepare import write_job
+    from tests.targets.rendering import make_job
+
+    raw_train = {"strategy": "zero3", "offload": offload, "precision": precision, "method": "full"}
+    (tmp_path / "tiny").symlink_to(tiny_model_dir.parent)  # tiny/model: the tiny model's config.json gives its shapes
+    train = {**tomllib.loads(VALID)["train"], **raw_train}
+    job = make_job(tmp_path, hardware="8xA100-80GB", local_name="tiny", train=train)
+    write_job(LocalTarget(), job, overwrite=False)
+    folder = load_run_folder(job.run_dir)
+    fields = dataclasses.fields(TrainingArguments)
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    arguments = types.SimpleNamespace(**{**defaults, **training_arguments(folder), "world_size": 8})
+    filled = HfTrainerDeepSpeedConfig(arguments.deepspeed)
+    filled.trainer_config_process(arguments)
+    assert filled.mismatches == []
+    assert filled.config["zero_optimization"]["stage"] == 3 and filled.is_zero3()
