@@ -44,6 +44,11 @@ def strategy_arguments(run: RunFolder) -> dict[str, Any]:
         # Every trainable parameter takes part in each forward; looking for unused ones costs a graph walk.
         arguments["ddp_find_unused_parameters"] = False
     elif strategy in deepspeed_config.ZERO_STAGES:
+        if importlib.util.find_spec("deepspeed") is None:
+            raise RuntimeUserError(
+                f"the plan's strategy {strategy!r} runs on DeepSpeed, which is not installed here",
+                "pip install 'ftc[distributed]' where the run trains (DS_BUILD_OPS=0 builds its kernels on first use)",
+            )
         arguments["deepspeed"] = str(_strategy_file(run, deepspeed_config.FILE_NAME))
     elif strategy == "fsdp":
         settings = json.loads(_strategy_file(run, fsdp_config.FILE_NAME).read_text(encoding="utf-8"))

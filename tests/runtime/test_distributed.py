@@ -7,6 +7,7 @@ single-process curve; only the order of floating-point sums differs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -301,3 +302,20 @@ def test_strategy_arguments_point_the_trainer_at_the_generated_configs(tmp_path,
         assert expected.items() <= arguments.items()
         if strategy == "fsdp":
             assert arguments["fsdp_config"]["version"] == 2 and "mixed_precision" not in arguments["fsdp_config"]
+
+
+def test_a_zero_plan_without_deepspeed_installed_is_a_user_error(tmp_path, monkeypatch, tiny_model_dir, data_path):
+    import importlib.util
+
+    from ftc.runtime.errors import RuntimeUserError
+    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runtime.trainer_args import strategy_arguments
+
+    job = tiny_job(tmp_path, tiny_model_dir, data_path, "2xcpu")
+    job = dataclasses.replace(job, plan=planned("cuda", 2, strategy="zero2"))
+    write_job(LocalTarget(), job, overwrite=False)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "deepspeed" else real_find_spec(name))
+    with pytest.raises(RuntimeUserError, match="DeepSpeed, which is not installed") as caught:
+        strategy_arguments(load_run_folder(job.run_dir))
+    assert "ftc[distributed]" in caught.value.hint
