@@ -84,9 +84,15 @@ def preflight(plan: Any, collective_timeout_s: int) -> list[RankReport]:
 
     here = RankReport(rank(), socket.gethostname(), device, backend.collective)
     if not dist.is_initialized():
-        dist.init_process_group(
-            backend=backend.collective, timeout=timedelta(seconds=collective_timeout_s), device_id=_device_id(device)
-        )
+        try:
+            timeout = timedelta(seconds=collective_timeout_s)
+            dist.init_process_group(backend=backend.collective, timeout=timeout, device_id=_device_id(device))
+        except Exception as error:  # noqa: BLE001  store timeouts and backend errors have their own types
+            raise RuntimeUserError(
+                f"pre-flight: rank {here.rank} on {here.host} could not join the {backend.collective} process group "
+                f"within {collective_timeout_s} s: {_first_line(error)}",
+                "a rank that crashed while starting says why in its own log; check MASTER_ADDR/MASTER_PORT",
+            ) from None
     # The reports travel over gloo on the host, so a broken device link still lets every rank be named.
     reports_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=PREFLIGHT_TIMEOUT_S))
     try:

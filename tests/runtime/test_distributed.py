@@ -319,3 +319,23 @@ def test_a_zero_plan_without_deepspeed_installed_is_a_user_error(tmp_path, monke
     with pytest.raises(RuntimeUserError, match="DeepSpeed, which is not installed") as caught:
         strategy_arguments(load_run_folder(job.run_dir))
     assert "ftc[distributed]" in caught.value.hint
+
+
+def test_a_process_group_that_cannot_form_is_named_not_a_traceback(monkeypatch):
+    import torch.distributed as dist
+
+    from ftc.runtime import distributed
+    from ftc.runtime.errors import RuntimeUserError
+
+    in_world(monkeypatch, 2, rank=1)
+    monkeypatch.setattr(distributed.socket, "gethostname", lambda: "gpu-9")
+    FakeCollectives(2).install(monkeypatch)
+
+    def store_timeout(**kwargs):
+        raise RuntimeError("Timed out after 61 seconds waiting for clients. 1/2 clients joined.")
+
+    monkeypatch.setattr(dist, "init_process_group", store_timeout)
+    with pytest.raises(RuntimeUserError) as caught:
+        distributed.preflight(planned("cpu", 2), collective_timeout_s=60)
+    assert "rank 1 on gpu-9 could not join the gloo process group within 60 s" in caught.value.message
+    assert "1/2 clients joined" in caught.value.message
