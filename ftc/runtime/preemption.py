@@ -88,7 +88,9 @@ def stop_for_restart(request: StopRequest, step: int, checkpoint_dir: str) -> No
     """After a stop: say where the checkpoint is, requeue the Slurm job if the warning came, and exit."""
     print(f"stopped by {request.signal_name} at step {step}; checkpoint in {checkpoint_dir}", flush=True)
     job_id = os.environ.get("SLURM_JOB_ID")
-    if request.signal_number == WARNING_SIGNAL and job_id and os.environ.get("SLURM_PROCID", "0") == "0":
+    # One requeue per job: from the first process (torchrun's RANK, else Slurm's task id), not from every rank.
+    first_process = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
+    if request.signal_number == WARNING_SIGNAL and job_id and first_process:
         # The time limit is near: put the job back in the queue; its next start resumes from the checkpoint.
         result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
         outcome = "requeued" if result.returncode == 0 else f"could not requeue: {result.stderr.strip()}"
