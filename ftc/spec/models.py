@@ -687,7 +687,7 @@ class Spec(Section):
             )
         if stage == "ppo" and ppo.reward_model is None:
             raise rule_error(
-                "train.stage = 'ppo' scores its rollouts with a reward model, but none is set",
+                "train.stage = 'ppo' scores its rollouts with a reward model, but ppo.reward_model is not set",
                 "set ppo.reward_model to a reward model folder (model/ or adapter/ of a train.stage = 'rm' run) "
                 "or hub id",
                 at="ppo.reward_model",
