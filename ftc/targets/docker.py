@@ -33,6 +33,12 @@ def image_name(job: Job) -> str:
     return "ftc-" + (re.sub(r"[^a-z0-9_.-]+", "-", job.run_dir.name.lower()).strip("-._") or "run")
 
 
+def ftc_requirement(job: Job) -> str:
+    # Unset, the image gets this very version: the runtime inside must read the run folder this ftc wrote.
+    docker = job.spec.docker
+    return docker.ftc_requirement if "ftc_requirement" in docker.model_fields_set else f"ftc[train]=={__version__}"
+
+
 def device_flags(job: Job) -> list[str]:
     backend, devices = job.plan.backend.value, job.plan.hardware.devices_per_node
     if backend == "cuda":
@@ -67,7 +73,7 @@ class DockerTarget:
         docker = job.spec.docker
         common = {"version": __version__, "spec_path": job.spec_path}
         dockerfile = render(
-            "docker.Dockerfile.j2", **common, base_image=docker.base_image, ftc_requirement=docker.ftc_requirement
+            "docker.Dockerfile.j2", **common, base_image=docker.base_image, ftc_requirement=ftc_requirement(job)
         )
         script = render(
             "docker_run.sh.j2",

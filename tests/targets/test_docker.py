@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ftc import __version__
 from ftc.targets import get_target
 from tests.specs import VALID
 from tests.targets.rendering import make_job
@@ -29,7 +30,7 @@ def test_dockerfile_installs_ftc_as_a_non_root_user(tmp_path):
     rendered = get_target("docker").render(job)
     dockerfile = rendered.files["Dockerfile"]
     assert dockerfile.splitlines()[2] == "FROM nvcr.io/nvidia/pytorch:24.12-py3"
-    assert '"pip", "install", "--no-cache-dir", "ftc[train]"' in dockerfile
+    assert f'"pip", "install", "--no-cache-dir", "ftc[train]=={__version__}"' in dockerfile  # the ftc that wrote it
     assert dockerfile.index("USER ftc") < dockerfile.index("ENTRYPOINT")
     assert "--shm-size=64g" in rendered.files["docker_run.sh"]
     assert rendered.command == ["bash", str(job.run_dir / "docker_run.sh")]
