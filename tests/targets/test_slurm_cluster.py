@@ -139,3 +139,13 @@ def test_submitit_submits_the_run_folder_the_slurm_target_wrote(slurm_cluster, t
     job.result()  # raises if the runtime failed
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert (run_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file()  # all 3 steps ran
+
+
+def test_ftc_cancel_cancels_the_recorded_job(slurm_cluster, tmp_path):
+    spec = write_quickstart(tmp_path / "quick", steps=1000)
+    run_dir = launch(spec)
+    job_id = read_job_record(run_dir).job_id
+    cancelled = ftc("cancel", str(run_dir))
+    assert cancelled.returncode == 0 and f"cancelled slurm job {job_id}" in cancelled.stdout, cancelled.stderr
+    wait_for(lambda: job_state(job_id).state == "CANCELLED", 60, "the job to be cancelled")
+    assert "CANCELLED" in ftc("status", str(run_dir)).stdout
