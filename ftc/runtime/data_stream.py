@@ -2,8 +2,8 @@
 
 The trainer gets a `datasets.IterableDataset` whose generator reads the records lazily
 (`iter_conversations`), so a pass costs one record's memory at a time. Streamed examples come in
-file order (or the weighted draw), not shuffled, and a run needs `train.max_steps`: a stream has
-no length to count epochs in. Packing needs the whole set; the spec refuses it with streaming.
+file order (or the weighted draw), not shuffled, and a run needs `train.max_steps` (the spec says
+so): a stream has no length to count epochs in. Packing needs the whole set; the spec refuses it with streaming.
 """
 
 from __future__ import annotations
@@ -12,19 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ftc.runtime.data import iter_conversations
-from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.tokenize import encode_conversation
 from ftc.spec.models import DataSection, Spec
 
 Example = dict[str, list[int]]
-
-
-def check_streaming(spec: Spec) -> None:
-    if spec.train.max_steps is None:
-        raise RuntimeUserError(
-            "data.streaming reads the data while training, so there is no size to count epochs in",
-            "set train.max_steps instead of train.epochs",
-        )
 
 
 def streamed_examples(spec: Spec, tokenizer: Any) -> Any:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.tiny import tiny_records
 from ftc.spec.models import Spec
 from tests.runtime.run_folders import cpu_plan
@@ -70,18 +69,6 @@ def test_streamed_sft_reads_only_what_the_steps_consume(tmp_path, tiny_model_dir
     metrics = train_sft(tmp_path / "run", tiny_model_dir, data)
     assert metrics["log"][-1]["step"] == 6 and len(metrics["eval_log"]) == 2
     assert "data: streamed from 1 dataset" in capsys.readouterr().out
-
-
-def test_streaming_needs_max_steps(tmp_path, tiny_model_dir):
-    data = write_jsonl(tmp_path / "d.jsonl", tiny_records(8))
-    with pytest.raises(RuntimeUserError, match="set train.max_steps instead of train.epochs"):
-        train_sft(
-            tmp_path / "run",
-            tiny_model_dir,
-            {"datasets": [{"path": str(data)}], "streaming": True},
-            max_steps=None,
-            epochs=1.0,
-        )
 
 
 def test_three_shapes_mixed_become_examples_with_reply_labels(tmp_path, tiny_model_dir):

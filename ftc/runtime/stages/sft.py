@@ -9,7 +9,7 @@ read and encoded while training runs (`ftc.runtime.data_stream`).
 from __future__ import annotations
 
 from ftc.runtime.data import Conversation, load_conversations, load_eval_datasets, train_eval_split
-from ftc.runtime.data_stream import check_streaming, describe_stream, streamed_examples
+from ftc.runtime.data_stream import describe_stream, streamed_examples
 from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.packing import pack_examples, packed_collator, packing_summary
@@ -23,7 +23,6 @@ def run(folder: RunFolder) -> None:
     spec, seed = folder.spec, folder.spec.train.seed
     # First: a bad record is reported before the heavy imports.
     if spec.data.streaming:
-        check_streaming(spec)
         conversations, held_out = None, load_eval_datasets(spec.data, Conversation)
     else:
         conversations, held_out = train_eval_split(load_conversations(spec.data, seed), spec.data, seed)
