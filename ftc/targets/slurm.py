@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftc import __version__
+from ftc.compiler.plan import Decision, Plan
 from ftc.errors import FtcError
 from ftc.targets.base import Job, Rendered, run_folder_files
 from ftc.targets.launcher import FROM_NODE_ENVIRONMENT, launch_command
@@ -138,7 +139,23 @@ def smoke_job(job: Job, steps: int) -> Job:
     spec = job.spec.model_copy(
         update={"train": train, "output": job.spec.output.model_copy(update={"dir": str(run_dir)})}
     )
-    return dataclasses.replace(job, spec=spec, run_dir=run_dir)
+    return dataclasses.replace(job, spec=spec, plan=one_node_plan(job.plan), run_dir=run_dir)
+
+
+def one_node_plan(plan: Plan) -> Plan:
+    """The plan on the first node alone: the same global batch, from more accumulation steps."""
+    nodes = plan.hardware.nodes
+    if nodes == 1:
+        return plan
+    return dataclasses.replace(
+        plan,
+        hardware=dataclasses.replace(plan.hardware, nodes=1),
+        world_size=Decision(plan.hardware.devices_per_node, "smoke run: the devices of one node"),
+        gradient_accumulation_steps=Decision(
+            plan.gradient_accumulation_steps.value * nodes,
+            f"smoke run: the full run's global batch on 1 of {nodes} nodes",
+        ),
+    )
 
 
 def container_flags(image: str | None, run_dir: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -77,6 +78,9 @@ def test_smoke_steps_render_a_one_node_short_job_of_that_many_steps(tmp_path):
         "max_steps = 5" in files["smoke/spec.toml"] and f'dir = "{job.run_dir / "smoke"}"' in files["smoke/spec.toml"]
     )
     assert "--nodes=2" in sbatch_options(files["job.sbatch"])
+    full, smoke_plan = json.loads(files["plan.json"]), json.loads(files["smoke/plan.json"])
+    assert (smoke_plan["world_size"], full["world_size"]) == (8, 16)
+    assert smoke_plan["global_batch_size"] == full["global_batch_size"]  # more accumulation on one node
 
 
 def test_smoke_steps_are_for_slurm_only():
