@@ -46,5 +46,8 @@ def write_spec_run(run_dir: Path, spec: dict, plan: Plan | None = None) -> RunFo
 
 def train_in_process(folder: RunFolder) -> dict[str, Any]:
     """Run the folder's stage as `python -m ftc.runtime` would, here; returns metrics.json."""
+    from ftc.runtime.distributed import seed_all
+
+    seed_all(folder.spec.train.seed)  # as the runtime does before any model exists: LoRA init draws from it
     importlib.import_module(STAGES[folder.spec.train.stage].module).run(folder)
     return json.loads(folder.metrics.read_text(encoding="utf-8"))
