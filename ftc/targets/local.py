@@ -6,10 +6,8 @@ import subprocess
 
 from ftc import __version__
 from ftc.targets.base import Job, Rendered, run_folder_files
-from ftc.targets.launcher import NODE_VARIABLES, launch_command, rendezvous_for, runtime_command, visible_devices
+from ftc.targets.launcher import NODE_VARIABLES, launch_command, rendezvous_for, visible_devices
 from ftc.targets.render import render
-
-__all__ = ["LocalTarget", "runtime_command"]
 
 
 class LocalTarget:
