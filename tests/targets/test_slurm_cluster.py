@@ -82,7 +82,7 @@ def release_when_requeued(job_id: str) -> None:
 def test_a_preempted_job_resumes_from_its_checkpoints_and_finishes_every_step_once(slurm_cluster, tmp_path):
     """Two interruptions: `scontrol requeue` (SIGTERM, as preemption), then the time-limit warning
     (SIGUSR1, sent with scancel --signal), after which the runtime requeues the job itself."""
-    steps = 30
+    steps = 200  # long enough that a quiet machine is still training when the interruptions come
     spec = write_quickstart(tmp_path / "quick", steps=steps)
     text = spec.read_text()
     text = re.sub(r"logging_steps = \d+", "logging_steps = 1", text)
