@@ -16,6 +16,7 @@ would do silently (a reply cut short; for rm a pair dropped).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from ftc.runtime.tokenize import conversation_segments, encode_segments, untoken
 
 if TYPE_CHECKING:
     from ftc.runtime.data import KtoExample, PreferencePair
+    from ftc.spec.models import Spec
 
 
 @dataclass(frozen=True)
@@ -118,3 +120,25 @@ def describe_preferences(data: PreferenceData, tokenizer: Any, template_name: st
     if marker is not None:
         line += f"\nwarning: {marker!r} is not a single token for this tokenizer; the model learns it as plain text"
     return line
+
+
+Encoder = Callable[[Any, Sequence[Any], str, int], PreferenceData]
+
+
+def tokenizer_and_records(
+    spec: Spec, items: Sequence[Any], held_out: Sequence[Any], encode: Encoder, what: str = "pairs"
+) -> tuple[Any, PreferenceData, list[dict[str, Any]] | None]:
+    """What every preference stage hands trl: the tokenizer carrying the run's template, the training
+    records (described in one line), and the held-out records to evaluate on (None without any)."""
+    from ftc.runtime.model import load_tokenizer
+    from ftc.runtime.tokenize import use_template
+
+    tokenizer = load_tokenizer(spec.model)
+    use_template(tokenizer, spec.model.template)
+    data = encode(tokenizer, items, spec.model.template, spec.data.cutoff_len)
+    print(describe_preferences(data, tokenizer, spec.model.template, what=what), flush=True)
+    if not held_out:
+        return tokenizer, data, None
+    evaluated = encode(tokenizer, held_out, spec.model.template, spec.data.cutoff_len).records
+    print(f"evaluation: {len(evaluated)} held-out {what}, at every logging step", flush=True)
+    return tokenizer, data, evaluated

@@ -7,8 +7,8 @@ from typing import Any
 
 from ftc.compiler.plan import Plan
 from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import ATTENTION_KERNELS, _load_errors_explained, lora_config
-from ftc.spec.models import LoraSection, ModelSection
+from ftc.runtime.model import ADAPTER_METHODS, ATTENTION_KERNELS, _load_errors_explained, lora_config
+from ftc.spec.models import LoraSection, ModelSection, Spec
 
 REWARD_METHODS = ("full", "lora")  # a new score head must train: freeze and qlora would leave it out or quantize it
 SCORE_HEAD = "score"  # transformers' name for the head of every *ForSequenceClassification decoder
@@ -37,6 +37,13 @@ def load_reference_model(model: ModelSection, plan: Plan) -> Any:
             attn_implementation=ATTENTION_KERNELS[plan.attention.value],
         )
     return reference.eval().requires_grad_(False)
+
+
+def reference_model(spec: Spec, plan: Plan) -> Any:
+    """DPO's and KTO's reference. With an adapter, trl keeps a frozen copy of the initial adapter beside it
+    and switches to it (no second model: None here); full and freeze need a frozen copy of the base,
+    loaded in the compute dtype the plan counts."""
+    return None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, plan)
 
 
 def load_reward_model(model: ModelSection, plan: Plan, method: str) -> Any:

@@ -11,12 +11,11 @@ import random
 
 from ftc.runtime.data import load_kto_examples, train_eval_split
 from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import ADAPTER_METHODS, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.model import load_model, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.preference import describe_preferences, encode_kto_examples
-from ftc.runtime.preference_models import load_reference_model
+from ftc.runtime.preference import encode_kto_examples, tokenizer_and_records
+from ftc.runtime.preference_models import reference_model
 from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.tokenize import use_template
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 
@@ -38,23 +37,13 @@ def run(folder: RunFolder) -> None:
 
     from ftc.runtime.callbacks import MetricsRecorder
 
-    tokenizer = load_tokenizer(spec.model)
-    use_template(tokenizer, spec.model.template)
-    data = encode_kto_examples(tokenizer, examples, spec.model.template, spec.data.cutoff_len)
-    print(describe_preferences(data, tokenizer, spec.model.template, what="examples"), flush=True)
-    evaluated = None
-    if held_out:
-        evaluated = encode_kto_examples(tokenizer, held_out, spec.model.template, spec.data.cutoff_len).records
-        print(f"evaluation: {len(evaluated)} held-out examples, at every logging step", flush=True)
+    tokenizer, data, evaluated = tokenizer_and_records(spec, examples, held_out, encode_kto_examples, "examples")
 
     model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
     recorder = MetricsRecorder(folder.metrics, stage="kto", method=spec.train.method)
     trainer = KTOTrainer(
         model=model,
-        # The reference: with an adapter, trl keeps a frozen copy of the initial adapter beside it and
-        # switches to it (no second model); full and freeze need a frozen copy of the base, loaded in
-        # the compute dtype the plan counts.
-        ref_model=None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, folder.plan),
+        ref_model=reference_model(spec, folder.plan),
         args=KTOConfig(
             **training_arguments(folder),
             **evaluation_arguments(folder, bool(evaluated)),

@@ -11,11 +11,10 @@ not the EOS token gets both).
 from __future__ import annotations
 
 from ftc.runtime.data import load_preferences, train_eval_split
-from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.model import load_model, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.preference import describe_preferences, encode_pairs
+from ftc.runtime.preference import encode_pairs, tokenizer_and_records
 from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.tokenize import use_template
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 
@@ -30,14 +29,7 @@ def run(folder: RunFolder) -> None:
 
     from ftc.runtime.callbacks import MetricsRecorder
 
-    tokenizer = load_tokenizer(spec.model)
-    use_template(tokenizer, spec.model.template)
-    data = encode_pairs(tokenizer, pairs, spec.model.template, spec.data.cutoff_len)
-    print(describe_preferences(data, tokenizer, spec.model.template), flush=True)
-    evaluated = None
-    if held_out:
-        evaluated = encode_pairs(tokenizer, held_out, spec.model.template, spec.data.cutoff_len).records
-        print(f"evaluation: {len(evaluated)} held-out pairs, at every logging step", flush=True)
+    tokenizer, data, evaluated = tokenizer_and_records(spec, pairs, held_out, encode_pairs)
 
     model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
     recorder = MetricsRecorder(folder.metrics, stage="orpo", method=spec.train.method)

@@ -8,13 +8,13 @@ not cut, since the score of a cut reply is the score of another text.
 
 from __future__ import annotations
 
+from functools import partial
+
 from ftc.runtime.data import load_preferences, train_eval_split
-from ftc.runtime.model import load_tokenizer
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.preference import describe_preferences, encode_pairs
+from ftc.runtime.preference import encode_pairs, tokenizer_and_records
 from ftc.runtime.preference_models import load_reward_model, reward_lora_config
 from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.tokenize import use_template
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 
@@ -30,14 +30,7 @@ def run(folder: RunFolder) -> None:
 
     from ftc.runtime.callbacks import MetricsRecorder
 
-    tokenizer = load_tokenizer(spec.model)
-    use_template(tokenizer, spec.model.template)
-    data = encode_pairs(tokenizer, pairs, spec.model.template, spec.data.cutoff_len, drop_long=True)
-    print(describe_preferences(data, tokenizer, spec.model.template), flush=True)
-    evaluated = None
-    if held_out:
-        evaluated = encode_pairs(tokenizer, held_out, spec.model.template, spec.data.cutoff_len, drop_long=True).records
-        print(f"evaluation: {len(evaluated)} held-out pairs, at every logging step", flush=True)
+    tokenizer, data, evaluated = tokenizer_and_records(spec, pairs, held_out, partial(encode_pairs, drop_long=True))
 
     set_seed(seed)  # the new score head starts from the seed: the same spec trains the same reward model
     model = load_reward_model(spec.model, folder.plan, spec.train.method)
