@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,14 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
     return max(complete)[1] if complete else None
 
 
-def resume_point(trainer: Any, folder: RunFolder) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh start; refuses one the run no longer matches."""
-    current = {"schedule": schedule_of(folder.spec, folder.plan), "data": data_fingerprint(trainer.train_dataset)}
+def matching_checkpoint(
+    folder: RunFolder, current: dict[str, Any], usable: Callable[[Path], bool] = lambda _: True
+) -> Path | None:
+    """The newest usable checkpoint if the run still matches the fingerprint (schedule, data) taken when it
+    began; a changed run is refused. None for a fresh start, whose fingerprint is taken now."""
     fingerprint_file = folder.path / FINGERPRINT_FILE
     checkpoint = latest_checkpoint(folder.checkpoints)
-    if checkpoint is None:
+    if checkpoint is None or not usable(checkpoint):
         atomic_write_text(fingerprint_file, json.dumps(current, indent=2) + "\n")
         return None
     if fingerprint_file.is_file():
@@ -80,6 +83,15 @@ def resume_point(trainer: Any, folder: RunFolder) -> Path | None:
                 + "; ".join(changes),
                 "restore the original spec and data to resume, or start a new run (another output.dir, or --overwrite)",
             )
+    return checkpoint
+
+
+def resume_point(trainer: Any, folder: RunFolder) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh start; refuses one the run no longer matches."""
+    current = {"schedule": schedule_of(folder.spec, folder.plan), "data": data_fingerprint(trainer.train_dataset)}
+    checkpoint = matching_checkpoint(folder, current)
+    if checkpoint is None:
+        return None
     step = checkpoint_step(checkpoint)
     carry_metrics_over(trainer, folder, step)
     print(

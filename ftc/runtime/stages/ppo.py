@@ -566,8 +566,7 @@ def resume(folder: RunFolder, prompts: list[Prompt], learner: Learner, metrics: 
     """
     import torch
 
-    from ftc.fs import atomic_write_text
-    from ftc.runtime.resume import FINGERPRINT_FILE, checkpoint_step, differences, latest_checkpoint, schedule_of
+    from ftc.runtime.resume import checkpoint_step, matching_checkpoint, schedule_of
 
     spec = folder.spec
     digest = hashlib.sha256(json.dumps([prompt.input_ids for prompt in prompts]).encode()).hexdigest()
@@ -575,19 +574,9 @@ def resume(folder: RunFolder, prompts: list[Prompt], learner: Learner, metrics: 
         "schedule": {**schedule_of(spec, folder.plan), **{f"ppo.{k}": v for k, v in spec.ppo.model_dump().items()}},
         "data": {"examples": len(prompts), "sha256": digest},
     }
-    fingerprint_file = folder.path / FINGERPRINT_FILE
-    checkpoint = latest_checkpoint(folder.checkpoints)
-    if checkpoint is None or not (checkpoint / STATE_FILE).is_file():
-        atomic_write_text(fingerprint_file, json.dumps(current, indent=2) + "\n")
+    checkpoint = matching_checkpoint(folder, current, usable=lambda found: (found / STATE_FILE).is_file())
+    if checkpoint is None:
         return 1
-    if fingerprint_file.is_file():
-        changes = differences(json.loads(fingerprint_file.read_text(encoding="utf-8")), current)
-        if changes:
-            raise RuntimeUserError(
-                f"cannot resume {folder.path} from {checkpoint.name}: the run changed since it began: "
-                + "; ".join(changes),
-                "restore the original spec and data to resume, or start a new run (another output.dir, or --overwrite)",
-            )
     step = checkpoint_step(checkpoint)
     # onto the CPU: the random states must be there, and the optimizer moves its own state to its parameters
     learner.restore(torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True))
