@@ -54,10 +54,20 @@ class ChatTemplate:
     # first user turn, for formats whose training data never had a separate system turn.
     system_placement: Literal["own_turn", "in_first_user"] = "own_turn"
     default_system: str | None = None  # used when a conversation brings no system message
+    # ChatGLM3 ends a reply by writing the next user turn's role token: the end marker is trained, and
+    # the user turn that follows writes only the rest of its opening (user.before must start with it).
+    end_opens_next_turn: bool = False
 
     @property
     def supports_system(self) -> bool:
         return self.system is not None
+
+    @property
+    def user_after_reply(self) -> str:
+        """The opening of a user turn that follows a reply."""
+        if self.end_opens_next_turn:
+            return self.user.before.removeprefix(self.assistant_end)
+        return self.user.before
 
     def segments(self, messages: list[Message]) -> list[Segment]:
         return render_segments(self, messages)
@@ -139,6 +149,45 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
         assistant_end="<end_of_turn>",
         after_assistant="\n",
     ),
+    # Yi's chat models speak ChatML.
+    replace(_CHATML, name="yi"),
+    ChatTemplate(
+        # DeepSeek LLM chat (v1, 2023): plain "User:" / "Assistant:" lines, a system prompt as plain text first.
+        name="deepseek",
+        bos="<｜begin▁of▁sentence｜>",
+        system=Wrap("", "\n\n"),
+        user=Wrap("User: ", "\n\n"),
+        assistant_header="Assistant: ",
+        assistant_end="<｜end▁of▁sentence｜>",
+    ),
+    ChatTemplate(
+        # DeepSeek V2.5 / V3 / R1: role tokens, the system prompt right after the BOS.
+        name="deepseek3",
+        bos="<｜begin▁of▁sentence｜>",
+        system=Wrap("", ""),
+        user=Wrap("<｜User｜>", ""),
+        assistant_header="<｜Assistant｜>",
+        assistant_end="<｜end▁of▁sentence｜>",
+    ),
+    ChatTemplate(
+        # Baichuan 2 chat: reserved tokens mark the user turn; a system prompt is plain text before it.
+        name="baichuan2",
+        bos="",
+        system=Wrap("", ""),
+        user=Wrap("<reserved_106>", "<reserved_107>"),
+        assistant_header="",
+        assistant_end="</s>",
+    ),
+    ChatTemplate(
+        # ChatGLM3: role tokens on their own lines; a reply ends by opening the next user turn.
+        name="chatglm3",
+        bos="[gMASK]sop",
+        system=Wrap("<|system|>\n", ""),
+        user=Wrap("<|user|>\n", ""),
+        assistant_header="<|assistant|>\n",
+        assistant_end="<|user|>",
+        end_opens_next_turn=True,
+    ),
     ChatTemplate(
         name="phi3",
         bos="",
@@ -193,7 +242,8 @@ def render_segments(template: ChatTemplate, messages: list[Message]) -> list[Seg
             content = message["content"]
             if index == 0 and system is not None and template.system_placement == "in_first_user":
                 content = template.system.around(system) + content
-            pieces.append(Segment(template.user.around(content), False))
+            before = template.user.before if index == 0 else template.user_after_reply
+            pieces.append(Segment(before + content + template.user.after, False))
         else:
             pieces.append(Segment(template.assistant_header, False))
             pieces.append(Segment(message["content"] + template.assistant_end, True))
@@ -263,7 +313,12 @@ def to_jinja(template: ChatTemplate) -> str:
             "{%- endif -%}",
         ]
     lines += [
-        "{{- " + _literal(template.user.before) + " + content + " + _literal(template.user.after) + " -}}",
+        "{%- set before = "
+        + _literal(template.user.before)
+        + " if loop.first else "
+        + _literal(template.user_after_reply)
+        + " -%}",
+        "{{- before + content + " + _literal(template.user.after) + " -}}",
         "{%- elif message['role'] == 'assistant' -%}",
         "{{- "
         + _literal(template.assistant_header)

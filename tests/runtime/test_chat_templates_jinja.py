@@ -80,3 +80,42 @@ def test_mistral_refuses_a_system_message_both_ways(tiny_tokenizer):
 def test_turns_must_alternate():
     with pytest.raises(ChatTemplateError, match="message 1"):
         TEMPLATES["chatml"].segments([TURNS[0], TURNS[2]])
+
+
+CONVERSATION = [
+    {"role": "system", "content": "S"},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Yo"},
+    {"role": "user", "content": "Q2"},
+    {"role": "assistant", "content": "A2"},
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("chatglm3", "[gMASK]sop<|system|>\nS<|user|>\nHi<|assistant|>\nYo<|user|>\nQ2<|assistant|>\nA2<|user|>"),
+        (
+            "deepseek",
+            "<｜begin▁of▁sentence｜>S\n\nUser: Hi\n\nAssistant: Yo<｜end▁of▁sentence｜>User: Q2\n\nAssistant: "
+            "A2<｜end▁of▁sentence｜>",
+        ),
+        (
+            "deepseek3",
+            "<｜begin▁of▁sentence｜>S<｜User｜>Hi<｜Assistant｜>Yo<｜end▁of▁sentence｜><｜User｜>Q2<｜Assistant｜>"
+            "A2<｜end▁of▁sentence｜>",
+        ),
+        ("baichuan2", "S<reserved_106>Hi<reserved_107>Yo</s><reserved_106>Q2<reserved_107>A2</s>"),
+        ("yi", TEMPLATES["chatml"].render(CONVERSATION)),
+    ],
+)
+def test_more_families_render_their_known_formats(name, text, tiny_tokenizer):
+    assert TEMPLATES[name].render(CONVERSATION) == text
+    assert apply(tiny_tokenizer, TEMPLATES[name], CONVERSATION) == text
+
+
+def test_a_chatglm3_reply_learns_to_open_the_next_user_turn():
+    segments = TEMPLATES["chatglm3"].segments(CONVERSATION)
+    trained = [segment.text for segment in segments if segment.trainable]
+    assert trained == ["Yo<|user|>", "A2<|user|>"]
+    assert TEMPLATES["chatglm3"].render(CONVERSATION[:2], add_generation_prompt=True).endswith("Hi<|assistant|>\n")
