@@ -22,7 +22,7 @@ Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 Attention = Literal["auto", "eager", "sdpa", "flash"]
 # PiSSA and OLoRA move the adapter's starting point into the base weights (which they change).
-LoraInit = Literal["default", "gaussian", "pissa", "pissa_fast", "olora"]
+LoraInit = Literal["default", "gaussian", "pissa", "pissa_fast", "olora", "loftq"]
 
 
 class Section(BaseModel):
@@ -217,7 +217,8 @@ class LoraSection(Section):
     init: LoraInit = Field(
         default="default",
         description="Adapter initialisation: default (B = 0), gaussian, pissa (principal singular vectors), "
-        "pissa_fast (PiSSA by 16 fast-SVD iterations), olora (QR).",
+        "pissa_fast (PiSSA by 16 fast-SVD iterations), olora (QR), loftq (qlora 4-bit: the adapter starts as "
+        "the quantization error's low-rank part).",
     )
 
 
@@ -615,6 +616,13 @@ class Spec(Section):
                 f"{method!r}",
                 "set train.method = 'qlora', or remove quantization.bits",
                 at="quantization.bits",
+            )
+        if self.lora.init == "loftq" and (method != "qlora" or self.quantization.bits == 8):
+            raise rule_error(
+                "lora.init = 'loftq' corrects a 4-bit quantized base, but "
+                + (f"train.method is {method!r}" if method != "qlora" else "quantization.bits is 8"),
+                "use it with train.method = 'qlora' and quantization.bits = 4 (or unset)",
+                at="lora.init",
             )
         if self.lora.init in ("pissa", "pissa_fast", "olora") and method == "qlora":
             raise rule_error(

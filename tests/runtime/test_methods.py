@@ -195,3 +195,42 @@ def test_pissa_starts_where_the_base_model_is_and_saves_an_adapter_for_the_origi
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), folder.trained).eval()
     with torch.no_grad():
         assert not torch.allclose(tuned(input_ids=ids).logits, base(input_ids=ids).logits, atol=1e-3)
+
+
+@pytest.mark.slow  # bitsandbytes' CPU kernels and an SVD per layer
+def test_loftq_starts_a_4bit_model_closer_to_the_full_precision_one(tiny_model_dir, alpaca):
+    from dataclasses import replace
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftc.compiler.plan import Decision
+
+    plan = replace(cpu_plan(), quantization_bits=Decision(4, "fixed by the test"))
+    ids = torch.tensor([[5, 17, 42, 99, 7, 13, 64, 3]])
+    with torch.no_grad():
+        reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()(input_ids=ids).logits
+
+    def distance(init: str) -> float:
+        torch.manual_seed(0)
+        spec = spec_for(tiny_model_dir, alpaca, "qlora", quantization={"bits": 4}, lora={"rank": 8, "init": init})
+        model = prepare_trainable(load_model(spec.model, plan, "qlora"), spec, plan).eval()
+        with torch.no_grad():
+            return (model(input_ids=ids).logits.float() - reference).abs().mean().item()
+
+    plain, loftq = distance("default"), distance("loftq")
+    # The default adapter starts at zero: the model is the quantized base, error and all. LoftQ's adapter
+    # holds the low-rank part of that error, so the start is nearer the full-precision model.
+    print(f"mean |logit error| at the start: default init {plain:.4f}, loftq {loftq:.4f}")
+    assert loftq < 0.9 * plain, (loftq, plain)
+
+
+def test_loftq_needs_a_4bit_plan(tiny_model_dir, alpaca):
+    from dataclasses import replace
+
+    from ftc.compiler.plan import Decision
+
+    plan = replace(cpu_plan(), quantization_bits=Decision(8, "fixed by the test"))
+    spec = spec_for(tiny_model_dir, alpaca, "qlora", lora={"init": "loftq"})
+    with pytest.raises(RuntimeUserError, match="needs a 4-bit base"):
+        prepare_trainable(load_model(spec.model, plan, "qlora"), spec, plan)

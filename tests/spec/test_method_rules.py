@@ -47,3 +47,12 @@ def test_pissa_needs_full_precision_weights():
 def test_lora_plus_ratio_is_at_least_one():
     message = refusal(replace(VALID, 'target = "all"', 'target = "all"\nplus_lr_ratio = 0.5'))
     assert "lora.plus_lr_ratio" in message
+
+
+def test_loftq_is_for_a_4bit_qlora_base():
+    loftq = replace(VALID, 'target = "all"', 'target = "all"\ninit = "loftq"')
+    assert "lora.init" in refusal(loftq) and "train.method is 'lora'" in refusal(loftq)
+    qlora = replace(loftq, 'method = "lora"', 'method = "qlora"')
+    parse_spec(qlora, "job.toml")  # bits left to the plan
+    parse_spec(qlora + "\n[quantization]\nbits = 4\n", "job.toml")
+    assert "quantization.bits is 8" in refusal(qlora + "\n[quantization]\nbits = 8\n")
