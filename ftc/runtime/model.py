@@ -110,13 +110,21 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
     `run_path` (the run folder) keeps the initial adapter of an init that changes the base weights.
     """
     method = spec.train.method
+    adapter = spec.model.adapter
+    if adapter is not None and method not in ADAPTER_METHODS:
+        model = with_adapter(model, adapter).merge_and_unload()  # full/freeze start from base + adapter
     if method == "freeze":
         freeze_all_but(model, spec.freeze)
     if method not in ADAPTER_METHODS:
         return model
-    from peft import get_peft_model
+    if adapter is not None:
+        model = with_adapter(model, adapter, trainable=True)
+        config = model.peft_config["default"]
+        print(f"training the adapter in {adapter} further (rank {config.r}, alpha {config.lora_alpha})", flush=True)
+    else:
+        from peft import get_peft_model
 
-    model = get_peft_model(model, lora_config(spec.lora, model))
+        model = get_peft_model(model, lora_config(spec.lora, model))
     if spec.lora.init == "loftq":
         loftq_init(model, spec.model, plan)
     if plan.gradient_checkpointing.value:
@@ -125,6 +133,19 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
     if spec.lora.init in BASE_CHANGING_INITS and run_path is not None and int(os.environ.get("RANK", 0)) == 0:
         save_initial_adapter(model, run_path / INITIAL_ADAPTER)
     return model
+
+
+def with_adapter(model: Any, adapter: str, trainable: bool = False) -> Any:
+    """The base with model.adapter applied: an earlier run's LoRA, to train further or to merge."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+    except (OSError, ValueError, RuntimeError) as error:  # missing files, another base's shapes
+        raise RuntimeUserError(
+            f"model.adapter: cannot apply {adapter} to {model.config._name_or_path}: {error}",
+            "name the adapter/ folder of a run trained on this same base model",
+        ) from None
 
 
 def loftq_init(model: Any, base: ModelSection, plan: Plan) -> None:

@@ -45,6 +45,13 @@ class ModelSection(Section):
         description="Chat template name from ftc's registry, or 'auto' for the tokenizer's own.",
     )
     revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    adapter: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A LoRA adapter to start from (an earlier run's adapter/ folder, relative to the spec, or a hub "
+        "id): trained further by lora/qlora, merged into the base by full/freeze. New data, schedule and optimizer; "
+        "to continue an interrupted run, use ftc launch --resume instead.",
+    )
     trust_remote_code: bool = Field(
         default=False, description="Run the model repository's own Python code; off unless you trust it."
     )
@@ -616,6 +623,18 @@ class Spec(Section):
                 f"{method!r}",
                 "set train.method = 'qlora', or remove quantization.bits",
                 at="quantization.bits",
+            )
+        if self.model.adapter is not None and stage == "rm":
+            raise rule_error(
+                "train.stage = 'rm' puts a new score head on the base, so it does not start from model.adapter",
+                "merge the adapter first (ftc export) and name the merged folder in model.name_or_path",
+                at="model.adapter",
+            )
+        if self.model.adapter is not None and method in ("lora", "qlora") and self.lora.init != "default":
+            raise rule_error(
+                f"lora.init = {self.lora.init!r} makes a new adapter, but model.adapter names one to train further",
+                "remove lora.init, or model.adapter",
+                at="lora.init",
             )
         if self.lora.init == "loftq" and (method != "qlora" or self.quantization.bits == 8):
             raise rule_error(

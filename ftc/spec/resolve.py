@@ -28,7 +28,12 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
         candidate = anchored(written, base_dir)
         return str(candidate) if is_local(candidate) or names_a_local_path(written) else written
 
-    model = spec.model.model_copy(update={"name_or_path": anchor(spec.model.name_or_path)})
+    model = spec.model.model_copy(
+        update={
+            "name_or_path": anchor(spec.model.name_or_path),
+            "adapter": spec.model.adapter and anchor(spec.model.adapter),
+        }
+    )
     reward_model = spec.ppo.reward_model and anchor(spec.ppo.reward_model)
     datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]
     eval_datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.eval_datasets]
@@ -49,6 +54,8 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
 def input_paths(spec: Spec) -> list[tuple[str, str, str | None]]:
     """(key path, path or hub id as written, hub revision) of every model and dataset the spec reads."""
     inputs = [("model.name_or_path", spec.model.name_or_path, spec.model.revision)]
+    if spec.model.adapter is not None:
+        inputs.append(("model.adapter", spec.model.adapter, None))
     if spec.ppo.reward_model is not None:
         inputs.append(("ppo.reward_model", spec.ppo.reward_model, None))
     for key in ("datasets", "eval_datasets"):
