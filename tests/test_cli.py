@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import ftc
 from tests.specs import VALID, replace
 
 HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
-
-
-def ftc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 @pytest.fixture

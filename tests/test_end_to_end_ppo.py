@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from ftc.runtime.tiny import build_tiny_reward_model, write_tiny_alpaca
+from tests.commands import ftc
 
 SPEC = """\
 [model]
@@ -45,15 +43,6 @@ ppo_epochs = 2
 [output]
 dir = "runs/ppo"
 """
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def ftc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ftc", *args], capture_output=True, text=True, timeout=600, cwd=ROOT
-    )  # fmt: skip
-
 
 @pytest.mark.slow
 def test_launch_runs_ppo_against_a_reward_model_beside_the_spec(tmp_path, tiny_model_dir):

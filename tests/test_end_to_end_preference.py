@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from ftc.runtime.tiny import write_tiny_preferences
+from tests.commands import ftc
 
 SPEC = """\
 [model]
@@ -46,15 +44,6 @@ run_name = "dpo-e2e"
 [output]
 dir = "runs/dpo"
 """
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def ftc(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ftc", *args], capture_output=True, text=True, timeout=600, cwd=ROOT
-    )  # fmt: skip
-
 
 @pytest.mark.slow
 def test_launch_trains_dpo_and_report_redraws_its_curves(tmp_path, tiny_model_dir):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from ftc.lock.drift import drift
 from ftc.lock.files import lock_path, read_lock, write_lock
 from ftc.model_lookup import architecture_for
 from ftc.spec import load_spec
+from tests.commands import ftc
 
 SPEC = """\
 [model]
@@ -59,10 +58,6 @@ def locked(spec: Path, **kwargs) -> dict:
     document = lock_now(spec, **kwargs)
     write_lock(lock_path(spec), document)
     return read_lock(lock_path(spec))
-
-
-def ftc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_the_lock_holds_everything_that_decides_the_run(project):

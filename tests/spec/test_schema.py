@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import typing
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from ftc.spec.diagnostics import inner_model
 from ftc.spec.models import Method, Spec, Stage
 from ftc.spec.schema import explain, json_schema, key_doc, known_keys, schema_text
 from ftc.spec.starter import starter_spec
+from tests.commands import ftc
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 
@@ -28,10 +27,6 @@ def all_fields(model: type[BaseModel], prefix: str = ""):
             yield from all_fields(inner, f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", field
-
-
-def ftc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_every_key_has_a_one_line_description():
@@ -96,9 +91,7 @@ def test_known_keys_cover_every_field():
     assert {path for path, _ in all_fields(Spec)} <= keys
 
 
-@pytest.mark.parametrize(
-    ("stage", "method"), list(itertools.product(typing.get_args(Stage), typing.get_args(Method)))
-)
+@pytest.mark.parametrize(("stage", "method"), list(itertools.product(typing.get_args(Stage), typing.get_args(Method))))
 def test_every_starter_validates_and_shows_every_key(stage, method):
     text = starter_spec(stage, method, "meta-llama/Llama-3.1-8B")
     spec = parse_spec(text, "starter.toml")
