@@ -15,7 +15,8 @@ def write_run_folder(run_dir: Path, files: dict[str, str], executable: set[str],
     if run_dir.exists() and not overwrite:
         raise FtcError(
             f"run folder {run_dir} already exists",
-            "pass --overwrite to replace it, or set output.dir to a new folder",
+            "ftc launch --resume continues its run from the newest checkpoint; --overwrite replaces it; "
+            "or set output.dir to a new folder",
         )
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".staging", dir=run_dir.parent))
