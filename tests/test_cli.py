@@ -160,3 +160,42 @@ def test_a_model_unknown_to_ftc_can_carry_its_shapes_in_the_spec(spec_file):
     assert planned.returncode == 0, planned.stderr
     weights = json.loads(planned.stdout)["memory"]["terms"]["weights"]
     assert weights == pytest.approx(1_235_814_400 * 2 / 2**30, rel=0.01)  # about Llama-3.2-1B in bf16
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["plan", "job.toml", "--nodes", "0"], "argument --nodes: 0 is below the least allowed, 1"),
+        (["plan", "job.toml", "--nodes", "two"], "argument --nodes: 'two' is not a whole number"),
+        (["plan", "job.toml", "--format", "yaml"], "argument --format/-f: invalid choice: 'yaml'"),
+        (["plan", "job.toml", "--hardwre", "cpu"], "unrecognized arguments: --hardwre cpu"),
+        (["lanch", "job.toml"], "invalid choice: 'lanch'"),
+        (["validate"], "the following arguments are required: spec"),
+    ],
+)
+def test_command_line_mistakes_are_usage_messages(args, expected):
+    result = ftc(*args)
+    assert result.returncode == 2
+    assert expected in result.stderr and "usage: ftc" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_command_has_help_and_no_arguments_prints_the_list():
+    from ftc.cli.app import COMMANDS
+
+    listing = ftc()
+    assert listing.returncode == 2
+    for name, command in COMMANDS.items():
+        assert name in listing.stdout and command.summary, name
+    helped = ftc("launch", "--help")
+    assert helped.returncode == 0
+    for option in ("--target", "--dry-run", "--resume", "--locked", "--smoke-steps", "--set KEY=VALUE"):
+        assert option in helped.stdout
+
+
+def test_set_is_repeatable(spec_file):
+    planned = ftc(
+        "plan", str(spec_file), "-f", "json", "--set", "train.global_batch_size=32", "-s", "train.micro_batch_size=4"
+    )
+    assert planned.returncode == 0, planned.stderr
+    as_json = json.loads(planned.stdout)
+    assert (as_json["global_batch_size"], as_json["micro_batch_size"]) == (32, 4)

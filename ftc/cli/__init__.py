@@ -1,34 +1,11 @@
-"""The `ftc` command.
-
-`ftc validate` runs on every spec in users' CI, so its plain form skips typer and rich (~80 ms of
-imports) and calls the same function the typer command does. Anything else, `--help` included,
-goes through the full app.
-"""
+"""The `ftc` command."""
 
 from __future__ import annotations
 
 import sys
 
-
-def _fast_validate(args: list[str]) -> int | None:
-    files: list[str] = []
-    output_format = "text"
-    rest = iter(args)
-    for arg in rest:
-        if arg in ("--format", "-f"):
-            output_format = next(rest, "")
-        elif arg.startswith("--format="):
-            output_format = arg.partition("=")[2]
-        elif arg.startswith("-"):
-            return None  # an option only the full app knows (or --help)
-        else:
-            files.append(arg)
-    if not files or output_format not in ("text", "json"):
-        return None
-    _skip_pydantic_plugin_discovery()
-    from ftc.cli.validate import validate_files
-
-    return validate_files(files, output_format)
+# Commands that users run on every spec in CI, where start-up is most of the time.
+_QUICK_COMMANDS = ("validate", "plan")
 
 
 def _skip_pydantic_plugin_discovery() -> None:
@@ -45,10 +22,8 @@ def _skip_pydantic_plugin_discovery() -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] == ["validate"]:
-        code = _fast_validate(args[1:])
-        if code is not None:
-            sys.exit(code)
+    if args[:1] and args[0] in _QUICK_COMMANDS:
+        _skip_pydantic_plugin_discovery()
     from ftc.cli.app import run
 
-    run()
+    sys.exit(run(args))

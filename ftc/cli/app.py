@@ -1,187 +1,301 @@
-"""The typer app: thin commands that load, compile, render and report. Work lives in the packages."""
+"""The commands: thin functions that load, compile, render and report. Work lives in the packages.
+
+Each command is registered with its arguments as small records, and the parser is argparse: a cold
+`ftc validate` or `ftc plan` should cost the spec and the compiler, not a CLI framework (typer built
+a pydantic adapter per option, about 130 ms of every run).
+"""
 
 from __future__ import annotations
 
-import sys
-from enum import StrEnum
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
-
-import typer
+from typing import Any
 
 from ftc.errors import FtcError
 
-app = typer.Typer(
-    name="ftc",
-    help="Validate, plan and launch fine-tuning jobs from one TOML spec.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+
+@dataclass(frozen=True)
+class Arg:
+    """One argparse argument: its names (a positional has one without dashes) and its options."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    run: Callable[[argparse.Namespace], int | None]
+    arguments: tuple[Arg, ...]
+
+    @property
+    def summary(self) -> str:
+        return (self.run.__doc__ or "").strip()
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(*arguments: Arg) -> Callable:
+    """Register a function as `ftc NAME`, NAME being its name; its docstring is the help."""
+
+    def register(run: Callable[[argparse.Namespace], int | None]) -> Callable:
+        COMMANDS[run.__name__] = Command(run.__name__, run, arguments)
+        return run
+
+    return register
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below the least allowed, {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
+
+
+SPEC = arg("spec", type=Path, help="The job spec (TOML).")
+HARDWARE = arg(
+    "--hardware", "-H", default="auto", help="Hardware to plan for, e.g. cpu or 8xH100-80GB; auto detects it."
 )
+NODES = arg("--nodes", type=at_least(1), default=1, help="Number of nodes (default 1).")
+OVERRIDES = arg(
+    "--set",
+    "-s",
+    dest="overrides",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="Override a key, typed by the schema: --set train.learning_rate=2e-4 (repeatable).",
+)
+RUN_DIR = arg("run_dir", type=Path, help="A run folder written by `ftc launch`.")
+CHECKPOINT = arg("--checkpoint", help="Use a checkpoint (e.g. checkpoint-20) instead of the result.")
 
 
-class TextOrJson(StrEnum):
-    text = "text"
-    json = "json"
-
-
-class TableOrJson(StrEnum):
-    table = "table"
-    json = "json"
-
-
-def _print_version(show: bool) -> None:
-    if show:
-        from ftc import __version__
-
-        print(f"ftc {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _options(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """Validate, plan and launch fine-tuning jobs from one TOML spec."""
-
-
-SpecArg = Annotated[Path, typer.Argument(help="The job spec (TOML).", show_default=False)]
-HardwareOpt = Annotated[
-    str, typer.Option("--hardware", "-H", help="Hardware to plan for, e.g. cpu or 8xH100-80GB; auto detects it.")
-]
-NodesOpt = Annotated[int, typer.Option("--nodes", min=1, help="Number of nodes.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set", "-s", help="Override a key, typed by the schema: --set train.learning_rate=2e-4 (repeatable)."
-    ),
-]
-
-
-@app.command()
-def validate(
-    specs: Annotated[list[str], typer.Argument(help="Spec files or globs.", show_default=False)],
-    output_format: Annotated[TextOrJson, typer.Option("--format", "-f", help="Report format.")] = TextOrJson.text,
-    overrides: SetOpt = None,
-) -> None:
+@command(
+    arg("specs", nargs="+", metavar="spec", help="Spec files or globs."),
+    arg("--format", "-f", dest="output_format", choices=("text", "json"), default="text", help="Report format."),
+    OVERRIDES,
+)
+def validate(args: argparse.Namespace) -> int:
     """Check specs and report every problem in each, with file, line, key path and a hint."""
     from ftc.cli.validate import validate_files
 
-    raise typer.Exit(validate_files(specs, output_format.value, overrides or ()))
+    return validate_files(args.specs, args.output_format, args.overrides)
 
 
-@app.command()
-def plan(
-    spec: SpecArg,
-    hardware: HardwareOpt = "auto",
-    nodes: NodesOpt = 1,
-    output_format: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = TableOrJson.table,
-    overrides: SetOpt = None,
-) -> None:
+@command(
+    SPEC,
+    HARDWARE,
+    NODES,
+    arg("--format", "-f", dest="output_format", choices=("table", "json"), default="table", help="Output format."),
+    OVERRIDES,
+)
+def plan(args: argparse.Namespace) -> int:
     """Compile a spec into a plan for concrete hardware; every choice says why."""
     from ftc.cli.show import show_plan
 
-    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
-    show_plan(loaded, resolved_plan, output_format.value)
-    if not resolved_plan.fits:
-        raise typer.Exit(1)
+    loaded, resolved_plan = _load_and_plan(args.spec, args.hardware, args.nodes, args.overrides)
+    show_plan(loaded, resolved_plan, args.output_format)
+    return 0 if resolved_plan.fits else 1
 
 
-@app.command()
-def launch(
-    spec: SpecArg,
-    target: Annotated[str, typer.Option("--target", "-t", help="Where to run: local, slurm or docker.")] = "local",
-    hardware: HardwareOpt = "auto",
-    nodes: NodesOpt = 1,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Write the run folder and show the command; run nothing.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run folder from its last checkpoint (same data, schedule).")
-    ] = False,
-    smoke_steps: Annotated[
-        int, typer.Option("--smoke-steps", min=0, help="Slurm: run N steps on one node first; the job waits on it.")
-    ] = 0,
-    overrides: SetOpt = None,
-    locked: Annotated[
-        bool, typer.Option("--locked", help="Refuse to run if anything differs from SPEC.lock (see `ftc lock`).")
-    ] = False,
-) -> None:
+@command(
+    SPEC,
+    arg("--target", "-t", default="local", help="Where to run: local, slurm or docker (default local)."),
+    HARDWARE,
+    NODES,
+    arg("--dry-run", action="store_true", help="Write the run folder and show the command; run nothing."),
+    arg("--overwrite", action="store_true", help="Replace an existing run folder."),
+    arg("--resume", action="store_true", help="Continue the run folder from its last checkpoint."),
+    arg(
+        "--smoke-steps",
+        type=at_least(0),
+        default=0,
+        help="Slurm: run N steps on one node first; the job waits on it.",
+    ),
+    OVERRIDES,
+    arg("--locked", action="store_true", help="Refuse to run if anything differs from SPEC.lock (see `ftc lock`)."),
+)
+def launch(args: argparse.Namespace) -> int:
     """Write the run folder for a target and start the runtime there."""
     from ftc.cli.launching import launch_spec
 
-    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
-    if locked:
+    loaded, resolved_plan = _load_and_plan(args.spec, args.hardware, args.nodes, args.overrides)
+    if args.locked:
         from ftc.cli.locking import require_locked
 
         require_locked(loaded, resolved_plan)
-    raise typer.Exit(
-        launch_spec(
-            loaded, resolved_plan, target, dry_run=dry_run, overwrite=overwrite, resume=resume, smoke_steps=smoke_steps
-        )
+    return launch_spec(
+        loaded,
+        resolved_plan,
+        args.target,
+        dry_run=args.dry_run,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        smoke_steps=args.smoke_steps,
     )
 
 
-@app.command()
-def quickstart(
-    folder: Annotated[Path, typer.Argument(help="Where to build the tiny model, data and spec.")] = Path(
-        "ftc-quickstart"
+@command(
+    arg(
+        "folder",
+        nargs="?",
+        type=Path,
+        default=Path("ftc-quickstart"),
+        help="Where to build the tiny model, data and spec (default ftc-quickstart).",
     ),
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps to train.")] = 60,
-) -> None:
+    arg("--steps", type=at_least(1), default=60, help="Optimizer steps to train (default 60)."),
+)
+def quickstart(args: argparse.Namespace) -> int:
     """Build a tiny model, tokenizer and dataset offline, and train a LoRA on the CPU."""
     from ftc.cli.launching import launch_spec
     from ftc.quickstart import write_quickstart
 
-    spec_path = write_quickstart(folder, steps=steps)
+    spec_path = write_quickstart(args.folder, steps=args.steps)
     loaded, resolved_plan = _load_and_plan(spec_path, "cpu", 1)
-    raise typer.Exit(launch_spec(loaded, resolved_plan, "local", dry_run=False, overwrite=True))
+    return launch_spec(loaded, resolved_plan, "local", dry_run=False, overwrite=True)
 
 
-@app.command()
-def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder (holds metrics.json).", show_default=False)],
-) -> None:
+@command(SPEC, HARDWARE, NODES, OVERRIDES)
+def lock(args: argparse.Namespace) -> None:
+    """Write SPEC.lock: the resolved spec, plan, hardware, library versions, input hashes and template."""
+    from ftc.cli.locking import write_spec_lock
+
+    write_spec_lock(*_load_and_plan(args.spec, args.hardware, args.nodes, args.overrides))
+
+
+@command(
+    SPEC,
+    arg("--hardware", "-H", help="Hardware to check for; the locked hardware if unset."),
+    arg("--nodes", type=at_least(1), help="Number of nodes; the locked number if unset."),
+    OVERRIDES,
+)
+def verify(args: argparse.Namespace) -> int:
+    """Recompute SPEC.lock and report every difference; exit 1 on drift."""
+    from ftc.cli.locking import locked_hardware, verify_lock
+
+    hardware, nodes = args.hardware, args.nodes
+    if hardware is None or nodes is None:
+        locked = locked_hardware(args.spec)
+        hardware, nodes = hardware or locked[0], nodes or locked[1]
+    return verify_lock(*_load_and_plan(args.spec, hardware, nodes, args.overrides))
+
+
+@command(arg("run_dir", type=Path, help="A run folder (holds metrics.json)."))
+def report(args: argparse.Namespace) -> int:
     """Summarise a run from its metrics.json and (re)write its curves as PNGs beside it."""
     from ftc.cli.report import report_run
 
-    raise typer.Exit(report_run(run_dir))
+    return report_run(args.run_dir)
 
 
-RunDirArg = Annotated[Path, typer.Argument(help="A run folder written by ftc launch.", show_default=False)]
-
-
-@app.command()
-def status(
-    run_dir: RunDirArg,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of a line.")] = False,
-) -> None:
+@command(RUN_DIR, arg("--json", dest="as_json", action="store_true", help="One JSON object instead of a line."))
+def status(args: argparse.Namespace) -> int:
     """Show the state of the Slurm job a run folder was submitted as."""
     from ftc.cli.jobs import show_status
 
-    raise typer.Exit(show_status(run_dir, as_json))
+    return show_status(args.run_dir, args.as_json)
 
 
-@app.command()
-def cancel(run_dir: RunDirArg) -> None:
+@command(RUN_DIR)
+def cancel(args: argparse.Namespace) -> int:
     """Cancel the Slurm job (and its smoke job) a run folder was submitted as."""
     from ftc.cli.jobs import cancel as cancel_run
 
-    raise typer.Exit(cancel_run(run_dir))
+    return cancel_run(args.run_dir)
 
 
-@app.command()
-def logs(
-    run_dir: RunDirArg,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
-) -> None:
+@command(RUN_DIR, arg("--follow", "-f", action="store_true", help="Keep printing until the job ends."))
+def logs(args: argparse.Namespace) -> int:
     """Print the log of the Slurm job a run folder was submitted as."""
     from ftc.cli.jobs import follow_logs
 
-    raise typer.Exit(follow_logs(run_dir, follow))
+    return follow_logs(args.run_dir, args.follow)
+
+
+@command(arg("--output", "-o", type=Path, help="Write the schema to this file instead of printing it."))
+def schema(args: argparse.Namespace) -> None:
+    """Print the JSON Schema of the spec language, for editors (taplo / Even Better TOML: `#:schema FILE`)."""
+    from ftc.cli.docs import write_schema
+
+    write_schema(args.output)
+
+
+@command(arg("key", help="A key path, e.g. train.learning_rate, or a section."))
+def explain(args: argparse.Namespace) -> None:
+    """Print a key's description, type, default and range (or a section's keys)."""
+    from ftc.cli.docs import explain_key
+
+    explain_key(args.key)
+
+
+@command(
+    arg("path", nargs="?", type=Path, default=Path("job.toml"), help="The spec file to write (default job.toml)."),
+    arg("--stage", default="sft", help="The stage: pt, sft, rm, ppo, grpo, dpo, kto, orpo (default sft)."),
+    arg("--method", default="lora", help="Which parameters train: full, freeze, lora, qlora (default lora)."),
+    arg("--model", default="meta-llama/Llama-3.1-8B", help="Hub id or local folder of the base model."),
+    arg("--force", action="store_true", help="Replace an existing file."),
+)
+def init(args: argparse.Namespace) -> None:
+    """Write a commented starter spec for a stage and method, every key shown with its default."""
+    from ftc.cli.docs import write_starter
+
+    write_starter(args.path, args.stage, args.method, args.model, args.force)
+
+
+@command(
+    RUN_DIR,
+    arg("--output", "-o", type=Path, help="Where to write; RUN_DIR/merged if unset."),
+    CHECKPOINT,
+    arg(
+        "--dtype",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto (as the base was saved), fp32, bf16 or fp16.",
+    ),
+    arg("--overwrite", action="store_true", help="Replace an existing output folder."),
+)
+def export(args: argparse.Namespace) -> None:
+    """Merge a LoRA/QLoRA adapter into its base (or re-save a full model) as one safetensors model folder."""
+    from ftc.cli.trained import export_run
+
+    export_run(args.run_dir, args.output, args.checkpoint, args.dtype, args.overwrite)
+
+
+@command(
+    RUN_DIR,
+    CHECKPOINT,
+    arg("--max-new-tokens", type=at_least(1), default=128, help="Longest reply, in tokens (default 128)."),
+    arg("--temperature", type=non_negative_float, default=0.0, help="0: greedy; above: sampling (default 0)."),
+)
+def chat(args: argparse.Namespace) -> None:
+    """Talk to the trained model with its chat template, offline (the CPU is enough)."""
+    from ftc.cli.trained import chat_with_run
+
+    chat_with_run(args.run_dir, args.checkpoint, args.max_new_tokens, args.temperature)
 
 
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
@@ -204,121 +318,33 @@ def _hardware(hardware: str, nodes: int):
     return parse_hardware(hardware, nodes)
 
 
-@app.command()
-def lock(
-    spec: SpecArg,
-    hardware: HardwareOpt = "auto",
-    nodes: NodesOpt = 1,
-    overrides: SetOpt = None,
-) -> None:
-    """Write SPEC.lock: the resolved spec, plan, hardware, library versions, input hashes and template."""
-    from ftc.cli.locking import write_spec_lock
+def parser() -> argparse.ArgumentParser:
+    from ftc import __version__
 
-    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
-    write_spec_lock(loaded, resolved_plan)
-
-
-@app.command()
-def verify(
-    spec: SpecArg,
-    hardware: Annotated[
-        str | None, typer.Option("--hardware", "-H", help="Hardware to check for; the locked hardware if unset.")
-    ] = None,
-    nodes: Annotated[
-        int | None, typer.Option("--nodes", min=1, help="Number of nodes; the locked number if unset.")
-    ] = None,
-    overrides: SetOpt = None,
-) -> None:
-    """Recompute SPEC.lock and report every difference; exit 1 on drift."""
-    from ftc.cli.locking import locked_hardware, verify_lock
-
-    if hardware is None or nodes is None:
-        locked = locked_hardware(spec)
-        hardware, nodes = hardware or locked[0], nodes or locked[1]
-    loaded, resolved_plan = _load_and_plan(spec, hardware, nodes, overrides)
-    raise typer.Exit(verify_lock(loaded, resolved_plan))
+    top = argparse.ArgumentParser(
+        prog="ftc", description="Validate, plan and launch fine-tuning jobs from one TOML spec."
+    )
+    top.add_argument("--version", action="version", version=f"ftc {__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for entry in COMMANDS.values():
+        sub = commands.add_parser(entry.name, help=entry.summary, description=entry.summary)
+        for argument in entry.arguments:
+            sub.add_argument(*argument.flags, **argument.options)
+        sub.set_defaults(run=entry.run)
+    return top
 
 
-@app.command()
-def schema(
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the schema to this file instead of printing it.")
-    ] = None,
-) -> None:
-    """Print the JSON Schema of the spec language, for editors (taplo / Even Better TOML: `#:schema FILE`)."""
-    from ftc.cli.docs import write_schema
-
-    write_schema(output)
-
-
-@app.command()
-def explain(key: Annotated[str, typer.Argument(help="A key path, e.g. train.learning_rate, or a section.")]) -> None:
-    """Print a key's description, type, default and range (or a section's keys)."""
-    from ftc.cli.docs import explain_key
-
-    explain_key(key)
-
-
-@app.command()
-def init(
-    path: Annotated[Path, typer.Argument(help="The spec file to write.")] = Path("job.toml"),
-    stage: Annotated[str, typer.Option("--stage", help="The stage: pt, sft, rm, ppo, grpo, dpo, kto, orpo.")] = "sft",
-    method: Annotated[str, typer.Option("--method", help="Which parameters train: full, freeze, lora, qlora.")] = (
-        "lora"
-    ),
-    model: Annotated[str, typer.Option("--model", help="Hub id or local folder of the base model.")] = (
-        "meta-llama/Llama-3.1-8B"
-    ),
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
-) -> None:
-    """Write a commented starter spec for a stage and method, every key shown with its default."""
-    from ftc.cli.docs import write_starter
-
-    write_starter(path, stage, method, model, force)
-
-
-RunDirArg = Annotated[Path, typer.Argument(help="A run folder written by `ftc launch`.", show_default=False)]
-CheckpointOpt = Annotated[
-    str | None, typer.Option("--checkpoint", help="Use a checkpoint (e.g. checkpoint-20) instead of the result.")
-]
-
-
-@app.command()
-def export(
-    run_dir: RunDirArg,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Where to write; RUN_DIR/merged if unset.")
-    ] = None,
-    checkpoint: CheckpointOpt = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (as the base was saved), fp32, bf16 or fp16.")] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
-) -> None:
-    """Merge a LoRA/QLoRA adapter into its base (or re-save a full model) as one safetensors model folder."""
-    from ftc.cli.trained import export_run
-
-    if dtype not in ("auto", "fp32", "bf16", "fp16"):
-        raise FtcError(f"unknown dtype '{dtype}'", "use auto, fp32, bf16 or fp16")
-    export_run(run_dir, output, checkpoint, dtype, overwrite)
-
-
-@app.command()
-def chat(
-    run_dir: RunDirArg,
-    checkpoint: CheckpointOpt = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Longest reply, in tokens.")] = 128,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0: greedy; above: sampling.")] = 0.0,
-) -> None:
-    """Talk to the trained model with its chat template, offline (the CPU is enough)."""
-    from ftc.cli.trained import chat_with_run
-
-    chat_with_run(run_dir, checkpoint, max_new_tokens, temperature)
-
-
-def run() -> None:
+def run(argv: list[str]) -> int:
+    """Parse and run one command; a user error is a message on stderr and exit 1, never a traceback."""
     from ftc.cli.output import print_error
 
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command is None:
+        top.print_help()
+        return 2
     try:
-        app()
+        return args.run(args) or 0
     except FtcError as error:
         print_error(error)
-        sys.exit(1)
+        return 1

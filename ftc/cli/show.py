@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from ftc.cli.output import console
-from ftc.compiler.plan import Plan
-from ftc.spec.loader import LoadedSpec
-from ftc.targets.base import Job, Rendered
+
+if TYPE_CHECKING:
+    from ftc.compiler.plan import Plan
+    from ftc.spec.loader import LoadedSpec
+    from ftc.targets.base import Job, Rendered
 
 _LABELS = {
     "backend": "device backend",
