@@ -2,11 +2,15 @@
 
 Local paths (the run folder, a local model, local datasets, [docker].volumes) are mounted at the
 same path inside the container, so the resolved spec in the run folder is read unchanged there.
+The container runs the launch line every target shares (`launcher.launch_command`): the runtime alone,
+or torchrun starting it on each of the node's devices. One node only: several containers on several
+hosts are the slurm target's job (slurm.container_image).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 import shutil
@@ -15,11 +19,14 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.errors import FtcError
+from ftc.extras import BASE_EXTRA, extras_for
 from ftc.targets.base import Job, Rendered, run_folder_files
+from ftc.targets.launcher import ONE_NODE, Word, launch_command
 from ftc.targets.render import render
 
 DOCKERFILE = "Dockerfile"
 RUN_SCRIPT = "docker_run.sh"
+CONTAINER_PYTHON = "python"  # the image's interpreter, which pip installed ftc into
 
 # Ascend NPUs are not a --gpus device: their device files and host driver are passed in by hand.
 _NPU_SHARED_DEVICES = ("/dev/davinci_manager", "/dev/devmgmt_manager", "/dev/hisi_hdc")
@@ -33,10 +40,24 @@ def image_name(job: Job) -> str:
     return "ftc-" + (re.sub(r"[^a-z0-9_.-]+", "-", job.run_dir.name.lower()).strip("-._") or "run")
 
 
-def ftc_requirement(job: Job) -> str:
-    # Unset, the image gets this very version: the runtime inside must read the run folder this ftc wrote.
-    docker = job.spec.docker
-    return docker.ftc_requirement if "ftc_requirement" in docker.model_fields_set else f"ftc[train]=={__version__}"
+def ftc_requirements(job: Job) -> list[str]:
+    """What pip installs into the image, one install each: ftc with the extras this run needs (ftc.extras)."""
+    docker, extras = job.spec.docker, extras_for(job.spec, job.plan)
+    if "ftc_requirement" not in docker.model_fields_set:
+        # Unset, the image gets this very version: the runtime inside must read the run folder this ftc wrote.
+        return [f"ftc[{','.join((BASE_EXTRA, *extras))}]=={__version__}"]
+    # The user's own ftc (a version, a URL) first; pip then keeps it and adds only the extras' packages.
+    return [docker.ftc_requirement] + ([f"ftc[{','.join(extras)}]"] if extras else [])
+
+
+def container_command(job: Job) -> list[Word]:
+    """The launch line of the local target, run by the image's Python on the one node the container is."""
+    if job.plan.hardware.nodes > 1:
+        raise FtcError(
+            f"the docker target runs on one node, but the plan is for {job.plan.hardware.nodes} nodes",
+            "use --target slurm with slurm.container_image set to an image with ftc, or launch with --nodes 1",
+        )
+    return launch_command(dataclasses.replace(job, python=CONTAINER_PYTHON), ONE_NODE)
 
 
 def device_flags(job: Job) -> list[str]:
@@ -73,7 +94,7 @@ class DockerTarget:
         docker = job.spec.docker
         common = {"version": __version__, "spec_path": job.spec_path}
         dockerfile = render(
-            "docker.Dockerfile.j2", **common, base_image=docker.base_image, ftc_requirement=ftc_requirement(job)
+            "docker.Dockerfile.j2", **common, base_image=docker.base_image, requirements=ftc_requirements(job)
         )
         script = render(
             "docker_run.sh.j2",
@@ -85,6 +106,7 @@ class DockerTarget:
             device_flags=device_flags(job),
             mounts=mounts(job),
             secrets=job.spec.launch.secrets,
+            command=container_command(job),
         )
         files = {**run_folder_files(job), DOCKERFILE: dockerfile, RUN_SCRIPT: script}
         return Rendered(
