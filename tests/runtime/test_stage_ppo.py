@@ -113,9 +113,9 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
     import os
     import signal
 
+    from ftc.runtime import ppo_learner
     from ftc.runtime.__main__ import run
     from ftc.runtime.preemption import EXIT_STOPPED
-    from ftc.runtime.stages import ppo
     from tests.runtime.run_folders import cpu_plan, write_run_folder
     from tests.runtime.stage_runs import QUICK
 
@@ -125,7 +125,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
     unbroken = train_stage(tmp_path / "unbroken", tiny_model_dir, data, "alpaca", sections, **settings)
 
     stopped = write_run_folder(tmp_path / "stopped", tiny_model_dir, data, "alpaca", sections, cpu_plan(), **settings)
-    update = ppo.Learner.update
+    update = ppo_learner.Learner.update
 
     def update_then_signal(learner, rollout):
         stats = update(learner, rollout)
@@ -133,7 +133,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
             os.kill(os.getpid(), signal.SIGTERM)
         return stats
 
-    monkeypatch.setattr(ppo.Learner, "update", update_then_signal)
+    monkeypatch.setattr(ppo_learner.Learner, "update", update_then_signal)
     with pytest.raises(SystemExit) as exited:
         run(str(stopped))
     assert exited.value.code == EXIT_STOPPED
@@ -141,7 +141,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
     assert (stopped / "checkpoints" / "checkpoint-2" / "ppo_state.pt").is_file()
     assert not (stopped / "adapter").exists()
 
-    monkeypatch.setattr(ppo.Learner, "update", update)
+    monkeypatch.setattr(ppo_learner.Learner, "update", update)
     run(str(stopped))
     resumed = json.loads((stopped / "metrics.json").read_text())
     assert resumed["resumed_at_steps"] == [2]

@@ -12,9 +12,9 @@ from __future__ import annotations
 from ftc.runtime.data import load_conversations
 from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
+from ftc.runtime.ppo_rollout import encode_prompts
 from ftc.runtime.rewards import load_reward_model, trl_reward_function
 from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.stages.ppo import encode_prompts
 from ftc.runtime.tokenize import use_template
 from ftc.runtime.trainer_args import training_arguments
 from ftc.runtime.training import train
