@@ -30,6 +30,7 @@ from ftc.compiler.memory_activations import (
 from ftc.compiler.memory_logits import LossHead, loss_head
 from ftc.compiler.memory_states import DTYPE_BYTES, GIB, States, frozen_copy_bytes, holding, model_states
 from ftc.compiler.model_shapes import Architecture
+from ftc.compiler.module_tree import freeze_selection
 from ftc.compiler.params import count_parameters
 from ftc.compiler.plan import MemoryEstimate
 from ftc.errors import FtcError
@@ -88,6 +89,8 @@ class MemoryInputs:
     # it whenever they compute the loss themselves, so ftc's SFT runtime always trains through it.
     fused_cross_entropy: bool = False
     freeze_trainable_layers: int = 2  # for method "freeze": the last N decoder layers train
+    freeze_trainable_modules: str | tuple[str, ...] = "all"  # within them, the modules so named ("all": whole blocks)
+    freeze_extra_modules: tuple[str, ...] = ()  # modules outside the blocks that train too (embed_tokens, lm_head)
     context_gib: float = 0.0  # runtime context the device holds before any tensor
     capacity_gib: float | None = None  # device memory; None on the CPU, where host RAM is the device
     # Gradients of earlier micro-batches live through each forward when a step accumulates several; one
@@ -177,13 +180,22 @@ def _states(inputs: MemoryInputs) -> States:
         inputs.lora_rank,
         inputs.lora_targets,
         inputs.freeze_trainable_layers,
+        inputs.freeze_trainable_modules,
+        inputs.freeze_extra_modules,
     )
 
 
 def _step(inputs: MemoryInputs) -> Step:
     arch = inputs.arch
     adapted = adapted_linears(arch, inputs.lora_targets) if inputs.method in ("lora", "qlora") else frozenset()
-    trained_layers = {"full": arch.num_layers, "freeze": min(inputs.freeze_trainable_layers, arch.num_layers)}
+    trained_layers, outside = (arch.num_layers if inputs.method == "full" else 0), frozenset()
+    if inputs.method == "freeze":
+        freeze = freeze_selection(
+            arch, inputs.freeze_trainable_layers, inputs.freeze_trainable_modules, inputs.freeze_extra_modules
+        )
+        # A block with any trained module is counted as trained whole: its saved tensors are an upper bound.
+        trained_layers = len(freeze.blocks)
+        outside = frozenset(name for name, trains in (("embedding", freeze.embedding), ("head", freeze.head)) if trains)
     return Step(
         arch=arch,
         held=holding(inputs.method, inputs.precision, inputs.strategy),
@@ -195,7 +207,8 @@ def _step(inputs: MemoryInputs) -> Step:
         adapted=adapted,
         lora_rank=inputs.lora_rank,
         lora_dropout=inputs.lora_dropout,
-        trained_layers=trained_layers.get(inputs.method, 0),
+        trained_layers=trained_layers,
+        trained_outside=outside,
         on_cpu=inputs.capacity_gib is None,
         int8_base=inputs.method == "qlora" and inputs.quantization_bits == 8,
     )

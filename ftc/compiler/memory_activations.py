@@ -40,6 +40,7 @@ class Step:
     lora_rank: int
     lora_dropout: float
     trained_layers: int  # blocks whose own weights train: all for full, the top N for freeze, none for LoRA
+    trained_outside: frozenset[str] = frozenset()  # freeze's extra modules that train: "embedding", "head"
     on_cpu: bool = False  # the CPU's dropout keeps its mask in the input's dtype, CUDA's as booleans
     int8_base: bool = False  # LLM.int8 linear layers keep their input on the autograd context, whatever happens
 
@@ -47,18 +48,22 @@ class Step:
     def tokens(self) -> int:
         return self.rows * self.seq_len
 
+    @property
+    def head_trains(self) -> bool:
+        return self.method == "full" or "head" in self.trained_outside
+
     def layer_trains(self, index: int) -> bool:
         return index >= self.arch.num_layers - self.trained_layers
 
     def first_saving_layer(self) -> int:
         """Blocks below this one need no gradient at all, so they keep nothing."""
-        if self.method == "freeze":
+        if self.method == "freeze" and "embedding" not in self.trained_outside:
             return self.arch.num_layers - self.trained_layers
         return 0
 
     def input_needs_grad(self, index: int) -> bool:
         """Whether the gradient flows into block `index` from below it."""
-        if self.method == "full":
+        if self.method == "full" or "embedding" in self.trained_outside:
             return True  # the embedding trains
         if self.checkpointing and self.method in ("lora", "qlora"):
             return True  # trl makes the embedding output require grad so checkpointed blocks recompute

@@ -39,7 +39,7 @@ class LossHead:
 
 def loss_head(step: Step, fused: bool, on_cpu: bool, scalar_head: bool) -> LossHead:
     arch, held = step.arch, step.held
-    head_trains = step.method == "full"
+    head_trains = step.head_trains
     hidden_bytes = max(held.residual, held.trainable if head_trains else held.frozen)
     if scalar_head:
         # A reward model scores each sequence with one linear unit: nothing vocabulary-wide.

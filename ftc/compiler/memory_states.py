@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ftc.compiler.model_shapes import Architecture
+from ftc.compiler.module_tree import FreezeSelection, freeze_selection
 from ftc.compiler.params import ParameterCount, count_parameters, decoder_linears, lora_parameters
 
 GIB = 1024**3
@@ -84,13 +85,18 @@ class States:
     largest_matrix: int  # elements of the widest decoder linear layer (transients are sized by it)
 
 
-def trainable_parameters(arch: Architecture, method: str, freeze_layers: int) -> int:
-    """Parameters the optimizer updates: all, the adapter, or the top `freeze_layers` blocks."""
-    count = count_parameters(arch)
+def trainable_parameters(
+    arch: Architecture,
+    method: str,
+    freeze_layers: int,
+    freeze_modules: str | tuple[str, ...] = "all",
+    freeze_extra: tuple[str, ...] = (),
+) -> int:
+    """Base parameters the optimizer updates: all, none (LoRA trains its adapter), or what freeze names."""
     if method == "full":
-        return count.total
+        return count_parameters(arch).total
     if method == "freeze":
-        return sum(count.per_layer[-freeze_layers:]) if freeze_layers > 0 else 0
+        return freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra).parameters
     return 0
 
 
@@ -106,11 +112,14 @@ def model_states(
     lora_rank: int,
     lora_targets: str | tuple[str, ...],
     freeze_layers: int,
+    freeze_modules: str | tuple[str, ...] = "all",
+    freeze_extra: tuple[str, ...] = (),
 ) -> States:
     held = holding(method, precision, strategy)
     count = count_parameters(arch)
     lora = lora_parameters(arch, lora_rank, lora_targets) if method in ("lora", "qlora") else 0
-    base_trainable = trainable_parameters(arch, method, freeze_layers)
+    freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra) if method == "freeze" else None
+    base_trainable = trainable_parameters(arch, method, freeze_layers, freeze_modules, freeze_extra)
     trainable = base_trainable + lora
     frozen = count.total - base_trainable
     linear_elements = sum(linear.in_features * linear.out_features * linear.count for linear in decoder_linears(arch))
@@ -128,14 +137,11 @@ def model_states(
 
     autocast = 0.0  # the head's copy depends on the loss path: see memory_logits
     if held.autocast_copies:
-        # Every matrix a trained block multiplies by, routed experts included, is cast once and cached.
-        matrices = linear_elements + count.experts
-        trained = (
-            matrices if method == "full" else round(matrices * min(freeze_layers, arch.num_layers) / arch.num_layers)
-        )
+        # Every trained matrix in the blocks, routed experts included, is cast once and cached.
+        trained = linear_elements + count.experts if freeze is None else freeze.matrices
         autocast = trained * held.act if method in ("full", "freeze") else lora * held.act
 
-    head_gradient = arch.vocab_size * arch.hidden_size * grad_bytes if method == "full" else 0.0
+    head_gradient = arch.vocab_size * arch.hidden_size * grad_bytes if head_trains(method, freeze) else 0.0
 
     shards = max(world_size, 1)
     gathered = 0.0
@@ -175,6 +181,11 @@ def model_states(
         host=host,
         largest_matrix=max(linear.in_features * linear.out_features for linear in decoder_linears(arch)),
     )
+
+
+def head_trains(method: str, freeze: FreezeSelection | None) -> bool:
+    """Whether the output head's weight trains: in full training, and where freeze's extra modules reach it."""
+    return method == "full" or (freeze is not None and freeze.head)
 
 
 def _moment_bytes(optimizer: str, held: Holding, strategy: str, adapted: bool) -> float:

@@ -208,6 +208,7 @@ def _falcon(config: Config) -> Architecture:
         mlp_bias=biased,
         norm="layer",
         norms_per_layer=2 if not parallel or parallel_norms == 2 else 1,
+        parallel_attention=parallel,
     )
 
 

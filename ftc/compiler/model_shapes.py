@@ -53,6 +53,7 @@ class Architecture:
     qk_norm: QkNorm = "none"
     final_norm: bool = True
     embedding_norm: bool = False  # BLOOM normalizes the embeddings before the first block
+    parallel_attention: bool = False  # attention and MLP both read the block's input (Falcon), not one another
     moe: Moe | None = None
 
     @property

@@ -71,7 +71,7 @@ def count_parameters(arch: Architecture) -> ParameterCount:
         "mlp": n_dense * dense_mlp + n_sparse * shared,
         "experts": n_sparse * experts,
         "router": n_sparse * router,
-        "norms": arch.num_layers * norms + _norm_size(arch) * (arch.final_norm + arch.embedding_norm),
+        "norms": arch.num_layers * norms + norm_size(arch) * (arch.final_norm + arch.embedding_norm),
         "head": 0 if arch.tied_embeddings else embedding,
     }
     return ParameterCount(
@@ -168,7 +168,7 @@ def _mlp(arch: Architecture, width: int, biased: bool) -> int:
     return 3 * hidden * width + (2 * width + hidden if biased else 0)
 
 
-def _norm_size(arch: Architecture, width: int | None = None) -> int:
+def norm_size(arch: Architecture, width: int | None = None) -> int:
     """Parameters of one normalization over `width` channels (the hidden size unless given)."""
     per_channel = {"rms": 1, "layer": 2, "parameter_free": 0}[arch.norm]
     return per_channel * (arch.hidden_size if width is None else width)
@@ -177,7 +177,7 @@ def _norm_size(arch: Architecture, width: int | None = None) -> int:
 def _layer_norms(arch: Architecture) -> int:
     qk = {
         "none": 0,
-        "per_head": 2 * _norm_size(arch, arch.head_dim),
-        "across_heads": _norm_size(arch, arch.q_width) + _norm_size(arch, arch.kv_width),
+        "per_head": 2 * norm_size(arch, arch.head_dim),
+        "across_heads": norm_size(arch, arch.q_width) + norm_size(arch, arch.kv_width),
     }[arch.qk_norm]
-    return arch.norms_per_layer * _norm_size(arch) + qk
+    return arch.norms_per_layer * norm_size(arch) + qk

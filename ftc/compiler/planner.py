@@ -198,7 +198,7 @@ def _memory_inputs(
     checkpointing: bool,
     world: int,
 ) -> MemoryInputs:
-    lora_targets = spec.lora.target if isinstance(spec.lora.target, str) else tuple(spec.lora.target)
+    lora_targets = _names(spec.lora.target)
     return MemoryInputs(
         arch=arch,
         method=spec.train.method,
@@ -217,9 +217,16 @@ def _memory_inputs(
         fused_cross_entropy=spec.train.stage in TRL_CHUNKED_LOSS_STAGES,
         lora_dropout=spec.lora.dropout if spec.train.method in ("lora", "qlora") else 0.0,
         freeze_trainable_layers=spec.freeze.trainable_layers,
+        freeze_trainable_modules=_names(spec.freeze.trainable_modules),
+        freeze_extra_modules=tuple(spec.freeze.extra_modules),
         context_gib=record.context_gib,
         capacity_gib=record.memory_gib,
     )
+
+
+def _names(names: str | list[str]) -> str | tuple[str, ...]:
+    """'all', or a list of names as the hashable tuple the estimate's inputs hold."""
+    return names if isinstance(names, str) else tuple(names)
 
 
 def _requested_strategy(strategy: str, world: int) -> str:

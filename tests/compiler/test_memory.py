@@ -63,6 +63,8 @@ def states(**changes):
         given.lora_rank,
         given.lora_targets,
         given.freeze_trainable_layers,
+        given.freeze_trainable_modules,
+        given.freeze_extra_modules,
     )
 
 
@@ -113,6 +115,38 @@ def test_lora_trains_only_the_adapter_in_fp32():
     assert lora.adapters == LORA_PARAMETERS * 4
     assert lora.gradients == LORA_PARAMETERS * 4
     assert lora.optimizer == LORA_PARAMETERS * 8
+
+
+# Llama-3-8B's blocks: attention 4096 × (4096 + 2 × 1024) + 4096 × 4096, MLP 3 × 4096 × 14336, two RMSNorms.
+BLOCK_ATTENTION = 4096 * 6144 + 4096 * 4096
+BLOCK_MLP = 3 * 4096 * 14336
+EMBEDDING = 128_256 * 4096
+
+
+@pytest.mark.parametrize(
+    ("modules", "extra", "trained"),
+    [
+        ("all", (), 2 * (BLOCK_ATTENTION + BLOCK_MLP + 2 * 4096)),
+        (("mlp",), (), 2 * BLOCK_MLP),
+        (("self_attn", "input_layernorm"), (), 2 * (BLOCK_ATTENTION + 4096)),
+        (("q_proj",), ("lm_head", "norm"), 2 * 4096 * 4096 + EMBEDDING + 4096),
+    ],
+)
+def test_freeze_trains_the_named_modules_in_fp32_with_their_gradients_and_moments(modules, extra, trained):
+    frozen = states(method="freeze", freeze_trainable_modules=modules, freeze_extra_modules=extra)
+    assert frozen.gradients == trained * 4  # the trained weights are upcast to fp32
+    assert frozen.optimizer == trained * 8  # two fp32 AdamW moments each
+    assert frozen.weights == trained * 4 + (PARAMETERS - trained) * 2  # the rest stays bf16
+
+
+def test_freeze_training_the_head_or_the_embedding_changes_what_the_step_holds():
+    plain = estimate_memory(inputs(method="freeze"))
+    head = estimate_memory(inputs(method="freeze", freeze_extra_modules=("lm_head",)))
+    # The head's gradient: 128,256 × 4096 fp32 values, there from the start of the backward.
+    assert head.terms["gradients"] - plain.terms["gradients"] == pytest.approx(EMBEDDING * 4 / GIB)
+    embedding = estimate_memory(inputs(method="freeze", freeze_extra_modules=("embed_tokens",)))
+    # Its gradient flows through all 32 blocks, which then keep their activations, not only the top two.
+    assert embedding.terms["activations"] > 10 * plain.terms["activations"]
 
 
 def test_eight_bit_adamw_is_about_two_bytes_per_parameter():
