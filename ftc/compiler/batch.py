@@ -6,6 +6,25 @@ from ftc.compiler.plan import Decision
 from ftc.errors import FtcError
 
 
+# Stages that cannot learn from one example per micro-batch: trl's KTO estimates its KL term from the
+# other examples of the same micro-batch.
+LEAST_MICRO_BATCH = {"kto": 2}
+
+
+def least_micro_batch(stage: str) -> int:
+    return LEAST_MICRO_BATCH.get(stage, 1)
+
+
+def check_least_per_process(stage: str, global_batch: int, world: int) -> None:
+    least = least_micro_batch(stage)
+    if global_batch // world < least:
+        raise FtcError(
+            f"train.stage = '{stage}' needs at least {least} examples per micro-batch, but "
+            f"train.global_batch_size {global_batch} over {world} process(es) gives each {global_batch // world}",
+            f"raise train.global_batch_size to {least * world} or more",
+        )
+
+
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -43,14 +62,19 @@ def accumulation(micro: int, world: int, global_batch: int) -> Decision:
     return Decision(steps, f"{micro} × {processes} × {steps} = {global_batch}, the global batch")
 
 
-def split_batch(global_batch: int, world: int, ceiling: int, requested_micro: int | None) -> tuple[Decision, Decision]:
-    """Choose (micro_batch_size, gradient_accumulation_steps) without a memory limit, under a speed ceiling."""
+def split_batch(
+    global_batch: int, world: int, ceiling: int, requested_micro: int | None, least: int = 1
+) -> tuple[Decision, Decision]:
+    """Choose (micro_batch_size, gradient_accumulation_steps) without a memory limit, under a speed ceiling;
+    never below `least` (the caller has checked that each process sees that many examples)."""
     per_process = per_process_batch(global_batch, world)
     if requested_micro is not None:
         check_requested_micro(global_batch, world, requested_micro)
         micro = Decision(requested_micro, "set in the spec (train.micro_batch_size)")
     else:
-        chosen = max(d for d in divisors(per_process) if d <= ceiling)
+        allowed = [d for d in divisors(per_process) if d >= least]
+        within = [d for d in allowed if d <= ceiling]
+        chosen = max(within) if within else min(allowed)
         micro = Decision(
             chosen, f"largest divisor of {per_process} examples per process within this hardware's cap of {ceiling}"
         )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ftc.compiler.batch import accumulation, check_requested_micro, per_process_batch, split_batch
+from ftc.compiler.batch import (
+    accumulation,
+    check_least_per_process,
+    check_requested_micro,
+    least_micro_batch,
+    per_process_batch,
+    split_batch,
+)
 from ftc.compiler.fitting import (
     Estimator,
     Fit,
@@ -49,7 +56,10 @@ def _cpu_plan(
     train = spec.train
     world = hardware.world_size
     strategy = _cpu_strategy(train.strategy, world)
-    micro, steps = split_batch(train.global_batch_size, world, record.max_micro_batch, train.micro_batch_size)
+    check_least_per_process(train.stage, train.global_batch_size, world)
+    micro, steps = split_batch(
+        train.global_batch_size, world, record.max_micro_batch, train.micro_batch_size, least_micro_batch(train.stage)
+    )
     precision = _precision(spec, record)
     checkpointing = (
         Decision(train.gradient_checkpointing, "set in the spec (train.gradient_checkpointing)")
@@ -97,6 +107,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
     train = spec.train
     world = hardware.world_size
     per_process = per_process_batch(train.global_batch_size, world)
+    check_least_per_process(train.stage, train.global_batch_size, world)
     precision = _precision(spec, record)
     bits = _quantization(spec, record)
     attention = _attention(spec, record, precision.value)
@@ -136,6 +147,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         micro = Decision(train.micro_batch_size, "set in the spec (train.micro_batch_size)")
     else:
         chosen = largest_dividing_micro_batch(fitted, budget, per_process, record.max_micro_batch, estimate)
+        _require_least_micro(train.stage, chosen, per_process, budget)
         micro = Decision(
             chosen,
             f"the largest micro-batch that fits in {budget:.1f} GiB and divides the {per_process} examples per process",
@@ -164,6 +176,16 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         limits=limits(fitted, budget, estimate),
         notes=_notes(spec, hardware, memory, fit.layout) + _packing_notes(spec, attention.value),
     )
+
+
+def _require_least_micro(stage: str, chosen: int, per_process: int, budget: float) -> None:
+    least = least_micro_batch(stage)
+    if chosen < least:
+        raise FtcError(
+            f"train.stage = '{stage}' needs at least {least} examples per micro-batch, but no micro-batch of {least} "
+            f"or more that divides the {per_process} examples per process fits in {budget:.1f} GiB",
+            "add devices, use train.method = 'qlora', shorten data.cutoff_len, or set train.gradient_checkpointing",
+        )
 
 
 def _notes(spec: Spec, hardware: HardwareRef, memory: MemoryEstimate, layout: Layout) -> tuple[str, ...]:

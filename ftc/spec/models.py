@@ -654,6 +654,13 @@ class Spec(Section):
     @model_validator(mode="after")
     def _preference_rules(self) -> Spec:
         stage = self.train.stage
+        if stage == "kto" and self.train.micro_batch_size == 1:
+            raise rule_error(
+                "train.stage = 'kto' estimates its KL term from the other examples of a micro-batch, so it needs 2 "
+                "or more",
+                "set train.micro_batch_size = 2 or more, or leave it unset for the plan to choose",
+                at="train.micro_batch_size",
+            )
         wanted = PREFERENCE_STAGE_FORMATS.get(stage)
         datasets = [("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)]
         for key, listed in datasets if wanted else ():

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from ftc.compiler import compile_plan, parse_hardware
@@ -112,3 +114,38 @@ def test_every_accelerator_record_is_consistent():
             assert not record.flash_attention  # pre-Ampere cards have neither
         if record.fp8:
             assert record.bf16
+
+
+KTO = replace(replace(VALID, 'stage = "sft"', 'stage = "kto"'), 'format = "alpaca"', 'format = "kto"')
+
+
+def test_kto_never_plans_one_example_per_micro_batch():
+    # 3 examples per process: its divisors are 1 and 3, and the CPU's cap (8) allows 3
+    assert plan_for(replace(KTO, "global_batch_size = 16", "global_batch_size = 3")).micro_batch_size.value == 3
+    micro, steps = split_batch(global_batch=22, world=1, ceiling=1, requested_micro=None, least=2)
+    assert (micro.value, steps.value) == (2, 11)  # above the speed cap rather than below the stage's least
+    with pytest.raises(FtcError) as caught:
+        plan_for(replace(KTO, "global_batch_size = 16", "global_batch_size = 2"), "2xcpu")
+    assert "at least 2 examples per micro-batch" in caught.value.message and "gives each 1" in caught.value.message
+    assert caught.value.hint == "raise train.global_batch_size to 4 or more"
+
+
+def test_kto_on_a_device_where_only_one_example_fits_is_refused_at_plan_time():
+    from dataclasses import replace as changed
+
+    from ftc.compiler.memory import estimate_memory
+    from ftc.model_lookup import architecture_for
+
+    spec = parse_spec(KTO, "job.toml")
+
+    def only_one_fits(inputs):  # the real estimate, but anything above micro-batch 1 overflows
+        found = estimate_memory(inputs)
+        return changed(found, reserved_gib=1000.0) if inputs.micro_batch_size > 1 else found
+
+    arch = architecture_for(spec, Path("."))
+    with pytest.raises(FtcError) as caught:
+        compile_plan(spec, parse_hardware("1xA100-80GB"), arch, estimate=only_one_fits)
+    assert "needs at least 2 examples per micro-batch" in caught.value.message
+    assert "qlora" in caught.value.hint
+    sft = compile_plan(parse_spec(VALID, "job.toml"), parse_hardware("1xA100-80GB"), arch, estimate=only_one_fits)
+    assert sft.micro_batch_size.value == 1

@@ -70,3 +70,10 @@ def test_credentials_never_go_in_the_spec(key):
     d = only(DPO + f'\n[monitor]\nreport_to = ["wandb"]\n{key} = "abc123"\n')
     assert d.path == f"monitor.{key}" and d.line == 30
     assert d.message == "credentials never go in the spec" and "environment" in d.hint and "launch.secrets" in d.hint
+
+
+def test_kto_refuses_one_example_per_micro_batch_at_that_key():
+    kto = replace(replace(DPO, 'stage = "dpo"', 'stage = "kto"'), '"preference"', '"kto"')
+    d = only(replace(kto, "global_batch_size = 16", "global_batch_size = 16\nmicro_batch_size = 1"))
+    assert d.path == "train.micro_batch_size" and "needs 2 or more" in d.message
+    parse_spec(replace(kto, "global_batch_size = 16", "global_batch_size = 16\nmicro_batch_size = 2"), "job.toml")

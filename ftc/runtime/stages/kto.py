@@ -27,7 +27,7 @@ def run(folder: RunFolder) -> None:
     if folder.plan.micro_batch_size.value < 2:
         raise RuntimeUserError(
             "kto estimates its KL term from the other examples of a micro-batch, and the plan's micro-batch is 1",
-            "set train.micro_batch_size = 2 or more (or let the plan choose on hardware where 2 fit)",
+            "plan again: `ftc plan` chooses 2 or more for kto, or says why it cannot",
         )
     # trl reads KTO data in order (the KL pairs are fixed per batch), so the shuffle is ours, from the seed.
     random.Random(seed).shuffle(examples)
