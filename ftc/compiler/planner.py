@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ftc.compiler.adapters import AdapterShape, spec_with_adapter
 from ftc.compiler.batch import (
     accumulation,
     check_least_per_process,
@@ -36,8 +37,19 @@ TRL_CHUNKED_LOSS_STAGES = frozenset({"sft", "dpo", "kto"})
 
 
 def compile_plan(
-    spec: Spec, hardware: HardwareRef, arch: Architecture | None = None, estimate: Estimator = estimate_memory
+    spec: Spec,
+    hardware: HardwareRef,
+    arch: Architecture | None = None,
+    estimate: Estimator = estimate_memory,
+    adapter: AdapterShape | None = None,
 ) -> Plan:
+    """`adapter`: model.adapter's shape (ftc.model_lookup.adapter_for), which a lora/qlora run trains further."""
+    spec, adapter_notes = spec_with_adapter(spec, adapter, arch)
+    plan = _plan(spec, hardware, arch, estimate)
+    return replace(plan, notes=plan.notes + adapter_notes) if adapter_notes else plan
+
+
+def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:
     record = hardware_record(hardware)
     if record.backend == "cpu":
         return _cpu_plan(spec, hardware, record, arch, estimate)
