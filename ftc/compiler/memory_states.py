@@ -119,7 +119,7 @@ def model_states(
     count = count_parameters(arch)
     lora = lora_parameters(arch, lora_rank, lora_targets) if method in ("lora", "qlora") else 0
     freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra) if method == "freeze" else None
-    base_trainable = trainable_parameters(arch, method, freeze_layers, freeze_modules, freeze_extra)
+    base_trainable = freeze.parameters if freeze else trainable_parameters(arch, method, freeze_layers)
     trainable = base_trainable + lora
     frozen = count.total - base_trainable
     linear_elements = sum(linear.in_features * linear.out_features * linear.count for linear in decoder_linears(arch))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 
 from ftc.compiler.model_families import family_of
@@ -117,6 +118,7 @@ class ModuleTree:
     outside: tuple[Module, ...] = field(default=())  # everything else, paths from the model's root
 
 
+@lru_cache(maxsize=8)  # the planner's searches ask for the same model's tree hundreds of times
 def module_tree(arch: Architecture) -> ModuleTree:
     naming = NAMINGS.get(arch.model_type, Naming())
     return ModuleTree(
