@@ -1,4 +1,4 @@
-"""model.adapter: a lora/qlora run trains that adapter further, so its adapter_config.json sizes the plan's LoRA terms."""
+"""model.adapter: a lora/qlora run trains that adapter further; its adapter_config.json sizes the LoRA terms."""
 
 from __future__ import annotations
 
