@@ -5,7 +5,6 @@ from __future__ import annotations
 from ftc.compiler.plan import Decision
 from ftc.errors import FtcError
 
-
 # Stages that cannot learn from one example per micro-batch: trl's KTO estimates its KL term from the
 # other examples of the same micro-batch.
 LEAST_MICRO_BATCH = {"kto": 2}

@@ -23,18 +23,21 @@ class EncodedTexts:
 
 def encode_texts(tokenizer: Any, documents: list[TextDocument], cutoff_len: int) -> EncodedTexts:
     pieces = tokenizer([document.text for document in documents], add_special_tokens=False)["input_ids"]
-    start = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     examples, split = [], 0
     for ids in pieces:
-        framed = start + list(ids) + [tokenizer.eos_token_id]
-        split += len(framed) > cutoff_len
-        for begin in range(0, len(framed), cutoff_len):
-            chunk = framed[begin : begin + cutoff_len]
-            if len(chunk) > 1:  # a single token predicts nothing
-                examples.append({"input_ids": chunk, "labels": list(chunk)})
+        examples += document_examples(tokenizer, ids, cutoff_len)
+        split += len(ids) + (tokenizer.bos_token_id is not None) + 1 > cutoff_len  # framed, it needs a cut
     if not examples:
         raise RuntimeUserError("the text datasets hold no text to train on", "check the 'text' field of the records")
     return EncodedTexts(examples, len(documents), split)
+
+
+def document_examples(tokenizer: Any, ids: list[int], cutoff_len: int) -> list[dict[str, list[int]]]:
+    """One tokenized document, framed (BOS, EOS), as examples of at most cutoff_len tokens each."""
+    start = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    framed = start + list(ids) + [tokenizer.eos_token_id]
+    chunks = (framed[begin : begin + cutoff_len] for begin in range(0, len(framed), cutoff_len))
+    return [{"input_ids": chunk, "labels": list(chunk)} for chunk in chunks if len(chunk) > 1]  # 1 predicts nothing
 
 
 def describe_texts(data: EncodedTexts) -> str:

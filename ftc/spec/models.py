@@ -143,7 +143,7 @@ class DataSection(Section):
     )
     streaming: bool = Field(
         default=False,
-        description="Read and encode records while training instead of loading them first (sft, with "
+        description="Read and encode records while training instead of loading them first (pt and sft, with "
         "train.max_steps); JSONL, CSV, text and Parquet stream, a JSON list is read whole.",
     )
 
@@ -600,12 +600,6 @@ class Spec(Section):
         method, stage = self.train.method, self.train.stage
         if self.data.packing and stage not in ("pt", "sft"):
             raise rule_error(f"packing is for the pt and sft stages, not {stage!r}", "remove it", at="data.packing")
-        if self.data.packing and self.data.streaming:
-            raise rule_error(
-                "packing sorts every example into rows before training; streamed examples arrive during it",
-                "remove data.packing or data.streaming",
-                at="data.packing",
-            )
         if self.data.streaming and self.train.max_steps is None:
             raise rule_error(
                 "a streamed dataset has no length to count train.epochs in",
@@ -662,6 +656,13 @@ class Spec(Section):
                 at="train.micro_batch_size",
             )
         wanted = PREFERENCE_STAGE_FORMATS.get(stage)
+        if wanted and self.data.streaming:
+            raise rule_error(
+                f"data.streaming is for the pt and sft stages; train.stage = {stage!r} loads its {wanted} records "
+                "first",
+                "remove data.streaming",
+                at="data.streaming",
+            )
         datasets = [("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)]
         for key, listed in datasets if wanted else ():
             for index, dataset in enumerate(listed):

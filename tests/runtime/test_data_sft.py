@@ -120,3 +120,26 @@ def test_three_shapes_mixed_become_examples_with_reply_labels(tmp_path, tiny_mod
     for example, conversation in zip(encoded.examples, conversations, strict=True):
         reply = [token for token in example["labels"] if token != IGNORE_INDEX]
         assert tokenizer.decode(reply) == conversation.messages[-1]["content"] + "<|eot_id|>"
+
+
+@pytest.mark.slow
+def test_streamed_sft_packs_as_it_reads(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    from ftc.runtime import data_stream, packing
+
+    monkeypatch.setattr(data_stream, "PACKING_WINDOW", 24)
+    collate, examples_per_row = packing.PackedCollator.__call__, []
+
+    def counting(collator, rows):  # what reaches the collator: rows that still know their examples
+        examples_per_row.extend(len(row.get("seq_lengths") or [1]) for row in rows)
+        return collate(collator, rows)
+
+    monkeypatch.setattr(packing.PackedCollator, "__call__", counting)
+    # Packed, a row of 128 tokens holds several records, so 6 steps of 8 rows read well past 48 records,
+    # but not to line 400.
+    path = write_jsonl(tmp_path / "big.jsonl", tiny_records(399) + ["not a record"])
+    data = {"datasets": [{"path": str(path)}], "streaming": True, "packing": True}
+    metrics = train_sft(tmp_path / "run", tiny_model_dir, data)
+    assert [entry["step"] for entry in metrics["log"]][-1] == 6
+    assert "packed 24 examples at a time into rows of 128" in capsys.readouterr().out
+    assert len(examples_per_row) >= 48 and sum(examples_per_row) / len(examples_per_row) > 2
+    assert metrics["log"][-1]["loss"] < metrics["log"][0]["loss"]

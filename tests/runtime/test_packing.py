@@ -131,3 +131,25 @@ def test_sft_learns_with_packing(tmp_path, tiny_model_dir, capsys):
     metrics = train_in_process(write_spec_run(tmp_path / "run", spec))
     assert "packing: 96 examples into " in capsys.readouterr().out
     assert metrics["last_loss"] < 0.8 * metrics["first_loss"], metrics["log"]
+
+
+def test_a_stream_is_packed_a_window_at_a_time_and_lazily():
+    from ftc.runtime.data_stream import pack_stream
+
+    rng = random.Random(1)
+    examples = [{"input_ids": [index] * rng.randint(2, 60), "labels": [0] * 2} for index in range(100)]
+    consumed = []
+
+    def stream():
+        for example in examples:
+            consumed.append(example["input_ids"][0])
+            yield example
+
+    rows = pack_stream(stream(), 128, window=10)
+    first = next(rows)
+    assert len(consumed) == 10  # one window read, not the stream
+    rows = [first, *rows]
+    owners = [sorted({token for token in row["input_ids"]}) for row in rows]
+    assert sorted(owner for row in owners for owner in row) == list(range(100))  # each example exactly once
+    assert all(len(row["input_ids"]) <= 128 and sum(row["seq_lengths"]) == len(row["input_ids"]) for row in rows)
+    assert all(len({owner // 10 for owner in row}) == 1 for row in owners)  # never across two windows

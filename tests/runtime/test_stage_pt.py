@@ -79,3 +79,25 @@ def test_held_out_documents_are_evaluated_at_every_logging_step(tmp_path, tiny_m
     metrics = train_in_process(folder)
     assert [entry["step"] for entry in metrics["eval_log"]] == [1, 2, 3, 4]
     assert metrics["eval_log"][-1]["eval_loss"] < metrics["eval_log"][0]["eval_loss"]
+
+
+@pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
+def test_streamed_documents_are_read_only_as_far_as_training_goes(
+    tmp_path, tiny_model_dir, monkeypatch, packing, capsys
+):
+    from ftc.runtime import data_stream
+
+    monkeypatch.setattr(data_stream, "PACKING_WINDOW", 32)
+    path = write_tiny_texts(tmp_path / "corpus.jsonl", n=400)
+    with path.open("a", encoding="utf-8") as corpus:  # reached only if the stream were read whole
+        corpus.write("not a record\n")
+    spec = tiny_run_spec(
+        tiny_model_dir, path, tmp_path / "run", data_format="text", stage="pt", max_steps=6, lr_scheduler="constant"
+    )
+    spec["data"].update(packing=packing, streaming=True)
+    metrics = train_in_process(write_spec_run(tmp_path / "run", spec))
+    out = capsys.readouterr().out
+    assert "data: streamed from 1 dataset" in out
+    assert ("packed 32 examples at a time into rows of 128" in out) == packing
+    assert [entry["step"] for entry in metrics["log"]] == [1, 2, 3, 4, 5, 6]
+    assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]

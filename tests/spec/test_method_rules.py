@@ -20,10 +20,13 @@ def test_packing_is_for_pt_and_sft():
     assert "data.packing" in message and "not 'dpo'" in message
 
 
-def test_packing_cannot_stream():
-    text = replace(VALID, "cutoff_len = 1024", "cutoff_len = 1024\npacking = true\nstreaming = true")
-    message = refusal(text)
-    assert "data.packing" in message and "streamed" in message
+def test_packing_streams_and_streaming_is_for_pt_and_sft():
+    streamed = "cutoff_len = 1024\npacking = true\nstreaming = true"
+    text = replace(VALID, "cutoff_len = 1024", streamed)  # VALID sets train.max_steps, which streaming needs
+    assert parse_spec(text, "job.toml").data.packing
+    dpo = replace(replace(text, "packing = true\n", ""), 'format = "alpaca"', 'format = "preference"')
+    message = refusal(replace(dpo, 'stage = "sft"', 'stage = "dpo"'))
+    assert "data.streaming" in message and "loads its preference records first" in message
 
 
 def test_a_freeze_section_needs_the_freeze_method():

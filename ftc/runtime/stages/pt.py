@@ -2,13 +2,14 @@
 
 Every token is a target. With `data.packing` several documents share each row (`ftc.runtime.packing`)
 without attending to each other; otherwise each example is a row of its own, padded per batch.
-Held-out documents (data.eval_ratio or data.eval_datasets) are evaluated at every logging step.
+Held-out documents (data.eval_ratio or data.eval_datasets) are evaluated at every logging step; with
+data.streaming the documents are read, encoded (and packed) while training runs (`ftc.runtime.data_stream`).
 """
 
 from __future__ import annotations
 
-from ftc.runtime.data import load_texts, train_eval_split
-from ftc.runtime.errors import RuntimeUserError
+from ftc.runtime.data import TextDocument, load_eval_datasets, load_texts, train_eval_split
+from ftc.runtime.data_stream import describe_stream, streamed_texts
 from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
 from ftc.runtime.packing import PaddingCollator, pack_examples, packed_collator, packing_summary
@@ -20,10 +21,11 @@ from ftc.runtime.training import train
 
 def run(folder: RunFolder) -> None:
     spec, seed = folder.spec, folder.spec.train.seed
-    if spec.data.streaming:
-        raise RuntimeUserError("data.streaming is not supported by the pt stage yet", "remove data.streaming")
     # First: a bad record is reported before the heavy imports.
-    documents, held_out = train_eval_split(load_texts(spec.data, seed), spec.data, seed)
+    if spec.data.streaming:
+        documents, held_out = None, load_eval_datasets(spec.data, TextDocument)
+    else:
+        documents, held_out = train_eval_split(load_texts(spec.data, seed), spec.data, seed)
 
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -31,13 +33,20 @@ def run(folder: RunFolder) -> None:
     from ftc.runtime.callbacks import MetricsRecorder
 
     tokenizer = load_tokenizer(spec.model)
-    data = encode_texts(tokenizer, documents, spec.data.cutoff_len)
-    print(describe_texts(data), flush=True)
-    rows, collator = data.examples, PaddingCollator(tokenizer.pad_token_id)
+    collator = PaddingCollator(tokenizer.pad_token_id)
     if spec.data.packing:
-        rows = pack_examples(data.examples, spec.data.cutoff_len)
         collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
-        print(packing_summary(data.examples, rows, spec.data.cutoff_len), flush=True)
+    if documents is None:
+        rows = streamed_texts(spec, tokenizer)
+        print(describe_stream(spec.data), flush=True)
+    else:
+        data = encode_texts(tokenizer, documents, spec.data.cutoff_len)
+        print(describe_texts(data), flush=True)
+        rows = data.examples
+        if spec.data.packing:
+            rows = pack_examples(data.examples, spec.data.cutoff_len)
+            print(packing_summary(data.examples, rows, spec.data.cutoff_len), flush=True)
+        rows = Dataset.from_list(rows)
     evaluated = encode_texts(tokenizer, held_out, spec.data.cutoff_len).examples if held_out else None
     if evaluated:
         print(f"evaluation: {len(evaluated)} held-out examples, at every logging step", flush=True)
@@ -51,7 +60,7 @@ def run(folder: RunFolder) -> None:
             **evaluation_arguments(folder, bool(evaluated)),
             remove_unused_columns=False,  # our collator reads seq_lengths, which the model's forward does not take
         ),
-        train_dataset=Dataset.from_list(rows),
+        train_dataset=rows,
         eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
         data_collator=collator,  # the packed one reads an unpacked evaluation row as one example
         processing_class=tokenizer,

@@ -3,7 +3,7 @@
 We tokenize ourselves (input_ids + labels, -100 outside the replies), so the trainer uses the
 dataset as is and only truncates it to max_length. Held-out conversations (data.eval_ratio or
 data.eval_datasets) are evaluated at every logging step; with data.streaming the conversations are
-read and encoded while training runs (`ftc.runtime.data_stream`).
+read, encoded (and packed) while training runs (`ftc.runtime.data_stream`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def run(folder: RunFolder) -> None:
     tokenizer = load_tokenizer(spec.model)
     use_template(tokenizer, spec.model.template)
     collator = None  # trl pads each batch itself
+    if spec.data.packing:
+        collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
     if conversations is None:
         rows = streamed_examples(spec, tokenizer)
         print(describe_stream(spec.data), flush=True)
@@ -44,7 +46,6 @@ def run(folder: RunFolder) -> None:
         rows = data.examples
         if spec.data.packing:
             rows = pack_examples(data.examples, spec.data.cutoff_len)
-            collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
             print(packing_summary(data.examples, rows, spec.data.cutoff_len), flush=True)
         rows = Dataset.from_list(rows)
     evaluated = None
