@@ -39,10 +39,13 @@ def deepspeed_config(plan: Plan, train: TrainSection, hidden_size: int | None = 
         "gradient_accumulation_steps": plan.gradient_accumulation_steps.value,
         "gradient_clipping": train.max_grad_norm,
         **_precision(plan.precision.value),
-        "zero_optimization": _zero(stage, plan.offload.value, hidden_size),
+        "zero_optimization": _zero(stage, plan.offload.value, hidden_size, on_cpu=plan.backend.value == "cpu"),
         "steps_per_print": 2**31 - 1,  # the trainer logs the loss; DeepSpeed's own progress lines are noise
         "wall_clock_breakdown": False,
     }
+    # No "optimizer" otherwise: the trainer hands DeepSpeed its torch AdamW, which ZeRO partitions as it
+    # would its own. That is also what runs on the CPU, where DeepSpeed's fused Adam needs CUDA and its
+    # CPU Adam is a C++ kernel compiled on first use; a CPU plan never offloads (its states are in host RAM).
     if plan.offload.value != "none":
         # ZeRO-Offload steps the optimizer on the host with DeepSpeed's CPU Adam; a torch optimizer
         # handed over by the trainer is refused there, so the optimizer is named here with the spec's values.
@@ -61,8 +64,10 @@ def _precision(precision: str) -> dict[str, Any]:
     return {"fp16": {"enabled": False}, "bf16": {"enabled": False}}
 
 
-def _zero(stage: int, offload: str, hidden_size: int | None) -> dict[str, Any]:
-    zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True}
+def _zero(stage: int, offload: str, hidden_size: int | None, on_cpu: bool = False) -> dict[str, Any]:
+    # Overlapping the reductions with backward needs a second stream; DeepSpeed's CPU accelerator has
+    # none, so there it would only double the gradient buckets.
+    zero: dict[str, Any] = {"stage": stage, "overlap_comm": not on_cpu, "contiguous_gradients": True}
     if offload in ("optimizer", "optimizer+params"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if offload == "optimizer+params":

@@ -68,6 +68,7 @@ def _cpu_plan(
     train = spec.train
     world = hardware.world_size
     strategy = _cpu_strategy(train.strategy, world)
+    check_combination(spec.model.name_or_path, train.method, train.stage, strategy.value, record)
     check_least_per_process(train.stage, train.global_batch_size, world)
     micro, steps = split_batch(
         train.global_batch_size, world, record.max_micro_batch, train.micro_batch_size, least_micro_batch(train.stage)
@@ -101,7 +102,7 @@ def _cpu_plan(
 
 
 def _cpu_strategy(asked: str, world: int) -> Decision:
-    """Several CPU processes replicate (ddp) or shard (fsdp) over gloo; DeepSpeed's ZeRO needs an accelerator."""
+    """Several CPU processes replicate (ddp) or shard (fsdp, zero1-3) over gloo."""
     if world == 1:
         return Decision("single", "one process: nothing to shard or replicate")
     if asked in ("auto", "ddp"):
@@ -109,8 +110,12 @@ def _cpu_strategy(asked: str, world: int) -> Decision:
         return Decision("ddp", f"{reason}; gradients all-reduced over gloo")
     if asked == "fsdp":
         return Decision("fsdp", "set in the spec (train.strategy); FSDP2 shards over gloo")
+    if asked in ("zero1", "zero2", "zero3"):
+        # DeepSpeed's CPU accelerator: it joins the gloo group the runtime opens (oneCCL is not needed).
+        return Decision(asked, f"set in the spec (train.strategy); DeepSpeed ZeRO stage {asked[-1]} over gloo")
     raise FtcError(
-        f"train.strategy = '{asked}' on {world} CPU processes: it needs an accelerator", "use 'ddp' or 'fsdp' on CPUs"
+        f"train.strategy = '{asked}' on {world} CPU processes",
+        "use 'ddp', 'fsdp' or a ZeRO stage, or plan for one process (hardware 'cpu')",
     )
 
 

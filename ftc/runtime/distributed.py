@@ -140,6 +140,9 @@ def _bind_device(backend: DeviceBackend) -> str:
     if backend.module is not None:
         importlib.import_module(backend.module)  # torch_npu: torch.npu and the hccl backend exist after this
     if backend.name == "cpu":
+        # DeepSpeed (a ZeRO plan) picks its accelerator once, on first use: on a host that also has a GPU it
+        # would pick CUDA for a run planned on CPU processes.
+        os.environ["DS_ACCELERATOR"] = "cpu"
         return "cpu"
     getattr(torch, backend.name).set_device(local_rank())
     return f"{backend.name}:{local_rank()}"
@@ -163,40 +166,22 @@ def use_fsdp_on_cpu(trainer: Any, plan: Any) -> None:
     On CPU processes accelerate settles on plain multi-CPU data parallelism and would wrap the model in
     DDP, ignoring the FSDP plugin the trainer built from fsdp.json. Before the model is wrapped, the
     state is switched to FSDP with that plugin; torch's FSDP2 shards over gloo as it does over NCCL.
-    On CPU tensors torch's full state dict comes back still sharded (DTensors), so saving gathers them.
     """
     if plan.strategy.value != "fsdp" or plan.backend.value != "cpu" or world_size() == 1:
         return
-    from pathlib import Path
-
+    from accelerate.state import PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
-
-    if any(Path(trainer.args.output_dir).glob("checkpoint-*")):
-        # Accelerate's checkpoint of CPU shards holds them unevenly between ranks, and loading it back
-        # waits forever on a broadcast: refused here rather than hanging (on accelerators it resumes).
-        raise RuntimeUserError(
-            "resuming an FSDP run of CPU processes is not supported",
-            "start it again with --overwrite, or train CPU processes with train.strategy = 'ddp', which resumes",
-        )
 
     state = trainer.accelerator.state
     if state.distributed_type == DistributedType.MULTI_CPU:
         state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
         state.distributed_type = DistributedType.FSDP
+        # Every AcceleratorState() built after this copies PartialState's fields over its own, so the switch
+        # is recorded in both, as accelerate does when it turns FSDP on itself. Recorded in one only, the run
+        # is multi-CPU again by the time it saves and loads: saving would keep each rank's shards (DTensors),
+        # and resuming would have rank 0 wait alone on the checkpoint's broadcast while the others skip it.
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
         trainer.is_fsdp_enabled = True
-        trainer.accelerator.get_state_dict = _gathering(trainer.accelerator.get_state_dict)
-
-
-def _gathering(get_state_dict: Any) -> Any:
-    """get_state_dict whose sharded tensors are gathered whole (a collective: every rank calls it, in key order)."""
-
-    def gathered(model: Any, unwrap: bool = True) -> dict[str, Any]:
-        from torch.distributed.tensor import DTensor
-
-        state = get_state_dict(model, unwrap)
-        return {key: value.full_tensor() if isinstance(value, DTensor) else value for key, value in state.items()}
-
-    return gathered
 
 
 def seed_all(seed: int) -> None:

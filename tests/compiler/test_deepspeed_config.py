@@ -115,14 +115,37 @@ def test_a_batch_shape_that_disagrees_with_the_world_is_refused_by_the_parser(pa
         parse(config, plan.world_size.value * 2)
 
 
+@pytest.mark.parametrize("strategy, stage", [("zero1", 1), ("zero2", 2), ("zero3", 3)])
+def test_a_cpu_plan_steps_the_trainers_optimizer_in_fp32_without_a_second_stream(parse, strategy, stage):
+    spec = spec_for("meta-llama/Meta-Llama-3-8B", strategy=strategy)
+    plan, config = plan_and_config(spec, "2xcpu")
+    assert (plan.backend.value, plan.precision.value, plan.offload.value) == ("cpu", "fp32", "none")
+    parsed = parse(config, plan.world_size.value)
+    assert parsed.zero_optimization_stage == stage
+    assert not parsed.float16_config.enabled and not parsed.bfloat16_config.enabled
+    assert parsed.optimizer_name is None  # the trainer's torch AdamW: DeepSpeed's own Adams want CUDA or a build
+    assert parsed.zero_config.overlap_comm is False  # DeepSpeed's CPU accelerator has no streams
+    assert parsed.zero_config.offload_optimizer is None and parsed.zero_config.offload_param is None
+    _, accelerator_config = plan_and_config(spec, "8xA100-80GB")
+    assert accelerator_config["zero_optimization"]["overlap_comm"] is True
+
+
 def test_non_zero_strategies_get_no_deepspeed_config():
     plan, config = plan_and_config(spec_for("meta-llama/Meta-Llama-3-8B", method="lora"), "8xH100-80GB")
     assert plan.strategy.value == "ddp" and config is None
 
 
-@pytest.mark.parametrize("precision, offload", [("bf16", "none"), ("fp16", "optimizer"), ("bf16", "optimizer+params")])
+@pytest.mark.parametrize(
+    "precision, offload, hardware",
+    [
+        ("bf16", "none", "8xA100-80GB"),
+        ("fp16", "optimizer", "8xA100-80GB"),
+        ("bf16", "optimizer+params", "8xA100-80GB"),
+        ("fp32", "auto", "2xcpu"),
+    ],
+)
 def test_transformers_finds_nothing_to_correct_against_the_runtimes_training_arguments(
-    tmp_path, tiny_model_dir, precision, offload
+    tmp_path, tiny_model_dir, precision, offload, hardware
 ):
     """transformers fills a DeepSpeed config from TrainingArguments and lists every value that disagrees."""
     import dataclasses
@@ -140,12 +163,13 @@ def test_transformers_finds_nothing_to_correct_against_the_runtimes_training_arg
     raw_train = {"strategy": "zero3", "offload": offload, "precision": precision, "method": "full"}
     (tmp_path / "tiny").symlink_to(tiny_model_dir.parent)  # tiny/model: the tiny model's config.json gives its shapes
     train = {**tomllib.loads(VALID)["train"], **raw_train}
-    job = make_job(tmp_path, hardware="8xA100-80GB", local_name="tiny", train=train)
+    job = make_job(tmp_path, hardware=hardware, local_name="tiny", train=train)
     write_job(LocalTarget(), job, overwrite=False)
     folder = load_run_folder(job.run_dir)
     fields = dataclasses.fields(TrainingArguments)
     defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-    arguments = types.SimpleNamespace(**{**defaults, **training_arguments(folder), "world_size": 8})
+    world = job.plan.world_size.value
+    arguments = types.SimpleNamespace(**{**defaults, **training_arguments(folder), "world_size": world})
     filled = HfTrainerDeepSpeedConfig(arguments.deepspeed)
     filled.trainer_config_process(arguments)
     assert filled.mismatches == []

@@ -86,11 +86,17 @@ def test_several_cpu_processes_replicate_over_gloo_and_keep_the_global_batch():
     assert plan.micro_batch_size.value * plan.gradient_accumulation_steps.value * 2 == 16
 
 
-def test_several_cpu_processes_shard_with_fsdp_when_asked_and_refuse_zero():
-    fsdp = plan_for(VALID.replace("[train]\n", '[train]\nstrategy = "fsdp"\n'), hardware="2xcpu")
-    assert fsdp.strategy.value == "fsdp"
-    with pytest.raises(FtcError, match="needs an accelerator"):
-        plan_for(VALID.replace("[train]\n", '[train]\nstrategy = "zero3"\n'), hardware="2xcpu")
+@pytest.mark.parametrize("strategy", ["fsdp", "zero1", "zero2", "zero3"])
+def test_several_cpu_processes_shard_with_fsdp_or_zero_when_asked(strategy):
+    plan = plan_for(VALID.replace("[train]\n", f'[train]\nstrategy = "{strategy}"\n'), hardware="2xcpu")
+    assert (plan.strategy.value, plan.backend.value, plan.offload.value) == (strategy, "cpu", "none")
+    assert "over gloo" in plan.strategy.reason
+
+
+def test_several_cpu_processes_refuse_the_single_strategy():
+    with pytest.raises(FtcError, match="'single' on 2 CPU processes") as caught:
+        plan_for(VALID.replace("[train]\n", '[train]\nstrategy = "single"\n'), hardware="2xcpu")
+    assert "ZeRO" in caught.value.hint
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """Two CPU processes over gloo, started by the local target's run.sh through torchrun, train what one would.
 
-A 2-process DDP run and a 2-process FSDP run (micro-batch 2 × accumulation 2 × 2 ranks) see the same
-8 examples per step as one process with 4 accumulation steps, so their loss curves match the
-single-process curve; only the order of floating-point sums differs.
+Each 2-process run — DDP, FSDP and DeepSpeed ZeRO-2/ZeRO-3, LoRA and full — has micro-batch 2 ×
+accumulation 2 × 2 ranks, so it sees the same 8 examples per step as one process with 4 accumulation
+steps, and its loss curve matches the single-process curve; only the order of floating-point sums differs.
+Each run saves a checkpoint halfway, which must resume to the same losses and export as one model.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,8 +30,29 @@ from ftc.targets.prepare import write_job
 STEPS = 4
 # Losses of the same 8 examples per step, from the same start; the runs differ only in how the
 # gradient sums are ordered (per rank, then all-reduced or reduce-scattered), so they agree to
-# float32 rounding (measured: 4.8e-7 for DDP and FSDP over 4 steps of a loss near 6).
+# float32 rounding (measured over 4 steps of a loss near 6: DDP, FSDP and ZeRO-2 4.8e-7 or less,
+# ZeRO-3 full 9.5e-7). A resumed run replays the same sums: its losses after the checkpoint are
+# the uninterrupted run's (measured: equal), checked to the same tolerance.
 LOSS_TOLERANCE = 1e-5
+# A collective that one rank never joins fails within this (seconds) instead of hanging the suite.
+COLLECTIVE_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class TwoProcessRun:
+    strategy: str
+    method: str
+    checkpoint_file: str | None  # what only this strategy writes into a checkpoint: proof that it ran
+
+
+TWO_PROCESS_RUNS = {
+    "ddp": TwoProcessRun("ddp", "lora", None),
+    "fsdp": TwoProcessRun("fsdp", "lora", "pytorch_model_fsdp.bin"),
+    "fsdp-full": TwoProcessRun("fsdp", "full", "pytorch_model_fsdp.bin"),
+    "zero2": TwoProcessRun("zero2", "lora", "global_step2/zero_pp_rank_1_mp_rank_00_optim_states.pt"),
+    "zero3-full": TwoProcessRun("zero3", "full", "global_step2/zero_pp_rank_1_mp_rank_00_model_states.pt"),
+}
+RESUMED = ["ddp", "fsdp", "fsdp-full", "zero3-full"]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +78,7 @@ def tiny_job(folder: Path, model_dir: Path, data_path: Path, hardware: str, **tr
         },
         "lora": {"rank": 8, "alpha": 16, "target": "all"},
         "monitor": {"report_to": []},
+        "launch": {"collective_timeout_s": COLLECTIVE_TIMEOUT_S},
         "output": {"dir": str(folder / "run")},
     }
     spec = parse_spec(tomli_w.dumps(raw), str(folder / "job.toml"))
@@ -76,81 +100,105 @@ def losses(metrics: dict) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def single_process_losses(tmp_path_factory, tiny_model_dir, data_path) -> list[float]:
-    """The reference: one process, accumulating 4 micro-batches of 2, through the runtime's entry point."""
+def single_process_losses(tmp_path_factory, tiny_model_dir, data_path):
+    """The references by method: one process, accumulating 4 micro-batches of 2, through the runtime's entry point."""
     from ftc.runtime.__main__ import run
 
-    job = tiny_job(tmp_path_factory.mktemp("single"), tiny_model_dir, data_path, "cpu")
-    assert (job.plan.world_size.value, job.plan.gradient_accumulation_steps.value) == (1, 4)
-    write_job(LocalTarget(), job, overwrite=False)
-    run(str(job.run_dir))
-    found = losses(json.loads((job.run_dir / "metrics.json").read_text(encoding="utf-8")))
-    assert len(found) == STEPS and found[-1] < found[0]
-    return found
+    found: dict[str, list[float]] = {}
 
+    def of(method: str) -> list[float]:
+        if method not in found:
+            job = tiny_job(tmp_path_factory.mktemp(f"single-{method}"), tiny_model_dir, data_path, "cpu", method=method)
+            assert (job.plan.world_size.value, job.plan.gradient_accumulation_steps.value) == (1, 4)
+            write_job(LocalTarget(), job, overwrite=False)
+            run(str(job.run_dir))
+            found[method] = losses(json.loads((job.run_dir / "metrics.json").read_text(encoding="utf-8")))
+            assert len(found[method]) == STEPS and found[method][-1] < found[method][0]
+        return found[method]
 
-def two_process_run(tmp_path_factory, model_dir: Path, data_path: Path, strategy: str) -> tuple[Job, dict, str]:
-    job = tiny_job(tmp_path_factory.mktemp(strategy), model_dir, data_path, "2xcpu", strategy=strategy, save_steps=2)
-    plan = job.plan
-    assert (plan.strategy.value, plan.world_size.value, plan.gradient_accumulation_steps.value) == (strategy, 2, 2)
-    return (job, *launched(job))
-
-
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory, tiny_model_dir, data_path):
-    return two_process_run(tmp_path_factory, tiny_model_dir, data_path, "ddp")
+    return of
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(tmp_path_factory, tiny_model_dir, data_path):
-    return two_process_run(tmp_path_factory, tiny_model_dir, data_path, "fsdp")
+def two_process_runs(tmp_path_factory, tiny_model_dir, data_path):
+    """Each named run launched once per module, on first use: (job, metrics.json, output)."""
+    done: dict[str, tuple[Job, dict, str]] = {}
+
+    def of(name: str) -> tuple[Job, dict, str]:
+        if name not in done:
+            run = TWO_PROCESS_RUNS[name]
+            folder = tmp_path_factory.mktemp(name)
+            job = tiny_job(
+                folder, tiny_model_dir, data_path, "2xcpu", strategy=run.strategy, method=run.method, save_steps=2
+            )
+            plan = job.plan
+            shape = plan.strategy.value, plan.world_size.value, plan.gradient_accumulation_steps.value
+            assert shape == (run.strategy, 2, 2)
+            done[name] = (job, *launched(job))
+        return done[name]
+
+    return of
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_cpu_processes_match_one_process_with_the_same_global_batch(request, single_process_losses, strategy):
-    job, metrics, output = request.getfixturevalue(f"{strategy}_run")
+@pytest.mark.parametrize("name", list(TWO_PROCESS_RUNS))
+def test_two_cpu_processes_match_one_process_with_the_same_global_batch(two_process_runs, single_process_losses, name):
+    run = TWO_PROCESS_RUNS[name]
+    job, metrics, output = two_process_runs(name)
     assert "pre-flight: 2 ranks on 1 host(s) joined an all-reduce" in output
     assert "rank 1 on" in output and "(gloo)" in output
-    deviation = max(abs(a - b) for a, b in zip(losses(metrics), single_process_losses, strict=True))
-    print(f"{strategy}: largest loss deviation from one process {deviation:.2e}")
+    deviation = max(abs(a - b) for a, b in zip(losses(metrics), single_process_losses(run.method), strict=True))
+    print(f"{name}: largest loss deviation from one process {deviation:.2e}")
     assert deviation <= LOSS_TOLERANCE
-    if strategy == "fsdp":  # the run read the fsdp.json generated for it
+    checkpoint = job.run_dir / "checkpoints" / "checkpoint-2"
+    if run.checkpoint_file is not None:  # the strategy's own engine trained and saved, not a DDP fallback
+        assert (checkpoint / run.checkpoint_file).is_file(), sorted(p.name for p in checkpoint.iterdir())
+    if run.strategy == "fsdp":  # the run read the fsdp.json generated for it
         wrapped = json.loads((job.run_dir / "fsdp.json").read_text(encoding="utf-8"))
         assert wrapped["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
+    if run.strategy.startswith("zero"):  # ...and the deepspeed.json generated for it
+        config = json.loads((job.run_dir / "deepspeed.json").read_text(encoding="utf-8"))
+        assert config["zero_optimization"]["stage"] == int(run.strategy[-1])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("name", list(TWO_PROCESS_RUNS))
 @pytest.mark.parametrize("checkpoint", [None, "checkpoint-2"])
-def test_what_two_processes_saved_exports_as_one_merged_model(request, tmp_path, strategy, checkpoint):
+def test_what_two_processes_saved_exports_as_one_whole_model(two_process_runs, tmp_path, name, checkpoint):
     from safetensors.torch import load_file
 
     from ftc.runtime.export import export
 
-    job, _, _ = request.getfixturevalue(f"{strategy}_run")
+    job, _, _ = two_process_runs(name)
     exported = export(job.run_dir, tmp_path / "merged", checkpoint, "auto", False)
+    assert sorted(path.name for path in exported.glob("*.safetensors")) == ["model.safetensors"]  # one file
     merged = load_file(exported / "model.safetensors")
     base = load_file(Path(job.spec.model.name_or_path) / "model.safetensors")
-    assert set(merged) == set(base)  # LoRA merged away: the base's own tensors, whole
+    assert set(merged) == set(base)  # LoRA merged away: the base's own tensors...
+    assert all(merged[name].shape == base[name].shape for name in base)  # ...whole, not one rank's shards
     moved = [name for name in base if not (merged[name] == base[name]).all()]
-    assert any("q_proj" in name for name in moved)  # the gathered adapter's update is in the weights
+    assert any("q_proj" in name for name in moved)  # the gathered update is in the weights
+    if TWO_PROCESS_RUNS[name].method == "full":  # every weight trained, the embeddings included
+        assert len(moved) == len(base)
 
 
 @pytest.mark.slow
-def test_a_ddp_checkpoint_resumes_to_the_same_losses(ddp_run):
-    job, metrics, _ = ddp_run
-    for finished in (job.run_dir / "checkpoints" / "checkpoint-4", job.run_dir / "adapter"):
+@pytest.mark.parametrize("name", RESUMED)
+def test_a_checkpoint_resumes_to_the_same_losses(two_process_runs, name):
+    job, metrics, _ = two_process_runs(name)
+    trained = job.run_dir / ("adapter" if TWO_PROCESS_RUNS[name].method == "lora" else "model")
+    for finished in (job.run_dir / "checkpoints" / "checkpoint-4", trained):
         shutil.rmtree(finished)
     (job.run_dir / "metrics.json").unlink()
     result = subprocess.run(["bash", str(job.run_dir / "run.sh")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "resuming from checkpoint-2" in result.stdout + result.stderr
+    assert trained.is_dir()
     resumed = json.loads((job.run_dir / "metrics.json").read_text(encoding="utf-8"))
     after = {entry["step"]: entry["loss"] for entry in resumed["log"] if "loss" in entry and entry["step"] > 2}
     before = {entry["step"]: entry["loss"] for entry in metrics["log"] if "loss" in entry and entry["step"] > 2}
     assert after.keys() == {3, 4}
-    assert after == pytest.approx(before, abs=1e-5)
+    assert after == pytest.approx(before, abs=LOSS_TOLERANCE)
 
 
 # -- the pre-flight and the backend's environment, with torch.distributed stood in for -----------------
@@ -254,6 +302,14 @@ def test_npu_plans_import_torch_npu_bind_the_local_device_and_use_hccl(monkeypat
     assert dict(fake.calls)["init"]["backend"] == "hccl"
 
 
+def test_cpu_processes_have_deepspeed_use_its_cpu_accelerator_even_beside_a_gpu(monkeypatch):
+    from ftc.runtime import distributed
+
+    monkeypatch.setenv("DS_ACCELERATOR", "cuda")  # what DeepSpeed would pick on its own on a host with a GPU
+    assert distributed._bind_device(distributed.DEVICE_BACKENDS["cpu"]) == "cpu"
+    assert os.environ["DS_ACCELERATOR"] == "cpu"
+
+
 def test_a_rank_that_never_answers_is_named_with_its_host(monkeypatch):
     from ftc.runtime import distributed
     from ftc.runtime.errors import RuntimeUserError
@@ -298,7 +354,7 @@ def test_strategy_arguments_point_the_trainer_at_the_generated_configs(tmp_path,
         (tmp_path / strategy).mkdir()
         write_job(LocalTarget(), job, overwrite=False)
         arguments = strategy_arguments(load_run_folder(job.run_dir))
-        assert arguments["ddp_backend"] == "gloo" and arguments["ddp_timeout"] == 1800
+        assert arguments["ddp_backend"] == "gloo" and arguments["ddp_timeout"] == COLLECTIVE_TIMEOUT_S
         assert expected.items() <= arguments.items()
         if strategy == "fsdp":
             assert arguments["fsdp_config"]["version"] == 2 and "mixed_precision" not in arguments["fsdp_config"]
