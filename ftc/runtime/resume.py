@@ -92,11 +92,15 @@ def resume_point(trainer: Any, folder: RunFolder) -> Path | None:
     checkpoint = matching_checkpoint(folder, current)
     if checkpoint is None:
         return None
+    from ftc.runtime.distributed import rank
+
     step = checkpoint_step(checkpoint)
     carry_metrics_over(trainer, folder, step)
-    print(
-        f"resuming from {checkpoint.name} (step {step}): weights, optimizer, schedule, data order and RNG", flush=True
-    )
+    if rank() == 0:  # every rank resumes; one says so
+        print(
+            f"resuming from {checkpoint.name} (step {step}): weights, optimizer, schedule, data order and RNG",
+            flush=True,
+        )
     return checkpoint
 
 

@@ -49,6 +49,8 @@ def strategy_arguments(run: RunFolder) -> dict[str, Any]:
                 f"the plan's strategy {strategy!r} runs on DeepSpeed, which is not installed here",
                 "pip install 'ftc[distributed]' where the run trains (DS_BUILD_OPS=0 builds its kernels on first use)",
             )
+        if plan.backend.value == "cpu":
+            check_deepspeed_builds_on_cpu(strategy)
         arguments["deepspeed"] = str(_strategy_file(run, deepspeed_config.FILE_NAME))
     elif strategy == "fsdp":
         settings = json.loads(_strategy_file(run, fsdp_config.FILE_NAME).read_text(encoding="utf-8"))
@@ -56,6 +58,28 @@ def strategy_arguments(run: RunFolder) -> dict[str, Any]:
         settings.pop("mixed_precision", None)
         arguments |= {"fsdp": True, "fsdp_config": settings}
     return arguments
+
+
+# DeepSpeed's CPU accelerator compiles its shared-memory collective (C++, the op below) when its engine
+# starts, unless DeepSpeed was installed with it built; torch's extension builder runs $CXX, else c++.
+CPU_COMM_OP = "deepspeed_shm_comm"
+
+
+def check_deepspeed_builds_on_cpu(strategy: str) -> None:
+    """A ZeRO run of CPU processes needs a C++ compiler on first use; without one each rank fails in a build log."""
+    import shutil
+
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is not None:
+        return
+    from deepspeed.git_version_info import installed_ops
+
+    if not installed_ops.get(CPU_COMM_OP, False):
+        raise RuntimeUserError(
+            f"the plan's strategy {strategy!r} on CPU processes has DeepSpeed compile its {CPU_COMM_OP} op on "
+            f"first use, and there is no C++ compiler ({compiler}) here",
+            "install one (e.g. apt-get install g++), or train CPU processes with train.strategy = 'ddp' or 'fsdp'",
+        )
 
 
 def _strategy_file(run: RunFolder, name: str) -> Any:

@@ -349,7 +349,11 @@ def test_strategy_arguments_point_the_trainer_at_the_generated_configs(tmp_path,
     from ftc.runtime.run_folder import load_run_folder
     from ftc.runtime.trainer_args import strategy_arguments
 
-    for strategy, expected in (("ddp", {"ddp_find_unused_parameters": False}), ("fsdp", {"fsdp": True})):
+    for strategy, expected in (
+        ("ddp", {"ddp_find_unused_parameters": False}),
+        ("fsdp", {"fsdp": True}),
+        ("zero2", {"deepspeed": str(tmp_path / "zero2" / "run" / "deepspeed.json")}),
+    ):
         job = tiny_job(tmp_path / strategy, tiny_model_dir, data_path, "2xcpu", strategy=strategy)
         (tmp_path / strategy).mkdir()
         write_job(LocalTarget(), job, overwrite=False)
@@ -358,6 +362,25 @@ def test_strategy_arguments_point_the_trainer_at_the_generated_configs(tmp_path,
         assert expected.items() <= arguments.items()
         if strategy == "fsdp":
             assert arguments["fsdp_config"]["version"] == 2 and "mixed_precision" not in arguments["fsdp_config"]
+
+
+def test_a_zero_plan_of_cpu_processes_without_a_compiler_is_a_user_error_unless_deepspeed_built_its_op(
+    tmp_path, monkeypatch, tiny_model_dir, data_path
+):
+    import deepspeed.git_version_info
+
+    from ftc.runtime.errors import RuntimeUserError
+    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runtime.trainer_args import CPU_COMM_OP, strategy_arguments
+
+    job = tiny_job(tmp_path, tiny_model_dir, data_path, "2xcpu", strategy="zero3")
+    write_job(LocalTarget(), job, overwrite=False)
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    with pytest.raises(RuntimeUserError, match=r"no C\+\+ compiler") as caught:
+        strategy_arguments(load_run_folder(job.run_dir))
+    assert "'zero3' on CPU processes" in caught.value.message and "'ddp' or 'fsdp'" in caught.value.hint
+    monkeypatch.setitem(deepspeed.git_version_info.installed_ops, CPU_COMM_OP, True)  # built when DeepSpeed was
+    assert strategy_arguments(load_run_folder(job.run_dir))["deepspeed"].endswith("deepspeed.json")
 
 
 def test_a_zero_plan_without_deepspeed_installed_is_a_user_error(tmp_path, monkeypatch, tiny_model_dir, data_path):
