@@ -17,6 +17,10 @@ BASE_EXTRA = "train"  # torch, transformers, peft, trl, datasets, accelerate: ev
 _BITSANDBYTES_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")
 
 
+def needs_bitsandbytes(spec: Spec) -> bool:
+    return spec.train.method == "qlora" or spec.train.optimizer in _BITSANDBYTES_OPTIMIZERS
+
+
 @dataclass(frozen=True)
 class Extra:
     name: str  # the extra in pyproject.toml
@@ -27,7 +31,7 @@ class Extra:
 EXTRAS: tuple[Extra, ...] = (
     Extra(
         "qlora",
-        lambda spec, plan: spec.train.method == "qlora" or spec.train.optimizer in _BITSANDBYTES_OPTIMIZERS,
+        lambda spec, plan: needs_bitsandbytes(spec),
         "bitsandbytes: 4/8-bit weights (qlora) and 8-bit AdamW",
     ),
     Extra(

@@ -17,6 +17,7 @@ from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import check_method
 from ftc.runtime.run_folder import RunFolder, load_run_folder
 from ftc.runtime.stages import STAGES
+from ftc.runtime.startup import prepare_fresh_process
 from ftc.runtime.trainer_args import check_strategy
 
 USAGE = "usage: python -m ftc.runtime RUN_DIR"
@@ -32,7 +33,7 @@ def header(folder: RunFolder) -> str:
     )
 
 
-def run(run_dir: str) -> None:
+def run(run_dir: str, fresh_process: bool = False) -> None:
     folder = load_run_folder(run_dir)
     stage = STAGES.get(folder.spec.train.stage)
     if stage is None:
@@ -44,6 +45,8 @@ def run(run_dir: str) -> None:
     check_method(folder.spec.train.method)
     check_strategy(folder.plan.strategy.value)
     check_backend(folder.plan)  # a run planned for an accelerator never falls back to the CPU unseen
+    if fresh_process:
+        prepare_fresh_process(folder.spec)
     # Every rank reports in before anything heavy loads; a missing one is named instead of hanging.
     reports = preflight(folder.plan, folder.spec.launch.collective_timeout_s)
     if rank() == 0:
@@ -64,7 +67,7 @@ def main(argv: list[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
-        run(argv[0])
+        run(argv[0], fresh_process=True)
     except RuntimeUserError as error:
         print(f"error: {error.message} (hint: {error.hint})", file=sys.stderr)
         return 2
