@@ -10,6 +10,8 @@ import re
 from ftc.compiler.hardware import Hardware
 from ftc.errors import FtcError
 
+# Stages whose loop is ftc's own, run as one process or a replica per device (DDP), never sharded.
+REPLICA_ONLY_STAGES = frozenset({"ppo"})
 _PREQUANTIZED = re.compile(r"(?:^|[-_/.])(gptq|awq|fp8|gguf|exl2)(?:$|[-_/.])", re.IGNORECASE)
 
 
@@ -33,8 +35,12 @@ def check_combination(name_or_path: str, method: str, stage: str, strategy: str,
             "bitsandbytes QLoRA weights cannot be partitioned by ZeRO-3",
             "use strategy 'fsdp' (FSDP-QLoRA, quant storage in the compute dtype) or 'zero2'",
         )
-    if stage == "ppo" and method == "lora" and strategy == "zero3":
+    if stage in REPLICA_ONLY_STAGES and strategy not in ("single", "ddp"):
+        # Under ZeRO-3 or FSDP the rollout's generate() and the adapter switched off for the reference pass
+        # would each need the shards gathered; ftc's PPO loop keeps whole replicas instead.
         raise FtcError(
-            "PPO with LoRA under ZeRO-3 fails when the reference pass disables the adapter",
-            "use strategy 'zero2' or 'fsdp'",
+            f"train.stage = 'ppo' keeps the policy, its reference and the reward model whole on each device "
+            f"(ddp), not sharded by {strategy}",
+            "use strategy 'ddp' (with qlora, or devices with more memory, if it does not fit), or grpo, which trl "
+            "runs under ZeRO and FSDP",
         )

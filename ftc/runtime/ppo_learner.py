@@ -1,8 +1,13 @@
 """PPO's optimizer side: AdamW over the trained weights and the value head, the clipped updates over a rollout,
-and the checkpoints a run resumes from exactly (weights, optimizer, schedule, loss scaler, RNG)."""
+and the checkpoints a run resumes from exactly (weights, optimizer, schedule, loss scaler, every rank's RNG).
+
+With several processes the policy and value head train as one DDP module: each rank updates on its own
+rollout, DDP averages the gradients at the last micro-batch of each pass, and every rank's weights stay equal.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -10,7 +15,9 @@ import shutil
 from typing import Any
 
 from ftc.compiler.plan import Plan
-from ftc.runtime.ppo_rollout import Prompt, Rollout, autocast, forward
+from ftc.runtime.collectives import barrier, gather_objects
+from ftc.runtime.distributed import rank, world_size
+from ftc.runtime.ppo_rollout import Prompt, Rollout, autocast, policy_with_value
 from ftc.runtime.run_folder import RunFolder
 from ftc.spec.models import Spec
 
@@ -40,21 +47,30 @@ class Learner:
         )  # fmt: skip
         self.device = next(value_head.parameters()).device
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=plan.precision.value == "fp16")
+        self.model = policy_with_value(policy, value_head, spec.ppo.temperature)
+        if world_size() > 1:  # broadcasts rank 0's weights, then averages gradients over the ranks
+            device_ids = [self.device.index] if self.device.type != "cpu" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
 
     def learning_rate(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
     def state(self) -> dict[str, Any]:
-        """Everything a resumed run continues from: the trained weights (not the frozen ones), the value head,
-        the optimizer, schedule and loss scaler, and the random state the next rollout samples from."""
-        import torch
-
+        """Everything a resumed run continues from, but the random state: the trained weights (not the frozen
+        ones), the value head, the optimizer, schedule and loss scaler. The same on every rank."""
         return {
             "trained": {name: p.detach() for name, p in self.policy.named_parameters() if p.requires_grad},
             "value_head": self.value_head.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
+        }
+
+    def random_state(self) -> dict[str, Any]:
+        """This rank's random state, which its next rollout samples from."""
+        import torch
+
+        return {
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
@@ -70,9 +86,10 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"].cpu())
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        mine = state["random_states"][rank()]  # resume() refused a run whose world size changed
+        torch.set_rng_state(mine["rng"].cpu())
+        if mine["cuda_rng"]:
+            torch.cuda.set_rng_state_all(mine["cuda_rng"])
 
     def update(self, rollout: Rollout) -> dict[str, float]:
         """ppo.ppo_epochs optimizer steps over the rollout; the mean of each loss term over them."""
@@ -84,18 +101,22 @@ class Learner:
         totals = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "entropy": 0.0}
         self.policy.train()
         for _ in range(ppo.ppo_epochs):
-            for rows in torch.randperm(batch).split(self.plan.micro_batch_size.value):
+            micro_batches = torch.randperm(batch).split(self.plan.micro_batch_size.value)
+            for index, rows in enumerate(micro_batches):
                 mask = rollout.reply_mask[rows]
-                with autocast(self.plan, rollout.reply_ids.device):
-                    logits, hidden = forward(self.policy, rollout, rows, ppo.temperature)
-                    values = self.value_head(hidden).squeeze(-1).float()
-                losses = ppo_losses(
-                    logprobs_of(logits, rollout.reply_ids[rows]), values, rollout.logprobs[rows],
-                    rollout.values[rows], rollout.advantages[rows], rollout.returns[rows], mask, ppo.clip_range,
-                    ppo.clip_range_value,
-                )  # fmt: skip
-                share = len(rows) / batch  # micro-batches add up to the batch's mean
-                self.scaler.scale((losses.policy + ppo.value_loss_coef * losses.value) * share).backward()
+                # DDP averages the gradients once per pass, at its last micro-batch
+                last = index == len(micro_batches) - 1
+                syncing = contextlib.nullcontext() if last or world_size() == 1 else self.model.no_sync()
+                with syncing:
+                    with autocast(self.plan, rollout.reply_ids.device):
+                        logits, values = self.model(rollout, rows)
+                    losses = ppo_losses(
+                        logprobs_of(logits, rollout.reply_ids[rows]), values, rollout.logprobs[rows],
+                        rollout.values[rows], rollout.advantages[rows], rollout.returns[rows], mask, ppo.clip_range,
+                        ppo.clip_range_value,
+                    )  # fmt: skip
+                    share = len(rows) / batch  # micro-batches add up to the batch's mean
+                    self.scaler.scale((losses.policy + ppo.value_loss_coef * losses.value) * share).backward()
                 entropy = masked_mean(entropy_from_logits(logits.detach()), mask)
                 terms = (losses.policy, losses.value, losses.clip_fraction, entropy)
                 for name, term in zip(totals, terms, strict=True):
@@ -118,25 +139,29 @@ class Learner:
 
 def save_checkpoint(learner: Learner, tokenizer: Any, folder: RunFolder, step: int) -> None:
     """checkpoint-STEP: the policy (adapter or model) and tokenizer as a result is saved, plus STATE_FILE to resume
-    from; the oldest beyond train.save_total_limit go. Written under a temporary name, then renamed."""
+    from, with every rank's random state; the oldest beyond train.save_total_limit go. Rank 0 writes it under a
+    temporary name, then renames it; every rank calls this, and returns once it is written."""
     import torch
 
-    final = folder.checkpoints / f"checkpoint-{step}"
-    partial = folder.checkpoints / f"checkpoint-{step}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    learner.policy.save_pretrained(str(partial))
-    tokenizer.save_pretrained(str(partial))
-    torch.save(learner.state(), partial / STATE_FILE)
-    (partial / "trainer_state.json").write_text(json.dumps({"global_step": step}) + "\n", encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
-    limit = folder.spec.train.save_total_limit
-    kept = sorted(
-        (path for path in folder.checkpoints.iterdir() if path.name.split("-")[-1].isdigit()),
-        key=lambda path: int(path.name.split("-")[-1]),
-    )
-    for old in kept[:-limit] if limit else []:
-        shutil.rmtree(old)
+    random_states = gather_objects(learner.random_state())
+    if rank() == 0:
+        final = folder.checkpoints / f"checkpoint-{step}"
+        partial = folder.checkpoints / f"checkpoint-{step}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        learner.policy.save_pretrained(str(partial))
+        tokenizer.save_pretrained(str(partial))
+        torch.save({**learner.state(), "random_states": random_states}, partial / STATE_FILE)
+        (partial / "trainer_state.json").write_text(json.dumps({"global_step": step}) + "\n", encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        limit = folder.spec.train.save_total_limit
+        kept = sorted(
+            (path for path in folder.checkpoints.iterdir() if path.name.split("-")[-1].isdigit()),
+            key=lambda path: int(path.name.split("-")[-1]),
+        )
+        for old in kept[:-limit] if limit else []:
+            shutil.rmtree(old)
+    barrier()
 
 
 def resume(folder: RunFolder, prompts: list[Prompt], learner: Learner, metrics: dict[str, Any]) -> int:

@@ -209,6 +209,23 @@ def forward(model: Any, rollout: Rollout, rows: Any, temperature: float) -> tupl
     return logits, output.hidden_states[-1][:, -reply_tokens - 1 : -1]
 
 
+def policy_with_value(policy: Any, value_head: Any, temperature: float) -> Any:
+    """The policy and its value head as one module, whose forward gives (logits of the reply tokens, values):
+    what the learner trains, so that DDP can average both's gradients in one pass."""
+    import torch
+
+    class PolicyWithValue(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.policy, self.value_head = policy, value_head
+
+        def forward(self, rollout: Rollout, rows: Any) -> tuple[Any, Any]:
+            logits, hidden = forward(self.policy, rollout, rows, temperature)
+            return logits, self.value_head(hidden).squeeze(-1).float()
+
+    return PolicyWithValue()
+
+
 def evaluate(policy: Any, value_head: Any, rollout: Rollout, temperature: float, plan: Plan) -> tuple[Any, Any]:
     """(log-probabilities, values) of the reply tokens under the policy as it sampled them, a micro-batch at a time."""
     import torch

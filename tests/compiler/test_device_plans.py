@@ -122,7 +122,8 @@ def test_qlora_plans_4_bits_and_avoids_zero3():
     [
         (('method = "lora"', 'method = "qlora"'), "8xAscend910B-64GB", "NPU"),
         (('method = "lora"', 'method = "qlora"\nstrategy = "zero3"'), "8xH100-80GB", "ZeRO-3"),
-        (('stage = "sft"', 'stage = "ppo"\nstrategy = "zero3"'), "8xH100-80GB", "PPO"),
+        (('stage = "sft"', 'stage = "ppo"\nstrategy = "zero3"'), "8xH100-80GB", "not sharded by zero3"),
+        (('stage = "sft"', 'stage = "ppo"\nstrategy = "fsdp"'), "8xH100-80GB", "not sharded by fsdp"),
         (("Meta-Llama-3-8B-Instruct", "Meta-Llama-3-8B-Instruct-GPTQ"), "8xH100-80GB", None),
     ],
 )
@@ -138,6 +139,16 @@ def test_known_bad_combinations_are_refused_before_any_gpu_hour(edit, hardware, 
     assert caught.value.hint
     if words:
         assert words in caught.value.message
+
+
+def test_ppo_plans_a_replica_per_device_or_says_it_does_not_fit():
+    text = replace(VALID, 'stage = "sft"', 'stage = "ppo"') + '\n[ppo]\nreward_model = "runs/rm/model"\n'
+    spec = parse_spec(text, "job.toml")
+    roomy = fake_estimator({**STATES, "ddp": 40})
+    chosen = compile_plan(spec, parse_hardware("8xH100-80GB"), LLAMA3_8B, roomy)
+    assert (chosen.strategy.value, chosen.offload.value) == ("ddp", "none")
+    crowded = compile_plan(spec, parse_hardware("8xH100-80GB"), LLAMA3_8B, fake_estimator(STATES))
+    assert not crowded.fits  # ddp needs 100 GiB; sft would shard with zero2, ppo says it does not fit
 
 
 def test_precision_follows_the_hardware():

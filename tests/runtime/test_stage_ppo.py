@@ -82,7 +82,7 @@ def test_a_missing_reward_model_is_named_by_its_key(tmp_path, tiny_model_dir):
     assert "rm" in caught.value.hint
 
 
-def test_ppo_runs_in_one_process_and_says_so_before_loading_anything():
+def test_ppo_distributes_with_ddp_only_and_says_so_before_loading_anything():
     from dataclasses import replace
 
     from ftc.compiler.plan import Decision
@@ -100,8 +100,11 @@ def test_ppo_runs_in_one_process_and_says_so_before_loading_anything():
         }
     )
     check_runnable(spec, cpu_plan())
-    with pytest.raises(RuntimeUserError, match="runs in one process, but the plan uses 2 devices"):
-        check_runnable(spec, replace(cpu_plan(), world_size=Decision(2, "two GPUs")))
+    two = replace(cpu_plan(), world_size=Decision(2, "two GPUs"))
+    check_runnable(spec, replace(two, strategy=Decision("ddp", "fixed by the test")))
+    with pytest.raises(RuntimeUserError, match="with ddp .*, but the plan chose zero3") as caught:
+        check_runnable(spec, replace(two, strategy=Decision("zero3", "fixed by the test")))
+    assert "train.strategy = 'ddp'" in caught.value.hint
 
 
 def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_would(

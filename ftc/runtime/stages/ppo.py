@@ -10,8 +10,10 @@ Our own loop on torch + transformers (trl 1.16 has no PPO trainer). One step:
   3. ppo.ppo_epochs optimizer updates over the batch (micro-batches of the plan, gradients
      accumulated), each minimising the clipped policy loss + value_loss_coef · the clipped value loss.
 The value head is one linear layer on the policy's last hidden state; it trains beside the policy
-(or its adapter). The rollout is in `ftc.runtime.ppo_rollout`, the updates and checkpoints in
-`ftc.runtime.ppo_learner`, the arithmetic in `ftc.runtime.ppo_math`.
+(or its adapter). With several processes (strategy ddp) each rank samples and scores its share of
+the batch's prompts, and DDP keeps the policy and value head equal on every rank. The rollout is in
+`ftc.runtime.ppo_rollout`, the updates and checkpoints in `ftc.runtime.ppo_learner`, the arithmetic in
+`ftc.runtime.ppo_math`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import time
 from typing import Any
 
 from ftc.compiler.plan import Plan
+from ftc.runtime.collectives import any_rank, mean_over_ranks
 from ftc.runtime.data import load_conversations
+from ftc.runtime.distributed import local_rank, rank, world_size
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import ADAPTER_METHODS, INITIAL_ADAPTER, load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.ppo_learner import Learner, resume, save_checkpoint
@@ -49,37 +53,48 @@ def run(folder: RunFolder) -> None:
     use_template(tokenizer, spec.model.template)
     prompts = encode_prompts(tokenizer, conversations, spec.data.cutoff_len - ppo.max_new_tokens)
     steps = total_steps(spec, len(prompts))
-    device = torch.device(plan.backend.value if plan.backend.value == "cpu" else f"{plan.backend.value}:0")
+    backend = plan.backend.value
+    device = torch.device("cpu" if backend == "cpu" else f"{backend}:{local_rank()}")
 
     actors = load_actors(folder, tokenizer, device)
     learner = Learner(actors.policy, actors.value_head, spec, plan, steps * ppo.ppo_epochs)
-    print(describe_run(spec, plan, len(prompts), len(conversations), steps), flush=True)
+    world, me = world_size(), rank()
+    if world > 1:  # the same start everywhere (DDP broadcast it); from here each rank samples its own replies
+        torch.manual_seed(spec.train.seed + me)
+    if me == 0:
+        print(describe_run(spec, plan, len(prompts), len(conversations), steps), flush=True)
 
     metrics = new_metrics("ppo", spec.train.method)
     metrics["startup_s"] = round(time.time() - process_started_at(), 3)
     first = resume(folder, prompts, learner, metrics)
+    # Every rank draws the same batches and takes its share: the global batch is the same at any world size.
     batches = prompt_batches(prompts, spec.train.global_batch_size, spec.train.seed, done=first - 1)
-    board = tensorboard_writer(folder)
-    started, step = time.time(), first - 1
+    share = spec.train.global_batch_size // world
+    board = tensorboard_writer(folder) if me == 0 else None
+    started, step, stopping = time.time(), first - 1, False
     with stop_on_signals() as stop:
         for step in range(first, steps + 1):
-            rollout = collect(actors, next(batches), ppo, plan)
+            rollout = collect(actors, next(batches)[me * share : (me + 1) * share], ppo, plan)
             stats = learner.update(rollout)
             if step == 1 or step % spec.train.logging_steps == 0 or step == steps:
-                logs = step_logs(rollout, stats, learner, spec, step, len(prompts))
-                record(metrics, folder, board, step, steps, logs)
-            if stop.received or (step % spec.train.save_steps == 0 and step < steps):
+                logs = mean_over_ranks(step_logs(rollout, stats, learner, spec, step, len(prompts)))
+                if me == 0:
+                    record(metrics, folder, board, step, steps, logs)
+            stopping = any_rank(stop.received)  # together, so that every rank joins the checkpoint's collectives
+            if stopping or (step % spec.train.save_steps == 0 and step < steps):
                 save_checkpoint(learner, tokenizer, folder, step)
-            if stop.received:
+            if stopping:
                 break
     metrics["train_runtime_s"] = round(time.time() - started, 3)
     if board is not None:
         board.close()
-    if stop.received:
-        write_metrics(folder.metrics, metrics)
+    if stopping:
+        if me == 0:
+            write_metrics(folder.metrics, metrics)
         stop_for_restart(stop, step, str(folder.checkpoints / f"checkpoint-{step}"))
 
-    save_policy(actors.policy, tokenizer, folder)
+    if me == 0:
+        save_policy(actors.policy, tokenizer, folder)
     finish(folder, metrics)
 
 
@@ -146,10 +161,11 @@ def record(metrics: dict, folder: RunFolder, board: Any, step: int, steps: int, 
 
 def check_runnable(spec: Spec, plan: Plan) -> None:
     """What this loop does not do (yet), said before anything loads."""
-    if plan.world_size.value > 1:
+    if plan.world_size.value > 1 and plan.strategy.value != "ddp":
         raise RuntimeUserError(
-            f"train.stage = 'ppo' runs in one process, but the plan uses {plan.world_size.value} devices",
-            "plan for one device (ftc launch --hardware with a single device), or use grpo, which trl distributes",
+            f"train.stage = 'ppo' runs on several devices with ddp (each holds the policy, reference and reward "
+            f"model), but the plan chose {plan.strategy.value}",
+            "set train.strategy = 'ddp', or use grpo, which trl shards with ZeRO or FSDP",
         )
     if spec.train.optimizer != "adamw":
         raise RuntimeUserError(
