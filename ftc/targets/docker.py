@@ -63,7 +63,9 @@ def container_command(job: Job) -> list[Word]:
 def device_flags(job: Job) -> list[str]:
     backend, devices = job.plan.backend.value, job.plan.hardware.devices_per_node
     if backend == "cuda":
-        return ["--gpus", "all"]
+        # Every GPU in the container, numbered as on the host; CUDA_VISIBLE_DEVICES, passed by name where the
+        # caller exported it, picks among them as it does for the local target.
+        return ["--gpus", "all", "--env", "CUDA_VISIBLE_DEVICES"]
     if backend == "npu":
         flags = [f"--device=/dev/davinci{index}" for index in range(devices)]
         flags += [f"--device={device}" for device in _NPU_SHARED_DEVICES]

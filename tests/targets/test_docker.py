@@ -63,7 +63,7 @@ def test_several_devices_start_torchrun_in_the_container_as_the_local_target_doe
     assert words[:2] == ["env", "NCCL_DEBUG=WARN"]  # [launch.env] reaches the container too
     assert words[2:5] == ["python", "-m", "torch.distributed.run"] and words[-2:] == ["ftc.runtime", str(job.run_dir)]
     assert words[words.index("--nproc-per-node") + 1] == "8"
-    assert "--gpus all" in script and "--shm-size=16g" in script
+    assert "--gpus all --env CUDA_VISIBLE_DEVICES" in script and "--shm-size=16g" in script
 
 
 def test_several_npus_get_their_devices_and_torchrun(tmp_path):
