@@ -28,6 +28,7 @@ from ftc.compiler.memory_activations import (
     shared_inputs,
 )
 from ftc.compiler.memory_logits import LossHead, loss_head
+from ftc.compiler.memory_sampling import GENERATES_WHOLE_STEP, ROLLOUT_STAGES, sampling_memory
 from ftc.compiler.memory_states import DTYPE_BYTES, GIB, States, frozen_copy_bytes, holding, model_states
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import freeze_selection
@@ -98,6 +99,8 @@ class MemoryInputs:
     # so it defaults to keeping them: the estimate must not promise memory the run will not have.
     gradient_accumulation: bool = True
     lora_dropout: float = 0.0  # dropout on LoRA's input keeps a copy and a mask per adapted layer
+    # Rollout stages: the rows each process samples replies for per step (ftc.compiler.memory_sampling).
+    examples_per_process: int = 1
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,12 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
         return _Phase(name, terms)
 
     fused_gradient = head_gradient if inputs.fused_cross_entropy else held_gradients
-    return [
+    rollout = []
+    if inputs.stage in ROLLOUT_STAGES:  # sampling: no gradients (zero_grad set them to None), a KV cache
+        rows = inputs.examples_per_process if inputs.stage in GENERATES_WHOLE_STEP else inputs.micro_batch_size
+        sampled = sampling_memory(inputs.arch, rows, inputs.seq_len, inputs.precision)
+        rollout.append(phase("sampling (the KV cache)", 0.0, 0.0, sampled.cache, sampled.logits))
+    return rollout + [
         phase("the loss's forward", copies_forward, held_gradients, kept, head.saved + head.forward_peak),
         phase("the loss's backward", copies_backward, fused_gradient, kept, head.saved + head.backward_peak),
         phase(

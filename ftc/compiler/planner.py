@@ -260,6 +260,7 @@ def _memory_inputs(
         freeze_extra_modules=tuple(spec.freeze.extra_modules),
         context_gib=record.context_gib,
         capacity_gib=record.memory_gib,
+        examples_per_process=spec.train.global_batch_size // world,
     )
 
 

@@ -325,6 +325,32 @@ def test_reference_models_by_stage():
     assert (reference("grpo", "full"), reference("grpo", "lora")) == (pytest.approx(PARAMETERS * 2 / GIB), 0)
 
 
+def test_sampling_holds_the_kv_cache_at_its_longest():
+    from ftc.compiler.memory_sampling import sampling_memory
+
+    sampled = sampling_memory(LLAMA3_8B, rows=4, seq_len=1024, precision="bf16")
+    kv = 2 * 32 * 4 * 1024 * (8 * 128) * 2  # keys and values, 32 layers, 8 kv heads of 128, bf16
+    prefill = 3 * 4 * 1024 * 14_336 * 2  # gate, up and their product over the prompt, one block
+    assert sampled.cache == kv + prefill and sampled.logits == 4 * 128_256 * 4
+
+
+def test_grpo_samples_a_whole_step_at_once_and_that_can_be_the_peak():
+    # 64 replies per process per step (micro 2 × accumulation 32), checkpointed training: the cache of all
+    # 64 replies outweighs what one checkpointed micro-batch keeps
+    grpo = estimate_memory(
+        inputs(stage="grpo", micro_batch_size=2, examples_per_process=64, gradient_checkpointing=True)
+    )
+    assert "the peak is at sampling (the KV cache)" in " ".join(grpo.assumptions)
+    assert grpo.terms["gradients"] == 0 and grpo.terms["activations"] > 64 * 2048 * 32 * 2048 * 2 / GIB
+    # ppo samples a micro-batch at a time, sft not at all: there training stays the peak
+    for stage in ("ppo", "sft"):
+        other = estimate_memory(
+            inputs(stage=stage, micro_batch_size=2, examples_per_process=64, gradient_checkpointing=True)
+        )
+        assert "sampling" not in " ".join(other.assumptions)
+        assert other.allocated_gib < grpo.allocated_gib
+
+
 # --- totals, allocator and host ------------------------------------------------------------------
 
 
