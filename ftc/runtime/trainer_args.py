@@ -120,10 +120,20 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "save_strategy": "steps",
         "save_steps": train.save_steps,
         "save_total_limit": train.save_total_limit or None,  # the spec says 0 for "keep all"
+        **optimizer_arguments(train.optimizer),
         **monitor_arguments(run),
         **strategy_arguments(run),
         "disable_tqdm": False,
     }
+
+
+# train.optimizer → the Trainer's name for it; AdamW keeps the Trainer's default (torch's fused AdamW).
+TRAINER_OPTIMIZERS = {"adamw": None, "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
+
+
+def optimizer_arguments(optimizer: str) -> dict[str, Any]:
+    name = TRAINER_OPTIMIZERS[optimizer]
+    return {} if name is None else {"optim": name}
 
 
 def evaluation_arguments(run: RunFolder, evaluates: bool) -> dict[str, Any]:

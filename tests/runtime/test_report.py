@@ -144,3 +144,19 @@ def test_wandb_and_mlflow_are_named_in_the_spec_and_keyed_from_the_environment(t
     import os
 
     assert os.environ["WANDB_PROJECT"] == "prefs" and "WANDB_API_KEY" not in monitor_environment(folder)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adamw_8bit", "paged_adamw_8bit"])
+def test_the_trainer_builds_the_optimizer_the_spec_names(tmp_path, optimizer):
+    from transformers import Trainer, TrainingArguments
+
+    spec = spec_with()
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"optimizer": optimizer})})
+    arguments = training_arguments(RunFolder(tmp_path, spec, cpu_plan()))
+    built, options = Trainer.get_optimizer_cls_and_kwargs(TrainingArguments(**{**arguments, "report_to": "none"}))
+    if optimizer == "adamw":
+        assert "optim" not in arguments and built.__name__ == "AdamW" and built.__module__.startswith("torch")
+    else:
+        pytest.importorskip("bitsandbytes")
+        assert built.__module__.startswith("bitsandbytes") and options["optim_bits"] == 8
+        assert options["is_paged"] == optimizer.startswith("paged")
