@@ -300,12 +300,13 @@ def chat(args: argparse.Namespace) -> None:
 
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
     from ftc.compiler import compile_plan
-    from ftc.model_lookup import architecture_for
+    from ftc.model_lookup import adapter_for, architecture_for
     from ftc.spec import load_spec
 
     loaded = load_spec(spec, overrides or ())
     ref = _hardware(hardware, nodes)
-    return loaded, compile_plan(loaded.spec, ref, architecture_for(loaded.spec, loaded.base_dir))
+    arch = architecture_for(loaded.spec, loaded.base_dir)
+    return loaded, compile_plan(loaded.spec, ref, arch, adapter=adapter_for(loaded.spec, loaded.base_dir))
 
 
 def _hardware(hardware: str, nodes: int):

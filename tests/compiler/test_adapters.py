@@ -107,3 +107,18 @@ def test_the_plan_counts_the_adapter_peft_loads_for_training(tmp_path, tiny_mode
     assert round(plan.memory.terms["adapters"] * GIB / 4) == count  # fp32 adapter on the CPU
     arch = architecture_from_config(json.loads((tiny_model_dir / "config.json").read_text()))
     assert count == lora_parameters(arch, 4, ("down_proj", "q_proj")) != lora_parameters(arch, 8, "all")
+
+
+def test_ftc_plan_reads_the_adapter_beside_the_spec(tmp_path):
+    from tests.commands import ftc
+
+    write_adapter(tmp_path / "earlier" / "adapter", target_modules=["q_proj", "v_proj"])
+    raw = tomllib.loads(VALID)
+    raw["model"]["adapter"] = "earlier/adapter"
+    (tmp_path / "job.toml").write_text(tomli_w.dumps(raw))
+    planned = ftc("plan", str(tmp_path / "job.toml"), "-H", "1xH100-80GB", "-f", "json")
+    assert planned.returncode == 0, planned.stderr
+    as_json = json.loads(planned.stdout)
+    adapter = lora_parameters(LLAMA3_8B, 64, ("q_proj", "v_proj"))
+    assert as_json["memory"]["terms"]["adapters"] * GIB == pytest.approx(adapter * 4)
+    assert any("rank 64" in note for note in as_json["notes"])
