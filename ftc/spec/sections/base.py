@@ -1,0 +1,32 @@
+"""What every section shares: the strict, frozen base model, the located rule error, and the value sets."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic_core import PydanticCustomError
+
+Stage = Literal["pt", "sft", "rm", "ppo", "grpo", "dpo", "kto", "orpo"]
+Method = Literal["full", "freeze", "lora", "qlora"]
+DataFormat = Literal["alpaca", "sharegpt", "messages", "preference", "kto", "text"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+Strategy = Literal["auto", "single", "ddp", "zero1", "zero2", "zero3", "fsdp"]
+Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
+Attention = Literal["auto", "eager", "sdpa", "flash"]
+# PiSSA and OLoRA move the adapter's starting point into the base weights (which they change).
+LoraInit = Literal["default", "gaussian", "pissa", "pissa_fast", "olora", "loftq"]
+
+
+class Section(BaseModel):
+    # defer_build: only Spec needs a validator; building one per section costs startup time.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
+
+
+def rule_error(message: str, hint: str, at: str | None = None) -> PydanticCustomError:
+    """A cross-field rule broken; the diagnostics print its hint. `at` (a dotted key path from the top of
+    the spec, e.g. "quantization.bits") is the key to report it at, when that is not where the rule lives;
+    the message names the other side."""
+    return PydanticCustomError("spec_rule", message, {"hint": hint, **({"at": at} if at else {})})

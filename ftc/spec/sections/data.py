@@ -1,0 +1,94 @@
+"""[data] and its [[data.datasets]]: files or hub ids, formats, column mapping, mixing, evaluation, streaming."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from ftc.spec.sections.base import DataFormat, Section, rule_error
+
+# The fields each data format reads from a record, by our names; [data.datasets.columns] maps them to the file's.
+FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
+    "alpaca": ("instruction", "input", "output", "system", "history"),
+    "sharegpt": ("conversations", "system", "tools"),
+    "messages": ("messages", "tools"),
+    "preference": ("messages", "prompt", "instruction", "input", "system", "history", "chosen", "rejected"),
+    "kto": ("messages", "prompt", "instruction", "input", "system", "history", "completion", "label"),
+    "text": ("text",),
+}
+
+
+class DatasetSection(Section):
+    path: str = Field(min_length=1, description="Local file or folder (relative to the spec), or a hub id.")
+    format: DataFormat = Field(default="alpaca", description="How records are shaped.")
+    split: str = Field(
+        default="train", min_length=1, description="Split to read from a hub dataset or a saved DatasetDict folder."
+    )
+    revision: str | None = Field(default=None, description="Hub dataset revision (branch, tag or commit).")
+    max_samples: int | None = Field(default=None, ge=1, description="Use at most this many records (the first ones).")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Our field name → the file's column name, for files that name fields their own way.",
+    )
+    weight: float | None = Field(
+        default=None,
+        gt=0,
+        le=1e6,
+        description="Share of the mixture, relative to the other datasets' weights; set on all datasets or none.",
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, columns: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        data_format = info.data.get("format")  # absent when the format itself was invalid
+        fields = FORMAT_FIELDS.get(data_format, ())
+        unknown = sorted(set(columns) - set(fields))
+        if data_format and unknown:
+            raise rule_error(
+                f"{', '.join(repr(name) for name in unknown)} is no field of the {data_format!r} format",
+                f"the fields of {data_format!r} are: {', '.join(fields)}",
+            )
+        return columns
+
+
+class DataSection(Section):
+    datasets: list[DatasetSection] = Field(min_length=1, description="One or more datasets, mixed.")
+    cutoff_len: int = Field(default=1024, ge=8, le=1_048_576, description="Maximum tokens per example.")
+    packing: bool = Field(
+        default=False,
+        description="Pack several examples into each row of cutoff_len tokens (pt and sft); they never attend "
+        "to one another.",
+    )
+    mix_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Examples in a weighted mixture (default: the datasets' sizes summed); a dataset whose share "
+        "exceeds its size is repeated, one below it is sampled without replacement, both from train.seed.",
+    )
+    eval_ratio: float = Field(
+        default=0.0, ge=0, lt=1, description="Fraction of the training examples held out for evaluation (0: none)."
+    )
+    eval_datasets: list[DatasetSection] = Field(
+        default_factory=list, description="Datasets to evaluate on instead of a held-out eval_ratio."
+    )
+    streaming: bool = Field(
+        default=False,
+        description="Read and encode records while training instead of loading them first (pt and sft, with "
+        "train.max_steps); JSONL, CSV, text and Parquet stream, a JSON list is read whole.",
+    )
+
+    @model_validator(mode="after")
+    def _one_mixing_and_eval_rule(self) -> DataSection:
+        weighted = [dataset.weight is not None for dataset in self.datasets]
+        if any(weighted) and not all(weighted):
+            raise rule_error("weight is set on some datasets but not all", "give every data.datasets a weight, or none")
+        if self.mix_size is not None and not any(weighted):
+            raise rule_error("mix_size sizes a weighted mixture, but no dataset has a weight", "set datasets' weight")
+        if self.eval_ratio > 0 and self.eval_datasets:
+            raise rule_error("eval_ratio and eval_datasets are both set", "keep one way to evaluate")
+        if any(dataset.weight is not None for dataset in self.eval_datasets):
+            raise rule_error("eval_datasets are read whole, not mixed: a weight there means nothing", "remove it")
+        if self.streaming and self.eval_ratio > 0:
+            raise rule_error(
+                "a streamed dataset has no known size to hold a fraction out of", "give [[data.eval_datasets]] instead"
+            )
+        return self

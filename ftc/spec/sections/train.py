@@ -1,0 +1,116 @@
+"""[train], [lora], [quantization], [freeze] and [output]: what trains, how, for how long, and where it goes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ftc.spec.sections.base import (
+    LoraInit,
+    Method,
+    Offload,
+    Optimizer,
+    Precision,
+    Scheduler,
+    Section,
+    Stage,
+    Strategy,
+    rule_error,
+)
+
+
+class TrainSection(Section):
+    stage: Stage = Field(default="sft", description="Training stage.")
+    method: Method = Field(default="lora", description="Which parameters train.")
+    global_batch_size: int = Field(
+        default=16, ge=1, le=1_048_576, description="Examples per optimizer step, across all devices."
+    )
+    micro_batch_size: int | None = Field(
+        default=None, ge=1, le=65_536, description="Examples per device per forward pass; chosen by the plan if unset."
+    )
+    learning_rate: float = Field(default=1e-4, gt=0, le=1, description="Peak learning rate.")
+    max_steps: int | None = Field(default=None, ge=1, description="Optimizer steps to run (or set epochs).")
+    epochs: float | None = Field(default=None, gt=0, le=10_000, description="Passes over the data (or set max_steps).")
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Seed for weights init, data order and dropout.")
+    precision: Precision = Field(default="auto", description="Compute precision; 'auto' lets the plan choose.")
+    lr_scheduler: Scheduler = Field(default="cosine", description="Learning-rate schedule.")
+    warmup_ratio: float = Field(default=0.0, ge=0, le=1, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float = Field(default=1.0, ge=0, description="Gradient clipping norm; 0 disables it.")
+    logging_steps: int = Field(default=5, ge=1, description="Log the loss every N optimizer steps.")
+    save_steps: int = Field(default=500, ge=1, description="Write a checkpoint every N optimizer steps.")
+    save_total_limit: int = Field(default=2, ge=0, description="Keep at most N checkpoints; 0 keeps all.")
+    gradient_checkpointing: bool | None = Field(
+        default=None, description="Recompute activations in the backward pass; unset lets the plan choose."
+    )
+    strategy: Strategy = Field(
+        default="auto", description="Data parallelism and sharding; 'auto' lets the plan choose."
+    )
+    offload: Offload = Field(default="auto", description="What moves to host memory; 'auto' lets the plan choose.")
+    optimizer: Optimizer = Field(default="adamw", description="AdamW with fp32 moments, or bitsandbytes' 8-bit ones.")
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainSection:
+        if self.max_steps is None and self.epochs is None:
+            raise rule_error("say how long to train", "set train.max_steps = N or train.epochs = N")
+        if self.max_steps is not None and self.epochs is not None:
+            raise rule_error("max_steps and epochs are both set", "keep one of train.max_steps and train.epochs")
+        return self
+
+
+class LoraSection(Section):
+    rank: int = Field(default=8, ge=1, le=4096, description="Rank of the low-rank update.")
+    alpha: float = Field(default=16, gt=0, description="Scale numerator: the update is scaled by alpha / rank.")
+    dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target: str | list[str] = Field(
+        default="all", description="'all' for every linear layer but the head, or a list of module names."
+    )
+    use_dora: bool = Field(
+        default=False, description="DoRA: a trained magnitude per output row on top of the low-rank direction."
+    )
+    use_rslora: bool = Field(default=False, description="rsLoRA: scale the update by alpha / sqrt(rank), not / rank.")
+    plus_lr_ratio: float | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="LoRA+: learning rate of the B matrices as a multiple of train.learning_rate (e.g. 16).",
+    )
+    init: LoraInit = Field(
+        default="default",
+        description="Adapter initialisation: default (B = 0), gaussian, pissa (principal singular vectors), "
+        "pissa_fast (PiSSA by 16 fast-SVD iterations), olora (QR), loftq (qlora 4-bit: the adapter starts as "
+        "the quantization error's low-rank part).",
+    )
+
+
+class QuantizationSection(Section):
+    bits: Literal[4, 8] | None = Field(
+        default=None, description="Weight bits for qlora (bitsandbytes NF4 or int8); unset lets the plan choose."
+    )
+
+
+class FreezeSection(Section):
+    trainable_layers: int = Field(
+        default=2, ge=0, le=4096, description="How many decoder layers train, counted from the last one."
+    )
+    trainable_modules: Literal["all"] | list[str] = Field(
+        default="all",
+        description="Within those layers, the modules that train ('all', or names such as 'mlp', 'self_attn').",
+    )
+    extra_modules: list[str] = Field(
+        default_factory=list,
+        description="Modules outside the decoder layers that train too, e.g. 'embed_tokens', 'norm', 'lm_head'.",
+    )
+
+    @model_validator(mode="after")
+    def _something_trains(self) -> FreezeSection:
+        if self.trainable_layers == 0 and not self.extra_modules:
+            raise rule_error(
+                "nothing would train", "set freeze.trainable_layers >= 1, or name freeze.extra_modules to train"
+            )
+        return self
+
+
+class OutputSection(Section):
+    dir: str = Field(default="runs/default", min_length=1, description="Run folder (relative to the spec).")
