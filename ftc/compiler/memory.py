@@ -349,7 +349,13 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
     if inputs.offload != "none":
         said.append(f"offload '{inputs.offload}': those states live in host memory")
     if inputs.stage == "ppo":
-        said.append("PPO: reference and reward model (the policy's shape) beside the policy; generation not counted")
+        said.append(
+            "PPO: reference and reward model (the policy's shape) beside the policy; sampling a micro-batch at a "
+            "time with a KV cache as long as cutoff_len"
+        )
     if inputs.stage == "grpo":
-        said.append("GRPO: a reference beside the policy; a reward model, if any, and generation not counted")
+        said.append(
+            "GRPO: a reference beside the policy (a reward model, if any, not counted); each process samples all its "
+            "replies of a step at once, with a KV cache as long as cutoff_len"
+        )
     return tuple(said)
