@@ -347,7 +347,7 @@ def test_grpo_samples_a_whole_step_at_once_and_that_can_be_the_peak():
         other = estimate_memory(
             inputs(stage=stage, micro_batch_size=2, examples_per_process=64, gradient_checkpointing=True)
         )
-        assert "sampling" not in " ".join(other.assumptions)
+        assert "the peak is at sampling" not in " ".join(other.assumptions)
         assert other.allocated_gib < grpo.allocated_gib
 
 
