@@ -27,7 +27,9 @@ def drop_reference_adapters(model: Any) -> None:
 
 def finish(folder: RunFolder, metrics: dict[str, Any]) -> None:
     from ftc.runtime.distributed import rank
+    from ftc.runtime.peak_memory import peak_memory
 
+    metrics["peak_memory"] = peak_memory(folder.plan)  # every rank: the largest over them is kept
     if rank() != 0:  # under torchrun, rank 0 writes the results and prints the summary
         return
     write_metrics(folder.metrics, metrics)

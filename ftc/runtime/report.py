@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ftc.runtime.metrics import SERIES, series_values
+from ftc.runtime.peak_memory import memory_line
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -106,6 +107,9 @@ def summary_lines(metrics: dict[str, Any], trained: Path | None, plots: list[Pat
         timing.append(f"startup {metrics['startup_s']:.1f} s (process start → first step)")
     if timing:
         lines.append(", ".join(timing))
+    memory = memory_line(metrics.get("peak_memory") or {})
+    if memory:
+        lines.append(memory)
     if trained is not None:
         kind = "adapter" if trained.name == "adapter" else "model"
         lines.append(f"{kind}: {trained}")

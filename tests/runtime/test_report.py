@@ -160,3 +160,39 @@ def test_the_trainer_builds_the_optimizer_the_spec_names(tmp_path, optimizer):
         pytest.importorskip("bitsandbytes")
         assert built.__module__.startswith("bitsandbytes") and options["optim_bits"] == 8
         assert options["is_paged"] == optimizer.startswith("paged")
+
+
+def test_the_summary_sets_the_measured_peak_beside_the_plans_estimate():
+    from ftc.runtime.peak_memory import memory_line
+
+    cuda = {"allocated_gib": 40.0, "reserved_gib": 43.5, "planned_allocated_gib": 42.0, "planned_reserved_gib": 45.4}
+    assert memory_line(cuda) == (
+        "peak memory per device: 40.00 GiB allocated, 43.50 reserved; the plan estimated 42.00 allocated (+5%), "
+        "45.40 reserved"
+    )
+    cpu = memory_line({"host_rss_gib": 1.5, "planned_host_gib": 0.25})
+    assert cpu.startswith("peak host memory (process RSS, libraries included): 1.50 GiB") and "0.25" in cpu
+    assert memory_line({}) is None
+    lines = summary_lines({**dpo_like_metrics(), "peak_memory": cuda}, None, [])
+    assert any(line.startswith("peak memory per device") for line in lines)
+
+
+def test_the_peak_is_read_from_the_plans_device_less_the_context(monkeypatch):
+    from dataclasses import replace
+
+    import torch
+
+    from ftc.compiler.plan import Decision, MemoryEstimate
+    from ftc.runtime.peak_memory import peak_memory
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 30 * 1024**3)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 32 * 1024**3)
+    estimate = MemoryEstimate(
+        terms={"weights": 30.0, "context": 0.5}, allocated_gib=30.5, reserved_gib=33.0, capacity_gib=80.0, host_gib=4.0
+    )
+    plan = replace(cpu_plan(), backend=Decision("cuda", "mocked"), memory=estimate)
+    assert peak_memory(plan) == {
+        "allocated_gib": 30.0, "reserved_gib": 32.0, "planned_allocated_gib": 30.0, "planned_reserved_gib": 32.5
+    }  # fmt: skip
+    on_cpu = peak_memory(replace(cpu_plan(), memory=estimate))
+    assert on_cpu["host_rss_gib"] > 0.05 and on_cpu["planned_host_gib"] == 4.0

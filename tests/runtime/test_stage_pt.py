@@ -40,6 +40,7 @@ def test_the_loss_falls(tmp_path, tiny_model_dir, texts, method, packing, capsys
     metrics = train_in_process(folder)
     assert ("rows of up to 128 tokens" in capsys.readouterr().out) == packing  # the run says how it packed
     assert metrics["stage"] == "pt" and metrics["method"] == method
+    assert metrics["peak_memory"]["host_rss_gib"] > 0.1  # the CPU's peak, beside the plan's estimate
     assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]
     saved = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
     assert (folder.trained / saved).is_file() and (folder.trained / "tokenizer.json").is_file()
