@@ -81,9 +81,10 @@ def _cpu_plan(
     )
     memory = None
     if arch is not None:
-        memory = estimate(
-            _memory_inputs(spec, arch, record, precision.value, None, "sdpa", micro.value, checkpointing.value, world)
+        inputs = _memory_inputs(
+            spec, arch, record, precision.value, None, "sdpa", micro.value, checkpointing.value, world
         )
+        memory = estimate(replace(inputs, strategy=strategy.value))  # fsdp and zero shard over the processes
     return Plan(
         hardware=hardware,
         backend=Decision("cpu", "no accelerator in the plan: torch runs on the CPU"),

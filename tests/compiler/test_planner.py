@@ -93,6 +93,23 @@ def test_several_cpu_processes_shard_with_fsdp_or_zero_when_asked(strategy):
     assert "over gloo" in plan.strategy.reason
 
 
+def test_the_cpu_estimate_shards_what_the_strategy_shards():
+    from ftc.model_lookup import architecture_for
+
+    def memory(strategy: str):
+        spec = parse_spec(
+            replace(VALID, 'method = "lora"', 'method = "full"').replace(
+                "[train]\n", f'[train]\nstrategy = "{strategy}"\n'
+            ),
+            "job.toml",
+        )
+        return compile_plan(spec, parse_hardware("2xcpu"), architecture_for(spec, Path("."))).memory.terms
+
+    ddp, zero2, zero3 = memory("ddp"), memory("zero2"), memory("zero3")
+    assert zero2["optimizer"] == pytest.approx(ddp["optimizer"] / 2)  # the moments split over 2 processes
+    assert zero3["weights"] < ddp["weights"] and memory("fsdp") == zero3
+
+
 def test_several_cpu_processes_refuse_the_single_strategy():
     with pytest.raises(FtcError, match="'single' on 2 CPU processes") as caught:
         plan_for(VALID.replace("[train]\n", '[train]\nstrategy = "single"\n'), hardware="2xcpu")
