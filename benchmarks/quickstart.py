@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._environment import AS_INSTALLED  # noqa: E402
 from benchmarks._report import write_report  # noqa: E402
 
 
@@ -28,7 +29,9 @@ def one_run(steps: int) -> dict:
     command = [ftc] if ftc else [sys.executable, "-m", "ftc"]
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        subprocess.run([*command, "quickstart", folder, "--steps", str(steps)], check=True, capture_output=True)
+        subprocess.run(
+            [*command, "quickstart", folder, "--steps", str(steps)], check=True, capture_output=True, env=AS_INSTALLED
+        )
         wall = time.perf_counter() - start
         metrics = json.loads((Path(folder) / "runs" / "quickstart" / "metrics.json").read_text())
     return {

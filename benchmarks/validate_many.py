@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._environment import AS_INSTALLED  # noqa: E402
 from benchmarks._report import write_report  # noqa: E402
 from benchmarks.cold_start import ftc_command, time_process  # noqa: E402
 from tests.specs import VALID, replace  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
             cwd = Path(folder)
             write_specs(cwd, broken)
             argv = [*ftc, "validate", "job-*.toml"]
-            check = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+            check = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=AS_INSTALLED)
             problems = [line for line in check.stdout.splitlines() if line.startswith("job-")]
             results[label] = {
                 **time_process(argv, args.runs, cwd),

@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ftc.errors import FtcError
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(NamedTuple):
     """One argparse argument: its names (a positional has one without dashes) and its options."""
 
     flags: tuple[str, ...]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any]
 
 
 def arg(*flags: str, **options: Any) -> Arg:
     return Arg(flags, options)
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     name: str
     run: Callable[[argparse.Namespace], int | None]
     arguments: tuple[Arg, ...]
@@ -319,7 +316,8 @@ def _hardware(hardware: str, nodes: int):
     return parse_hardware(hardware, nodes)
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with `only`, just that command's arguments: building all of them costs every run."""
     from ftc import __version__
 
     top = argparse.ArgumentParser(
@@ -327,7 +325,7 @@ def parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--version", action="version", version=f"ftc {__version__}")
     commands = top.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for entry in COMMANDS.values():
+    for entry in COMMANDS.values() if only is None else [COMMANDS[only]]:
         sub = commands.add_parser(entry.name, help=entry.summary, description=entry.summary)
         for argument in entry.arguments:
             sub.add_argument(*argument.flags, **argument.options)
@@ -339,7 +337,7 @@ def run(argv: list[str]) -> int:
     """Parse and run one command; a user error is a message on stderr and exit 1, never a traceback."""
     from ftc.cli.output import print_error
 
-    top = parser()
+    top = parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = top.parse_args(argv)
     if args.command is None:
         top.print_help()
