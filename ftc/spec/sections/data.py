@@ -26,7 +26,7 @@ class DatasetSection(Section):
     revision: str | None = Field(default=None, description="Hub dataset revision (branch, tag or commit).")
     max_samples: int | None = Field(default=None, ge=1, description="Use at most this many records (the first ones).")
     columns: dict[str, str] = Field(
-        default_factory=dict,
+        default={},
         description="Our field name → the file's column name, for files that name fields their own way.",
     )
     weight: float | None = Field(
@@ -68,7 +68,7 @@ class DataSection(Section):
         default=0.0, ge=0, lt=1, description="Fraction of the training examples held out for evaluation (0: none)."
     )
     eval_datasets: list[DatasetSection] = Field(
-        default_factory=list, description="Datasets to evaluate on instead of a held-out eval_ratio."
+        default=[], description="Datasets to evaluate on instead of a held-out eval_ratio."
     )
     streaming: bool = Field(
         default=False,

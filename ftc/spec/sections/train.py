@@ -99,7 +99,7 @@ class FreezeSection(Section):
         description="Within those layers, the modules that train ('all', or names such as 'mlp', 'self_attn').",
     )
     extra_modules: list[str] = Field(
-        default_factory=list,
+        default=[],
         description="Modules outside the decoder layers that train too, e.g. 'embed_tokens', 'norm', 'lm_head'.",
     )
 
