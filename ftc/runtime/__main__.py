@@ -12,7 +12,7 @@ import warnings
 
 from ftc.runtime import clock  # noqa: F401  imported first of ours: without /proc, startup counts from here
 from ftc.runtime.backend import check_backend
-from ftc.runtime.distributed import preflight, rank, seed_all, show_preflight
+from ftc.runtime.distributed import leave_process_group, preflight, rank, seed_all, show_preflight
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.model import check_method
 from ftc.runtime.run_folder import RunFolder, load_run_folder
@@ -59,7 +59,16 @@ def run(run_dir: str, fresh_process: bool = False) -> None:
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     # qlora 8-bit: said on every forward; the fp16 cast is how LLM.int8 works, not something to fix.
     warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
-    importlib.import_module(stage.module).run(folder)
+    try:
+        importlib.import_module(stage.module).run(folder)
+    except SystemExit as stop:  # stopped by a signal after its checkpoint: every rank leaves together
+        from ftc.runtime.preemption import EXIT_STOPPED  # the trainers' callbacks live there: imported late
+
+        if fresh_process and stop.code == EXIT_STOPPED:
+            leave_process_group()
+        raise
+    if fresh_process:  # a process of its own: nothing after this uses the group
+        leave_process_group()
 
 
 def main(argv: list[str]) -> int:

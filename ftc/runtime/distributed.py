@@ -190,3 +190,18 @@ def seed_all(seed: int) -> None:
     from transformers import set_seed
 
     set_seed(seed)
+
+
+def leave_process_group() -> None:
+    """At the end of a run, every rank waits for the others (rank 0 may still be writing the results), then
+    the group is torn down. Left to the interpreter's exit, gloo's worker threads are destroyed unjoined
+    and a rank can abort ("terminate called without an active exception") after a run that succeeded."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # one process that never opened a group
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
