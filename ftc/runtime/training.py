@@ -18,6 +18,7 @@ def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.callbacks import show_progress
     from ftc.runtime.distributed import use_fsdp_on_cpu
     from ftc.runtime.model import attach_lora_plus
+    from ftc.runtime.plan_check import plan_check_callback
     from ftc.runtime.preemption import stop_for_restart, stop_on_signals
     from ftc.runtime.resume import resume_point
 
@@ -25,6 +26,7 @@ def train(trainer: Any, folder: RunFolder) -> None:
     check_trainer_device(trainer, folder.plan)  # nothing fell back to the CPU on its own
     use_fsdp_on_cpu(trainer, folder.plan)
     attach_lora_plus(trainer, folder.spec)
+    trainer.add_callback(plan_check_callback(trainer, folder.plan, folder.spec.train.method))
     checkpoint = resume_point(trainer, folder)
     with stop_on_signals(trainer) as stop:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -24,6 +24,8 @@ def main(model_dir: str, config_path: str) -> None:
     from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
+    from ftc.runtime.plan_check import fsdp_mismatch
+
     dist.init_process_group("gloo")
     config = json.loads(open(config_path, encoding="utf-8").read())
     precision = config.pop("mixed_precision")
@@ -39,14 +41,21 @@ def main(model_dir: str, config_path: str) -> None:
         state.fsdp_plugin.set_mixed_precision(precision)
     state.distributed_type = DistributedType.FSDP
     model, _ = trainer.accelerator.prepare(trainer.model, torch.optim.AdamW(trainer.model.parameters()))
-    # fully_shard gives each sharded module a class of its own: FSDPLlamaDecoderLayer.
-    layers = [module for module in model.modules() if type(module).__name__.endswith("LlamaDecoderLayer")]
-    group = layers[0]._get_fsdp_state()._fsdp_param_group
+    # The unit of each layer: the layer itself, or (accelerate 1.16 and newer, under activation checkpointing)
+    # the checkpoint wrapper around it. The runtime's own check must agree with what is found here.
+    wrappers = {
+        id(m._checkpoint_wrapped_module): m for m in model.modules() if hasattr(m, "_checkpoint_wrapped_module")
+    }
+    layers = [m for m in model.modules() if any(cls.__name__ == "LlamaDecoderLayer" for cls in type(m).__mro__)]
+    units = [layer if isinstance(layer, FSDPModule) else wrappers.get(id(layer), layer) for layer in layers]
+    group = units[0]._get_fsdp_state()._fsdp_param_group
+    mismatch = fsdp_mismatch(model, config["transformer_layer_cls_to_wrap"])
     print(
         json.dumps(
             {
                 "root_sharded": isinstance(model, FSDPModule),
-                "layers_sharded": [isinstance(layer, FSDPModule) for layer in layers],
+                "layers_sharded": [isinstance(unit, FSDPModule) for unit in units],
+                "runtime_check": None if mismatch is None else f"{mismatch.decision}: {mismatch.found}",
                 "checkpointed_layers": sum("Checkpoint" in type(module).__name__ for module in model.modules()),
                 "all_parameters_dtensors": all(type(p).__name__ == "DTensor" for p in model.parameters()),
                 "offload": isinstance(group.offload_policy, CPUOffloadPolicy),

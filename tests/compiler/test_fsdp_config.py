@@ -75,6 +75,7 @@ def test_the_generated_config_wraps_the_real_model_on_the_cpu(tmp_path, tiny_mod
     assert result.returncode == 0, result.stderr[-3000:]
     wrapped = json.loads(result.stdout.strip().splitlines()[-1])
     assert wrapped["root_sharded"] and wrapped["layers_sharded"] == [True, True]  # the tiny model's 2 layers
+    assert wrapped["runtime_check"] is None  # the runtime's plan check sees the same units
     assert wrapped["all_parameters_dtensors"]
     assert wrapped["checkpointed_layers"] == 2  # activation_checkpointing = the plan's gradient_checkpointing
     assert wrapped["param_dtype"] == "torch.bfloat16"

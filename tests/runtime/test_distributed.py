@@ -418,3 +418,39 @@ def test_a_process_group_that_cannot_form_is_named_not_a_traceback(monkeypatch):
         distributed.preflight(planned("cpu", 2), collective_timeout_s=60)
     assert "rank 1 on gpu-9 could not join the gloo process group within 60 s" in caught.value.message
     assert "1/2 clients joined" in caught.value.message
+
+
+# The plan's strategy broken on purpose in the run folder's generated config: the libraries then prepare
+# the model otherwise, and the runtime's plan check must stop the run before its first step.
+BROKEN_STRATEGIES = {
+    "fsdp": ("fsdp.json", {"auto_wrap_policy": "NO_WRAP", "transformer_layer_cls_to_wrap": None}, "0 of 2 layers"),
+    "zero2": ("deepspeed.json", {"zero_optimization": {"stage": 1}}, "DeepSpeed reports ZeRO stage 1"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", list(BROKEN_STRATEGIES))
+def test_a_run_the_libraries_prepare_otherwise_than_planned_stops_before_its_first_step(
+    tmp_path, tiny_model_dir, data_path, strategy
+):
+    job = tiny_job(tmp_path, tiny_model_dir, data_path, "2xcpu", strategy=strategy)
+    rendered = write_job(LocalTarget(), job, overwrite=False)
+    file_name, changes, found = BROKEN_STRATEGIES[strategy]
+    config_path = job.run_dir / file_name
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            config[key].update(value)
+        elif value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    result = subprocess.run(rendered.command, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # Each rank says so as a user error (its own line, with the hint), not as a traceback.
+    assert "error: the libraries did not prepare the model as planned" in output and found in output, output[-3000:]
+    assert "constraints.txt" in output
+    metrics = job.run_dir / "metrics.json"
+    assert not metrics.exists() or not losses(json.loads(metrics.read_text(encoding="utf-8")))

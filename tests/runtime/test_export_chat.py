@@ -64,6 +64,7 @@ def test_export_refuses_to_overwrite_and_names_checkpoints(lora_run):
         export(lora_run.path, checkpoint="checkpoint-99")
 
 
+@pytest.mark.slow
 def test_a_full_run_exports_its_model(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -63,6 +63,7 @@ def test_freeze_holds_the_trained_layers_in_fp32_under_a_half_precision_plan(tin
     assert dtypes["model.layers.0.mlp.up_proj.weight"] == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_a_freeze_run_changes_the_trained_layers_and_nothing_else(tmp_path, tiny_model_dir, alpaca):
     import torch
     from transformers import AutoModelForCausalLM
@@ -125,6 +126,7 @@ def test_rslora_scales_by_the_square_root_of_the_rank(tiny_model_dir, alpaca):
     assert q_proj.scaling["default"] == pytest.approx(8 / math.sqrt(16))
 
 
+@pytest.mark.slow
 def test_dora_trains_a_magnitude_per_output_row(tmp_path, tiny_model_dir, alpaca):
     spec = tiny_run_spec(tiny_model_dir, alpaca, tmp_path / "run", max_steps=8)
     folder = write_spec_run(tmp_path / "run", {**spec, "lora": {"rank": 8, "alpha": 16, "use_dora": True}})
@@ -135,6 +137,7 @@ def test_dora_trains_a_magnitude_per_output_row(tmp_path, tiny_model_dir, alpaca
     assert metrics["last_loss"] < metrics["first_loss"], metrics["log"]
 
 
+@pytest.mark.slow
 def test_lora_plus_gives_the_b_matrices_a_larger_learning_rate(tmp_path, tiny_model_dir, alpaca):
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -170,6 +173,7 @@ def learning_rates(optimizer, model) -> dict[str, set[float]]:
     return rates
 
 
+@pytest.mark.slow
 def test_pissa_starts_where_the_base_model_is_and_saves_an_adapter_for_the_original_base(
     tmp_path, tiny_model_dir, alpaca
 ):

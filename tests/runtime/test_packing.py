@@ -121,6 +121,7 @@ def test_packed_and_padded_batches_give_the_same_loss(tiny_model_dir, examples):
         torch.testing.assert_close(model(**packed).loss, model(**padded).loss, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sft_learns_with_packing(tmp_path, tiny_model_dir, capsys):
     from ftc.runtime.tiny import write_tiny_alpaca
     from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run

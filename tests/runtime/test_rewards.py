@@ -48,6 +48,7 @@ def test_trl_shape_takes_text_or_conversational_completions():
     assert reply_text([{"role": "assistant", "content": "x"}]) == "x"
 
 
+@pytest.mark.slow
 def test_a_reward_model_from_an_rm_runs_adapter_scores_as_peft_loads_it(tmp_path, tiny_model_dir):
     """The rm stage's LoRA output (adapter + score head on the base) is merged on load and scores as peft would."""
     import torch

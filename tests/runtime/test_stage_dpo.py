@@ -8,6 +8,7 @@ from ftc.runtime.tiny import write_tiny_preferences
 from tests.runtime.stage_runs import series, train_stage
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_dpo_opens_the_margin_between_chosen_and_rejected(tmp_path, tiny_model_dir, method):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)
@@ -27,6 +28,7 @@ def test_dpo_opens_the_margin_between_chosen_and_rejected(tmp_path, tiny_model_d
         assert (tmp_path / "run" / plot).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_ipo_with_an_sft_term_and_held_out_pairs(tmp_path, tiny_model_dir):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=80)
     sections = {
@@ -46,6 +48,7 @@ def test_ipo_with_an_sft_term_and_held_out_pairs(tmp_path, tiny_model_dir):
     assert metrics["eval_log"][-1]["eval_loss"] < metrics["eval_log"][0]["eval_loss"]
 
 
+@pytest.mark.slow
 def test_full_dpo_in_bf16_against_a_bf16_reference(tmp_path, tiny_model_dir):
     # The policy keeps fp32 weights under bf16 autocast; the frozen reference is held in bf16, as the plan counts it.
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)

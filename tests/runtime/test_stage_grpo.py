@@ -24,6 +24,7 @@ def adapter_or_model_moved(trained, base, method: str) -> float:
     return sum((after[name].float() - before[name].float()).abs().sum().item() for name in before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_grpo_logs_the_reward_of_every_group_and_moves_the_policy(tmp_path, tiny_model_dir, method):
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=32)
@@ -44,6 +45,7 @@ def test_grpo_logs_the_reward_of_every_group_and_moves_the_policy(tmp_path, tiny
         assert (run_dir / plot).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_grpo_scores_every_reply_with_a_reward_model_beside_the_functions(tmp_path, tiny_model_dir, monkeypatch):
     from ftc.runtime.stages import grpo
 

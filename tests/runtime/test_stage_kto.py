@@ -10,6 +10,7 @@ from ftc.runtime.tiny import write_tiny_kto
 from tests.runtime.stage_runs import series, train_stage
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_kto_rewards_desirable_completions_above_undesirable_ones(tmp_path, tiny_model_dir, method):
     data = write_tiny_kto(tmp_path / "kto.json", n=96)

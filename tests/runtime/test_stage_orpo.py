@@ -8,6 +8,7 @@ from ftc.runtime.tiny import write_tiny_preferences
 from tests.runtime.stage_runs import series, train_stage
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_orpo_raises_chosen_over_rejected_without_a_reference(tmp_path, tiny_model_dir, method):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)

@@ -30,6 +30,7 @@ def moved_weights(trained, base, method: str) -> float:
     return sum((after[name].float() - before[name].float()).abs().sum().item() for name in before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(tmp_path, tiny_model_dir, reward_model_dir, method):
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=32)
@@ -107,6 +108,7 @@ def test_ppo_distributes_with_ddp_only_and_says_so_before_loading_anything():
     assert "train.strategy = 'ddp'" in caught.value.hint
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_would(
     tmp_path, tiny_model_dir, reward_model_dir, monkeypatch
 ):
@@ -154,6 +156,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
             assert after[name] == pytest.approx(before[name], rel=1e-4, abs=1e-6), (before["step"], name)
 
 
+@pytest.mark.slow
 def test_resuming_a_run_whose_settings_changed_is_refused(tmp_path, tiny_model_dir, reward_model_dir):
     import tomli_w
 

@@ -33,6 +33,7 @@ def pt_run(tmp_path, model_dir, texts, method="lora", packing=False, plan=None, 
     return write_spec_run(tmp_path / "run", {**spec, **sections}, plan)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_the_loss_falls(tmp_path, tiny_model_dir, texts, method, packing, capsys):
@@ -46,6 +47,7 @@ def test_the_loss_falls(tmp_path, tiny_model_dir, texts, method, packing, capsys
     assert (folder.trained / saved).is_file() and (folder.trained / "tokenizer.json").is_file()
 
 
+@pytest.mark.slow
 def test_freeze_learns_too(tmp_path, tiny_model_dir, texts):
     folder = pt_run(tmp_path, tiny_model_dir, texts, "freeze", True, freeze={"trainable_layers": 1})
     metrics = train_in_process(folder)
@@ -73,6 +75,7 @@ def test_documents_are_framed_and_long_ones_are_cut_not_truncated(tiny_tokenizer
     assert all(example["labels"] == example["input_ids"] for example in data.examples)
 
 
+@pytest.mark.slow
 def test_held_out_documents_are_evaluated_at_every_logging_step(tmp_path, tiny_model_dir, texts):
     spec = tiny_run_spec(tiny_model_dir, texts, tmp_path / "eval", data_format="text", stage="pt", max_steps=4)
     spec["data"].update(packing=True, eval_ratio=0.2)
@@ -82,6 +85,7 @@ def test_held_out_documents_are_evaluated_at_every_logging_step(tmp_path, tiny_m
     assert metrics["eval_log"][-1]["eval_loss"] < metrics["eval_log"][0]["eval_loss"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
 def test_streamed_documents_are_read_only_as_far_as_training_goes(
     tmp_path, tiny_model_dir, monkeypatch, packing, capsys

@@ -39,6 +39,7 @@ def held_out_accuracy(run_dir, model_dir, method: str, n: int = 32) -> float:
     return sum(ranked) / len(ranked)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
 def test_reward_model_ranks_chosen_above_rejected_on_pairs_it_never_saw(tmp_path, tiny_model_dir, method):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)

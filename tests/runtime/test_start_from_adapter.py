@@ -45,6 +45,7 @@ def spec_from(earlier, tiny_model_dir, tmp_path, method: str) -> dict:
     return spec
 
 
+@pytest.mark.slow
 def test_lora_trains_the_earlier_adapter_further(earlier, tiny_model_dir, tmp_path):
     spec = spec_from(earlier, tiny_model_dir, tmp_path, "lora")
     model = prepare_trainable(

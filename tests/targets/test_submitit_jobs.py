@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ftc.errors import FtcError
@@ -22,8 +24,15 @@ def test_a_time_that_is_not_slurms_is_refused():
         slurm_minutes("4h")
 
 
-def test_parameters_match_the_sbatch_request_and_submitit_accepts_them(tmp_path):
+def test_parameters_match_the_sbatch_request_and_submitit_accepts_them(tmp_path, monkeypatch):
     submitit = pytest.importorskip("submitit")
+    # submitit's Slurm executor only looks for srun on PATH; nothing is submitted, so a stand-in that refuses to
+    # run lets the parameter names be checked on a machine without Slurm.
+    stand_in = tmp_path / "bin" / "srun"
+    stand_in.parent.mkdir()
+    stand_in.write_text("#!/bin/sh\necho 'not a Slurm cluster' >&2\nexit 1\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_in.parent}{os.pathsep}{os.environ['PATH']}")
     slurm = {"partition": "gpu", "account": "proj", "time_limit": "1-00:00:00", "memory": "200G",
              "exclusive": True, "extra_sbatch": ["--mail-type=END"], "signal_before_limit_s": 120}  # fmt: skip
     job = make_job(tmp_path, run_name="my-run", hardware="8xH100-80GB", nodes=2, slurm=slurm)
