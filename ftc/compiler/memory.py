@@ -185,6 +185,7 @@ def _states(inputs: MemoryInputs) -> States:
         inputs.freeze_trainable_layers,
         inputs.freeze_trainable_modules,
         inputs.freeze_extra_modules,
+        inputs.stage,
     )
 
 
@@ -201,7 +202,7 @@ def _step(inputs: MemoryInputs) -> Step:
         outside = frozenset(name for name, trains in (("embedding", freeze.embedding), ("head", freeze.head)) if trains)
     return Step(
         arch=arch,
-        held=holding(inputs.method, inputs.precision, inputs.strategy),
+        held=holding(inputs.method, inputs.precision, inputs.strategy, inputs.stage),
         method=inputs.method,
         rows=inputs.micro_batch_size * (2 if inputs.stage in PAIRED_STAGES else 1),
         seq_len=inputs.seq_len,

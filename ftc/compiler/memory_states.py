@@ -46,7 +46,13 @@ class Holding:
     sharded_half: bool  # DeepSpeed/FSDP: the model computes from half-precision weights it holds or gathers
 
 
-def holding(method: str, precision: str, strategy: str) -> Holding:
+# The stages that train through a trl trainer which casts a quantized model's adapter to bf16 (QLoRA's recipe),
+# whatever the plan's precision; pt (transformers' Trainer), orpo (trl's experimental trainer) and ppo (our own
+# loop) keep peft's fp32 adapter. The runtime checks the dtype it finds against this (ftc.runtime.plan_check).
+BF16_QUANTIZED_ADAPTER_STAGES = frozenset({"sft", "dpo", "kto", "rm", "grpo"})
+
+
+def holding(method: str, precision: str, strategy: str, stage: str = "sft") -> Holding:
     act = DTYPE_BYTES[precision]
     half = act == 2
     deepspeed = strategy.startswith("zero")
@@ -64,7 +70,7 @@ def holding(method: str, precision: str, strategy: str) -> Holding:
         # The trained top layers are upcast to fp32 (as LLaMA-Factory does); the frozen rest stays half.
         return Holding(act, act, 4, act, 4, autocast_copies=half, sharded_half=False)
     # trl casts a quantized model's adapter to bf16; peft upcasts a plain LoRA adapter to fp32.
-    adapter = 2 if method == "qlora" else 4
+    adapter = 2 if method == "qlora" and stage in BF16_QUANTIZED_ADAPTER_STAGES else 4
     return Holding(act, act, act, act, adapter, autocast_copies=half and adapter != act, sharded_half=False)
 
 
@@ -114,8 +120,9 @@ def model_states(
     freeze_layers: int,
     freeze_modules: str | tuple[str, ...] = "all",
     freeze_extra: tuple[str, ...] = (),
+    stage: str = "sft",
 ) -> States:
-    held = holding(method, precision, strategy)
+    held = holding(method, precision, strategy, stage)
     count = count_parameters(arch)
     lora = lora_parameters(arch, lora_rank, lora_targets) if method in ("lora", "qlora") else 0
     freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra) if method == "freeze" else None

@@ -32,13 +32,18 @@ class Mismatch:
     libraries: tuple[str, ...]  # the ones that did it
 
 
-def check_prepared(trainer: Any, plan: Plan, method: str, layer_classes: list[str] | None = None) -> None:
+def check_prepared(trainer: Any, plan: Plan, method: str, stage: str, layer_classes: list[str] | None = None) -> None:
     """Raise on the first promise of the plan the prepared model breaks; nothing otherwise."""
-    mismatch = (
-        strategy_mismatch(trainer, plan, layer_classes)
-        or quantization_mismatch(trainer.model, plan)
-        or trainable_dtype_mismatch(trainer.model, plan, method)
-    )
+    refuse(strategy_mismatch(trainer, plan, layer_classes))
+    check_model(trainer.model, plan, method, stage)
+
+
+def check_model(model: Any, plan: Plan, method: str, stage: str) -> None:
+    """What holds without a trainer (ppo's own loop): the quantized layers and the dtype of what trains."""
+    refuse(quantization_mismatch(model, plan) or trainable_dtype_mismatch(model, plan, method, stage))
+
+
+def refuse(mismatch: Mismatch | None) -> None:
     if mismatch is not None:
         raise RuntimeUserError(
             f"the libraries did not prepare the model as planned: the plan chose {mismatch.decision}, but "
@@ -131,9 +136,9 @@ def quantized_layers(model: Any) -> int:
     return sum(type(module).__name__ in names for module in model.modules())
 
 
-def trainable_dtype_mismatch(model: Any, plan: Plan, method: str) -> Mismatch | None:
+def trainable_dtype_mismatch(model: Any, plan: Plan, method: str, stage: str) -> Mismatch | None:
     """What trains is held in the dtype the estimate counted (its bytes per trainable value)."""
-    held = holding(method, plan.precision.value, plan.strategy.value)
+    held = holding(method, plan.precision.value, plan.strategy.value, stage)
     expected = held.adapter if method in ("lora", "qlora") else held.trainable
     different = sorted(
         {
@@ -152,14 +157,14 @@ def trainable_dtype_mismatch(model: Any, plan: Plan, method: str) -> Mismatch | 
     )
 
 
-def plan_check_callback(trainer: Any, plan: Plan, method: str) -> Any:
+def plan_check_callback(trainer: Any, plan: Plan, method: str, stage: str) -> Any:
     """A trainer callback that runs the check once the trainer prepared the model (on_train_begin follows it)."""
     from transformers import TrainerCallback
 
     class PreparedAsPlanned(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             layer_classes = (args.fsdp_config or {}).get("transformer_layer_cls_to_wrap")
-            check_prepared(trainer, plan, method, layer_classes)
+            check_prepared(trainer, plan, method, stage, layer_classes)
             return control
 
     return PreparedAsPlanned()

@@ -26,7 +26,7 @@ def train(trainer: Any, folder: RunFolder) -> None:
     check_trainer_device(trainer, folder.plan)  # nothing fell back to the CPU on its own
     use_fsdp_on_cpu(trainer, folder.plan)
     attach_lora_plus(trainer, folder.spec)
-    trainer.add_callback(plan_check_callback(trainer, folder.plan, folder.spec.train.method))
+    trainer.add_callback(plan_check_callback(trainer, folder.plan, folder.spec.train.method, folder.spec.train.stage))
     checkpoint = resume_point(trainer, folder)
     with stop_on_signals(trainer) as stop:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

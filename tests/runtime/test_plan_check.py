@@ -41,12 +41,12 @@ def plan_with(**decisions: object):
 
 def refusal(trainer, plan, method: str = "full", layers: list[str] | None = None) -> str:
     with pytest.raises(RuntimeUserError) as refused:
-        check_prepared(trainer, plan, method, layers)
+        check_prepared(trainer, plan, method, "sft", layers)
     return refused.value.message
 
 
 def test_a_model_prepared_as_planned_passes():
-    check_prepared(trainer_of(TinyModel()), cpu_plan(), "full")
+    check_prepared(trainer_of(TinyModel()), cpu_plan(), "full", "sft")
 
 
 def test_a_trainable_weight_in_another_dtype_than_planned_is_refused_by_name():
@@ -62,7 +62,7 @@ def test_frozen_weights_may_be_held_in_any_dtype():
     model = TinyModel()
     model.layers[0].proj.weight.requires_grad_(False)
     model.layers[0].proj.weight.data = model.layers[0].proj.weight.data.to(torch.bfloat16)
-    check_prepared(trainer_of(model), cpu_plan(), "full")
+    check_prepared(trainer_of(model), cpu_plan(), "full", "sft")
 
 
 def test_a_quantized_plan_whose_model_holds_no_quantized_layer_is_refused():
@@ -85,7 +85,7 @@ def test_a_zero_stage_other_than_planned_is_refused():
     plan = plan_with(strategy="zero3", world_size=2)
     message = refusal(trainer_of(TinyModel(), engine=ZeroEngine(2)), plan)
     assert "DeepSpeed ZeRO stage 3" in message and "DeepSpeed reports ZeRO stage 2" in message
-    check_prepared(trainer_of(TinyModel(), engine=ZeroEngine(3)), plan, "full")
+    check_prepared(trainer_of(TinyModel(), engine=ZeroEngine(3)), plan, "full", "sft")
 
 
 def test_an_offload_deepspeed_did_not_do_is_refused():

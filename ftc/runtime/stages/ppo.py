@@ -103,12 +103,14 @@ def load_actors(folder: RunFolder, tokenizer: Any, device: Any) -> Actors:
     and a value head that starts at 0, so that no advantage comes from a random head."""
     import torch
 
+    from ftc.runtime.plan_check import check_model
     from ftc.runtime.preference_models import load_reference_model
     from ftc.runtime.rewards import load_reward_model
 
     spec, plan = folder.spec, folder.plan
     reward_model, reward_tokenizer = load_reward_model(spec.ppo.reward_model, plan)
     policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
+    check_model(policy, plan, spec.train.method, "ppo")  # ppo's loop has no trainer to prepare it: checked as loaded
     if spec.train.method != "qlora":  # bitsandbytes layers were loaded where they run, and cannot move
         policy.to(device)
     for module in policy.modules():  # a sampled reply's log-probability must not change with dropout's draw
