@@ -4,7 +4,10 @@
 # This is how constraints.txt moves forward: when everything passes, the frozen set is written to
 # constraints.newest.txt; review it, run the whole suite with it, and move it over ftc/constraints.txt.
 #
-#   scripts/check-newest.sh [--keep] [--all-tests]
+#   scripts/check-newest.sh [--keep] [--all-tests] [--unbounded]
+#
+# --unbounded drops pyproject.toml's upper bounds (not torch's): the newest releases of all, to see whether
+# a bound can move up.
 #
 # torch stays at its tested pin: which build a machine takes (CPU, CUDA) is the machine's choice, and an
 # unpinned torch would pull gigabytes of CUDA wheels onto a CPU machine.
@@ -13,12 +16,14 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 keep=0
+unbounded=0
 markers=(-m "not slow")
 for option in "$@"; do
     case "$option" in
         --keep) keep=1 ;;
         --all-tests) markers=() ;;
-        *) echo "usage: scripts/check-newest.sh [--keep] [--all-tests]" >&2; exit 2 ;;
+        --unbounded) unbounded=1 ;;
+        *) echo "usage: scripts/check-newest.sh [--keep] [--all-tests] [--unbounded]" >&2; exit 2 ;;
     esac
 done
 
@@ -31,9 +36,27 @@ echo "$torch_pin" > "$work/torch-only.txt"
 
 python3 -m venv "$work/venv" && . "$work/venv/bin/activate" || exit 1
 step() { echo "== $1"; }
-step "install: $torch_pin, then ftc with the newest releases its ranges allow"
-pip install -q "$torch_pin" >"$work/install.log" 2>&1 &&
-    pip install -q --upgrade --upgrade-strategy eager -c "$work/torch-only.txt" -e '.[train,test]' >>"$work/install.log" 2>&1
+step "install: $torch_pin, then ftc with the newest releases $([ "$unbounded" = 1 ] && echo "of all" || echo "its ranges allow")"
+if [ "$unbounded" = 1 ]; then
+    # The declared requirements without their upper bounds, installed first; ftc itself then adds nothing.
+    python - >"$work/unbounded.txt" <<'PY'
+import re
+import tomllib
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+extras = project["optional-dependencies"]
+for text in [*project["dependencies"], *extras["train"], *extras["test"]]:
+    text = text.split(";")[0].strip()
+    print(text if text.startswith("torch") else re.sub(r",?\s*<[^,]*", "", text))
+PY
+    pip install -q "$torch_pin" >"$work/install.log" 2>&1 &&
+        pip install -q --upgrade -c "$work/torch-only.txt" -r "$work/unbounded.txt" >>"$work/install.log" 2>&1 &&
+        pip install -q --no-deps -e . >>"$work/install.log" 2>&1
+else
+    pip install -q "$torch_pin" >"$work/install.log" 2>&1 &&
+        pip install -q --upgrade --upgrade-strategy eager -c "$work/torch-only.txt" -e '.[train,test]' \
+            >>"$work/install.log" 2>&1
+fi
 install_status=$?
 if [ $install_status -ne 0 ]; then
     tail -20 "$work/install.log"
