@@ -1,7 +1,8 @@
 """The model's shapes for the planner: a local folder's config.json, else ftc's registry of hub ids; and the
 shape of the LoRA adapter a run starts from (model.adapter), from its adapter_config.json.
 
-The I/O edge of planning: reading these files happens here, the compiler only sees the parsed dicts.
+The I/O edge of planning: reading these files happens here, the compiler only sees the parsed dicts. A local
+folder's weight files are checked here too, so that a damaged download is named before anything plans on it.
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from ftc.compiler.architectures import architecture_from_config, find_architectu
 from ftc.compiler.model_shapes import Architecture
 from ftc.errors import FtcError
 from ftc.spec.models import Spec
+from ftc.weight_files import check_weight_files
 
 
 def architecture_for(spec: Spec, base_dir: Path) -> Architecture | None:
     if spec.model.architecture is not None:
-        return architecture_from_config(spec.model.architecture)  # the spec's own word comes first
+        return architecture_from_config(spec.model.architecture, source="model.architecture")  # the spec's word first
     folder = _local(spec.model.name_or_path, base_dir)
     config_file = folder / "config.json"
     if config_file.is_file():
-        return architecture_from_config(_read_json(config_file, "model.name_or_path needs a valid config.json"))
+        check_weight_files(folder, "model.name_or_path")
+        config = _read_json(config_file, "model.name_or_path needs a valid config.json")
+        if not isinstance(config, dict):
+            raise FtcError(f"{config_file}: not a JSON object of model settings", "is it the model's own config.json?")
+        return architecture_from_config(config, source=str(config_file))
     # A local folder's own config wins over a registry entry that happens to share its name.
     return None if folder.is_dir() else find_architecture(spec.model.name_or_path)
 
@@ -36,6 +42,7 @@ def adapter_for(spec: Spec, base_dir: Path) -> AdapterShape | None:
     config_file = folder / ADAPTER_CONFIG
     if not config_file.is_file():
         return None  # a hub id, read by peft at run time; a missing folder is refused at launch by its key
+    check_weight_files(folder, "model.adapter")
     return adapter_from_config(_read_json(config_file, f"model.adapter needs a valid {ADAPTER_CONFIG}"), str(folder))
 
 

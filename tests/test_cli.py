@@ -102,10 +102,10 @@ def test_launch_dry_run_writes_the_folder_and_runs_nothing(spec_file):
     result = ftc("launch", str(spec_file), "--target", "local", "--dry-run")
     assert result.returncode == 0, result.stderr
     run_dir = spec_file.parent / "runs" / "quickstart"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["plan.json", "run.sh", "spec.toml"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["launch.json", "plan.json", "run.sh", "spec.toml"]
     assert "would run" in result.stdout and "ftc.runtime" in result.stdout
-    again = ftc("launch", str(spec_file), "--dry-run")
-    assert again.returncode == 1 and "--overwrite" in again.stderr
+    again = ftc("launch", str(spec_file), "--dry-run", "--set", "train.seed=7")  # another dry run: refused, by key
+    assert again.returncode == 1 and "train.seed 42 → 7" in again.stderr and "--overwrite" in again.stderr
 
 
 def test_launch_refuses_a_stage_the_runtime_lacks(monkeypatch):
@@ -190,6 +190,17 @@ def test_every_command_has_help_and_no_arguments_prints_the_list():
     assert helped.returncode == 0
     for option in ("--target", "--dry-run", "--resume", "--locked", "--smoke-steps", "--set KEY=VALUE"):
         assert option in helped.stdout
+
+
+def test_plan_help_lists_hardware_names_and_aliases_and_an_alias_plans_under_its_name(spec_file):
+    helped = ftc("plan", "--help")
+    assert helped.returncode == 0, helped.stderr
+    text = " ".join(helped.stdout.split())  # argparse wraps the help at the terminal's width
+    for shown in ("H100-80GB (H100)", "A100-40GB", "Ascend910B-64GB (910B, 910B-64GB, Ascend910B)", "(RTX4090, 4090)"):
+        assert shown in text
+    planned = ftc("plan", str(spec_file), "--hardware", "2xa10g", "-f", "json")
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["hardware"] == {"name": "A10G-24GB", "devices_per_node": 2, "nodes": 1}
 
 
 def test_set_is_repeatable(spec_file):

@@ -74,9 +74,19 @@ def non_negative_float(text: str) -> float:
 
 
 SPEC = arg("spec", type=Path, help="The job spec (TOML).")
-HARDWARE = arg(
-    "--hardware", "-H", default="auto", help="Hardware to plan for, e.g. cpu or 8xH100-80GB; auto detects it."
-)
+
+
+def _hardware_help() -> str:
+    # Called only when a command that takes --hardware builds its parser: the registry imports the compiler.
+    from ftc.compiler.hardware import described_names
+
+    return (
+        "Hardware to plan for, e.g. cpu or 8xH100-80GB; auto detects it. "
+        f"Names in any case (aliases in brackets): {described_names()}."
+    )
+
+
+HARDWARE = arg("--hardware", "-H", default="auto", help=_hardware_help)
 NODES = arg("--nodes", type=at_least(1), default=1, help="Number of nodes (default 1).")
 OVERRIDES = arg(
     "--set",
@@ -95,12 +105,13 @@ CHECKPOINT = arg("--checkpoint", help="Use a checkpoint (e.g. checkpoint-20) ins
     arg("specs", nargs="+", metavar="spec", help="Spec files or globs."),
     arg("--format", "-f", dest="output_format", choices=("text", "json"), default="text", help="Report format."),
     OVERRIDES,
+    arg("--data", action="store_true", help="Also read every record of each spec's local datasets and check it."),
 )
 def validate(args: argparse.Namespace) -> int:
     """Check specs and report every problem in each, with file, line, key path and a hint."""
     from ftc.cli.validate import validate_files
 
-    return validate_files(args.specs, args.output_format, args.overrides)
+    return validate_files(args.specs, args.output_format, args.overrides, data=args.data)
 
 
 @command(
@@ -135,6 +146,7 @@ def plan(args: argparse.Namespace) -> int:
     ),
     OVERRIDES,
     arg("--locked", action="store_true", help="Refuse to run if anything differs from SPEC.lock (see `ftc lock`)."),
+    arg("--allow-unpinned", action="store_true", help="With --locked: run even if a hub input has no locked commit."),
 )
 def launch(args: argparse.Namespace) -> int:
     """Write the run folder for a target and start the runtime there."""
@@ -144,7 +156,7 @@ def launch(args: argparse.Namespace) -> int:
     if args.locked:
         from ftc.cli.locking import require_locked
 
-        require_locked(loaded, resolved_plan)
+        require_locked(loaded, resolved_plan, allow_unpinned=args.allow_unpinned)
     return launch_spec(
         loaded,
         resolved_plan,
@@ -295,6 +307,28 @@ def chat(args: argparse.Namespace) -> None:
     chat_with_run(args.run_dir, args.checkpoint, args.max_new_tokens, args.temperature)
 
 
+@command(
+    arg("--format", "-f", dest="output_format", choices=("table", "json"), default="table", help="Output format."),
+    arg("--spec", type=Path, help="Also require what this spec's plan needs (qlora: bitsandbytes, zero*: DeepSpeed)."),
+    HARDWARE,
+    arg(
+        "--target",
+        "-t",
+        choices=("local", "slurm", "docker"),
+        default="local",
+        help="Also require what launching there needs (slurm: sbatch; docker: its daemon).",
+    ),
+)
+def doctor(args: argparse.Namespace) -> int:
+    """Compare installed libraries with the tested set; check torch's build, devices, DeepSpeed, Slurm, docker."""
+    from ftc.cli.doctor import run_doctor
+
+    if args.spec is None:
+        return run_doctor(args.output_format, target=args.target)
+    loaded, resolved_plan = _load_and_plan(args.spec, args.hardware, 1)
+    return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target)
+
+
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
     from ftc.compiler import compile_plan
     from ftc.model_lookup import adapter_for, architecture_for
@@ -328,9 +362,17 @@ def parser(only: str | None = None) -> argparse.ArgumentParser:
     for entry in COMMANDS.values() if only is None else [COMMANDS[only]]:
         sub = commands.add_parser(entry.name, help=entry.summary, description=entry.summary)
         for argument in entry.arguments:
-            sub.add_argument(*argument.flags, **argument.options)
+            sub.add_argument(*argument.flags, **_built_help(argument.options, only is not None))
         sub.set_defaults(run=entry.run)
     return top
+
+
+def _built_help(options: dict[str, Any], shown: bool) -> dict[str, Any]:
+    """A help given as a function is built only where it can be shown: listing every command (`ftc`,
+    `ftc --version`) shows no argument's help, and should not pay for what building it imports."""
+    if not callable(options.get("help")):
+        return options
+    return {**options, "help": options["help"]() if shown else None}
 
 
 def run(argv: list[str]) -> int:

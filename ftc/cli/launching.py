@@ -7,6 +7,7 @@ import shlex
 from ftc.cli.output import console
 from ftc.cli.show import show_run_folder
 from ftc.compiler.plan import Plan
+from ftc.data_check import require_good_data
 from ftc.spec.loader import LoadedSpec
 from ftc.targets import get_target
 from ftc.targets.prepare import make_job, write_job
@@ -23,12 +24,14 @@ def launch_spec(
 ) -> int:
     target = get_target(target_name, smoke_steps=smoke_steps)
     job = make_job(loaded, plan)
+    # Every record is read before the run folder exists: a bad one the runtime found would cost an --overwrite.
+    console().print(require_good_data(job.spec.data).summary(), markup=False)
     if resume:
         from ftc.targets.continuing import continue_job
 
         rendered = continue_job(target, job)
     else:
-        rendered = write_job(target, job, overwrite=overwrite)
+        rendered = write_job(target, job, overwrite=overwrite, dry_run=dry_run)
     show_run_folder(job, rendered, ran=not dry_run)
     if dry_run:
         return 0

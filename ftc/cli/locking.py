@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 from ftc.cli.output import console
 from ftc.compiler.plan import Plan
@@ -10,6 +12,7 @@ from ftc.errors import FtcError
 from ftc.lock.build import current_lock
 from ftc.lock.drift import drift
 from ftc.lock.files import lock_path, read_lock, write_lock
+from ftc.lock.hub_pins import how_to_pin_all, pin_notes, unpinned_inputs
 from ftc.spec.loader import LoadedSpec
 
 
@@ -23,27 +26,43 @@ def write_spec_lock(loaded: LoadedSpec, plan: Plan) -> Path:
         f"[green]locked[/green] {path}: plan for {plan.hardware.label()}, {len(document['versions'])} versions, "
         f"{files} input file(s) hashed, {len(document['run']['environment'])} environment name(s)"
     )
+    notes, warnings = pin_notes(document["inputs"])
+    for note in notes:
+        console().print(f"  {note}", markup=False)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return path
 
 
 def verify_lock(loaded: LoadedSpec, plan: Plan) -> int:
-    changes = _changes(loaded, plan)
+    locked, changes = _changes(loaded, plan)
     path = lock_path(loaded.path)
     if not changes:
         console().print(f"[green]ok[/green]: the run matches {path}")
+        unpinned = unpinned_inputs(locked.get("inputs") or {})
+        if unpinned:
+            console().print(f"  note: it holds no commit for {', '.join(unpinned)}, which can change", markup=False)
         return 0
     _print_drift(path, changes)
     return 1
 
 
-def require_locked(loaded: LoadedSpec, plan: Plan) -> None:
-    changes = _changes(loaded, plan)
+def require_locked(loaded: LoadedSpec, plan: Plan, allow_unpinned: bool = False) -> None:
+    locked, changes = _changes(loaded, plan)
+    path = lock_path(loaded.path)
     if changes:
-        path = lock_path(loaded.path)
         _print_drift(path, changes)
         raise FtcError(
             f"the run differs from {path} in {len(changes)} place(s); --locked refuses to start it",
             f"undo the changes, or accept them with `ftc lock {loaded.path}`",
+        )
+    # No drift proves nothing about an input locked without a commit: its branch can move under the run.
+    unpinned = unpinned_inputs(locked.get("inputs") or {})
+    if unpinned and not allow_unpinned:
+        raise FtcError(
+            f"{path} holds no commit for {', '.join(unpinned)}, so --locked cannot tell the run will read the "
+            "same files; it refuses to start it",
+            f"{how_to_pin_all(unpinned)}; or pass --allow-unpinned to run anyway",
         )
 
 
@@ -56,9 +75,10 @@ def locked_hardware(spec_path: Path) -> tuple[str, int]:
         raise FtcError(f"{lock_path(spec_path)} has no valid [hardware] table", "lock the spec again") from None
 
 
-def _changes(loaded: LoadedSpec, plan: Plan) -> list[str]:
+def _changes(loaded: LoadedSpec, plan: Plan) -> tuple[dict[str, Any], list[str]]:
+    """The lock as recorded, and how the run as it would be now differs from it."""
     locked = read_lock(lock_path(loaded.path))
-    return drift(locked, current_lock(loaded, plan))
+    return locked, drift(locked, current_lock(loaded, plan))
 
 
 def _print_drift(path: Path, changes: list[str]) -> None:

@@ -50,10 +50,7 @@ def show_plan(loaded: LoadedSpec, plan: Plan, output_format: str) -> None:
     if plan.time is not None:
         out.print(time_line(plan))
     if plan.limits and any(plan.limits.values()):
-        out.print(
-            f"limits: micro-batch up to {plan.limits.get('max_micro_batch_size')} at this cutoff_len; "
-            f"cutoff_len up to {plan.limits.get('max_cutoff_len')} at micro-batch 1"
-        )
+        out.print(limits_line(plan))
     if not plan.fits:
         out.print("[bold red]this run does not fit on this hardware[/bold red]")
     for note in plan.notes:
@@ -97,6 +94,23 @@ def time_line(plan: Plan) -> str:
     time = plan.time
     length = f", {time.hours:.2f} h, {time.gpu_hours:.1f} GPU-hours" if time.hours is not None else ""
     return f"time: ≈ {time.tokens_per_second:,.0f} tokens/s{length} (at {time.utilisation:.0%} of peak FLOPs)"
+
+
+def limits_line(plan: Plan) -> str:
+    """Each limit under the plan's checkpointing, then under the other choice in brackets."""
+    other = "without" if plan.gradient_checkpointing.value else "with"
+
+    def limit(key: str, where: str) -> str:
+        own, alternative = plan.limits.get(key), plan.limits.get(f"{key}_{other}_checkpointing")
+        shown = f"{own:,}" if isinstance(own, int) else str(own)
+        if alternative is None:  # a plan read back from an older plan.json holds only its own limits
+            return f"{shown} {where}"
+        return f"{shown} {where} ({f'{alternative:,}' if alternative else 'none'} {other} gradient checkpointing)"
+
+    return (
+        f"limits: micro-batch up to {limit('max_micro_batch_size', 'at this cutoff_len')}; "
+        f"cutoff_len up to {limit('max_cutoff_len', 'at micro-batch 1')}"
+    )
 
 
 def _shown(value: object) -> str:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ftc.spec import Diagnostic, SpecError, load_spec
+from ftc.spec.loader import LoadedSpec
+
+if TYPE_CHECKING:
+    from ftc.data_check import DataCheck
 
 
 def expand(patterns: list[str]) -> list[str]:
@@ -23,14 +29,22 @@ def _glob(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern, recursive=True))
 
 
-def validate_files(patterns: list[str], output_format: str = "text", overrides: Sequence[str] = ()) -> int:
+def validate_files(
+    patterns: list[str], output_format: str = "text", overrides: Sequence[str] = (), data: bool = False
+) -> int:
+    """With `data`, every record of each valid spec's local datasets is read and checked too, as `ftc launch` does."""
     files = expand(patterns)
     problems: dict[str, list[Diagnostic]] = {}
+    data_checks: dict[str, DataCheck] = {}
     for file in files:
         try:
-            load_spec(file, overrides)
+            loaded = load_spec(file, overrides)
         except SpecError as error:
             problems[file] = error.diagnostics
+            continue
+        if data:
+            data_checks[file] = check_spec_data(loaded)
+    bad_data = {file: check for file, check in data_checks.items() if check.problems}
     if output_format == "json":
         import json
 
@@ -39,17 +53,31 @@ def validate_files(patterns: list[str], output_format: str = "text", overrides: 
             "valid": len(files) - len(problems),
             "diagnostics": [d.to_dict() for found in problems.values() for d in found],
         }
+        if data:
+            report["data"] = [{"spec": file, **check.to_dict()} for file, check in data_checks.items()]
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         for found in problems.values():
             for diagnostic in found:
                 print(diagnostic.format())
-        count = sum(len(found) for found in problems.values())
-        if problems:
-            print(
-                f"{count} problem{'s' if count != 1 else ''} in {len(problems)} of {len(files)} file(s)",
-                file=sys.stderr,
-            )
+        for file, check in data_checks.items():
+            if check.problems:
+                error = check.error()
+                print(f"{file}: {error.message}\n  hint: {error.hint}")
+            else:
+                print(f"{file}: {check.summary()}", file=sys.stderr)
+        count = sum(len(found) for found in problems.values()) + sum(check.problems for check in bad_data.values())
+        if problems or bad_data:
+            failed = len(problems) + len(bad_data)
+            print(f"{count} problem{'s' if count != 1 else ''} in {failed} of {len(files)} file(s)", file=sys.stderr)
         else:
             print(f"ok: {len(files)} spec file{'s' if len(files) != 1 else ''} valid", file=sys.stderr)
-    return 1 if problems else 0
+    return 1 if problems or bad_data else 0
+
+
+def check_spec_data(loaded: LoadedSpec) -> DataCheck:
+    # Paths anchored as `ftc launch` anchors them; the check imports no torch, so CI needs only ftc.
+    from ftc.data_check import check_data
+    from ftc.spec.resolve import resolve_paths
+
+    return check_data(resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists).data)

@@ -101,15 +101,38 @@ def largest_fitting(fits: Callable[[int], bool], ceiling: int) -> int:
 
 
 def limits(fitted: MemoryInputs, budget: float, estimate: Estimator = estimate_memory) -> dict[str, int]:
-    """What users ask as often as "will it fit?": how large a micro-batch, how long a context."""
+    """What users ask as often as "will it fit?": how large a micro-batch, how long a context.
 
-    def micro_fits(micro: int) -> bool:
-        return estimate(replace(fitted, micro_batch_size=micro)).reserved_gib <= budget
+    `max_micro_batch_size` and `max_cutoff_len` are under the plan's own checkpointing decision. Both are
+    also given with and without gradient checkpointing: a card roomy enough to skip checkpointing at this
+    cutoff_len would otherwise show a shorter limit than a smaller card that has to checkpoint.
+    """
+    found = {
+        checkpointing: _limits_at(replace(fitted, gradient_checkpointing=checkpointing), budget, estimate)
+        for checkpointing in (False, True)
+    }
+    variants = {
+        f"{key}_{'with' if checkpointing else 'without'}_checkpointing": value
+        for checkpointing in (True, False)
+        for key, value in found[checkpointing].items()
+    }
+    return found[fitted.gradient_checkpointing] | variants
+
+
+def longest_cutoff_len(inputs: MemoryInputs, budget: float, estimate: Estimator = estimate_memory) -> int:
+    """The longest context that fits at micro-batch 1 under the inputs' own checkpointing (0: none)."""
 
     def length_fits(tokens: int) -> bool:
-        return estimate(replace(fitted, micro_batch_size=1, seq_len=tokens)).reserved_gib <= budget
+        return estimate(replace(inputs, micro_batch_size=1, seq_len=tokens)).reserved_gib <= budget
+
+    return largest_fitting(length_fits, 1_048_576)
+
+
+def _limits_at(inputs: MemoryInputs, budget: float, estimate: Estimator) -> dict[str, int]:
+    def micro_fits(micro: int) -> bool:
+        return estimate(replace(inputs, micro_batch_size=micro)).reserved_gib <= budget
 
     return {
         "max_micro_batch_size": largest_fitting(micro_fits, 65_536),
-        "max_cutoff_len": largest_fitting(length_fits, 1_048_576),
+        "max_cutoff_len": longest_cutoff_len(inputs, budget, estimate),
     }

@@ -34,12 +34,12 @@ class Family:
     module_names: Mapping[str, str] = field(default_factory=dict)
 
 
-def architecture_from_config(config: Config) -> Architecture:
-    """The shapes in a Hugging Face config.json, already parsed into a dict."""
+def architecture_from_config(config: Config, source: str = "config.json") -> Architecture:
+    """The shapes in a Hugging Face config.json, already parsed into a dict; `source` names it in errors."""
     model_type = config.get("model_type")
     if not model_type:
         raise FtcError(
-            "config.json has no model_type, so its keys cannot be interpreted",
+            f"{source} has no model_type, so its keys cannot be interpreted",
             f"a model's config.json names its model_type; known: {', '.join(sorted(FAMILIES))}",
         )
     family = FAMILIES.get(str(model_type).lower())
@@ -49,7 +49,11 @@ def architecture_from_config(config: Config) -> Architecture:
             f"known: {', '.join(sorted(FAMILIES))}; a llama-shaped model can be described as model_type 'llama' "
             f"with {_LLAMA_STYLE_KEYS}",
         )
-    return family.read(config)
+    try:
+        return family.read(config)
+    except _KeyProblem as problem:
+        # The readers only see the dict; the file it came from is named here, once.
+        raise FtcError(f"{source}: {problem.message}", problem.hint) from None
 
 
 def family_of(arch: Architecture) -> Family:
@@ -57,17 +61,118 @@ def family_of(arch: Architecture) -> Family:
     return FAMILIES.get(arch.model_type, FAMILIES["llama"])
 
 
+class _KeyProblem(FtcError):
+    """A shape key missing or of the wrong type, raised without the file's name, which the caller adds."""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What a shape key must hold: `accepts` tells a value of the right type and range; `name` says it in words."""
+
+    name: str
+    accepts: Callable[[Any], bool]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no layer count
+
+
+def _is_index(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+_POSITIVE = _Kind("a positive integer", lambda value: _is_int(value) and value > 0)
+_COUNT = _Kind("an integer of 0 or more", _is_index)
+_FLAG = _Kind("true or false", lambda value: isinstance(value, bool))
+_LAYER_LIST = _Kind("a list of layer indices", lambda value: isinstance(value, list) and all(map(_is_index, value)))
+
+# Every key a family reader reads, and what it must hold: a string where a number belongs (or a bool
+# where a count belongs) would otherwise surface as a TypeError, or as arithmetic on nonsense.
+_KEY_KINDS: dict[str, _Kind] = {
+    **dict.fromkeys(
+        (
+            "hidden_size",
+            "n_embed",
+            "num_hidden_layers",
+            "num_layers",
+            "n_layer",
+            "num_attention_heads",
+            "n_head",
+            "num_key_value_heads",
+            "num_kv_heads",
+            "n_head_kv",
+            "multi_query_group_num",
+            "head_dim",
+            "kv_channels",
+            "intermediate_size",
+            "ffn_hidden_size",
+            "moe_intermediate_size",
+            "vocab_size",
+            "padded_vocab_size",
+            "max_position_embeddings",
+            "model_max_length",
+            "seq_length",
+            "num_experts_per_tok",
+            "decoder_sparse_step",
+            "num_ln_in_parallel_attn",
+        ),
+        _POSITIVE,
+    ),
+    # A Qwen MoE config may turn its experts off (0), and the shared expert with them.
+    **dict.fromkeys(("num_experts", "num_local_experts", "shared_expert_intermediate_size"), _COUNT),
+    **dict.fromkeys(
+        (
+            "tie_word_embeddings",
+            "attention_bias",
+            "mlp_bias",
+            "qkv_bias",
+            "use_bias",
+            "bias",
+            "add_bias_linear",
+            "add_qkv_bias",
+            "multi_query",
+            "multi_query_attention",
+            "new_decoder_architecture",
+            "parallel_attn",
+            "rmsnorm",
+            "post_layer_norm",
+        ),
+        _FLAG,
+    ),
+    "mlp_only_layers": _LAYER_LIST,
+}
+
+
 def _value(config: Config, *keys: str, default: Any = ...) -> Any:
-    """The first of `keys` the config sets; without a default, a missing key is the user's error to fix."""
+    """The first of `keys` the config sets, checked against its kind; without a default, a missing key is the
+    user's error to fix."""
     for key in keys:
         if config.get(key) is not None:
-            return config[key]
+            return _checked(key, config[key])
     if default is ...:
-        raise FtcError(
-            f"config.json of model_type '{config.get('model_type')}' does not set '{keys[0]}'",
+        raise _KeyProblem(
+            f"model_type '{config.get('model_type')}' needs '{keys[0]}', which it does not set",
             f"is it the model's own config.json? a {config.get('model_type')} config needs {' or '.join(keys)}",
         )
     return default
+
+
+def _checked(key: str, value: Any) -> Any:
+    kind = _KEY_KINDS[key]  # a reader reading a key not in the table is ftc's bug, and a KeyError says so
+    if not kind.accepts(value):
+        raise _KeyProblem(
+            f"'{key}' must be {kind.name}, found {value!r} ({_json_type(value)})",
+            f"a model's config.json holds {key} as {kind.name}; compare it with the published one and fix the value",
+        )
+    return value
+
+
+def _json_type(value: Any) -> str:
+    """The value's type as JSON names it, since a config.json is where it was written."""
+    for python, json_name in ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string")):
+        if isinstance(value, python):
+            return json_name
+    return "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def _decoder(

@@ -68,7 +68,9 @@ class Plan:
     attention: Decision = Decision("sdpa", "torch's scaled-dot-product attention")  # eager | sdpa | flash
     memory: MemoryEstimate | None = None
     time: TimeEstimate | None = None
-    limits: dict[str, int | None] = field(default_factory=dict)  # max_cutoff_len, max_micro_batch_size
+    # max_cutoff_len, max_micro_batch_size under the plan's checkpointing; each also _with_checkpointing and
+    # _without_checkpointing
+    limits: dict[str, int | None] = field(default_factory=dict)
     fits: bool = True  # False: no layout fits; the notes say by how much and what would
     notes: tuple[str, ...] = ()
 

@@ -22,6 +22,7 @@ from ftc.compiler.fitting import (
     first_fit,
     largest_dividing_micro_batch,
     limits,
+    longest_cutoff_len,
 )
 from ftc.compiler.hardware import Hardware, hardware_record
 from ftc.compiler.memory import MemoryInputs, estimate_memory
@@ -437,7 +438,7 @@ def _what_would_fit(
         needed = estimate(quantized).reserved_gib
         if needed <= budget:
             ideas.append(f"method = 'qlora' (4-bit) would need {needed:.1f} GiB")
-    longest = limits(tightest, budget, estimate)["max_cutoff_len"]
+    longest = longest_cutoff_len(tightest, budget, estimate)
     if longest:
         ideas.append(f"a shorter data.cutoff_len: up to {longest} tokens fits")
     if not ideas:

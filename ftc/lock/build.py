@@ -11,6 +11,7 @@ from ftc.chat_templates import TEMPLATES
 from ftc.compiler.plan import Plan
 from ftc.environment import environment_names
 from ftc.errors import FtcError
+from ftc.lock.hub_pins import locked_commit
 from ftc.lock.inputs import hash_inputs, text_sha256, versions
 from ftc.lock.record import LockedInput, RunFacts, lock_document
 from ftc.spec.loader import LoadedSpec
@@ -35,7 +36,9 @@ def current_lock(loaded: LoadedSpec, plan: Plan) -> dict[str, Any]:
         if key in local:
             entries.append(LockedInput(key, written, "local", files=hashed[local[key]].files))
         else:
-            entries.append(LockedInput(key, written, "hub", revision=hub[key][1]))
+            revision = hub[key][1]
+            commit = locked_commit(key, written, revision)
+            entries.append(LockedInput(key, written, "hub", revision=revision, commit=commit))
     model_folder = local.get("model.name_or_path")
     facts = RunFacts(
         seed=spec.train.seed,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftc.lock.hub_pins import short
+
 _BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -48,6 +50,10 @@ def _describe(key: str, old: Any, new: Any, current: dict[str, Any], locked: dic
     section, _, rest = key.partition(".")
     if section == "versions":
         return f"{rest} {_show(old)} → {_show(new)}"
+    if section == "inputs" and rest.endswith(".commit"):
+        entry = rest.removesuffix(".commit").strip('"')
+        written = ((current.get("inputs") or {}) | (locked.get("inputs") or {})).get(entry, {}).get("path", entry)
+        return _commit_change(f"{entry}: {written}", old, new)
     if section == "inputs" and ".files." in rest:
         entry, _, file = rest.partition(".files.")
         inputs = (current.get("inputs") or {}) | (locked.get("inputs") or {})
@@ -63,6 +69,15 @@ def _describe(key: str, old: Any, new: Any, current: dict[str, Any], locked: dic
     if new is _ABSENT:
         return f"{key} removed (was {_show(old)})"
     return f"{key} {_show(old)} → {_show(new)}"
+
+
+def _commit_change(input_named: str, old: Any, new: Any) -> str:
+    """A hub input's commit, as the lock recorded it and as the Hugging Face cache resolves it now."""
+    if old is _ABSENT:
+        return f"{input_named} was locked without a commit; it now resolves to {short(new)}"
+    if new is _ABSENT:
+        return f"{input_named} was locked at commit {short(old)}; the Hugging Face cache holds no commit of it now"
+    return f"{input_named} was locked at commit {short(old)}; the Hugging Face cache now holds {short(new)}"
 
 
 def _show(value: Any) -> str:

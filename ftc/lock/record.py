@@ -1,7 +1,8 @@
 """The lock document, built from values the edge gathered. Pure: same values, same bytes.
 
 Shape (TOML): [lock] what was locked; [run] seed, chat template, environment names; [versions];
-[hardware]; [plan] the plan's decisions; [inputs."KEY"] one per model or dataset the spec reads;
+[hardware]; [plan] the plan's decisions; [inputs."KEY"] one per model or dataset the spec reads (a hub
+input's commit, where known, beside its revision);
 [spec] the spec after extends and overrides, paths as written.
 """
 
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ftc.compiler.plan import Plan
+from ftc.lock.hub_pins import UNPINNED
 
 LOCK_FORMAT = 1
 
@@ -22,11 +24,14 @@ class LockedInput:
     source: str  # "local" or "hub"
     files: dict[str, str] = field(default_factory=dict)  # local: file → sha256
     revision: str | None = None  # hub: as given in the spec; nothing is fetched
+    commit: str | None = None  # hub: the revision if a commit, else the one the local cache holds; None if neither
 
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"path": self.written, "source": self.source}
         if self.source == "hub":
-            entry["revision"] = self.revision or "unpinned"
+            entry["revision"] = self.revision or UNPINNED
+            if self.commit:
+                entry["commit"] = self.commit
         else:
             entry["files"] = dict(self.files)
         return entry

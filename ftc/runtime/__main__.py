@@ -19,6 +19,7 @@ from ftc.runtime.run_folder import RunFolder, load_run_folder
 from ftc.runtime.stages import STAGES
 from ftc.runtime.startup import prepare_fresh_process
 from ftc.runtime.trainer_args import check_strategy
+from ftc.tested_versions import untested_warning
 
 USAGE = "usage: python -m ftc.runtime RUN_DIR"
 
@@ -51,6 +52,9 @@ def run(run_dir: str, fresh_process: bool = False) -> None:
     reports = preflight(folder.plan, folder.spec.launch.collective_timeout_s)
     if rank() == 0:
         print(header(folder), flush=True)
+        untested = untested_warning()  # one line from package metadata; `ftc doctor` has the details
+        if untested:
+            print(untested, file=sys.stderr, flush=True)
     show_preflight(reports)
     seed_all(folder.spec.train.seed)
     # We tokenize ourselves; the trainer's few passes over the data need no progress bars of their own.

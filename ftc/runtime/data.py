@@ -196,9 +196,7 @@ def _examples(dataset: DatasetSection, kind: ExampleKind, key: str, streaming: b
             f"convert {dataset.path} to {takes} (map its fields with [data.datasets.columns]), or use the stage "
             f"that takes {dataset.format!r} data",
         )
-    hint = f"{dataset.format} records hold {data_format.fields}"
-    if dataset.columns:
-        hint += "; columns mapped: " + ", ".join(f"{ours} = {theirs!r}" for ours, theirs in dataset.columns.items())
+    hint = data_format.hint(dataset.columns)
     for where, record in islice(dataset_records(dataset, streaming), dataset.max_samples):
         try:
             parts = data_format.parse(record, dataset.columns)

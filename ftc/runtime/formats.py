@@ -331,6 +331,13 @@ class DataFormat:
     def parse(self, raw: Any, columns: Mapping[str, str]) -> Any:
         return self.read(Record(raw, columns))
 
+    def hint(self, columns: Mapping[str, str]) -> str:
+        """What a record of this format holds, under the spec's column mapping: the hint to a bad record."""
+        hint = f"{self.name} records hold {self.fields}"
+        if columns:
+            hint += "; columns mapped: " + ", ".join(f"{ours} = {theirs!r}" for ours, theirs in columns.items())
+        return hint
+
 
 def _build_registry(*formats: DataFormat) -> dict[str, DataFormat]:
     registry = {data_format.name: data_format for data_format in formats}

@@ -22,7 +22,7 @@ from ftc.runtime.run_folder import RunFolder
 from ftc.spec.models import Spec
 
 # In each checkpoint beside the policy: what resuming needs (value head, trained weights, optimizer, schedule,
-# RNG), then trainer_state.json with the step, written last as the trainers do (ftc.runtime.resume reads it).
+# RNG), trainer_state.json with the step (ftc.runtime.resume reads it), then the seal (ftc.runtime.checkpoint_seal).
 STATE_FILE = "ppo_state.pt"
 
 
@@ -140,27 +140,28 @@ class Learner:
 def save_checkpoint(learner: Learner, tokenizer: Any, folder: RunFolder, step: int) -> None:
     """checkpoint-STEP: the policy (adapter or model) and tokenizer as a result is saved, plus STATE_FILE to resume
     from, with every rank's random state; the oldest beyond train.save_total_limit go. Rank 0 writes it under a
-    temporary name, then renames it; every rank calls this, and returns once it is written."""
+    temporary name, flushes and seals it, then renames it; every rank calls this, and returns once it is written."""
     import torch
+
+    from ftc.runtime.checkpoint_choice import rotate_checkpoints
+    from ftc.runtime.checkpoint_seal import fsync_directory, fsync_folder, write_seal
 
     random_states = gather_objects(learner.random_state())
     if rank() == 0:
         final = folder.checkpoints / f"checkpoint-{step}"
         partial = folder.checkpoints / f"checkpoint-{step}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
+        for leftover in folder.checkpoints.glob("checkpoint-*.partial"):  # of a save that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
         learner.policy.save_pretrained(str(partial))
         tokenizer.save_pretrained(str(partial))
         torch.save({**learner.state(), "random_states": random_states}, partial / STATE_FILE)
         (partial / "trainer_state.json").write_text(json.dumps({"global_step": step}) + "\n", encoding="utf-8")
+        fsync_folder(partial)  # a rename is no seal: after a lost node the renamed files may still be short
+        write_seal(partial, step)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
-        limit = folder.spec.train.save_total_limit
-        kept = sorted(
-            (path for path in folder.checkpoints.iterdir() if path.name.split("-")[-1].isdigit()),
-            key=lambda path: int(path.name.split("-")[-1]),
-        )
-        for old in kept[:-limit] if limit else []:
-            shutil.rmtree(old)
+        fsync_directory(folder.checkpoints)  # the rename, on disk
+        rotate_checkpoints(folder.checkpoints, step, folder.spec.train.save_total_limit)
     barrier()
 
 
@@ -180,8 +181,8 @@ def resume(folder: RunFolder, prompts: list[Prompt], learner: Learner, metrics: 
         "schedule": {**schedule_of(spec, folder.plan), **{f"ppo.{k}": v for k, v in spec.ppo.model_dump().items()}},
         "data": {"examples": len(prompts), "sha256": digest},
     }
-    checkpoint = matching_checkpoint(folder, current, usable=lambda found: (found / STATE_FILE).is_file())
-    if checkpoint is None:
+    checkpoint = matching_checkpoint(folder, current)
+    if checkpoint is None or not (checkpoint / STATE_FILE).is_file():  # whole, but not ppo's
         return 1
     step = checkpoint_step(checkpoint)
     # onto the CPU: the random states must be there, and the optimizer moves its own state to its parameters

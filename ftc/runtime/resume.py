@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ftc.fs import atomic_write_text
+from ftc.runtime.checkpoint_choice import choose_checkpoint, remove_skipped
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.run_folder import RunFolder
 
 FINGERPRINT_FILE = "fingerprint.json"  # in the run folder: what every checkpoint there was trained on
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def schedule_of(spec: Any, plan: Any) -> dict[str, Any]:
@@ -54,28 +52,24 @@ def data_fingerprint(dataset: Any) -> dict[str, Any]:
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest complete checkpoint: the trainer writes trainer_state.json last, so a folder without it was cut."""
-    if not checkpoints.is_dir():
-        return None
-    complete = [
-        (int(match.group(1)), path)
-        for path in checkpoints.iterdir()
-        if (match := _CHECKPOINT.match(path.name)) and (path / "trainer_state.json").is_file()
-    ]
-    return max(complete)[1] if complete else None
+    """The newest whole checkpoint (sealed, or from before seals and checked whole: `ftc.runtime.checkpoint_choice`)."""
+    return choose_checkpoint(checkpoints).chosen
 
 
-def matching_checkpoint(
-    folder: RunFolder, current: dict[str, Any], usable: Callable[[Path], bool] = lambda _: True
-) -> Path | None:
-    """The newest usable checkpoint if the run still matches the fingerprint (schedule, data) taken when it
-    began; a changed run is refused. None for a fresh start, whose fingerprint is taken now."""
+def matching_checkpoint(folder: RunFolder, current: dict[str, Any]) -> Path | None:
+    """The newest whole checkpoint if the run still matches the fingerprint (schedule, data) taken when it
+    began; a changed run is refused. None for a fresh start, whose fingerprint is taken now. Newer folders
+    that are not whole are named, with why, and removed: the run writes them again."""
+    from ftc.runtime.collectives import barrier
+    from ftc.runtime.distributed import rank
+
     fingerprint_file = folder.path / FINGERPRINT_FILE
-    checkpoint = latest_checkpoint(folder.checkpoints)
-    if checkpoint is None or not usable(checkpoint):
-        atomic_write_text(fingerprint_file, json.dumps(current, indent=2) + "\n")
-        return None
-    if fingerprint_file.is_file():
+    choice = choose_checkpoint(folder.checkpoints)
+    checkpoint = choice.chosen
+    if rank() == 0:  # every rank chooses alike; one says so
+        for line in choice.lines():
+            print(line, flush=True)
+    if checkpoint is not None and fingerprint_file.is_file():
         changes = differences(json.loads(fingerprint_file.read_text(encoding="utf-8")), current)
         if changes:
             raise RuntimeUserError(
@@ -83,6 +77,11 @@ def matching_checkpoint(
                 + "; ".join(changes),
                 "restore the original spec and data to resume, or start a new run (another output.dir, or --overwrite)",
             )
+    barrier()  # every rank has chosen before rank 0 removes what it skipped
+    if rank() == 0:
+        remove_skipped(choice)
+        if checkpoint is None:
+            atomic_write_text(fingerprint_file, json.dumps(current, indent=2) + "\n")
     return checkpoint
 
 

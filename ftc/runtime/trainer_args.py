@@ -119,7 +119,8 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "logging_first_step": True,  # the curve starts at the untrained loss
         "save_strategy": "steps",
         "save_steps": train.save_steps,
-        "save_total_limit": train.save_total_limit or None,  # the spec says 0 for "keep all"
+        # ftc rotates after sealing (ftc.runtime.checkpoint_sealing); the trainer rotates before a checkpoint is sealed
+        "save_total_limit": None,
         **optimizer_arguments(train.optimizer),
         **monitor_arguments(run),
         **strategy_arguments(run),

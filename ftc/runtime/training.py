@@ -16,6 +16,7 @@ from ftc.runtime.run_folder import RunFolder
 def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.backend import check_trainer_device
     from ftc.runtime.callbacks import show_progress
+    from ftc.runtime.checkpoint_sealing import SealCheckpoints
     from ftc.runtime.distributed import use_fsdp_on_cpu
     from ftc.runtime.model import attach_lora_plus
     from ftc.runtime.plan_check import plan_check_callback
@@ -27,7 +28,8 @@ def train(trainer: Any, folder: RunFolder) -> None:
     use_fsdp_on_cpu(trainer, folder.plan)
     attach_lora_plus(trainer, folder.spec)
     trainer.add_callback(plan_check_callback(trainer, folder.plan, folder.spec.train.method, folder.spec.train.stage))
-    checkpoint = resume_point(trainer, folder)
+    trainer.add_callback(SealCheckpoints(keep=folder.spec.train.save_total_limit))
+    checkpoint = resume_point(trainer, folder)  # the newest sealed one, handed over by path: not the trainer's pick
     with stop_on_signals(trainer) as stop:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if stop.received:

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from ftc.compiler.architectures import ARCHITECTURES, architecture_from_config, find_architecture, repository_key
@@ -134,3 +136,52 @@ def test_qwen_moe_dense_layers_follow_the_sparse_step_and_the_list():
     arch = architecture_from_config(config)
     assert arch.moe.dense_layers == (0, 2, 3, 4)
     assert [arch.is_sparse(i) for i in range(6)] == [False, True, False, False, False, True]
+
+
+_MINIMAL_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 96,
+    "vocab_size": 100,
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected", "found"),
+    [
+        ("hidden_size", "big", "a positive integer", "found 'big' (a string)"),
+        ("num_hidden_layers", True, "a positive integer", "found True (a boolean)"),
+        ("num_attention_heads", 4.0, "a positive integer", "found 4.0 (a number)"),
+        ("vocab_size", 0, "a positive integer", "found 0 (an integer)"),
+        ("tie_word_embeddings", "yes", "true or false", "found 'yes' (a string)"),
+        ("max_position_embeddings", [4096], "a positive integer", "found [4096] (a list)"),
+    ],
+)
+def test_a_shape_key_of_the_wrong_type_names_the_file_key_type_and_value(key, value, expected, found):
+    with pytest.raises(FtcError) as caught:
+        architecture_from_config({**_MINIMAL_LLAMA, key: value}, source="model/config.json")
+    assert caught.value.message == f"model/config.json: '{key}' must be {expected}, {found}"
+
+
+def test_the_moe_keys_are_typed_too():
+    config = {**_MINIMAL_LLAMA, "model_type": "qwen2_moe", "moe_intermediate_size": 32}
+    config |= {"shared_expert_intermediate_size": 48, "num_experts": 4, "num_experts_per_tok": 2}
+    assert architecture_from_config(config).moe.num_experts == 4
+    with pytest.raises(FtcError, match=r"'mlp_only_layers' must be a list of layer indices, found \['3'\]"):
+        architecture_from_config({**config, "mlp_only_layers": ["3"]})
+
+
+def test_a_local_config_json_is_named_by_its_path(tmp_path):
+    from ftc.model_lookup import architecture_for
+    from ftc.spec import parse_spec
+    from tests.specs import VALID, replace
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text(json.dumps({**_MINIMAL_LLAMA, "hidden_size": "big"}))
+    spec = parse_spec(replace(VALID, '"meta-llama/Meta-Llama-3-8B-Instruct"', '"model"'), "job.toml")
+    with pytest.raises(FtcError) as caught:
+        architecture_for(spec, tmp_path)
+    assert caught.value.message.startswith(f"{tmp_path / 'model' / 'config.json'}: 'hidden_size' must be")
+    assert "num_attention_heads" not in caught.value.message  # the misleading old complaint

@@ -172,3 +172,32 @@ def test_kto_on_a_device_where_only_one_example_fits_is_refused_at_plan_time():
     assert "qlora" in caught.value.hint
     sft = compile_plan(parse_spec(VALID, "job.toml"), parse_hardware("1xA100-80GB"), arch, estimate=only_one_fits)
     assert sft.micro_batch_size.value == 1
+
+
+def llama3_8b_qlora_at_2048() -> str:
+    text = replace(VALID, "meta-llama/Meta-Llama-3-8B-Instruct", "meta-llama/Meta-Llama-3-8B")
+    text = replace(text, 'method = "lora"', 'method = "qlora"')
+    text = replace(text, "rank = 8", "rank = 32")
+    return replace(text, "cutoff_len = 1024", "cutoff_len = 2048")
+
+
+def test_limits_never_make_a_bigger_card_look_smaller():
+    from ftc.compiler.architectures import find_architecture
+
+    spec = parse_spec(llama3_8b_qlora_at_2048(), "job.toml")
+    arch = find_architecture(spec.model.name_or_path)
+    h100, l4 = (compile_plan(spec, parse_hardware(card), arch) for card in ("1xH100-80GB", "1xL4-24GB"))
+    # The H100 needs no checkpointing at 2048 tokens and the L4 does, so their own limits are not comparable...
+    assert (h100.gradient_checkpointing.value, l4.gradient_checkpointing.value) == (False, True)
+    assert h100.limits["max_cutoff_len"] < l4.limits["max_cutoff_len"]
+    # ...but under the same choice the card with 3.5x the memory holds more, both ways.
+    for choice in ("with", "without"):
+        for key in ("max_cutoff_len", "max_micro_batch_size"):
+            assert h100.limits[f"{key}_{choice}_checkpointing"] > l4.limits[f"{key}_{choice}_checkpointing"]
+    assert l4.limits["max_micro_batch_size_without_checkpointing"] == 0  # nothing fits the L4 at 2048 without it
+    for chosen in (h100, l4):
+        own = "with" if chosen.gradient_checkpointing.value else "without"
+        for key in ("max_cutoff_len", "max_micro_batch_size"):
+            assert chosen.limits[key] == chosen.limits[f"{key}_{own}_checkpointing"]
+        as_json = chosen.to_dict()["limits"]
+        assert {"max_cutoff_len_with_checkpointing", "max_cutoff_len_without_checkpointing"} <= set(as_json)

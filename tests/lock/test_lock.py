@@ -39,6 +39,15 @@ dir = "runs/locked"
 """
 
 
+@pytest.fixture(autouse=True)
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache of the test's own, so that the machine's real one never decides a result."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture
 def project(tmp_path: Path, tiny_model_dir: Path) -> Path:
     shutil.copytree(tiny_model_dir, tmp_path / "model")
@@ -125,7 +134,10 @@ def test_drift_in_a_library_version(project, monkeypatch):
 
 def test_drift_in_model_weights_and_in_added_and_removed_files(project):
     before = locked(project / "job.toml")
-    (project / "model" / "model.safetensors").write_bytes(b"other weights")
+    weights = project / "model" / "model.safetensors"
+    changed = bytearray(weights.read_bytes())
+    changed[-1] ^= 0xFF  # other weights, the header still whole: a damaged file is refused before any lock
+    weights.write_bytes(bytes(changed))
     (project / "model" / "extra.bin").write_bytes(b"new")
     (project / "model" / "generation_config.json").unlink()
     assert sorted(drift(before, lock_now(project / "job.toml"))) == [
@@ -211,3 +223,104 @@ def test_the_lock_names_the_secrets_and_monitor_keys_but_never_their_values(proj
     environment = tomllib.loads(text)["run"]["environment"]
     assert {"WANDB_API_KEY", "MY_TOKEN", "HF_TOKEN"} <= set(environment)
     assert "secret-value" not in text
+
+
+# -- hub inputs: locked at the commit the local Hugging Face cache holds ----------------------------
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
+HUB_MODEL = "meta-llama/Llama-3.2-1B"
+
+
+def cache_holds(cache: Path, repo_id: str, commit: str, ref: str = "main", repo_type: str = "model") -> None:
+    """Lay out what `hf download` leaves: refs/REF holding the sha (no newline), and that commit's snapshot."""
+    repo = cache / "--".join([f"{repo_type}s", *repo_id.split("/")])
+    (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+
+
+def unwrapped(text: str) -> str:
+    """The console wraps long lines to the terminal's width (80 in a pipe); the words are what count."""
+    return " ".join(text.split())
+
+
+@pytest.fixture
+def hub_project(project: Path) -> Path:
+    (project / "job.toml").write_text(SPEC.replace('name_or_path = "model"', f'name_or_path = "{HUB_MODEL}"'))
+    return project
+
+
+def test_an_unpinned_hub_model_is_locked_at_the_cached_commit_and_says_so(hub_project, hub_cache):
+    cache_holds(hub_cache, HUB_MODEL, COMMIT)
+    result = ftc("lock", "job.toml", "-H", "cpu", cwd=hub_project)
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"model.name_or_path: {HUB_MODEL} unpinned; locked at the cached commit {COMMIT[:12]}… (refs/main)"
+        in unwrapped(result.stdout)
+    )
+    assert "warning" not in result.stderr
+    entry = read_lock(hub_project / "job.toml.lock")["inputs"]["model.name_or_path"]
+    assert entry == {"path": HUB_MODEL, "source": "hub", "revision": "unpinned", "commit": COMMIT}
+
+
+def test_a_hub_model_the_cache_lacks_warns_naming_the_key_that_pins_it(hub_project, hub_cache):
+    cache_holds(hub_cache, "meta-llama/Llama-3.2-3B", COMMIT)  # another repository is no answer
+    result = ftc("lock", "job.toml", "-H", "cpu", cwd=hub_project)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: model.name_or_path: {HUB_MODEL} unpinned" in result.stderr
+    assert "set model.revision to a commit sha" in result.stderr and str(hub_cache) in result.stderr
+    assert "commit" not in read_lock(hub_project / "job.toml.lock")["inputs"]["model.name_or_path"]
+
+
+def test_a_ref_without_its_snapshot_is_not_a_cached_commit(hub_project, hub_cache):
+    cache_holds(hub_cache, HUB_MODEL, COMMIT)
+    shutil.rmtree(hub_cache / "models--meta-llama--Llama-3.2-1B" / "snapshots" / COMMIT)
+    assert "commit" not in lock_now(hub_project / "job.toml")["inputs"]["model.name_or_path"]
+
+
+def test_a_named_revision_resolves_through_its_own_ref_and_a_sha_needs_no_cache(hub_project, hub_cache):
+    cache_holds(hub_cache, HUB_MODEL, COMMIT, ref="main")
+    cache_holds(hub_cache, HUB_MODEL, OTHER_COMMIT, ref="v1.0")
+    spec = hub_project / "job.toml"
+    assert lock_now(spec, overrides=("model.revision=v1.0",))["inputs"]["model.name_or_path"]["commit"] == OTHER_COMMIT
+    pinned = lock_now(spec, overrides=(f"model.revision={'a' * 40}",))["inputs"]["model.name_or_path"]
+    assert pinned == {"path": HUB_MODEL, "source": "hub", "revision": "a" * 40, "commit": "a" * 40}
+
+
+def test_a_hub_dataset_is_resolved_in_the_dataset_cache(project, hub_cache):
+    (project / "job.toml").write_text(SPEC.replace('path = "data/train.json"', 'path = "tatsu-lab/alpaca"'))
+    cache_holds(hub_cache, "tatsu-lab/alpaca", COMMIT, repo_type="dataset")
+    entry = lock_now(project / "job.toml")["inputs"]["data.datasets[0].path"]
+    assert entry == {"path": "tatsu-lab/alpaca", "source": "hub", "revision": "unpinned", "commit": COMMIT}
+    cache_holds(hub_cache, "tatsu-lab/alpaca", OTHER_COMMIT, repo_type="model")  # a model of that name is not it
+    assert lock_now(project / "job.toml")["inputs"]["data.datasets[0].path"]["commit"] == COMMIT
+
+
+def test_launch_locked_refuses_an_unpinned_hub_input_unless_allowed(hub_project):
+    assert ftc("lock", "job.toml", "-H", "cpu", cwd=hub_project).returncode == 0
+    refused = ftc("launch", "job.toml", "-H", "cpu", "--locked", "--dry-run", cwd=hub_project)
+    assert refused.returncode == 1
+    assert "holds no commit for model.name_or_path" in refused.stderr and "--allow-unpinned" in refused.stderr
+    assert "model.revision" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (hub_project / "runs").exists()
+    allowed = ftc("launch", "job.toml", "-H", "cpu", "--locked", "--allow-unpinned", "--dry-run", cwd=hub_project)
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert (hub_project / "runs" / "locked" / "run.sh").is_file()
+
+
+def test_verify_and_launch_locked_report_drift_when_the_cache_moves_to_another_commit(hub_project, hub_cache):
+    cache_holds(hub_cache, HUB_MODEL, COMMIT)
+    assert ftc("lock", "job.toml", "-H", "cpu", cwd=hub_project).returncode == 0
+    clean = ftc("verify", "job.toml", cwd=hub_project)
+    assert clean.returncode == 0 and "matches" in clean.stdout, clean.stdout + clean.stderr
+    assert ftc("launch", "job.toml", "-H", "cpu", "--locked", "--dry-run", cwd=hub_project).returncode == 0
+    cache_holds(hub_cache, HUB_MODEL, OTHER_COMMIT)  # `hf download` fetched a newer main
+    drifted = ftc("verify", "job.toml", cwd=hub_project)
+    assert drifted.returncode == 1
+    assert (
+        f"model.name_or_path: {HUB_MODEL} was locked at commit {COMMIT[:12]}…; the Hugging Face cache now holds "
+        f"{OTHER_COMMIT[:12]}…" in unwrapped(drifted.stdout)
+    )
+    refused = ftc("launch", "job.toml", "-H", "cpu", "--locked", "--dry-run", "--overwrite", cwd=hub_project)
+    assert refused.returncode == 1 and "--locked refuses" in refused.stderr

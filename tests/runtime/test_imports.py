@@ -32,3 +32,15 @@ def test_stage_registry_names_sft():
 
     assert "sft" in STAGES and STAGES["sft"].module == "ftc.runtime.stages.sft"
     assert set(METHODS) == {"full", "freeze", "lora", "qlora"}
+
+
+def test_the_data_check_imports_nothing_heavy(tmp_path):
+    # `ftc launch` and `ftc validate --data` read every record before anything else: it must stay cheap.
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"instruction": "Say hi.", "output": "Hi."}\n{"instruction": "cut', encoding="utf-8")
+    loaded = modules_loaded_by(
+        "from ftc.data_check import check_data; from ftc.spec.models import DataSection, DatasetSection; "
+        f"assert check_data(DataSection(datasets=[DatasetSection(path={str(data)!r})])).problems == 1; "
+        "import ftc.cli.validate"
+    )
+    assert not loaded & set(HEAVY)

@@ -11,6 +11,7 @@ import pytest
 
 from ftc.runtime.__main__ import run
 from ftc.runtime.callbacks import MetricsRecorder
+from ftc.runtime.checkpoint_seal import is_sealed
 from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.preemption import EXIT_STOPPED
 from ftc.runtime.tiny import write_tiny_alpaca
@@ -56,6 +57,7 @@ def test_stopped_and_resumed_run_matches_a_straight_run(tmp_path, tiny_model_dir
             run(str(resumed))
     assert stopped.value.code == EXIT_STOPPED
     assert (resumed / "checkpoints" / f"checkpoint-{STOP_AT}" / "trainer_state.json").is_file()
+    assert is_sealed(resumed / "checkpoints" / f"checkpoint-{STOP_AT}")  # the stop's save is sealed like any
     assert not (resumed / "adapter").exists()  # a stopped run leaves a checkpoint, not a result
     assert max(losses(resumed)) == STOP_AT
 

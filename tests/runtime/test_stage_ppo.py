@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from ftc.runtime.checkpoint_seal import is_sealed
 from ftc.runtime.tiny import build_tiny_reward_model, write_tiny_alpaca
 from tests.runtime.stage_runs import series, train_stage
 
@@ -58,6 +59,7 @@ def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(tmp_path, tiny_mode
     assert (trained / "tokenizer.json").is_file()
     checkpoint = run_dir / "checkpoints" / "checkpoint-2"
     assert (checkpoint / "ppo_state.pt").is_file() and (checkpoint / "tokenizer.json").is_file()
+    assert is_sealed(checkpoint)  # written whole: ftc.runtime.checkpoint_seal
     assert (checkpoint / ("adapter_model.safetensors" if method == "lora" else "model.safetensors")).is_file()
     for plot in ("loss.png", "reward.png", "kl.png", "ppo_losses.png", "entropy.png"):
         assert (run_dir / plot).read_bytes().startswith(b"\x89PNG")

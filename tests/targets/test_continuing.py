@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ftc.runtime.checkpoint_seal import write_seal
 from tests.specs import VALID, replace
 
 
@@ -31,6 +32,7 @@ def test_resume_needs_a_checkpoint_refuses_a_changed_schedule_and_keeps_the_chec
     checkpoint = run_dir / "checkpoints" / "checkpoint-30"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 30}))
+    write_seal(checkpoint, 30)  # whole: a folder without a seal would be one cut short
     (run_dir / "metrics.json").write_text('{"log": []}')
 
     spec.write_text(replace(VALID, "max_steps = 60", "max_steps = 90"))
