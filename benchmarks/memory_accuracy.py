@@ -52,8 +52,8 @@ from torch.utils._pytree import tree_flatten
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._report import write_report  # noqa: E402
 from ftc.compiler.architectures import architecture_from_config  # noqa: E402
-from ftc.compiler.memory import MemoryInputs, estimate_memory  # noqa: E402
-from ftc.compiler.memory_states import model_states  # noqa: E402
+from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory  # noqa: E402
+from ftc.compiler.memory.states import model_states  # noqa: E402
 from ftc.compiler.params import lora_target_modules  # noqa: E402
 
 CPU = torch.profiler.ProfilerActivity.CPU

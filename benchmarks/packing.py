@@ -2,7 +2,7 @@
 
 The tiny model trains one epoch over the same synthetic examples (lengths drawn from a long-tailed
 distribution, as chat and pre-training data have) in two ways: one example per row, padded to the
-longest in its batch; or packed into rows of up to cutoff_len tokens by `ftc.runtime.packing`. Only
+longest in its batch; or packed into rows of up to cutoff_len tokens by `ftc.runtime.data.packing`. Only
 real tokens count, so the padding a batch drags along shows up as lost speed. Each step is forward,
 backward and an AdamW update, on the CPU with one torch thread. Speed is real tokens per second of
 this process's CPU time (wall time is shown too, but a shared machine skews it); each mode runs
@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._report import write_report  # noqa: E402
-from ftc.runtime.packing import PackedCollator, PaddingCollator, pack_examples  # noqa: E402
-from ftc.runtime.tiny import build_tiny_model  # noqa: E402
+from ftc.quickstart.tiny import build_tiny_model  # noqa: E402
+from ftc.runtime.data.packing import PackedCollator, PaddingCollator, pack_examples  # noqa: E402
 
 WARMUP_STEPS = 2
 MODES = ("padded", "packed")

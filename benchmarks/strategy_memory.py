@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    from ftc.runtime.tiny import build_tiny_model, write_tiny_alpaca
+    from ftc.quickstart.tiny import build_tiny_model, write_tiny_alpaca
 
     cases = []
     with tempfile.TemporaryDirectory() as name:

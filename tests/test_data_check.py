@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ftc.cli.app import run
-from ftc.data_check import SHOWN, check_data
-from ftc.runtime.data import dataset_conversations
-from ftc.runtime.errors import RuntimeUserError
+from ftc.errors import RuntimeUserError
+from ftc.records.check import SHOWN, check_data
+from ftc.runtime.data.loading import dataset_conversations
 from ftc.spec.models import DataSection, DatasetSection
 from tests.specs import VALID, replace
 

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from ftc import detect
+from ftc.devices import detect
 from ftc.errors import FtcError
 
 H100_SMI = "NVIDIA H100 80GB HBM3, 81559\n" * 8

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ftc.chat_templates import TEMPLATES
-from ftc.runtime.tiny import write_tiny_alpaca
+from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.spec.chat_templates import TEMPLATES
 
 SPEC = """\
 [model]

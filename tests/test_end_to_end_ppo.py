@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from ftc.runtime.tiny import build_tiny_reward_model, write_tiny_alpaca
+from ftc.quickstart.tiny import build_tiny_reward_model, write_tiny_alpaca
 from tests.commands import ftc
 
 SPEC = """\

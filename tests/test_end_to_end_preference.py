@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from ftc.runtime.tiny import write_tiny_preferences
+from ftc.quickstart.tiny import write_tiny_preferences
 from tests.commands import ftc
 
 SPEC = """\

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ftc.hub_cache import cached_commit, hub_cache_dir, is_commit, repo_folder
+from ftc.models.hub_cache import cached_commit, hub_cache_dir, is_commit, repo_folder
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _CACHE_VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME")
@@ -29,7 +29,7 @@ _CACHE_VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CAC
 def test_the_cache_folder_is_the_one_huggingface_hub_uses(environment):
     child = {key: value for key, value in os.environ.items() if key not in _CACHE_VARIABLES} | environment
     code = (
-        "import json; from huggingface_hub import constants; from ftc.hub_cache import hub_cache_dir; "
+        "import json; from huggingface_hub import constants; from ftc.models.hub_cache import hub_cache_dir; "
         "print(json.dumps([constants.HF_HUB_CACHE, str(hub_cache_dir())]))"
     )
     result = subprocess.run([sys.executable, "-c", code], env=child, capture_output=True, text=True, check=True)

@@ -6,7 +6,7 @@ import functools
 
 import pytest
 
-from ftc.tested_versions import (
+from ftc.install.tested_versions import (
     MISSING,
     OK,
     OTHER_VERSION,

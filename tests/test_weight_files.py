@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ftc.errors import FtcError
-from ftc.weight_files import check_weight_files, safetensors_problem
+from ftc.models.weight_files import check_weight_files, safetensors_problem
 from tests.commands import ftc
 
 SPEC = """\

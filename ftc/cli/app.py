@@ -181,7 +181,7 @@ def launch(args: argparse.Namespace) -> int:
 def quickstart(args: argparse.Namespace) -> int:
     """Build a tiny model, tokenizer and dataset offline, and train a LoRA on the CPU."""
     from ftc.cli.launching import launch_spec
-    from ftc.quickstart import write_quickstart
+    from ftc.quickstart.workspace import write_quickstart
 
     spec_path = write_quickstart(args.folder, steps=args.steps)
     loaded, resolved_plan = _load_and_plan(spec_path, "cpu", 1)
@@ -331,7 +331,7 @@ def doctor(args: argparse.Namespace) -> int:
 
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
     from ftc.compiler import compile_plan
-    from ftc.model_lookup import adapter_for, architecture_for
+    from ftc.models.lookup import adapter_for, architecture_for
     from ftc.spec import load_spec
 
     loaded = load_spec(spec, overrides or ())
@@ -342,7 +342,7 @@ def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] |
 
 def _hardware(hardware: str, nodes: int):
     if hardware == "auto":
-        from ftc.detect import detect_hardware
+        from ftc.devices.detect import detect_hardware
 
         return detect_hardware(nodes).hardware
     from ftc.compiler import parse_hardware

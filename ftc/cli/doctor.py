@@ -26,8 +26,16 @@ from ftc.cli.doctor_probes import (
     unpinned_row,
 )
 from ftc.errors import FtcError
-from ftc.extras import EXTRAS
-from ftc.tested_versions import CONSTRAINTS_FILE, Lookup, compare, installed_version, normalise, pinned, read_tested_set
+from ftc.install.extras import EXTRAS
+from ftc.install.tested_versions import (
+    CONSTRAINTS_FILE,
+    Lookup,
+    compare,
+    installed_version,
+    normalise,
+    pinned,
+    read_tested_set,
+)
 
 if TYPE_CHECKING:
     from ftc.compiler.plan import Plan
@@ -47,7 +55,7 @@ KEY_LIBRARIES = (
     "jinja2",
     "rich",
 )
-# ftc.extras decides which extras a plan needs; these are the rows each one stands for here.
+# ftc.install.extras decides which extras a plan needs; these are the rows each one stands for here.
 EXTRA_ROWS = {
     "qlora": ("bitsandbytes", "bitsandbytes backend"),
     "distributed": ("deepspeed",),

@@ -1,6 +1,6 @@
 """What `ftc doctor` looks at, one probe per thing, each returning rows: what, what was found, a status.
 
-The library versions come from package metadata (ftc.tested_versions). The machine probes import torch,
+The library versions come from package metadata (ftc.install.tested_versions). The machine probes import torch,
 DeepSpeed and bitsandbytes only where they are installed, build nothing, and give each outside command a
 short timeout: a doctor that hangs on a dead Slurm controller would be no help.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
-from ftc.tested_versions import MISSING, OK, OTHER_VERSION, Lookup, VersionCheck
+from ftc.install.tested_versions import MISSING, OK, OTHER_VERSION, Lookup, VersionCheck
 
 WARN = "warn"  # a row's status: OK, WARN or MISSING
 NOT_INSTALLED = "not installed"

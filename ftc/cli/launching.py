@@ -7,7 +7,7 @@ import shlex
 from ftc.cli.output import console
 from ftc.cli.show import show_run_folder
 from ftc.compiler.plan import Plan
-from ftc.data_check import require_good_data
+from ftc.records.check import require_good_data
 from ftc.spec.loader import LoadedSpec
 from ftc.targets import get_target
 from ftc.targets.prepare import make_job, write_job

@@ -13,8 +13,8 @@ TRAINED_FOLDERS = ("adapter", "model")  # what a stage saves, by method
 
 
 def report_run(run_dir: Path) -> int:
-    from ftc.runtime.metrics import read_metrics
-    from ftc.runtime.report import plot_title, summary_lines, write_plots
+    from ftc.runs.metrics import read_metrics
+    from ftc.runs.report import plot_title, summary_lines, write_plots
 
     metrics_file = run_dir / "metrics.json"
     if not metrics_file.is_file():

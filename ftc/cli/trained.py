@@ -8,10 +8,10 @@ from ftc.errors import FtcError
 
 
 def export_run(run_dir: Path, output: Path | None, checkpoint: str | None, dtype: str, overwrite: bool) -> None:
-    from ftc.quickstart import require_training_extra
+    from ftc.quickstart.workspace import require_training_extra
 
     require_training_extra()
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
     from ftc.runtime.export import export
 
     try:
@@ -22,11 +22,11 @@ def export_run(run_dir: Path, output: Path | None, checkpoint: str | None, dtype
 
 
 def chat_with_run(run_dir: Path, checkpoint: str | None, max_new_tokens: int, temperature: float) -> None:
-    from ftc.quickstart import require_training_extra
+    from ftc.quickstart.workspace import require_training_extra
 
     require_training_extra()
+    from ftc.errors import RuntimeUserError
     from ftc.runtime.chat import chat
-    from ftc.runtime.errors import RuntimeUserError
 
     try:
         chat(str(run_dir), checkpoint, max_new_tokens, temperature)

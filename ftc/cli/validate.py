@@ -11,7 +11,7 @@ from ftc.spec import Diagnostic, SpecError, load_spec
 from ftc.spec.loader import LoadedSpec
 
 if TYPE_CHECKING:
-    from ftc.data_check import DataCheck
+    from ftc.records.check import DataCheck
 
 
 def expand(patterns: list[str]) -> list[str]:
@@ -77,7 +77,7 @@ def validate_files(
 
 def check_spec_data(loaded: LoadedSpec) -> DataCheck:
     # Paths anchored as `ftc launch` anchors them; the check imports no torch, so CI needs only ftc.
-    from ftc.data_check import check_data
+    from ftc.records.check import check_data
     from ftc.spec.resolve import resolve_paths
 
     return check_data(resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists).data)

@@ -2,7 +2,7 @@
 
 A lora/qlora run trains that adapter further as it was saved, so its adapter_config.json, not the
 spec's [lora] section, decides the adapter's size. Reading the file is the caller's business
-(`ftc.model_lookup.adapter_for`, beside config.json); this module reads the parsed dict and is pure.
+(`ftc.models.lookup.adapter_for`, beside config.json); this module reads the parsed dict and is pure.
 """
 
 from __future__ import annotations

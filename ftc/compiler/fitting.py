@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from ftc.compiler.batch import divisors
-from ftc.compiler.memory import MemoryInputs, estimate_memory
+from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.plan import MemoryEstimate
 from ftc.compiler.rules import REPLICA_ONLY_STAGES
 

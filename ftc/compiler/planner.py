@@ -25,7 +25,7 @@ from ftc.compiler.fitting import (
     longest_cutoff_len,
 )
 from ftc.compiler.hardware import Hardware, hardware_record
-from ftc.compiler.memory import MemoryInputs, estimate_memory
+from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.plan import Decision, HardwareRef, MemoryEstimate, Plan
 from ftc.compiler.rules import check_combination
@@ -44,7 +44,7 @@ def compile_plan(
     estimate: Estimator = estimate_memory,
     adapter: AdapterShape | None = None,
 ) -> Plan:
-    """`adapter`: model.adapter's shape (ftc.model_lookup.adapter_for), which a lora/qlora run trains further."""
+    """`adapter`: model.adapter's shape (ftc.models.lookup.adapter_for), which a lora/qlora run trains further."""
     spec, adapter_notes = spec_with_adapter(spec, adapter, arch)
     plan = _plan(spec, hardware, arch, estimate)
     return replace(plan, notes=plan.notes + adapter_notes) if adapter_notes else plan

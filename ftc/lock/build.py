@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ftc.chat_templates import TEMPLATES
 from ftc.compiler.plan import Plan
-from ftc.environment import environment_names
 from ftc.errors import FtcError
 from ftc.lock.hub_pins import locked_commit
 from ftc.lock.inputs import hash_inputs, text_sha256, versions
 from ftc.lock.record import LockedInput, RunFacts, lock_document
+from ftc.runs.environment import environment_names
+from ftc.spec.chat_templates import TEMPLATES
 from ftc.spec.loader import LoadedSpec
 from ftc.spec.resolve import anchored, input_paths, names_a_local_path
 

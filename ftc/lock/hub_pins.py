@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftc.hub_cache import DEFAULT_REVISION, RepoType, cached_commit, hub_cache_dir, is_commit
+from ftc.models.hub_cache import DEFAULT_REVISION, RepoType, cached_commit, hub_cache_dir, is_commit
 
 UNPINNED = "unpinned"  # what a lock records as the revision of a hub input the spec gives none
 

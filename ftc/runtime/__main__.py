@@ -10,16 +10,25 @@ import os
 import sys
 import warnings
 
-from ftc.runtime import clock  # noqa: F401  imported first of ours: without /proc, startup counts from here
-from ftc.runtime.backend import check_backend
-from ftc.runtime.distributed import leave_process_group, preflight, rank, seed_all, show_preflight
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import check_method
-from ftc.runtime.run_folder import RunFolder, load_run_folder
+# Imported first of ours: without /proc, startup counts from here.
+from ftc.runtime.distributed import clock  # noqa: F401
+
+# isort: split
+from ftc.errors import RuntimeUserError
+from ftc.install.tested_versions import untested_warning
+from ftc.runs.folder import RunFolder, load_run_folder
+from ftc.runtime.distributed.backend_check import check_backend
+from ftc.runtime.distributed.process_group import (
+    leave_process_group,
+    preflight,
+    rank,
+    seed_all,
+    show_preflight,
+)
+from ftc.runtime.distributed.startup import prepare_fresh_process
+from ftc.runtime.model.loading import check_method
 from ftc.runtime.stages import STAGES
-from ftc.runtime.startup import prepare_fresh_process
 from ftc.runtime.trainer_args import check_strategy
-from ftc.tested_versions import untested_warning
 
 USAGE = "usage: python -m ftc.runtime RUN_DIR"
 
@@ -66,7 +75,7 @@ def run(run_dir: str, fresh_process: bool = False) -> None:
     try:
         importlib.import_module(stage.module).run(folder)
     except SystemExit as stop:  # stopped by a signal after its checkpoint: every rank leaves together
-        from ftc.runtime.preemption import EXIT_STOPPED  # the trainers' callbacks live there: imported late
+        from ftc.runtime.distributed.preemption import EXIT_STOPPED  # the trainers' callbacks live there: imported late
 
         if fresh_process and stop.code == EXIT_STOPPED:
             leave_process_group()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ftc.runtime.clock import process_started_at
-from ftc.runtime.metrics import add_trainer_log, new_metrics, write_metrics
+from ftc.runs.metrics import add_trainer_log, new_metrics, write_metrics
+from ftc.runtime.distributed.clock import process_started_at
 
 
 class MetricsRecorder(TrainerCallback):

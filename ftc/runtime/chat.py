@@ -10,9 +10,9 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from ftc.runtime.errors import RuntimeUserError
+from ftc.errors import RuntimeUserError
+from ftc.runs.folder import load_run_folder
 from ftc.runtime.export import load_trained, trained_folder
-from ftc.runtime.run_folder import load_run_folder
 
 HELP = "type a message; /reset starts over, /exit leaves"
 

@@ -3,7 +3,7 @@
 transformers calls `on_save` right after `Trainer._save_checkpoint` returns, on every rank, when every
 file of the checkpoint is written (weights, optimizer, scheduler, RNG, trainer_state.json). Every rank
 flushes the folder, all wait for each other, and rank 0 writes the seal. The stop-on-signal path
-(`ftc.runtime.preemption`) saves through the same `_save_checkpoint`, so its checkpoint is sealed too.
+(`ftc.runtime.distributed.preemption`) saves through the same `_save_checkpoint`, so its checkpoint is sealed too.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ftc.runtime.checkpoint_choice import rotate_checkpoints
-from ftc.runtime.checkpoint_seal import fsync_folder, write_seal
-from ftc.runtime.collectives import barrier
+from ftc.runs.checkpoints import rotate_checkpoints
+from ftc.runs.seal import fsync_folder, write_seal
+from ftc.runtime.distributed.collectives import barrier
 
 
 class SealCheckpoints(TrainerCallback):

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.run_folder import RunFolder, load_run_folder
+from ftc.errors import RuntimeUserError
+from ftc.runs.folder import RunFolder, load_run_folder
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 MERGED = "merged"

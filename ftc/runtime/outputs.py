@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftc.runtime.metrics import write_metrics
-from ftc.runtime.model import resave_for_original_base
-from ftc.runtime.report import plot_title, summary_lines, write_plots
-from ftc.runtime.run_folder import RunFolder
+from ftc.runs.folder import RunFolder
+from ftc.runs.metrics import write_metrics
+from ftc.runs.report import plot_title, summary_lines, write_plots
+from ftc.runtime.model.loading import resave_for_original_base
 
 
 def save_trained(trainer: Any, folder: RunFolder) -> None:
@@ -26,8 +26,8 @@ def drop_reference_adapters(model: Any) -> None:
 
 
 def finish(folder: RunFolder, metrics: dict[str, Any]) -> None:
-    from ftc.runtime.distributed import rank
-    from ftc.runtime.peak_memory import peak_memory
+    from ftc.runs.peak_memory import peak_memory
+    from ftc.runtime.distributed.process_group import rank
 
     metrics["peak_memory"] = peak_memory(folder.plan)  # every rank: the largest over them is kept
     if rank() != 0:  # under torchrun, rank 0 writes the results and prints the summary

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from ftc.compiler.memory_states import holding
+from ftc.compiler.memory.states import holding
 from ftc.compiler.plan import Plan
-from ftc.runtime.errors import RuntimeUserError
+from ftc.errors import RuntimeUserError
 
 # The libraries whose versions decide how a model is prepared; named in every mismatch.
 PREPARING_LIBRARIES = ("torch", "transformers", "accelerate", "peft", "deepspeed", "bitsandbytes")

@@ -10,8 +10,8 @@ import math
 import os
 from typing import Any
 
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.run_folder import RunFolder
+from ftc.errors import RuntimeUserError
+from ftc.runs.folder import RunFolder
 
 # One process; torchrun's DDP; DeepSpeed ZeRO from the run folder's deepspeed.json; FSDP2 from its fsdp.json.
 SUPPORTED_STRATEGIES = ("single", "ddp", "zero1", "zero2", "zero3", "fsdp")
@@ -30,7 +30,7 @@ def strategy_arguments(run: RunFolder) -> dict[str, Any]:
     import json
 
     from ftc.compiler import deepspeed_config, fsdp_config
-    from ftc.runtime.distributed import DEVICE_BACKENDS
+    from ftc.runtime.distributed.process_group import DEVICE_BACKENDS
 
     plan = run.plan
     strategy = plan.strategy.value

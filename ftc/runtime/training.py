@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftc.runtime.run_folder import RunFolder
+from ftc.runs.folder import RunFolder
 
 
 def train(trainer: Any, folder: RunFolder) -> None:
-    from ftc.runtime.backend import check_trainer_device
     from ftc.runtime.callbacks import show_progress
     from ftc.runtime.checkpoint_sealing import SealCheckpoints
-    from ftc.runtime.distributed import use_fsdp_on_cpu
-    from ftc.runtime.model import attach_lora_plus
+    from ftc.runtime.distributed.backend_check import check_trainer_device
+    from ftc.runtime.distributed.preemption import stop_for_restart, stop_on_signals
+    from ftc.runtime.distributed.process_group import use_fsdp_on_cpu
+    from ftc.runtime.distributed.resume import resume_point
+    from ftc.runtime.model.loading import attach_lora_plus
     from ftc.runtime.plan_check import plan_check_callback
-    from ftc.runtime.preemption import stop_for_restart, stop_on_signals
-    from ftc.runtime.resume import resume_point
 
     show_progress(trainer)
     check_trainer_device(trainer, folder.plan)  # nothing fell back to the CPU on its own

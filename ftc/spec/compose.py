@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftc.spec.diagnostics import Diagnostic, SpecError, toml_syntax_diagnostic
+from ftc.spec.diagnostics import Code, Diagnostic, SpecError, toml_syntax_diagnostic
 from ftc.spec.locate import KeyPath, Origin, locate_keys
 
 EXTENDS = "extends"
@@ -78,7 +78,7 @@ def _compose(path: Path, read: Reader, chain: tuple[Path, ...]) -> Composed:
 
 
 def _located(origin: Origin, message: str, hint: str) -> SpecError:
-    return SpecError([Diagnostic(origin.file, origin.line, origin.column, EXTENDS, message, hint)])
+    return SpecError([Diagnostic(origin.file, origin.line, origin.column, EXTENDS, message, hint, code=Code.EXTENDS)])
 
 
 def merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +123,9 @@ def parse_override(text: str) -> Override:
     key, equals, raw = text.partition("=")
     key = key.strip()
     if not equals or not key:
-        raise SpecError([Diagnostic(OVERRIDE_SOURCE, 0, 0, "", f"{text!r} is not KEY=VALUE", _SET_EXAMPLE)])
+        raise SpecError(
+            [Diagnostic(OVERRIDE_SOURCE, 0, 0, "", f"{text!r} is not KEY=VALUE", _SET_EXAMPLE, code=Code.OVERRIDE)]
+        )
     path: list[str | int] = []
     position = 0
     for match in _PART.finditer(key):
@@ -132,7 +134,9 @@ def parse_override(text: str) -> Override:
         path.append(match[1] if match[1] is not None else int(match[2]))
         position = match.end()
     if position != len(key) or not path or not isinstance(path[0], str):
-        raise SpecError([Diagnostic(OVERRIDE_SOURCE, 0, 0, "", f"{key!r} is not a key path", _SET_EXAMPLE)])
+        raise SpecError(
+            [Diagnostic(OVERRIDE_SOURCE, 0, 0, "", f"{key!r} is not a key path", _SET_EXAMPLE, code=Code.OVERRIDE)]
+        )
     return Override(text, tuple(path), raw.strip())
 
 
@@ -195,6 +199,7 @@ def _bad_index(override: Override, depth: int) -> None:
                 dotted(override.path),
                 f"{where} is not an existing array item",
                 "an override can change an item the spec has, not add one",
+                code=Code.OVERRIDE,
             )
         ]
     )
@@ -213,6 +218,7 @@ def _not_a_table(override: Override, depth: int) -> None:
                 dotted(override.path),
                 f"{where} is a value, not a table",
                 "override the value itself, or a key of a table",
+                code=Code.OVERRIDE,
             )
         ]
     )

@@ -1,17 +1,69 @@
-"""Turn TOML and pydantic errors into located, human messages: FILE:LINE: key.path: what (hint: how)."""
+"""Turn TOML and pydantic errors into located, human messages: FILE:LINE: key.path: [CODE] what (hint: how)."""
 
 from __future__ import annotations
 
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum, unique
 from typing import Any
 
 from pydantic import BaseModel
 
 from ftc.errors import FtcError
 from ftc.spec.locate import KeyPath, Origin, nearest_position
+
+
+@unique
+class Code(StrEnum):
+    """The kind of a spec problem. The code is a contract (CI filters and tests match on it; the wording
+    may change), so a code is never renamed or reused for another kind."""
+
+    meaning: str
+
+    def __new__(cls, code: str, meaning: str) -> Code:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    FILE = "E-FILE", "the spec file cannot be read: missing, a folder, unreadable, or not UTF-8"
+    TOML_SYNTAX = "E-TOML-SYNTAX", "the file is not valid TOML"
+    EXTENDS = "E-EXTENDS", "extends names no usable base: not a string, a missing file, or a cycle"
+    OVERRIDE = "E-OVERRIDE", "a --set argument that is not KEY=VALUE, or names no place in the spec"
+    UNKNOWN_KEY = "E-UNKNOWN-KEY", "a key that has no meaning at that place, often a misspelling"
+    MISSING = "E-MISSING", "a key or table is required, by the schema or by another key's value"
+    TYPE = "E-TYPE", "a value of the wrong type: text for a number, a number for a table"
+    ENUM = "E-ENUM", "a value that is not one of the names the key accepts"
+    RANGE = "E-RANGE", "a number outside the key's range"
+    LENGTH = "E-LENGTH", "a text or array too short or too long: an empty name, no datasets"
+    FORMAT = "E-FORMAT", "a text not in the form the key needs: a pattern, a regular expression, an #SBATCH option"
+    SECRET = "E-SECRET", "a credential, or a name that holds one, where values are written down"
+    RESERVED = "E-RESERVED", "a setting ftc's launcher makes itself"
+    CONFLICT = "E-CONFLICT", "keys that cannot go together; the message names the other side"
+    INVALID = "E-INVALID", "a value refused for a reason no other code names; the message says which"
+
+
+# pydantic's error types, by the code they report as; a type not here is E-TYPE when pydantic names
+# it a type error (…_type, …_parsing), else E-INVALID.
+_CODES = {
+    "extra_forbidden": Code.UNKNOWN_KEY,
+    "missing": Code.MISSING,
+    "literal_error": Code.ENUM,
+    "enum": Code.ENUM,
+    "greater_than": Code.RANGE,
+    "greater_than_equal": Code.RANGE,
+    "less_than": Code.RANGE,
+    "less_than_equal": Code.RANGE,
+    "finite_number": Code.RANGE,
+    "multiple_of": Code.RANGE,
+    "too_short": Code.LENGTH,
+    "too_long": Code.LENGTH,
+    "string_too_short": Code.LENGTH,
+    "string_too_long": Code.LENGTH,
+    "string_pattern_mismatch": Code.FORMAT,
+}
 
 _TYPE_NAMES = {
     "int_type": "an integer",
@@ -42,6 +94,7 @@ class Diagnostic:
     line: int
     column: int
     path: str  # dotted key path, e.g. data.datasets[0].format; empty for file-level errors
+    code: Code = field(kw_only=True)  # required wherever a diagnostic is made; kept beside the path in JSON
     message: str
     hint: str | None = None
 
@@ -52,7 +105,7 @@ class Diagnostic:
             where += f"{self.line}:{self.column}:" if not self.path and self.column else f"{self.line}:"
         path = f" {self.path}:" if self.path else ""
         hint = f" (hint: {self.hint})" if self.hint else ""
-        return f"{where}{path} {self.message}{hint}"
+        return f"{where}{path} [{self.code}] {self.message}{hint}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,7 +139,13 @@ def toml_syntax_diagnostic(file: str, error: Exception, source: str = "") -> Dia
     line, column = (int(match[1]), int(match[2])) if match else end
     message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", text)
     return Diagnostic(
-        file, line, column, "", f"TOML syntax error: {message}", "check quoting, brackets and `key = value` form here"
+        file,
+        line,
+        column,
+        "",
+        f"TOML syntax error: {message}",
+        "check quoting, brackets and `key = value` form here",
+        code=Code.TOML_SYNTAX,
     )
 
 
@@ -103,12 +162,23 @@ def validation_diagnostics(
             loc = parse_dotted(at)  # a rule between two keys names the one to change
         message, hint = _explain(error, loc, root)
         where = nearest_position(origins, loc) or Origin(root_file, 1, 1)
-        diagnostics.append(Diagnostic(where.file, where.line, where.column, dotted(loc), message, hint))
+        diagnostics.append(
+            Diagnostic(where.file, where.line, where.column, dotted(loc), message, hint, code=_code(error))
+        )
     return sorted(diagnostics, key=lambda d: (d.file != root_file, d.file, d.line, d.column))
 
 
 def parse_dotted(text: str) -> KeyPath:
     return tuple(int(part) if part.isdigit() else part for part in re.findall(r"[^.\[\]]+", text))
+
+
+def _code(error: dict[str, Any]) -> Code:
+    kind = error["type"]
+    if kind == "spec_rule":
+        return Code(error["ctx"]["code"])
+    if kind in _TYPE_NAMES or kind.endswith(("_type", "_parsing")):
+        return Code.TYPE
+    return _CODES.get(kind, Code.INVALID)
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ftc.spec.compose import Composed, apply_overrides, compose_file, document, parse_override
-from ftc.spec.diagnostics import Diagnostic, SpecError, inner_model, validation_diagnostics
+from ftc.spec.diagnostics import Code, Diagnostic, SpecError, inner_model, validation_diagnostics
 from ftc.spec.locate import KeyPath
 from ftc.spec.models import Spec
 
@@ -55,18 +55,22 @@ def read_spec_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise SpecError([Diagnostic(str(path), 0, 0, "", "no such file", "check the path")]) from None
+        raise SpecError([Diagnostic(str(path), 0, 0, "", "no such file", "check the path", code=Code.FILE)]) from None
     except IsADirectoryError:
         raise SpecError(
-            [Diagnostic(str(path), 0, 0, "", "is a folder, not a spec file", "name a .toml file")]
+            [Diagnostic(str(path), 0, 0, "", "is a folder, not a spec file", "name a .toml file", code=Code.FILE)]
         ) from None
     except OSError as error:
-        raise SpecError([Diagnostic(str(path), 0, 0, "", f"cannot read: {error.strerror}", None)]) from None
+        raise SpecError(
+            [Diagnostic(str(path), 0, 0, "", f"cannot read: {error.strerror}", None, code=Code.FILE)]
+        ) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise SpecError([Diagnostic(str(path), line, 0, "", "not valid UTF-8", "save the file as UTF-8")]) from None
+        raise SpecError(
+            [Diagnostic(str(path), line, 0, "", "not valid UTF-8", "save the file as UTF-8", code=Code.FILE)]
+        ) from None
 
 
 def expects_text(path: KeyPath) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     Attention,
     DataFormat,
@@ -104,17 +105,26 @@ class Spec(Section):
     def _method_rules(self) -> Spec:
         method, stage = self.train.method, self.train.stage
         if self.data.packing and stage not in ("pt", "sft"):
-            raise rule_error(f"packing is for the pt and sft stages, not {stage!r}", "remove it", at="data.packing")
+            raise rule_error(
+                f"packing is for the pt and sft stages, not {stage!r}",
+                "remove it",
+                at="data.packing",
+                code=Code.CONFLICT,
+            )
         if self.data.streaming and self.train.max_steps is None:
             raise rule_error(
                 "a streamed dataset has no length to count train.epochs in",
                 "set train.max_steps instead of train.epochs, or remove data.streaming",
                 at="data.streaming",
+                code=Code.CONFLICT,
             )
         # By value, not by presence: a resolved spec (the run folder's) writes every section out.
         if self.freeze != FreezeSection.model_construct() and method != "freeze":
             raise rule_error(
-                f"[freeze] is set but train.method is {method!r}", "use method = 'freeze', or remove it", at="freeze"
+                f"[freeze] is set but train.method is {method!r}",
+                "use method = 'freeze', or remove it",
+                at="freeze",
+                code=Code.CONFLICT,
             )
         if self.quantization.bits is not None and method != "qlora":
             raise rule_error(
@@ -122,18 +132,21 @@ class Spec(Section):
                 f"{method!r}",
                 "set train.method = 'qlora', or remove quantization.bits",
                 at="quantization.bits",
+                code=Code.CONFLICT,
             )
         if self.model.adapter is not None and stage == "rm":
             raise rule_error(
                 "train.stage = 'rm' puts a new score head on the base, so it does not start from model.adapter",
                 "merge the adapter first (ftc export) and name the merged folder in model.name_or_path",
                 at="model.adapter",
+                code=Code.CONFLICT,
             )
         if self.model.adapter is not None and method in ("lora", "qlora") and self.lora.init != "default":
             raise rule_error(
                 f"lora.init = {self.lora.init!r} makes a new adapter, but model.adapter names one to train further",
                 "remove lora.init, or model.adapter",
                 at="lora.init",
+                code=Code.CONFLICT,
             )
         if self.lora.init == "loftq" and (method != "qlora" or self.quantization.bits == 8):
             raise rule_error(
@@ -141,12 +154,14 @@ class Spec(Section):
                 + (f"train.method is {method!r}" if method != "qlora" else "quantization.bits is 8"),
                 "use it with train.method = 'qlora' and quantization.bits = 4 (or unset)",
                 at="lora.init",
+                code=Code.CONFLICT,
             )
         if self.lora.init in ("pissa", "pissa_fast", "olora") and method == "qlora":
             raise rule_error(
                 f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
                 "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
                 at="lora.init",
+                code=Code.CONFLICT,
             )
         return self
 
@@ -159,6 +174,7 @@ class Spec(Section):
                 "or more",
                 "set train.micro_batch_size = 2 or more, or leave it unset for the plan to choose",
                 at="train.micro_batch_size",
+                code=Code.CONFLICT,
             )
         wanted = PREFERENCE_STAGE_FORMATS.get(stage)
         if wanted and self.data.streaming:
@@ -167,6 +183,7 @@ class Spec(Section):
                 "first",
                 "remove data.streaming",
                 at="data.streaming",
+                code=Code.CONFLICT,
             )
         datasets = [("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)]
         for key, listed in datasets if wanted else ():
@@ -177,6 +194,7 @@ class Spec(Section):
                         f"give {wanted!r} records"
                         + (" (prompt, chosen, rejected)" if wanted == "preference" else " (prompt, completion, label)"),
                         at=f"data.{key}[{index}].format",
+                        code=Code.CONFLICT,
                     )
         for name, readers in PREFERENCE_KEY_STAGES.items():
             # By value, not by presence: a resolved spec (the run folder's) writes every key out.
@@ -185,6 +203,7 @@ class Spec(Section):
                     f"preference.{name} is read by {', '.join(readers)}, not by {stage!r}",
                     "remove it, or set train.stage to a stage that reads it",
                     at=f"preference.{name}",
+                    code=Code.CONFLICT,
                 )
         return self
 
@@ -198,6 +217,7 @@ class Spec(Section):
                     f"ppo.{name} is read by {', '.join(readers)}, not by {stage!r}",
                     "remove it, or set train.stage to a stage that reads it",
                     at=f"ppo.{name}",
+                    code=Code.CONFLICT,
                 )
         if stage not in ("ppo", "grpo"):
             return self
@@ -209,6 +229,7 @@ class Spec(Section):
                 f"data.{unread[0]} is set, but train.stage = {stage!r} holds its prompts in memory and evaluates none",
                 "remove it",
                 at=f"data.{unread[0]}",
+                code=Code.CONFLICT,
             )
         for key, listed in (("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)):
             for index, dataset in enumerate(listed):
@@ -217,6 +238,7 @@ class Spec(Section):
                         f"train.stage = {stage!r} samples replies to prompts, which {dataset.format!r} data lacks",
                         f"give conversations ({', '.join(PROMPT_FORMATS)}); the last reply of each is left out",
                         at=f"data.{key}[{index}].format",
+                        code=Code.CONFLICT,
                     )
         if ppo.max_new_tokens >= self.data.cutoff_len:
             raise rule_error(
@@ -224,6 +246,7 @@ class Spec(Section):
                 f"data.cutoff_len = {self.data.cutoff_len}",
                 "lower ppo.max_new_tokens or raise data.cutoff_len",
                 at="ppo.max_new_tokens",
+                code=Code.CONFLICT,
             )
         if stage == "ppo" and ppo.reward_model is None:
             raise rule_error(
@@ -231,12 +254,14 @@ class Spec(Section):
                 "set ppo.reward_model to a reward model folder (model/ or adapter/ of a train.stage = 'rm' run) "
                 "or hub id",
                 at="ppo.reward_model",
+                code=Code.MISSING,
             )
         if stage == "grpo" and ppo.reward_model is None and not ppo.reward_functions:
             raise rule_error(
                 "train.stage = 'grpo' needs rewards: no reward function and no reward model is set",
                 'set ppo.reward_functions (e.g. ["length"]) or ppo.reward_model',
                 at="ppo.reward_functions",
+                code=Code.MISSING,
             )
         if stage == "grpo" and self.train.global_batch_size % ppo.num_generations:
             raise rule_error(
@@ -244,11 +269,13 @@ class Spec(Section):
                 f"{self.train.global_batch_size}: each batch holds whole groups of replies to one prompt",
                 "choose a num_generations that divides train.global_batch_size",
                 at="ppo.num_generations",
+                code=Code.CONFLICT,
             )
         if "format" in ppo.reward_functions and ppo.reply_pattern is None:
             raise rule_error(
                 "ppo.reward_functions has 'format', which scores replies against ppo.reply_pattern, unset",
                 "set ppo.reply_pattern to a regular expression a good reply matches",
                 at="ppo.reply_pattern",
+                code=Code.MISSING,
             )
         return self

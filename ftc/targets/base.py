@@ -58,7 +58,7 @@ def strategy_files(job: Job) -> dict[str, str]:
     """deepspeed.json for a ZeRO plan, fsdp.json for an FSDP plan, generated from the plan; nothing otherwise."""
     from ftc.compiler import deepspeed_config, fsdp_config
     from ftc.errors import FtcError
-    from ftc.model_lookup import architecture_for
+    from ftc.models.lookup import architecture_for
 
     try:
         arch = architecture_for(job.spec, job.spec_path.parent)  # the spec is resolved: its paths are absolute

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.errors import FtcError
-from ftc.extras import BASE_EXTRA, extras_for
+from ftc.install.extras import BASE_EXTRA, extras_for
 from ftc.targets.base import Job, Rendered, run_folder_files
 from ftc.targets.launcher import ONE_NODE, Word, launch_command
 from ftc.targets.render import render
@@ -41,7 +41,7 @@ def image_name(job: Job) -> str:
 
 
 def ftc_requirements(job: Job) -> list[str]:
-    """What pip installs into the image, one install each: ftc with the extras this run needs (ftc.extras)."""
+    """What pip installs into the image, one install each: ftc with the extras this run needs (ftc.install.extras)."""
     docker, extras = job.spec.docker, extras_for(job.spec, job.plan)
     if "ftc_requirement" not in docker.model_fields_set:
         # Unset, the image gets this very version: the runtime inside must read the run folder this ftc wrote.

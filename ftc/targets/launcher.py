@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftc.runtime.distributed import DEVICE_BACKENDS
+from ftc.runtime.distributed.process_group import DEVICE_BACKENDS
 from ftc.targets.base import Job
 from ftc.targets.render import FromShell
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from ftc.compiler.plan import Plan
 from ftc.errors import FtcError
+from ftc.models.weight_files import MODEL_KEYS, check_weight_files
 from ftc.spec.loader import LoadedSpec
 from ftc.spec.models import Spec
 from ftc.spec.resolve import input_paths, resolve_paths
 from ftc.targets.base import Job, Rendered, Target
 from ftc.targets.dry_run_folder import launch_record, reuse_dry_run
 from ftc.targets.run_folder import write_run_folder
-from ftc.weight_files import MODEL_KEYS, check_weight_files
 
 
 def make_job(loaded: LoadedSpec, plan: Plan) -> Job:

@@ -1,7 +1,7 @@
 """The Slurm target: an sbatch script and a per-node launcher in the run folder, submitted with sbatch.
 
 The job asks for a warning signal before its time limit and is requeueable; the runtime checkpoints
-on the signal and a requeued job resumes from the checkpoint (ftc.runtime.preemption, .resume).
+on the signal and a requeued job resumes from the checkpoint (ftc.runtime.distributed.preemption, .resume).
 With smoke steps, a one-node job of that many steps runs first and the full job waits on its success.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from ftc import __version__
 from ftc.compiler.plan import Decision, Plan
 from ftc.errors import FtcError
+from ftc.spec.sections.launch import SlurmSection
 from ftc.targets.base import Job, Rendered, run_folder_files
 from ftc.targets.launcher import FROM_NODE_ENVIRONMENT, launch_command
 from ftc.targets.render import render
@@ -36,11 +37,17 @@ def launcher_command(job: Job) -> list[str]:
     return launch_command(job, FROM_NODE_ENVIRONMENT)
 
 
-def job_name(job: Job) -> str:
-    if job.spec.slurm.job_name:
-        return job.spec.slurm.job_name
+def job_name(slurm: SlurmSection, run_dir: Path) -> str:
+    """The name the job goes by in the queue, whether job.sbatch or submitit asks for it."""
+    if slurm.job_name:
+        return slurm.job_name
     # From the folder name, reduced to the characters an #SBATCH line keeps as written.
-    return "ftc-" + (re.sub(r"[^A-Za-z0-9_.+-]+", "_", job.run_dir.name).strip("_.-") or "run")
+    return "ftc-" + (re.sub(r"[^A-Za-z0-9_.+-]+", "_", run_dir.name).strip("_.-") or "run")
+
+
+def warning_signal(slurm: SlurmSection) -> str | None:
+    """--signal's value: SIGUSR1, which the runtime checkpoints and requeues on, that long before the limit."""
+    return f"USR1@{slurm.signal_before_limit_s}" if slurm.signal_before_limit_s else None
 
 
 def submit_command(script: Path, run_dir: Path, after: str | None = None) -> list[str]:
@@ -60,11 +67,11 @@ class SlurmTarget:
         slurm = job.spec.slurm
         files = {
             **run_folder_files(job),
-            **self._scripts(job, job.plan.hardware.nodes, job_name(job), slurm.time_limit),
+            **self._scripts(job, job.plan.hardware.nodes, job_name(slurm, job.run_dir), slurm.time_limit),
         }
         if self.smoke_steps:
             smoke = smoke_job(job, self.smoke_steps)
-            smoke_scripts = self._scripts(smoke, 1, job_name(job) + "-smoke", slurm.smoke_time_limit)
+            smoke_scripts = self._scripts(smoke, 1, job_name(slurm, job.run_dir) + "-smoke", slurm.smoke_time_limit)
             smoke_files = {**run_folder_files(smoke), **smoke_scripts}
             files.update({f"{SMOKE_FOLDER}/{name}": text for name, text in smoke_files.items()})
         return Rendered(
@@ -95,6 +102,7 @@ class SlurmTarget:
             nodes=nodes,
             gpus_per_node=job.plan.hardware.devices_per_node if job.plan.backend.value == "cuda" else 0,
             time_limit=time_limit,
+            warning_signal=warning_signal(slurm),
             slurm=slurm,
             secrets=job.spec.launch.secrets,
             node_script=run_dir / NODE_SCRIPT,

@@ -14,7 +14,7 @@ from ftc.cli.doctor import CORE_STACK, diagnose, needs, run_doctor
 from ftc.cli.doctor_probes import MISSING, OK, WARN, Row, answer, deepspeed_rows, others_row, quiet, slurm_rows
 from ftc.cli.output import console
 from ftc.errors import FtcError
-from ftc.tested_versions import compare, normalise, read_tested_set
+from ftc.install.tested_versions import compare, normalise, read_tested_set
 from tests.commands import ROOT, ftc
 from tests.specs import VALID, replace
 

@@ -9,7 +9,7 @@ import pytest
 
 from ftc.cli.report import report_run
 from ftc.errors import FtcError
-from ftc.runtime.metrics import add_trainer_log, new_metrics, write_metrics
+from ftc.runs.metrics import add_trainer_log, new_metrics, write_metrics
 
 HEAVY = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
 

@@ -34,7 +34,7 @@ def main(model_dir: str, config_path: str) -> None:
         fsdp=True, fsdp_config=config,
     )  # fmt: skip
     trainer = Trainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args)
-    # What ftc.runtime.distributed.use_fsdp_on_cpu does, for one rank.
+    # What ftc.runtime.distributed.process_group.use_fsdp_on_cpu does, for one rank.
     state = trainer.accelerator.state
     state.fsdp_plugin = FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)
     if precision != "no":

@@ -13,7 +13,7 @@ from ftc.compiler.adapters import adapter_from_config
 from ftc.compiler.architectures import architecture_from_config, find_architecture
 from ftc.compiler.params import lora_parameters
 from ftc.errors import FtcError
-from ftc.model_lookup import adapter_for, architecture_for
+from ftc.models.lookup import adapter_for, architecture_for
 from ftc.spec import parse_spec
 from tests.specs import VALID
 

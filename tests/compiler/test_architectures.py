@@ -174,7 +174,7 @@ def test_the_moe_keys_are_typed_too():
 
 
 def test_a_local_config_json_is_named_by_its_path(tmp_path):
-    from ftc.model_lookup import architecture_for
+    from ftc.models.lookup import architecture_for
     from ftc.spec import parse_spec
     from tests.specs import VALID, replace
 

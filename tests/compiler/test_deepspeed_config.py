@@ -154,7 +154,7 @@ def test_transformers_finds_nothing_to_correct_against_the_runtimes_training_arg
     from transformers import TrainingArguments
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
-    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runs.folder import load_run_folder
     from ftc.runtime.trainer_args import training_arguments
     from ftc.targets.local import LocalTarget
     from ftc.targets.prepare import write_job

@@ -15,16 +15,16 @@ from dataclasses import replace
 import pytest
 
 from ftc.compiler.architectures import ARCHITECTURES, find_architecture
-from ftc.compiler.memory import (
+from ftc.compiler.memory.activations import Step, adapted_linears, saved_by_layer
+from ftc.compiler.memory.estimate import (
     TERMS,
     MemoryInputs,
     estimate_memory,
     largest_micro_batch,
     longest_seq_len,
 )
-from ftc.compiler.memory_activations import Step, adapted_linears, saved_by_layer
-from ftc.compiler.memory_logits import loss_head
-from ftc.compiler.memory_states import NF4_BYTES_PER_WEIGHT, holding, model_states
+from ftc.compiler.memory.logits import loss_head
+from ftc.compiler.memory.states import NF4_BYTES_PER_WEIGHT, holding, model_states
 from ftc.errors import FtcError
 
 GIB = 1024**3
@@ -326,7 +326,7 @@ def test_reference_models_by_stage():
 
 
 def test_sampling_holds_the_kv_cache_at_its_longest():
-    from ftc.compiler.memory_sampling import sampling_memory
+    from ftc.compiler.memory.sampling import sampling_memory
 
     sampled = sampling_memory(LLAMA3_8B, rows=4, seq_len=1024, precision="bf16")
     kv = 2 * 32 * 4 * 1024 * (8 * 128) * 2  # keys and values, 32 layers, 8 kv heads of 128, bf16
@@ -430,6 +430,6 @@ def test_every_known_model_gets_a_finite_estimate(hub_id):
 
 def test_the_estimate_imports_nothing_heavy():
     heavy = ("torch", "transformers", "peft", "bitsandbytes")
-    probe = f"import sys, ftc.compiler.memory; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    probe = f"import sys, ftc.compiler.memory.estimate; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"

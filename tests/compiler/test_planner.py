@@ -94,7 +94,7 @@ def test_several_cpu_processes_shard_with_fsdp_or_zero_when_asked(strategy):
 
 
 def test_the_cpu_estimate_shards_what_the_strategy_shards():
-    from ftc.model_lookup import architecture_for
+    from ftc.models.lookup import architecture_for
 
     def memory(strategy: str):
         spec = parse_spec(
@@ -156,8 +156,8 @@ def test_kto_never_plans_one_example_per_micro_batch():
 def test_kto_on_a_device_where_only_one_example_fits_is_refused_at_plan_time():
     from dataclasses import replace as changed
 
-    from ftc.compiler.memory import estimate_memory
-    from ftc.model_lookup import architecture_for
+    from ftc.compiler.memory.estimate import estimate_memory
+    from ftc.models.lookup import architecture_for
 
     spec = parse_spec(KTO, "job.toml")
 

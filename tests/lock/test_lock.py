@@ -14,7 +14,7 @@ from ftc.lock import build, inputs
 from ftc.lock.build import current_lock
 from ftc.lock.drift import drift
 from ftc.lock.files import lock_path, read_lock, write_lock
-from ftc.model_lookup import architecture_for
+from ftc.models.lookup import architecture_for
 from ftc.spec import load_spec
 from tests.commands import ftc
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from ftc.compiler.plan import Decision, HardwareRef
-from ftc.runtime.backend import check_backend, check_trainer_device
-from ftc.runtime.errors import RuntimeUserError
+from ftc.errors import RuntimeUserError
+from ftc.runtime.distributed.backend_check import check_backend, check_trainer_device
 from tests.runtime.run_folders import cpu_plan
 
 

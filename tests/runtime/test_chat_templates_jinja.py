@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from jinja2 import TemplateError
 
-from ftc.chat_templates import TEMPLATES, ChatTemplateError
+from ftc.spec.chat_templates import TEMPLATES, ChatTemplateError
 
 SYSTEM = {"role": "system", "content": "You answer in one line."}
 TURNS = [

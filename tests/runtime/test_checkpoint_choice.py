@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftc.runtime.checkpoint_choice import choose_checkpoint, rotate_checkpoints
-from ftc.runtime.checkpoint_seal import SEAL_FILE, write_seal
+from ftc.runs.checkpoints import choose_checkpoint, rotate_checkpoints
+from ftc.runs.folder import RunFolder
+from ftc.runs.seal import SEAL_FILE, write_seal
 from ftc.runtime.checkpoint_sealing import SealCheckpoints
-from ftc.runtime.resume import FINGERPRINT_FILE, latest_checkpoint, matching_checkpoint
-from ftc.runtime.run_folder import RunFolder
+from ftc.runtime.distributed.resume import FINGERPRINT_FILE, latest_checkpoint, matching_checkpoint
 
 
 def trainer_checkpoint(checkpoints: Path, step: int, sealed: bool = True) -> Path:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.runs.checkpoints import checkpoint_folders
+from ftc.runs.seal import is_sealed
 from ftc.runtime.__main__ import run
-from ftc.runtime.checkpoint_choice import checkpoint_folders
-from ftc.runtime.checkpoint_seal import is_sealed
-from ftc.runtime.tiny import write_tiny_alpaca
 from tests.runtime.run_folders import write_run_folder
 
 STEPS, SAVE_STEPS = 16, 2

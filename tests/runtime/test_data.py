@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from ftc.runtime.data import (
+from ftc.errors import RuntimeUserError
+from ftc.runtime.data.loading import (
     KtoExample,
     PreferencePair,
     TextDocument,
@@ -19,7 +20,6 @@ from ftc.runtime.data import (
     load_texts,
     train_eval_split,
 )
-from ftc.runtime.errors import RuntimeUserError
 from ftc.spec.models import DataSection, DatasetSection
 
 GOOD = {"instruction": "Add the two numbers.", "input": "2 + 3", "output": "5"}

@@ -14,9 +14,9 @@ from itertools import islice
 
 import pytest
 
-from ftc.runtime import data_files
-from ftc.runtime.data import dataset_conversations, dataset_records, load_texts
-from ftc.runtime.errors import RuntimeUserError
+from ftc.errors import RuntimeUserError
+from ftc.records import files as data_files
+from ftc.runtime.data.loading import dataset_conversations, dataset_records, load_texts
 from ftc.spec.models import DataSection, DatasetSection
 
 RECORDS = [{"instruction": f"Say {n}.", "input": "", "output": str(n)} for n in range(5)]

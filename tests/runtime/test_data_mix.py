@@ -8,7 +8,7 @@ from itertools import islice
 
 import pytest
 
-from ftc.runtime.data_mix import hold_out, interleave, mix, shares
+from ftc.runtime.data.mixing import hold_out, interleave, mix, shares
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from ftc.runtime.tiny import tiny_records
+from ftc.quickstart.tiny import tiny_records
 from ftc.spec.models import Spec
 from tests.runtime.run_folders import cpu_plan
 
@@ -74,8 +74,8 @@ def test_streamed_sft_reads_only_what_the_steps_consume(tmp_path, tiny_model_dir
 def test_three_shapes_mixed_become_examples_with_reply_labels(tmp_path, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from ftc.runtime.data import load_conversations
-    from ftc.runtime.tokenize import IGNORE_INDEX, encode_conversations, use_template
+    from ftc.runtime.data.loading import load_conversations
+    from ftc.runtime.data.tokenize import IGNORE_INDEX, encode_conversations, use_template
 
     records = tiny_records(12)
     chats = write_jsonl(
@@ -124,7 +124,8 @@ def test_three_shapes_mixed_become_examples_with_reply_labels(tmp_path, tiny_mod
 
 @pytest.mark.slow
 def test_streamed_sft_packs_as_it_reads(tmp_path, tiny_model_dir, monkeypatch, capsys):
-    from ftc.runtime import data_stream, packing
+    from ftc.runtime.data import packing
+    from ftc.runtime.data import streaming as data_stream
 
     monkeypatch.setattr(data_stream, "PACKING_WINDOW", 24)
     collate, examples_per_row = packing.PackedCollator.__call__, []

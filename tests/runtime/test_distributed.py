@@ -21,7 +21,7 @@ import pytest
 import tomli_w
 
 from ftc.compiler import compile_plan, parse_hardware
-from ftc.runtime.tiny import write_tiny_alpaca
+from ftc.quickstart.tiny import write_tiny_alpaca
 from ftc.spec import parse_spec
 from ftc.targets.base import Job
 from ftc.targets.local import LocalTarget
@@ -260,7 +260,7 @@ def in_world(monkeypatch, world: int, rank: int = 0) -> None:
 
 
 def test_preflight_reports_every_rank_and_opens_gloo_with_the_spec_timeout(monkeypatch, capsys):
-    from ftc.runtime import distributed
+    from ftc.runtime.distributed import process_group as distributed
 
     in_world(monkeypatch, 4)
     fake = FakeCollectives(4)
@@ -279,7 +279,7 @@ def test_npu_plans_import_torch_npu_bind_the_local_device_and_use_hccl(monkeypat
 
     import torch
 
-    from ftc.runtime import distributed
+    from ftc.runtime.distributed import process_group as distributed
 
     imported, bound = [], []
     real_import = distributed.importlib.import_module
@@ -303,7 +303,7 @@ def test_npu_plans_import_torch_npu_bind_the_local_device_and_use_hccl(monkeypat
 
 
 def test_cpu_processes_have_deepspeed_use_its_cpu_accelerator_even_beside_a_gpu(monkeypatch):
-    from ftc.runtime import distributed
+    from ftc.runtime.distributed import process_group as distributed
 
     monkeypatch.setenv("DS_ACCELERATOR", "cuda")  # what DeepSpeed would pick on its own on a host with a GPU
     assert distributed._bind_device(distributed.DEVICE_BACKENDS["cpu"]) == "cpu"
@@ -311,8 +311,8 @@ def test_cpu_processes_have_deepspeed_use_its_cpu_accelerator_even_beside_a_gpu(
 
 
 def test_a_rank_that_never_answers_is_named_with_its_host(monkeypatch):
-    from ftc.runtime import distributed
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
+    from ftc.runtime.distributed import process_group as distributed
 
     in_world(monkeypatch, 2)
     monkeypatch.setattr(distributed.socket, "gethostname", lambda: "gpu-17")
@@ -323,8 +323,8 @@ def test_a_rank_that_never_answers_is_named_with_its_host(monkeypatch):
 
 
 def test_a_failing_device_collective_names_the_rank_host_and_backend(monkeypatch):
-    from ftc.runtime import distributed
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
+    from ftc.runtime.distributed import process_group as distributed
 
     in_world(monkeypatch, 2, rank=1)
     monkeypatch.setattr(distributed.socket, "gethostname", lambda: "gpu-3")
@@ -337,8 +337,8 @@ def test_a_failing_device_collective_names_the_rank_host_and_backend(monkeypatch
 
 
 def test_a_world_other_than_the_plans_is_refused_before_anything_opens(monkeypatch):
-    from ftc.runtime import distributed
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
+    from ftc.runtime.distributed import process_group as distributed
 
     in_world(monkeypatch, 8)
     with pytest.raises(RuntimeUserError, match="started 8 process"):
@@ -346,7 +346,7 @@ def test_a_world_other_than_the_plans_is_refused_before_anything_opens(monkeypat
 
 
 def test_strategy_arguments_point_the_trainer_at_the_generated_configs(tmp_path, tiny_model_dir, data_path):
-    from ftc.runtime.run_folder import load_run_folder
+    from ftc.runs.folder import load_run_folder
     from ftc.runtime.trainer_args import strategy_arguments
 
     for strategy, expected in (
@@ -369,8 +369,8 @@ def test_a_zero_plan_of_cpu_processes_without_a_compiler_is_a_user_error_unless_
 ):
     import deepspeed.git_version_info
 
-    from ftc.runtime.errors import RuntimeUserError
-    from ftc.runtime.run_folder import load_run_folder
+    from ftc.errors import RuntimeUserError
+    from ftc.runs.folder import load_run_folder
     from ftc.runtime.trainer_args import CPU_COMM_OP, strategy_arguments
 
     job = tiny_job(tmp_path, tiny_model_dir, data_path, "2xcpu", strategy="zero3")
@@ -386,8 +386,8 @@ def test_a_zero_plan_of_cpu_processes_without_a_compiler_is_a_user_error_unless_
 def test_a_zero_plan_without_deepspeed_installed_is_a_user_error(tmp_path, monkeypatch, tiny_model_dir, data_path):
     import importlib.util
 
-    from ftc.runtime.errors import RuntimeUserError
-    from ftc.runtime.run_folder import load_run_folder
+    from ftc.errors import RuntimeUserError
+    from ftc.runs.folder import load_run_folder
     from ftc.runtime.trainer_args import strategy_arguments
 
     job = tiny_job(tmp_path, tiny_model_dir, data_path, "2xcpu")
@@ -403,8 +403,8 @@ def test_a_zero_plan_without_deepspeed_installed_is_a_user_error(tmp_path, monke
 def test_a_process_group_that_cannot_form_is_named_not_a_traceback(monkeypatch):
     import torch.distributed as dist
 
-    from ftc.runtime import distributed
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
+    from ftc.runtime.distributed import process_group as distributed
 
     in_world(monkeypatch, 2, rank=1)
     monkeypatch.setattr(distributed.socket, "gethostname", lambda: "gpu-9")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from ftc.errors import RuntimeUserError
+from ftc.quickstart.tiny import write_tiny_alpaca
 from ftc.runtime.chat import chat
-from ftc.runtime.errors import RuntimeUserError
 from ftc.runtime.export import export
-from ftc.runtime.tiny import write_tiny_alpaca
 from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
 
 PROBE = "Name a colour."

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ftc.runtime.formats import FORMATS, BadRecord, formats_of
+from ftc.records.formats import FORMATS, BadRecord, formats_of
 from ftc.spec.models import FORMAT_FIELDS
 
 
@@ -247,15 +247,15 @@ TOOL_CONVERSATION = [
 
 
 def test_a_registry_template_refuses_tool_turns_by_name():
-    from ftc.chat_templates import TEMPLATES, ChatTemplateError
+    from ftc.spec.chat_templates import TEMPLATES, ChatTemplateError
 
     with pytest.raises(ChatTemplateError, match="message 1 is a tool call or a tool result, and the llama3 template"):
         TEMPLATES["llama3"].segments(TOOL_CONVERSATION)
 
 
 def test_a_tokenizer_template_that_knows_tools_trains_on_the_tool_call_and_the_answer():
-    from ftc.runtime.tiny import build_tiny_tokenizer
-    from ftc.runtime.tokenize import auto_segments
+    from ftc.quickstart.tiny import build_tiny_tokenizer
+    from ftc.runtime.data.tokenize import auto_segments
 
     tokenizer = build_tiny_tokenizer()
     tokenizer.chat_template = (
@@ -281,9 +281,9 @@ def test_tool_definitions_come_as_a_list_or_as_json_text_and_are_wrapped_as_func
 
 
 def test_tool_definitions_reach_a_tokenizer_template_and_a_registry_template_refuses_them():
-    from ftc.chat_templates import ChatTemplateError
-    from ftc.runtime.tiny import build_tiny_tokenizer
-    from ftc.runtime.tokenize import conversation_segments
+    from ftc.quickstart.tiny import build_tiny_tokenizer
+    from ftc.runtime.data.tokenize import conversation_segments
+    from ftc.spec.chat_templates import ChatTemplateError
 
     tools = [{"type": "function", "function": {"name": "add"}}]
     tokenizer = build_tiny_tokenizer()

@@ -16,8 +16,9 @@ def modules_loaded_by(statement: str) -> set[str]:
 
 def test_registries_import_nothing_heavy():
     loaded = modules_loaded_by(
-        "import ftc.chat_templates, ftc.runtime, ftc.runtime.stages, ftc.runtime.__main__, ftc.runtime.stages.sft, "
-        "ftc.runtime.stages.pt, ftc.runtime.stages.ppo, ftc.runtime.stages.grpo, ftc.runtime.rewards"
+        "import ftc.spec.chat_templates, ftc.runtime, ftc.runtime.stages, ftc.runtime.__main__, "
+        "ftc.runtime.stages.sft, ftc.runtime.stages.pt, ftc.runtime.stages.ppo, ftc.runtime.stages.grpo, "
+        "ftc.runtime.model.rewards"
     )
     assert not loaded & set(HEAVY)
 
@@ -39,7 +40,7 @@ def test_the_data_check_imports_nothing_heavy(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"instruction": "Say hi.", "output": "Hi."}\n{"instruction": "cut', encoding="utf-8")
     loaded = modules_loaded_by(
-        "from ftc.data_check import check_data; from ftc.spec.models import DataSection, DatasetSection; "
+        "from ftc.records.check import check_data; from ftc.spec.models import DataSection, DatasetSection; "
         f"assert check_data(DataSection(datasets=[DatasetSection(path={str(data)!r})])).problems == 1; "
         "import ftc.cli.validate"
     )

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ftc.runtime.tiny import write_tiny_alpaca
+from ftc.quickstart.tiny import write_tiny_alpaca
 from tests.runtime.run_folders import write_run_folder
 
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import attach_lora_plus, load_model, lora_config, prepare_trainable
-from ftc.runtime.tiny import write_tiny_alpaca
+from ftc.errors import RuntimeUserError
+from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.runtime.model.loading import attach_lora_plus, load_model, lora_config, prepare_trainable
 from ftc.spec.models import LoraSection, Spec
 from tests.runtime.run_folders import cpu_plan
 from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
@@ -142,7 +142,7 @@ def test_lora_plus_gives_the_b_matrices_a_larger_learning_rate(tmp_path, tiny_mo
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    from ftc.runtime.packing import PaddingCollator
+    from ftc.runtime.data.packing import PaddingCollator
 
     spec = spec_for(tiny_model_dir, alpaca, "lora", lora={"rank": 4, "alpha": 8, "plus_lr_ratio": 16.0})
     model = prepare_trainable(load_model(spec.model, cpu_plan(), "lora"), spec, cpu_plan())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import check_method, linear_layer_names, load_model, lora_config
+from ftc.errors import RuntimeUserError
+from ftc.runtime.model.loading import check_method, linear_layer_names, load_model, lora_config
 from ftc.spec.models import LoraSection, ModelSection
 from tests.runtime.run_folders import cpu_plan
 
@@ -52,7 +52,7 @@ def test_every_method_of_the_spec_language_is_supported():
 
 
 def test_a_missing_model_folder_is_a_user_error(tmp_path):
-    from ftc.runtime.model import load_tokenizer
+    from ftc.runtime.model.loading import load_tokenizer
 
     with pytest.raises(RuntimeUserError, match="not found"):
         load_tokenizer(ModelSection(name_or_path=str(tmp_path / "absent")))

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from ftc.runtime.packing import PackedCollator, PaddingCollator, pack_examples, pack_lengths, packed_collator
-from ftc.runtime.tokenize import IGNORE_INDEX
+from ftc.runtime.data.packing import PackedCollator, PaddingCollator, pack_examples, pack_lengths, packed_collator
+from ftc.runtime.data.tokenize import IGNORE_INDEX
 
 
 def test_every_example_lands_in_exactly_one_row_within_the_length():
@@ -123,7 +123,7 @@ def test_packed_and_padded_batches_give_the_same_loss(tiny_model_dir, examples):
 
 @pytest.mark.slow
 def test_sft_learns_with_packing(tmp_path, tiny_model_dir, capsys):
-    from ftc.runtime.tiny import write_tiny_alpaca
+    from ftc.quickstart.tiny import write_tiny_alpaca
     from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
 
     data = write_tiny_alpaca(tmp_path / "tiny.json", n=96)
@@ -135,7 +135,7 @@ def test_sft_learns_with_packing(tmp_path, tiny_model_dir, capsys):
 
 
 def test_a_stream_is_packed_a_window_at_a_time_and_lazily():
-    from ftc.runtime.data_stream import pack_stream
+    from ftc.runtime.data.streaming import pack_stream
 
     rng = random.Random(1)
     examples = [{"input_ids": [index] * rng.randint(2, 60), "labels": [0] * 2} for index in range(100)]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ftc.compiler.plan import Decision
-from ftc.runtime.errors import RuntimeUserError
+from ftc.errors import RuntimeUserError
 from ftc.runtime.plan_check import check_prepared, fsdp_mismatch
 from tests.runtime.run_folders import cpu_plan
 

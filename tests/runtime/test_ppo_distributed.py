@@ -15,7 +15,7 @@ import pytest
 import tomli_w
 
 from ftc.compiler import compile_plan, parse_hardware
-from ftc.runtime.tiny import build_tiny_reward_model, write_tiny_alpaca
+from ftc.quickstart.tiny import build_tiny_reward_model, write_tiny_alpaca
 from ftc.spec import parse_spec
 from ftc.targets.base import Job
 from ftc.targets.local import LocalTarget

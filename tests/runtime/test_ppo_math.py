@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ftc.runtime.ppo_math import (
+from ftc.runtime.ppo.arithmetic import (
     entropy_from_logits,
     gae,
     kl_k1,

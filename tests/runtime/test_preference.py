@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from ftc.runtime.data import KtoExample, PreferencePair
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.preference import describe_preferences, encode_kto_examples, encode_pairs
-from ftc.runtime.tokenize import use_template
+from ftc.errors import RuntimeUserError
+from ftc.runtime.data.loading import KtoExample, PreferencePair
+from ftc.runtime.data.preference import describe_preferences, encode_kto_examples, encode_pairs
+from ftc.runtime.data.tokenize import use_template
 
 HISTORY = [
     {"role": "system", "content": "Answer briefly."},

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.metrics import add_trainer_log, new_metrics, read_metrics, series_values, write_metrics
-from ftc.runtime.report import sparkline, summary_lines, write_plots
-from ftc.runtime.run_folder import RunFolder
+from ftc.errors import RuntimeUserError
+from ftc.runs.folder import RunFolder
+from ftc.runs.metrics import add_trainer_log, new_metrics, read_metrics, series_values, write_metrics
+from ftc.runs.report import sparkline, summary_lines, write_plots
 from ftc.runtime.trainer_args import monitor_environment, training_arguments, warmup_fraction
 from ftc.spec.models import Spec
 from tests.runtime.run_folders import cpu_plan
@@ -163,7 +163,7 @@ def test_the_trainer_builds_the_optimizer_the_spec_names(tmp_path, optimizer):
 
 
 def test_the_summary_sets_the_measured_peak_beside_the_plans_estimate():
-    from ftc.runtime.peak_memory import memory_line
+    from ftc.runs.peak_memory import memory_line
 
     cuda = {"allocated_gib": 40.0, "reserved_gib": 43.5, "planned_allocated_gib": 42.0, "planned_reserved_gib": 45.4}
     assert memory_line(cuda) == (
@@ -183,7 +183,7 @@ def test_the_peak_is_read_from_the_plans_device_less_the_context(monkeypatch):
     import torch
 
     from ftc.compiler.plan import Decision, MemoryEstimate
-    from ftc.runtime.peak_memory import peak_memory
+    from ftc.runs.peak_memory import peak_memory
 
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 30 * 1024**3)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 32 * 1024**3)

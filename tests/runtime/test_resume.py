@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from ftc.errors import RuntimeUserError
+from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.runs.seal import is_sealed
 from ftc.runtime.__main__ import run
 from ftc.runtime.callbacks import MetricsRecorder
-from ftc.runtime.checkpoint_seal import is_sealed
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.preemption import EXIT_STOPPED
-from ftc.runtime.tiny import write_tiny_alpaca
+from ftc.runtime.distributed.preemption import EXIT_STOPPED
 from tests.runtime.run_folders import write_run_folder
 
 STEPS = 20
@@ -97,7 +97,7 @@ def test_a_resume_whose_data_or_schedule_changed_is_refused(tmp_path, tiny_model
 
 
 def test_the_warning_signal_requeues_the_slurm_job_and_sigterm_does_not(tmp_path, monkeypatch, capsys):
-    from ftc.runtime.preemption import StopRequest, stop_for_restart
+    from ftc.runtime.distributed.preemption import StopRequest, stop_for_restart
 
     calls = tmp_path / "scontrol.log"
     scontrol = tmp_path / "scontrol"

@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from ftc.runtime.rewards import REWARD_FUNCTIONS, reply_text, trl_reward_function
+from ftc.runtime.model.rewards import REWARD_FUNCTIONS, reply_text, trl_reward_function
 from ftc.spec.models import PpoSection, RewardFunction
 
 
@@ -55,8 +55,8 @@ def test_a_reward_model_from_an_rm_runs_adapter_scores_as_peft_loads_it(tmp_path
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
-    from ftc.runtime.rewards import load_reward_model, score_replies
-    from ftc.runtime.tiny import write_tiny_preferences
+    from ftc.quickstart.tiny import write_tiny_preferences
+    from ftc.runtime.model.rewards import load_reward_model, score_replies
     from tests.runtime.run_folders import cpu_plan
     from tests.runtime.stage_runs import train_stage
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ftc.runtime.tiny import build_tiny_reward_model, write_tiny_alpaca
+from ftc.quickstart.tiny import build_tiny_reward_model, write_tiny_alpaca
 from tests.runtime.stage_runs import series, train_stage
 
 # ppo_epochs = 1: trl generates at every step (more iterations reuse a step's replies and log no reward)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ftc.runtime.tiny import write_tiny_kto
+from ftc.quickstart.tiny import write_tiny_kto
 from tests.runtime.stage_runs import series, train_stage
 
 
@@ -32,8 +32,8 @@ def test_kto_refuses_a_micro_batch_of_one_before_loading_anything(tmp_path, tiny
     from dataclasses import replace
 
     from ftc.compiler.plan import Decision
-    from ftc.runtime.errors import RuntimeUserError
-    from ftc.runtime.run_folder import load_run_folder
+    from ftc.errors import RuntimeUserError
+    from ftc.runs.folder import load_run_folder
     from ftc.runtime.stages import kto
     from tests.runtime.run_folders import cpu_plan, write_run_folder
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftc.runtime.tiny import write_tiny_preferences
+from ftc.quickstart.tiny import write_tiny_preferences
 from tests.runtime.stage_runs import series, train_stage
 
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from ftc.runtime.checkpoint_seal import is_sealed
-from ftc.runtime.tiny import build_tiny_reward_model, write_tiny_alpaca
+from ftc.quickstart.tiny import build_tiny_reward_model, write_tiny_alpaca
+from ftc.runs.seal import is_sealed
 from tests.runtime.stage_runs import series, train_stage
 
 ROLLOUTS = {"max_new_tokens": 8, "ppo_epochs": 2}
@@ -59,14 +59,14 @@ def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(tmp_path, tiny_mode
     assert (trained / "tokenizer.json").is_file()
     checkpoint = run_dir / "checkpoints" / "checkpoint-2"
     assert (checkpoint / "ppo_state.pt").is_file() and (checkpoint / "tokenizer.json").is_file()
-    assert is_sealed(checkpoint)  # written whole: ftc.runtime.checkpoint_seal
+    assert is_sealed(checkpoint)  # written whole: ftc.runs.seal
     assert (checkpoint / ("adapter_model.safetensors" if method == "lora" else "model.safetensors")).is_file()
     for plot in ("loss.png", "reward.png", "kl.png", "ppo_losses.png", "entropy.png"):
         assert (run_dir / plot).read_bytes().startswith(b"\x89PNG")
 
 
 def test_ppo_refuses_what_its_loop_does_not_do(tmp_path, tiny_model_dir, reward_model_dir):
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
 
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=8)
     sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
@@ -75,7 +75,7 @@ def test_ppo_refuses_what_its_loop_does_not_do(tmp_path, tiny_model_dir, reward_
 
 
 def test_a_missing_reward_model_is_named_by_its_key(tmp_path, tiny_model_dir):
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
 
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=8)
     sections = {"ppo": {"reward_model": str(tmp_path / "no-such-rm"), **ROLLOUTS}}
@@ -89,7 +89,7 @@ def test_ppo_distributes_with_ddp_only_and_says_so_before_loading_anything():
     from dataclasses import replace
 
     from ftc.compiler.plan import Decision
-    from ftc.runtime.errors import RuntimeUserError
+    from ftc.errors import RuntimeUserError
     from ftc.runtime.stages.ppo import check_runnable
     from ftc.spec.models import Spec
     from tests.runtime.run_folders import cpu_plan
@@ -120,9 +120,9 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
     import os
     import signal
 
-    from ftc.runtime import ppo_learner
     from ftc.runtime.__main__ import run
-    from ftc.runtime.preemption import EXIT_STOPPED
+    from ftc.runtime.distributed.preemption import EXIT_STOPPED
+    from ftc.runtime.ppo import learner as ppo_learner
     from tests.runtime.run_folders import cpu_plan, write_run_folder
     from tests.runtime.stage_runs import QUICK
 
@@ -162,8 +162,8 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
 def test_resuming_a_run_whose_settings_changed_is_refused(tmp_path, tiny_model_dir, reward_model_dir):
     import tomli_w
 
+    from ftc.errors import RuntimeUserError
     from ftc.runtime.__main__ import run
-    from ftc.runtime.errors import RuntimeUserError
     from ftc.spec.loader import parse_spec
 
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=16)

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from ftc.compiler.plan import Decision
-from ftc.runtime.texts import encode_texts
-from ftc.runtime.tiny import write_tiny_texts
+from ftc.quickstart.tiny import write_tiny_texts
+from ftc.runtime.data.texts import encode_texts
 from tests.runtime.run_folders import cpu_plan
 from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
 
@@ -62,7 +62,7 @@ def test_qlora_learns_too(tmp_path, tiny_model_dir, texts):
 
 
 def test_documents_are_framed_and_long_ones_are_cut_not_truncated(tiny_tokenizer):
-    from ftc.runtime.data import TextDocument
+    from ftc.runtime.data.loading import TextDocument
 
     long_text = " ".join(["apple river stone"] * 40)
     data = encode_texts(tiny_tokenizer, [TextDocument("a", "apple"), TextDocument("b", long_text)], cutoff_len=32)
@@ -90,7 +90,7 @@ def test_held_out_documents_are_evaluated_at_every_logging_step(tmp_path, tiny_m
 def test_streamed_documents_are_read_only_as_far_as_training_goes(
     tmp_path, tiny_model_dir, monkeypatch, packing, capsys
 ):
-    from ftc.runtime import data_stream
+    from ftc.runtime.data import streaming as data_stream
 
     monkeypatch.setattr(data_stream, "PACKING_WINDOW", 32)
     path = write_tiny_texts(tmp_path / "corpus.jsonl", n=400)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftc.runtime.tiny import tiny_preferences, write_tiny_preferences
+from ftc.quickstart.tiny import tiny_preferences, write_tiny_preferences
 from tests.runtime.stage_runs import series, train_stage
 
 
@@ -55,8 +55,8 @@ def test_reward_model_ranks_chosen_above_rejected_on_pairs_it_never_saw(tmp_path
 
 
 def test_rm_names_the_methods_it_supports(tmp_path, tiny_model_dir):
-    from ftc.runtime.errors import RuntimeUserError
-    from ftc.runtime.run_folder import load_run_folder
+    from ftc.errors import RuntimeUserError
+    from ftc.runs.folder import load_run_folder
     from ftc.runtime.stages import rm
     from tests.runtime.run_folders import write_run_folder
 

@@ -6,8 +6,8 @@ import pytest
 import tomli_w
 import torch
 
-from ftc.runtime.model import load_model, prepare_trainable
-from ftc.runtime.tiny import write_tiny_alpaca
+from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.runtime.model.loading import load_model, prepare_trainable
 from ftc.spec import SpecError, parse_spec
 from ftc.spec.models import Spec
 from ftc.spec.resolve import input_paths

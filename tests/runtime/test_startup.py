@@ -9,7 +9,7 @@ import pytest
 
 PROBE = """
 import gc, sys
-from ftc.runtime.startup import prepare_fresh_process
+from ftc.runtime.distributed.startup import prepare_fresh_process
 from ftc.spec.models import Spec
 spec = Spec.model_validate({{
     "model": {{"name_or_path": "m"}},
@@ -48,7 +48,7 @@ def test_a_run_that_quantizes_finds_bitsandbytes():
      ("lora", "paged_adamw_8bit", True)],
 )  # fmt: skip
 def test_bitsandbytes_is_needed_for_quantized_weights_or_optimizer_states(method, optimizer, needed):
-    from ftc.extras import needs_bitsandbytes
+    from ftc.install.extras import needs_bitsandbytes
     from ftc.spec.models import Spec
 
     spec = Spec.model_validate(

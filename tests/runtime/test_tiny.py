@@ -6,7 +6,7 @@ import json
 
 from safetensors.torch import load_file
 
-from ftc.runtime.tiny import build_tiny_model, tiny_records, write_tiny_alpaca
+from ftc.quickstart.tiny import build_tiny_model, tiny_records, write_tiny_alpaca
 
 
 def test_same_seed_same_tokenizer_and_weights(tmp_path, tiny_model_dir):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from ftc.chat_templates import Segment
-from ftc.runtime.data import Conversation
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.tokenize import (
+from ftc.errors import RuntimeUserError
+from ftc.runtime.data.loading import Conversation
+from ftc.runtime.data.tokenize import (
     IGNORE_INDEX,
     conversation_segments,
     describe_data,
@@ -16,6 +15,7 @@ from ftc.runtime.tokenize import (
     encode_segments,
     use_template,
 )
+from ftc.spec.chat_templates import Segment
 
 TWO_TURNS = [
     {"role": "user", "content": "Add the two numbers.\n\n2 + 3"},

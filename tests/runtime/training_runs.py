@@ -10,7 +10,7 @@ from typing import Any
 import tomli_w
 
 from ftc.compiler.plan import Plan
-from ftc.runtime.run_folder import RunFolder, load_run_folder
+from ftc.runs.folder import RunFolder, load_run_folder
 from ftc.runtime.stages import STAGES
 from ftc.spec.models import Spec
 from tests.runtime.run_folders import cpu_plan
@@ -46,7 +46,7 @@ def write_spec_run(run_dir: Path, spec: dict, plan: Plan | None = None) -> RunFo
 
 def train_in_process(folder: RunFolder) -> dict[str, Any]:
     """Run the folder's stage as `python -m ftc.runtime` would, here; returns metrics.json."""
-    from ftc.runtime.distributed import seed_all
+    from ftc.runtime.distributed.process_group import seed_all
 
     seed_all(folder.spec.train.seed)  # as the runtime does before any model exists: LoRA init draws from it
     importlib.import_module(STAGES[folder.spec.train.stage].module).run(folder)

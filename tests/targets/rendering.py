@@ -10,7 +10,7 @@ from pathlib import Path
 import tomli_w
 
 from ftc.compiler import compile_plan, parse_hardware
-from ftc.model_lookup import architecture_for
+from ftc.models.lookup import architecture_for
 from ftc.spec import parse_spec
 from ftc.targets.base import Job
 from tests.specs import VALID

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ftc.runtime.checkpoint_seal import write_seal
+from ftc.runs.seal import write_seal
 from tests.specs import VALID, replace
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ftc.cli.app import run
-from ftc.runtime.tiny import write_tiny_alpaca
+from ftc.quickstart.tiny import write_tiny_alpaca
 from ftc.targets.dry_run_folder import LAUNCH_FILE
 from ftc.targets.local import LocalTarget
 from tests.commands import ftc

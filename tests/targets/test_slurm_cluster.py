@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ftc.quickstart import write_quickstart
+from ftc.quickstart.workspace import write_quickstart
 from ftc.targets.slurm_jobs import job_state, read_job_record
 
 pytestmark = pytest.mark.slow

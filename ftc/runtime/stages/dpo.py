@@ -1,18 +1,18 @@
 """DPO: direct preference optimisation on (prompt, chosen, rejected) pairs, through trl's DPOTrainer.
 
-trl gets conversational records and renders them with our template (see `ftc.runtime.preference`).
+trl gets conversational records and renders them with our template (see `ftc.runtime.data.preference`).
 The loss compares the policy's log-probability ratio of chosen over rejected with the reference's;
 `preference.ftx` adds an SFT term on the chosen reply.
 """
 
 from __future__ import annotations
 
-from ftc.runtime.data import load_preferences, train_eval_split
-from ftc.runtime.model import load_model, prepare_trainable
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import load_preferences, train_eval_split
+from ftc.runtime.data.preference import encode_pairs, tokenizer_and_records
+from ftc.runtime.model.loading import load_model, prepare_trainable
+from ftc.runtime.model.reference import reference_model
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.preference import encode_pairs, tokenizer_and_records
-from ftc.runtime.preference_models import reference_model
-from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 

@@ -9,13 +9,13 @@ preference stages; prompts are the conversations without their last reply, as fo
 
 from __future__ import annotations
 
-from ftc.runtime.data import load_conversations
-from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import load_conversations
+from ftc.runtime.data.tokenize import use_template
+from ftc.runtime.model.loading import load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.model.rewards import load_reward_model, trl_reward_function
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.ppo_rollout import encode_prompts
-from ftc.runtime.rewards import load_reward_model, trl_reward_function
-from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.tokenize import use_template
+from ftc.runtime.ppo.rollout import encode_prompts
 from ftc.runtime.trainer_args import training_arguments
 from ftc.runtime.training import train
 

@@ -1,6 +1,6 @@
 """KTO: Kahneman-Tversky optimisation on unpaired (prompt, completion, desirable?) examples, through trl.
 
-trl gets conversational records and renders them with our template (see `ftc.runtime.preference`).
+trl gets conversational records and renders them with our template (see `ftc.runtime.data.preference`).
 Each completion's log-probability ratio against the reference is pushed up when desirable and down
 when not, around a KL estimate taken from mismatched prompt/completion pairs within a batch.
 """
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import random
 
-from ftc.runtime.data import load_kto_examples, train_eval_split
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import load_model, prepare_trainable
+from ftc.errors import RuntimeUserError
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import load_kto_examples, train_eval_split
+from ftc.runtime.data.preference import encode_kto_examples, tokenizer_and_records
+from ftc.runtime.model.loading import load_model, prepare_trainable
+from ftc.runtime.model.reference import reference_model
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.preference import encode_kto_examples, tokenizer_and_records
-from ftc.runtime.preference_models import reference_model
-from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 

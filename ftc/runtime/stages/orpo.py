@@ -1,6 +1,6 @@
 """ORPO: odds-ratio preference optimisation on (prompt, chosen, rejected) pairs, through trl's ORPOTrainer.
 
-trl gets conversational records and renders them with our template (see `ftc.runtime.preference`).
+trl gets conversational records and renders them with our template (see `ftc.runtime.data.preference`).
 The loss is SFT on the chosen reply plus `preference.beta` (ORPO's λ) times an odds-ratio term
 that favours chosen over rejected; no reference model is needed. ORPO still lives in trl's
 experimental package and tokenizes its own way: it adds the tokenizer's BOS before a prompt and its
@@ -10,11 +10,11 @@ not the EOS token gets both).
 
 from __future__ import annotations
 
-from ftc.runtime.data import load_preferences, train_eval_split
-from ftc.runtime.model import load_model, prepare_trainable
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import load_preferences, train_eval_split
+from ftc.runtime.data.preference import encode_pairs, tokenizer_and_records
+from ftc.runtime.model.loading import load_model, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.preference import encode_pairs, tokenizer_and_records
-from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 

@@ -12,8 +12,8 @@ Our own loop on torch + transformers (trl 1.16 has no PPO trainer). One step:
 The value head is one linear layer on the policy's last hidden state; it trains beside the policy
 (or its adapter). With several processes (strategy ddp) each rank samples and scores its share of
 the batch's prompts, and DDP keeps the policy and value head equal on every rank. The rollout is in
-`ftc.runtime.ppo_rollout`, the updates and checkpoints in `ftc.runtime.ppo_learner`, the arithmetic in
-`ftc.runtime.ppo_math`.
+`ftc.runtime.ppo.rollout`, the updates and checkpoints in `ftc.runtime.ppo.learner`, the arithmetic in
+`ftc.runtime.ppo.arithmetic`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import time
 from typing import Any
 
 from ftc.compiler.plan import Plan
-from ftc.runtime.collectives import any_rank, mean_over_ranks
-from ftc.runtime.data import load_conversations
-from ftc.runtime.distributed import local_rank, rank, world_size
-from ftc.runtime.errors import RuntimeUserError
-from ftc.runtime.model import ADAPTER_METHODS, INITIAL_ADAPTER, load_model, load_tokenizer, prepare_trainable
-from ftc.runtime.ppo_learner import Learner, resume, save_checkpoint
-from ftc.runtime.ppo_rollout import Actors, Rollout, collect, encode_prompts, prompt_batches, stop_token_ids
-from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.tokenize import use_template
+from ftc.errors import RuntimeUserError
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import load_conversations
+from ftc.runtime.data.tokenize import use_template
+from ftc.runtime.distributed.collectives import any_rank, mean_over_ranks
+from ftc.runtime.distributed.process_group import local_rank, rank, world_size
+from ftc.runtime.model.loading import ADAPTER_METHODS, INITIAL_ADAPTER, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.ppo.learner import Learner, resume, save_checkpoint
+from ftc.runtime.ppo.rollout import Actors, Rollout, collect, encode_prompts, prompt_batches, stop_token_ids
 from ftc.spec.models import Spec
 
 
@@ -43,10 +43,10 @@ def run(folder: RunFolder) -> None:
     import torch
     from transformers import set_seed
 
-    from ftc.runtime.clock import process_started_at
-    from ftc.runtime.metrics import new_metrics, write_metrics
+    from ftc.runs.metrics import new_metrics, write_metrics
+    from ftc.runtime.distributed.clock import process_started_at
+    from ftc.runtime.distributed.preemption import stop_for_restart, stop_on_signals
     from ftc.runtime.outputs import finish
-    from ftc.runtime.preemption import stop_for_restart, stop_on_signals
 
     set_seed(spec.train.seed)
     tokenizer = load_tokenizer(spec.model)
@@ -103,9 +103,9 @@ def load_actors(folder: RunFolder, tokenizer: Any, device: Any) -> Actors:
     and a value head that starts at 0, so that no advantage comes from a random head."""
     import torch
 
+    from ftc.runtime.model.reference import load_reference_model
+    from ftc.runtime.model.rewards import load_reward_model
     from ftc.runtime.plan_check import check_model
-    from ftc.runtime.preference_models import load_reference_model
-    from ftc.runtime.rewards import load_reward_model
 
     spec, plan = folder.spec, folder.plan
     reward_model, reward_tokenizer = load_reward_model(spec.ppo.reward_model, plan)
@@ -136,7 +136,7 @@ def load_actors(folder: RunFolder, tokenizer: Any, device: Any) -> Actors:
 def step_logs(
     rollout: Rollout, stats: dict[str, float], learner: Learner, spec: Spec, step: int, prompts: int
 ) -> dict[str, float]:
-    from ftc.runtime.ppo_math import masked_mean
+    from ftc.runtime.ppo.arithmetic import masked_mean
 
     return {
         "loss": stats["policy_loss"] + spec.ppo.value_loss_coef * stats["value_loss"],
@@ -151,7 +151,7 @@ def step_logs(
 
 def record(metrics: dict, folder: RunFolder, board: Any, step: int, steps: int, logs: dict[str, float]) -> None:
     """Into metrics.json (as the trainers' stages do), tensorboard when asked, and one line on the terminal."""
-    from ftc.runtime.metrics import add_trainer_log, write_metrics
+    from ftc.runs.metrics import add_trainer_log, write_metrics
 
     add_trainer_log(metrics, step, logs)
     write_metrics(folder.metrics, metrics)

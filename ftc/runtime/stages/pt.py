@@ -1,20 +1,20 @@
 """PT: continued pre-training, a causal LM on raw text, through transformers' Trainer.
 
-Every token is a target. With `data.packing` several documents share each row (`ftc.runtime.packing`)
+Every token is a target. With `data.packing` several documents share each row (`ftc.runtime.data.packing`)
 without attending to each other; otherwise each example is a row of its own, padded per batch.
 Held-out documents (data.eval_ratio or data.eval_datasets) are evaluated at every logging step; with
-data.streaming the documents are read, encoded (and packed) while training runs (`ftc.runtime.data_stream`).
+data.streaming the documents are read, encoded (and packed) while training runs (`ftc.runtime.data.streaming`).
 """
 
 from __future__ import annotations
 
-from ftc.runtime.data import TextDocument, load_eval_datasets, load_texts, train_eval_split
-from ftc.runtime.data_stream import describe_stream, streamed_texts
-from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import TextDocument, load_eval_datasets, load_texts, train_eval_split
+from ftc.runtime.data.packing import PaddingCollator, pack_examples, packed_collator, packing_summary
+from ftc.runtime.data.streaming import describe_stream, streamed_texts
+from ftc.runtime.data.texts import describe_texts, encode_texts
+from ftc.runtime.model.loading import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.packing import PaddingCollator, pack_examples, packed_collator, packing_summary
-from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.texts import describe_texts, encode_texts
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 

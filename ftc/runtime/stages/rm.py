@@ -2,7 +2,7 @@
 
 The base gets a one-output score head in place of its LM head; the loss (Bradley-Terry) asks the
 score of prompt + chosen to beat that of prompt + rejected. trl gets conversational records and
-renders them with our template (see `ftc.runtime.preference`); a pair over cutoff_len is dropped,
+renders them with our template (see `ftc.runtime.data.preference`); a pair over cutoff_len is dropped,
 not cut, since the score of a cut reply is the score of another text.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from ftc.runtime.data import load_preferences, train_eval_split
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import load_preferences, train_eval_split
+from ftc.runtime.data.preference import encode_pairs, tokenizer_and_records
+from ftc.runtime.model.reference import load_reward_model, reward_lora_config
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.preference import encode_pairs, tokenizer_and_records
-from ftc.runtime.preference_models import load_reward_model, reward_lora_config
-from ftc.runtime.run_folder import RunFolder
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 

@@ -3,18 +3,18 @@
 We tokenize ourselves (input_ids + labels, -100 outside the replies), so the trainer uses the
 dataset as is and only truncates it to max_length. Held-out conversations (data.eval_ratio or
 data.eval_datasets) are evaluated at every logging step; with data.streaming the conversations are
-read, encoded (and packed) while training runs (`ftc.runtime.data_stream`).
+read, encoded (and packed) while training runs (`ftc.runtime.data.streaming`).
 """
 
 from __future__ import annotations
 
-from ftc.runtime.data import Conversation, load_conversations, load_eval_datasets, train_eval_split
-from ftc.runtime.data_stream import describe_stream, streamed_examples
-from ftc.runtime.model import load_model, load_tokenizer, prepare_trainable
+from ftc.runs.folder import RunFolder
+from ftc.runtime.data.loading import Conversation, load_conversations, load_eval_datasets, train_eval_split
+from ftc.runtime.data.packing import pack_examples, packed_collator, packing_summary
+from ftc.runtime.data.streaming import describe_stream, streamed_examples
+from ftc.runtime.data.tokenize import describe_data, encode_conversations, use_template
+from ftc.runtime.model.loading import load_model, load_tokenizer, prepare_trainable
 from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.packing import pack_examples, packed_collator, packing_summary
-from ftc.runtime.run_folder import RunFolder
-from ftc.runtime.tokenize import describe_data, encode_conversations, use_template
 from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 from ftc.runtime.training import train
 

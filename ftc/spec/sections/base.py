@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from ftc.spec.diagnostics import Code
+
 Stage = Literal["pt", "sft", "rm", "ppo", "grpo", "dpo", "kto", "orpo"]
 Method = Literal["full", "freeze", "lora", "qlora"]
 DataFormat = Literal["alpaca", "sharegpt", "messages", "preference", "kto", "text"]
@@ -25,8 +27,8 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
-def rule_error(message: str, hint: str, at: str | None = None) -> PydanticCustomError:
-    """A cross-field rule broken; the diagnostics print its hint. `at` (a dotted key path from the top of
-    the spec, e.g. "quantization.bits") is the key to report it at, when that is not where the rule lives;
-    the message names the other side."""
-    return PydanticCustomError("spec_rule", message, {"hint": hint, **({"at": at} if at else {})})
+def rule_error(message: str, hint: str, at: str | None = None, *, code: Code) -> PydanticCustomError:
+    """A rule of ours broken, most often one between keys; the diagnostics print its hint and code. `at`
+    (a dotted key path from the top of the spec, e.g. "quantization.bits") is the key to report it at,
+    when that is not where the rule lives; the message names the other side."""
+    return PydanticCustomError("spec_rule", message, {"hint": hint, "code": code.value, **({"at": at} if at else {})})

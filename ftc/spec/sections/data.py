@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import DataFormat, Section, rule_error
 
 # The fields each data format reads from a record, by our names; [data.datasets.columns] maps them to the file's.
@@ -46,6 +47,7 @@ class DatasetSection(Section):
             raise rule_error(
                 f"{', '.join(repr(name) for name in unknown)} is no field of the {data_format!r} format",
                 f"the fields of {data_format!r} are: {', '.join(fields)}",
+                code=Code.UNKNOWN_KEY,
             )
         return columns
 
@@ -80,15 +82,29 @@ class DataSection(Section):
     def _one_mixing_and_eval_rule(self) -> DataSection:
         weighted = [dataset.weight is not None for dataset in self.datasets]
         if any(weighted) and not all(weighted):
-            raise rule_error("weight is set on some datasets but not all", "give every data.datasets a weight, or none")
+            raise rule_error(
+                "weight is set on some datasets but not all",
+                "give every data.datasets a weight, or none",
+                code=Code.CONFLICT,
+            )
         if self.mix_size is not None and not any(weighted):
-            raise rule_error("mix_size sizes a weighted mixture, but no dataset has a weight", "set datasets' weight")
+            raise rule_error(
+                "mix_size sizes a weighted mixture, but no dataset has a weight",
+                "set datasets' weight",
+                code=Code.CONFLICT,
+            )
         if self.eval_ratio > 0 and self.eval_datasets:
-            raise rule_error("eval_ratio and eval_datasets are both set", "keep one way to evaluate")
+            raise rule_error(
+                "eval_ratio and eval_datasets are both set", "keep one way to evaluate", code=Code.CONFLICT
+            )
         if any(dataset.weight is not None for dataset in self.eval_datasets):
-            raise rule_error("eval_datasets are read whole, not mixed: a weight there means nothing", "remove it")
+            raise rule_error(
+                "eval_datasets are read whole, not mixed: a weight there means nothing", "remove it", code=Code.CONFLICT
+            )
         if self.streaming and self.eval_ratio > 0:
             raise rule_error(
-                "a streamed dataset has no known size to hold a fraction out of", "give [[data.eval_datasets]] instead"
+                "a streamed dataset has no known size to hold a fraction out of",
+                "give [[data.eval_datasets]] instead",
+                code=Code.CONFLICT,
             )
         return self

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import Section, rule_error
 
 # Values Slurm reads from `#SBATCH` lines, before any shell runs: plain words only, no quoting to rely on.
@@ -32,7 +33,9 @@ class LaunchSection(Section):
 
         for name in names:
             if not re.match(ENV_NAME, name):
-                raise rule_error(f"{name!r} is not an environment variable name", "use letters, digits and _")
+                raise rule_error(
+                    f"{name!r} is not an environment variable name", "use letters, digits and _", code=Code.FORMAT
+                )
         return names
 
     env: dict[str, str] = Field(
@@ -54,18 +57,22 @@ class LaunchSection(Section):
         for name in env:
             at = f"launch.env.{name}"
             if not re.match(ENV_NAME, name):
-                raise rule_error(f"{name!r} is not an environment variable name", "use letters, digits and _", at)
+                raise rule_error(
+                    f"{name!r} is not an environment variable name", "use letters, digits and _", at, code=Code.FORMAT
+                )
             if re.search(SECRET_LIKE, name, re.IGNORECASE):
                 raise rule_error(
                     f"{name} looks like a secret, and env values are written into the run folder",
                     f"list {name} in launch.secrets instead: it is passed by name from your environment",
                     at,
+                    code=Code.SECRET,
                 )
             if name in LAUNCHER_OWNED_ENV:
                 raise rule_error(
                     f"{name} is set by ftc's launcher for each node and process",
                     "remove it: the target supplies the rendezvous and ranks",
                     at,
+                    code=Code.RESERVED,
                 )
         return env
 
@@ -123,12 +130,15 @@ class SlurmSection(Section):
         for line in lines:
             if not re.match(r"^--?[A-Za-z][^\s'\"`\\]*$", line):
                 raise rule_error(
-                    f"{line!r} is not one #SBATCH option", "write one option like --mail-type=END: no spaces or quotes"
+                    f"{line!r} is not one #SBATCH option",
+                    "write one option like --mail-type=END: no spaces or quotes",
+                    code=Code.FORMAT,
                 )
             if "$" in line:
                 raise rule_error(
                     f"{line!r}: Slurm reads #SBATCH lines before any shell, so $ is not expanded there",
                     "write the literal value",
+                    code=Code.FORMAT,
                 )
         return lines
 

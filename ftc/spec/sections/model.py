@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import Attention, Section, rule_error
 
 
@@ -36,12 +37,12 @@ class ModelSection(Section):
     @field_validator("template")
     @classmethod
     def _known_template(cls, name: str) -> str:
-        from ftc.chat_templates import TEMPLATES  # pure registry, no heavy imports
+        from ftc.spec.chat_templates import TEMPLATES  # pure registry, no heavy imports
 
         if name != "auto" and name not in TEMPLATES:
             import difflib
 
             close = difflib.get_close_matches(name, list(TEMPLATES), n=1)
             hint = f"did you mean '{close[0]}'?" if close else "known: auto, " + ", ".join(sorted(TEMPLATES))
-            raise rule_error(f"unknown chat template '{name}'", hint)
+            raise rule_error(f"unknown chat template '{name}'", hint, code=Code.ENUM)
         return name

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import Section, rule_error
 
 Monitor = Literal["tensorboard", "wandb", "mlflow"]
@@ -34,8 +35,9 @@ class MonitorSection(Section):
                     "credentials never go in the spec",
                     "export them (e.g. WANDB_API_KEY) in the environment and name them in launch.secrets",
                     at=f"monitor.{name}",
+                    code=Code.SECRET,
                 )
         return values
 
 
-# Built-in reward functions grpo can score replies with (the runtime's registry is ftc.runtime.rewards).
+# Built-in reward functions grpo can score replies with (the runtime's registry is ftc.runtime.model.rewards).

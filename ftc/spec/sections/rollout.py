@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from ftc.spec.sections.base import Section
+from ftc.spec.diagnostics import Code
+from ftc.spec.sections.base import Section, rule_error
 
 RewardFunction = Literal["length", "format", "distinct"]
 # The data formats the rollout stages read prompts from: a conversation without its last reply.
@@ -104,5 +105,9 @@ class PpoSection(Section):
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise ValueError(f"not a regular expression: {error}") from None
+                raise rule_error(
+                    f"not a regular expression: {error}",
+                    "write a Python regular expression; in a TOML 'literal string' each backslash stays as written",
+                    code=Code.FORMAT,
+                ) from None
         return pattern

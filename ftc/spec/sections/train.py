@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     LoraInit,
     Method,
@@ -53,9 +54,11 @@ class TrainSection(Section):
     @model_validator(mode="after")
     def _one_length(self) -> TrainSection:
         if self.max_steps is None and self.epochs is None:
-            raise rule_error("say how long to train", "set train.max_steps = N or train.epochs = N")
+            raise rule_error("say how long to train", "set train.max_steps = N or train.epochs = N", code=Code.MISSING)
         if self.max_steps is not None and self.epochs is not None:
-            raise rule_error("max_steps and epochs are both set", "keep one of train.max_steps and train.epochs")
+            raise rule_error(
+                "max_steps and epochs are both set", "keep one of train.max_steps and train.epochs", code=Code.CONFLICT
+            )
         return self
 
 
@@ -107,7 +110,9 @@ class FreezeSection(Section):
     def _something_trains(self) -> FreezeSection:
         if self.trainable_layers == 0 and not self.extra_modules:
             raise rule_error(
-                "nothing would train", "set freeze.trainable_layers >= 1, or name freeze.extra_modules to train"
+                "nothing would train",
+                "set freeze.trainable_layers >= 1, or name freeze.extra_modules to train",
+                code=Code.CONFLICT,
             )
         return self
 

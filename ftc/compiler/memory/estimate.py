@@ -1,0 +1,362 @@
+"""The per-device memory estimate: what one training step holds at its peak, term by term.
+
+A step has four candidate peaks, and the estimate takes the largest:
+
+1. the loss's forward: every saved activation, autocast's weight copies, the logits being reduced;
+2. the loss's backward: the same activations, plus the loss head's gradient transients;
+3. the top block's backward: the activations, the block's backward transients (and its recompute
+   under checkpointing), and the head's weight gradient;
+4. the optimizer step: every gradient, with the activations gone.
+
+Weights, adapters, optimizer moments, master weights, frozen reference models and the runtime context
+live through all four. The formulas are checked against live-tensor peaks of real CPU training steps by
+`benchmarks/memory_accuracy.py`; the CUDA-only pieces (FlashAttention-2, Triton's fused loss, the
+caching allocator) follow the libraries' code and published numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ftc.compiler.memory.activations import (
+    Step,
+    adapted_linears,
+    layer_backward_transient,
+    saved_before_head,
+    saved_by_layer,
+    saved_layer_inputs,
+    shared_inputs,
+)
+from ftc.compiler.memory.logits import LossHead, loss_head
+from ftc.compiler.memory.sampling import GENERATES_WHOLE_STEP, ROLLOUT_STAGES, sampling_memory
+from ftc.compiler.memory.states import DTYPE_BYTES, GIB, States, frozen_copy_bytes, holding, model_states
+from ftc.compiler.model_shapes import Architecture
+from ftc.compiler.module_tree import freeze_selection
+from ftc.compiler.params import count_parameters
+from ftc.compiler.plan import MemoryEstimate
+from ftc.errors import FtcError
+
+TERMS = (
+    "weights",
+    "gradients",
+    "optimizer",
+    "master_weights",
+    "adapters",
+    "activations",
+    "logits",
+    "reference_model",
+    "context",
+)
+# The values each setting may take; the planner passes validated spec values, so a miss is a bug worth naming.
+CHOICES = {
+    "method": ("full", "freeze", "lora", "qlora"),
+    "stage": ("pt", "sft", "rm", "ppo", "grpo", "dpo", "kto", "orpo"),
+    "precision": ("fp32", "bf16", "fp16"),
+    "strategy": ("single", "ddp", "zero1", "zero2", "zero3", "fsdp"),
+    "offload": ("none", "optimizer", "optimizer+params"),
+    "attention": ("eager", "sdpa", "flash"),
+    "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),
+}
+# Stages whose forward takes chosen and rejected sequences together: two rows per example.
+PAIRED_STAGES = ("rm", "dpo", "orpo")
+# The caching allocator holds freed blocks for reuse; published runs show it a few percent above the
+# allocated peak, and up to ~3 GiB above it at large sizes. Modelled as 8 % of the allocated peak,
+# at least 0.25 GiB (small runs still split blocks) and at most 3 GiB.
+ALLOCATOR_SLACK = 0.08
+ALLOCATOR_SLACK_FLOOR_GIB = 0.25
+ALLOCATOR_SLACK_CAP_GIB = 3.0
+# from_pretrained reads one checkpoint shard at a time; transformers writes shards of at most 5 GB.
+CHECKPOINT_SHARD_BYTES = 5e9
+
+
+@dataclass(frozen=True)
+class MemoryInputs:
+    arch: Architecture
+    method: str  # full | freeze | lora | qlora
+    stage: str  # pt | sft | rm | ppo | grpo | dpo | kto | orpo
+    precision: str  # fp32 | bf16 | fp16: the compute dtype
+    micro_batch_size: int
+    seq_len: int  # tokens per row the estimate assumes (rows are padded to it)
+    gradient_checkpointing: bool
+    world_size: int = 1  # data-parallel shards (ZeRO/FSDP divide by this)
+    strategy: str = "single"  # single | ddp | zero1 | zero2 | zero3 | fsdp
+    offload: str = "none"  # none | optimizer | optimizer+params
+    quantization_bits: int | None = None  # 4 | 8 for qlora
+    lora_rank: int = 8
+    lora_targets: str | tuple[str, ...] = "all"
+    attention: str = "sdpa"  # eager | sdpa | flash
+    optimizer: str = "adamw"  # adamw | adamw_8bit | paged_adamw_8bit
+    # trl's chunked loss head: no batch × seq × vocab logits. trl's SFT, DPO and KTO trainers (1.x) install
+    # it whenever they compute the loss themselves, so ftc's SFT runtime always trains through it.
+    fused_cross_entropy: bool = False
+    freeze_trainable_layers: int = 2  # for method "freeze": the last N decoder layers train
+    freeze_trainable_modules: str | tuple[str, ...] = "all"  # within them, the modules so named ("all": whole blocks)
+    freeze_extra_modules: tuple[str, ...] = ()  # modules outside the blocks that train too (embed_tokens, lm_head)
+    context_gib: float = 0.0  # runtime context the device holds before any tensor
+    capacity_gib: float | None = None  # device memory; None on the CPU, where host RAM is the device
+    # Gradients of earlier micro-batches live through each forward when a step accumulates several; one
+    # micro-batch per step frees them at zero_grad. Unknown when the estimate chooses the micro-batch,
+    # so it defaults to keeping them: the estimate must not promise memory the run will not have.
+    gradient_accumulation: bool = True
+    lora_dropout: float = 0.0  # dropout on LoRA's input keeps a copy and a mask per adapted layer
+    # Rollout stages: the rows each process samples replies for per step (ftc.compiler.memory.sampling).
+    examples_per_process: int = 1
+
+
+@dataclass(frozen=True)
+class _Phase:
+    name: str
+    terms: dict[str, float]  # bytes
+
+    @property
+    def total(self) -> float:
+        return sum(self.terms.values())
+
+
+def estimate_memory(inputs: MemoryInputs) -> MemoryEstimate:
+    _check(inputs)
+    states = _states(inputs)
+    step = _step(inputs)
+    on_cpu = inputs.capacity_gib is None
+    head = loss_head(step, inputs.fused_cross_entropy, on_cpu, scalar_head=inputs.stage == "rm")
+    peak = max(_phases(inputs, states, step, head), key=lambda phase: phase.total)
+
+    terms = {name: peak.terms.get(name, 0.0) / GIB for name in TERMS}
+    terms["context"] = inputs.context_gib
+    allocated = sum(terms.values())
+    reserved = allocated if on_cpu else allocated + _allocator_slack(allocated)
+    host = (states.host + _loading_buffer(inputs)) / GIB + (allocated if on_cpu else 0.0)
+    return MemoryEstimate(
+        terms=terms,
+        allocated_gib=allocated,
+        reserved_gib=reserved,
+        capacity_gib=inputs.capacity_gib,
+        host_gib=host,
+        assumptions=_assumptions(inputs, peak.name),
+    )
+
+
+def largest_micro_batch(inputs: MemoryInputs, budget_gib: float, ceiling: int = 4096) -> int:
+    """The largest micro-batch whose reserved peak fits in `budget_gib`; 0 when not even one row fits."""
+    return _largest(lambda n: estimate_memory(replace(inputs, micro_batch_size=n)).reserved_gib, budget_gib, ceiling)
+
+
+def longest_seq_len(inputs: MemoryInputs, budget_gib: float) -> int:
+    """The longest rows (tokens) whose reserved peak fits in `budget_gib`; 0 when not even one token fits."""
+    ceiling = inputs.arch.max_position_embeddings or 1 << 20
+    return _largest(lambda n: estimate_memory(replace(inputs, seq_len=n)).reserved_gib, budget_gib, ceiling)
+
+
+def _largest(memory_at, budget_gib: float, ceiling: int) -> int:
+    """Binary search for the largest n in [1, ceiling] with memory_at(n) ≤ budget; memory grows with n."""
+    if memory_at(1) > budget_gib:
+        return 0
+    low, high = 1, ceiling
+    while low < high:
+        middle = (low + high + 1) // 2
+        if memory_at(middle) <= budget_gib:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _check(inputs: MemoryInputs) -> None:
+    for field, allowed in CHOICES.items():
+        value = getattr(inputs, field)
+        if value not in allowed:
+            raise FtcError(f"memory estimate: {field} = {value!r} is not one it knows", f"one of: {', '.join(allowed)}")
+    if inputs.method == "qlora" and inputs.quantization_bits not in (4, 8, None):
+        raise FtcError(f"memory estimate: quantization_bits = {inputs.quantization_bits} is not 4 or 8", "use 4 or 8")
+
+
+def _states(inputs: MemoryInputs) -> States:
+    return model_states(
+        inputs.arch,
+        inputs.method,
+        inputs.precision,
+        inputs.strategy,
+        inputs.world_size,
+        inputs.offload,
+        inputs.optimizer,
+        inputs.quantization_bits,
+        inputs.lora_rank,
+        inputs.lora_targets,
+        inputs.freeze_trainable_layers,
+        inputs.freeze_trainable_modules,
+        inputs.freeze_extra_modules,
+        inputs.stage,
+    )
+
+
+def _step(inputs: MemoryInputs) -> Step:
+    arch = inputs.arch
+    adapted = adapted_linears(arch, inputs.lora_targets) if inputs.method in ("lora", "qlora") else frozenset()
+    trained_layers, outside = (arch.num_layers if inputs.method == "full" else 0), frozenset()
+    if inputs.method == "freeze":
+        freeze = freeze_selection(
+            arch, inputs.freeze_trainable_layers, inputs.freeze_trainable_modules, inputs.freeze_extra_modules
+        )
+        # A block with any trained module is counted as trained whole: its saved tensors are an upper bound.
+        trained_layers = len(freeze.blocks)
+        outside = frozenset(name for name, trains in (("embedding", freeze.embedding), ("head", freeze.head)) if trains)
+    return Step(
+        arch=arch,
+        held=holding(inputs.method, inputs.precision, inputs.strategy, inputs.stage),
+        method=inputs.method,
+        rows=inputs.micro_batch_size * (2 if inputs.stage in PAIRED_STAGES else 1),
+        seq_len=inputs.seq_len,
+        attention=inputs.attention,
+        checkpointing=inputs.gradient_checkpointing,
+        adapted=adapted,
+        lora_rank=inputs.lora_rank,
+        lora_dropout=inputs.lora_dropout,
+        trained_layers=trained_layers,
+        trained_outside=outside,
+        on_cpu=inputs.capacity_gib is None,
+        int8_base=inputs.method == "qlora" and inputs.quantization_bits == 8,
+    )
+
+
+def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) -> list[_Phase]:
+    layers = range(inputs.arch.num_layers)
+    if step.checkpointing:
+        kept = saved_layer_inputs(step)
+        # the recompute of one block restores everything it saves (the widest block, for mixed MoE stacks)
+        recompute = max((saved_by_layer(step, i) for i in layers), default=0.0)
+    else:
+        kept = sum(saved_by_layer(step, i) for i in layers)
+        recompute = 0.0
+    kept += shared_inputs(step) + saved_before_head(step)
+    block_transient = layer_backward_transient(step, states.largest_matrix)
+
+    # Autocast caches its weight copies for the whole forward; without checkpointing autograd then keeps
+    # them until each matrix's backward, with it the recompute casts one block's worth at a time.
+    copies_forward = states.autocast_copies + head.head_copy
+    copies_backward = head.head_copy if step.checkpointing else copies_forward
+    blocks_with_copies = step.trained_layers or inputs.arch.num_layers  # LoRA: every block's adapter
+    copies_recompute = states.autocast_copies / blocks_with_copies if step.checkpointing else 0.0
+
+    held_gradients = states.gradients if inputs.gradient_accumulation else 0.0
+    head_gradient = max(held_gradients, states.head_gradient)
+    lasting = {
+        "weights": states.weights + states.gathered,
+        "optimizer": states.optimizer,
+        "master_weights": states.master_weights,
+        "adapters": states.adapters,
+        "reference_model": _reference_models(inputs),
+    }
+
+    def phase(name: str, copies: float, gradients: float, activations: float, logits: float) -> _Phase:
+        terms = dict(lasting)
+        terms["weights"] += copies
+        terms["gradients"] = gradients + states.ddp_buckets
+        terms["activations"] = activations
+        terms["logits"] = logits
+        return _Phase(name, terms)
+
+    fused_gradient = head_gradient if inputs.fused_cross_entropy else held_gradients
+    rollout = []
+    if inputs.stage in ROLLOUT_STAGES:  # sampling: no gradients (zero_grad set them to None), a KV cache
+        rows = inputs.examples_per_process if inputs.stage in GENERATES_WHOLE_STEP else inputs.micro_batch_size
+        sampled = sampling_memory(inputs.arch, rows, inputs.seq_len, inputs.precision)
+        rollout.append(phase("sampling (the KV cache)", 0.0, 0.0, sampled.cache, sampled.logits))
+    return rollout + [
+        phase("the loss's forward", copies_forward, held_gradients, kept, head.saved + head.forward_peak),
+        phase("the loss's backward", copies_backward, fused_gradient, kept, head.saved + head.backward_peak),
+        phase(
+            "the top block's backward",
+            copies_backward + copies_recompute,
+            head_gradient,
+            kept + recompute + block_transient,
+            head.saved,
+        ),
+        phase("the optimizer step", 0.0, states.gradients, 0.0, 0.0),
+    ]
+
+
+def _reference_models(inputs: MemoryInputs) -> float:
+    """Frozen models beside the policy: DPO/KTO/GRPO's reference, and PPO's reference and reward model."""
+    adapted = inputs.method in ("lora", "qlora")
+    shards = inputs.world_size if inputs.strategy in ("zero3", "fsdp") else 1
+    frozen = frozen_copy_bytes(inputs.arch, inputs.precision) / max(shards, 1)
+    if inputs.stage in ("dpo", "kto", "grpo"):
+        # peft gets the reference log-probabilities by disabling the adapter: no second model
+        return 0.0 if adapted else frozen
+    if inputs.stage == "ppo":
+        # the reward model is counted as a frozen copy of the policy's shape; the value is a linear head
+        # on the policy's last hidden state (ftc.runtime.stages.ppo), not a second model
+        return (0.0 if adapted else frozen) + frozen
+    return 0.0
+
+
+def _allocator_slack(allocated_gib: float) -> float:
+    return min(max(ALLOCATOR_SLACK * allocated_gib, ALLOCATOR_SLACK_FLOOR_GIB), ALLOCATOR_SLACK_CAP_GIB)
+
+
+def _loading_buffer(inputs: MemoryInputs) -> float:
+    # A checkpoint is stored in half precision (or fp32 for small models); reading takes one shard.
+    stored = count_parameters(inputs.arch).total * DTYPE_BYTES.get(inputs.precision, 2)
+    return min(stored, CHECKPOINT_SHARD_BYTES)
+
+
+def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
+    said = [f"every row padded to seq_len = {inputs.seq_len} tokens (no packing); the peak is at {peak}"]
+    said.append(
+        {
+            "sdpa": "SDPA with a padding mask: a memory-efficient kernel with no seq² scores, but a batch × seq² "
+            "float mask bias kept per layer, and k/v repeated to every head for grouped-query models",
+            "eager": "eager attention: each layer keeps batch × heads × seq² softmax probabilities in fp32",
+            "flash": "FlashAttention-2 (varlen): no seq² tensor, k/v not repeated",
+        }[inputs.attention]
+    )
+    if inputs.stage == "rm":
+        said.append("reward model: a scalar head, no vocabulary-wide logits")
+    elif inputs.fused_cross_entropy:
+        said.append("loss through trl's fused head: 4096 × 32768 logit tiles, never the full logits")
+        if inputs.capacity_gib is None:
+            said.append("CPU: trl folds each logit tile with torch ops, holding several fp32 copies of it")
+    else:
+        said.append("unfused loss: full logits upcast to fp32, 12 bytes per logit at the start of the backward")
+    said.append(
+        {
+            "adamw": "AdamW (torch, fused): two moments in the trained parameters' dtype",
+            "adamw_8bit": "8-bit AdamW (bitsandbytes): two uint8 moments with block scales",
+            "paged_adamw_8bit": "paged 8-bit AdamW: counted on the device, where it lives until memory runs short",
+        }[inputs.optimizer]
+    )
+    if inputs.method == "full" and inputs.precision != "fp32" and inputs.strategy in ("single", "ddp"):
+        said.append(
+            f"fp32 weights with {inputs.precision} autocast: a {inputs.precision} copy of each matrix lives "
+            "from its forward to its backward"
+        )
+    if inputs.method == "lora" and inputs.precision != "fp32" and inputs.strategy in ("single", "ddp"):
+        said.append(
+            f"peft's fp32 adapter under autocast: each adapted layer keeps its own {inputs.precision} copy of its input"
+        )
+    if inputs.gradient_checkpointing:
+        said.append("gradient checkpointing: each block keeps its input and one block is recomputed at a time")
+    if inputs.method == "qlora" and inputs.quantization_bits == 8:
+        said.append("LLM.int8 layers keep their inputs on the autograd context, out of checkpointing's reach")
+    said.append(
+        "gradients of earlier micro-batches live through each forward (accumulation)"
+        if inputs.gradient_accumulation
+        else "one micro-batch per optimizer step: gradients are freed after each step"
+    )
+    if inputs.strategy == "ddp":
+        said.append("DDP keeps flat gradient buckets beside the gradients (gradient_as_bucket_view off)")
+    if inputs.strategy in ("zero3", "fsdp"):
+        said.append("the layer in use and one prefetched layer are gathered whole")
+    if inputs.offload != "none":
+        said.append(f"offload '{inputs.offload}': those states live in host memory")
+    if inputs.stage == "ppo":
+        said.append(
+            "PPO: reference and reward model (the policy's shape) beside the policy; sampling a micro-batch at a "
+            "time with a KV cache as long as cutoff_len"
+        )
+    if inputs.stage == "grpo":
+        said.append(
+            "GRPO: a reference beside the policy (a reward model, if any, not counted); each process samples all its "
+            "replies of a step at once, with a KV cache as long as cutoff_len"
+        )
+    return tuple(said)

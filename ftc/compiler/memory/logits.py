@@ -1,0 +1,81 @@
+"""The loss head: the batch × seq × vocab tensors between the last hidden states and the loss.
+
+Two paths, both as measured through real steps:
+
+- the model's own loss (transformers' `ForCausalLMLoss`) materialises the logits, upcasts them to fp32
+  and keeps log-softmax's fp32 output; at the start of the backward, nll_loss's gradient and
+  log-softmax's gradient (both fp32) join that output: 12 bytes per logit, whatever the compute dtype;
+- trl's fused head (`add_fused_lm_head`, which trl's SFT, DPO and KTO trainers install) projects
+  4096 tokens × 32768 vocabulary entries at a time into one reusable buffer and accumulates the
+  gradients in fp32. On CUDA a Triton kernel folds each tile in place; on the CPU trl folds it with
+  torch ops, which hold a few fp32 copies of the tile at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftc.compiler.memory.activations import Step
+
+# trl's tile: token rows and vocabulary columns per projection (trl.kernels.chunked_logprob and
+# trl.trainer.utils); the buffer is allocated this wide even when the vocabulary is narrower.
+FUSED_TOKENS_PER_TILE = 4096
+FUSED_VOCAB_PER_TILE = 32768
+# fp32 copies of a tile trl's CPU fallback holds at its peak, forward and backward (measured: the
+# rescaled logits, their exponentials and masks in the forward; probabilities, log-probabilities and
+# the gradient's terms in the backward). A half-precision tile adds its fp32 upcast in the forward; in
+# the backward the upcast takes the place of a product the fp32 path allocates.
+CPU_FORWARD_TILE_COPIES = 3.25
+CPU_BACKWARD_TILE_COPIES = 7.25
+
+
+@dataclass(frozen=True)
+class LossHead:
+    saved: float  # kept from the forward through the backward (the head's input, per-token results)
+    forward_peak: float  # transient while the loss is computed
+    backward_peak: float  # transient while its gradient is computed (the head's weight gradient excluded)
+    head_copy: float  # autocast's half-precision copy of an fp32 head, from the forward to its backward
+
+
+def loss_head(step: Step, fused: bool, on_cpu: bool, scalar_head: bool) -> LossHead:
+    arch, held = step.arch, step.held
+    head_trains = step.head_trains
+    hidden_bytes = max(held.residual, held.trainable if head_trains else held.frozen)
+    if scalar_head:
+        # A reward model scores each sequence with one linear unit: nothing vocabulary-wide.
+        return LossHead(step.tokens * arch.hidden_size * hidden_bytes, 0.0, 0.0, 0.0)
+    if fused:
+        return _fused(step, hidden_bytes, head_trains, on_cpu)
+    logits = step.tokens * arch.vocab_size
+    saved = 0.0
+    head_copy = 0.0
+    if head_trains:
+        # The head's weight gradient needs its input: shared when already in the compute dtype, else
+        # autocast's copy; and autocast keeps a half-precision copy of the fp32 head itself.
+        saved = step.tokens * arch.hidden_size * held.act
+        if held.autocast_copies:
+            head_copy = arch.vocab_size * arch.hidden_size * held.act
+    upcast = 4 if held.act != 4 else 0  # `logits.float()` is a no-op on fp32 logits
+    forward_peak = logits * (held.act + upcast + 4)
+    backward_peak = logits * 12
+    return LossHead(saved, forward_peak, backward_peak, head_copy)
+
+
+def _fused(step: Step, hidden_bytes: int, head_trains: bool, on_cpu: bool) -> LossHead:
+    arch, act = step.arch, step.held.act
+    scored = step.rows * (step.seq_len - 1)  # the last position has no next token
+    tile_rows = min(scored, FUSED_TOKENS_PER_TILE)
+    buffer = tile_rows * FUSED_VOCAB_PER_TILE * act
+    tile = tile_rows * min(arch.vocab_size, FUSED_VOCAB_PER_TILE)
+    # trl slices off the last position, which copies the hidden states it then keeps for the backward.
+    saved = scored * arch.hidden_size * hidden_bytes + scored * 4 * 4
+    cast = tile_rows * arch.hidden_size * act if hidden_bytes != act else 0
+    forward_peak = buffer + cast
+    # fp32 gradient of the hidden states, and (fp32 head, half compute) a half copy of a vocabulary slice.
+    backward_peak = buffer + cast + scored * arch.hidden_size * 4
+    if head_trains and step.held.trainable != act:
+        backward_peak += FUSED_VOCAB_PER_TILE * arch.hidden_size * act
+    if on_cpu:
+        forward_peak += (CPU_FORWARD_TILE_COPIES + (1 if act != 4 else 0)) * tile * 4
+        backward_peak += CPU_BACKWARD_TILE_COPIES * tile * 4
+    return LossHead(saved, forward_peak, backward_peak, 0.0)

@@ -1,0 +1,1 @@
+"""The devices ftc plans for and runs on: which hardware is here."""

@@ -1,0 +1,58 @@
+"""The model's shapes for the planner: a local folder's config.json, else ftc's registry of hub ids; and the
+shape of the LoRA adapter a run starts from (model.adapter), from its adapter_config.json.
+
+The I/O edge of planning: reading these files happens here, the compiler only sees the parsed dicts. A local
+folder's weight files are checked here too, so that a damaged download is named before anything plans on it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ftc.compiler.adapters import ADAPTER_CONFIG, AdapterShape, adapter_from_config
+from ftc.compiler.architectures import architecture_from_config, find_architecture
+from ftc.compiler.model_shapes import Architecture
+from ftc.errors import FtcError
+from ftc.models.weight_files import check_weight_files
+from ftc.spec.models import Spec
+
+
+def architecture_for(spec: Spec, base_dir: Path) -> Architecture | None:
+    if spec.model.architecture is not None:
+        return architecture_from_config(spec.model.architecture, source="model.architecture")  # the spec's word first
+    folder = _local(spec.model.name_or_path, base_dir)
+    config_file = folder / "config.json"
+    if config_file.is_file():
+        check_weight_files(folder, "model.name_or_path")
+        config = _read_json(config_file, "model.name_or_path needs a valid config.json")
+        if not isinstance(config, dict):
+            raise FtcError(f"{config_file}: not a JSON object of model settings", "is it the model's own config.json?")
+        return architecture_from_config(config, source=str(config_file))
+    # A local folder's own config wins over a registry entry that happens to share its name.
+    return None if folder.is_dir() else find_architecture(spec.model.name_or_path)
+
+
+def adapter_for(spec: Spec, base_dir: Path) -> AdapterShape | None:
+    """model.adapter's rank, alpha and targets where it is a local folder; None without one (or on the hub)."""
+    if spec.model.adapter is None:
+        return None
+    folder = _local(spec.model.adapter, base_dir)
+    config_file = folder / ADAPTER_CONFIG
+    if not config_file.is_file():
+        return None  # a hub id, read by peft at run time; a missing folder is refused at launch by its key
+    check_weight_files(folder, "model.adapter")
+    return adapter_from_config(_read_json(config_file, f"model.adapter needs a valid {ADAPTER_CONFIG}"), str(folder))
+
+
+def _local(written: str, base_dir: Path) -> Path:
+    path = Path(written).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def _read_json(path: Path, hint: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise FtcError(f"{path}: cannot read it ({error})", hint) from None

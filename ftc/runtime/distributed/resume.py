@@ -1,0 +1,139 @@
+"""Resuming a run from its newest checkpoint: weights, optimizer, schedule, data order and RNG.
+
+The trainer restores all of these from a checkpoint folder; what ftc adds is choosing the folder,
+refusing a resume whose data or schedule changed since the run began (the trainer would silently
+skip to the end or replay other batches), and carrying the loss log over so the curve continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ftc.errors import RuntimeUserError
+from ftc.fs import atomic_write_text
+from ftc.runs.checkpoints import choose_checkpoint, remove_skipped
+from ftc.runs.folder import RunFolder
+
+FINGERPRINT_FILE = "fingerprint.json"  # in the run folder: what every checkpoint there was trained on
+
+
+def schedule_of(spec: Any, plan: Any) -> dict[str, Any]:
+    """The settings that fix which batch each step sees and its learning rate, by spec or plan key."""
+    train = spec.train
+    return {
+        "train.max_steps": train.max_steps,
+        "train.epochs": train.epochs,
+        "train.global_batch_size": train.global_batch_size,
+        "train.learning_rate": train.learning_rate,
+        "train.lr_scheduler": train.lr_scheduler,
+        "train.warmup_ratio": train.warmup_ratio,
+        "train.weight_decay": train.weight_decay,
+        "train.seed": train.seed,
+        "data.cutoff_len": spec.data.cutoff_len,
+        "plan.micro_batch_size": plan.micro_batch_size.value,
+        "plan.gradient_accumulation_steps": plan.gradient_accumulation_steps.value,
+        "plan.world_size": plan.world_size.value,
+    }
+
+
+def data_fingerprint(dataset: Any) -> dict[str, Any]:
+    """Examples and a hash of the tokenized training data, as the trainer will batch it."""
+    digest = hashlib.sha256()
+    if not hasattr(dataset, "data"):  # a streamed dataset: its content is not at hand to hash
+        return {"examples": None, "sha256": "streamed"}
+    table = dataset.data.table  # datasets keeps an Arrow table; hashing its batches costs no Python loop per row
+    digest.update(",".join(table.column_names).encode())
+    for batch in table.to_batches():
+        digest.update(batch.serialize())
+    return {"examples": len(dataset), "sha256": digest.hexdigest()}
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest whole checkpoint (sealed, or from before seals and checked whole: `ftc.runs.checkpoints`)."""
+    return choose_checkpoint(checkpoints).chosen
+
+
+def matching_checkpoint(folder: RunFolder, current: dict[str, Any]) -> Path | None:
+    """The newest whole checkpoint if the run still matches the fingerprint (schedule, data) taken when it
+    began; a changed run is refused. None for a fresh start, whose fingerprint is taken now. Newer folders
+    that are not whole are named, with why, and removed: the run writes them again."""
+    from ftc.runtime.distributed.collectives import barrier
+    from ftc.runtime.distributed.process_group import rank
+
+    fingerprint_file = folder.path / FINGERPRINT_FILE
+    choice = choose_checkpoint(folder.checkpoints)
+    checkpoint = choice.chosen
+    if rank() == 0:  # every rank chooses alike; one says so
+        for line in choice.lines():
+            print(line, flush=True)
+    if checkpoint is not None and fingerprint_file.is_file():
+        changes = differences(json.loads(fingerprint_file.read_text(encoding="utf-8")), current)
+        if changes:
+            raise RuntimeUserError(
+                f"cannot resume {folder.path} from {checkpoint.name}: the run changed since it began: "
+                + "; ".join(changes),
+                "restore the original spec and data to resume, or start a new run (another output.dir, or --overwrite)",
+            )
+    barrier()  # every rank has chosen before rank 0 removes what it skipped
+    if rank() == 0:
+        remove_skipped(choice)
+        if checkpoint is None:
+            atomic_write_text(fingerprint_file, json.dumps(current, indent=2) + "\n")
+    return checkpoint
+
+
+def resume_point(trainer: Any, folder: RunFolder) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh start; refuses one the run no longer matches."""
+    current = {"schedule": schedule_of(folder.spec, folder.plan), "data": data_fingerprint(trainer.train_dataset)}
+    checkpoint = matching_checkpoint(folder, current)
+    if checkpoint is None:
+        return None
+    from ftc.runtime.distributed.process_group import rank
+
+    step = checkpoint_step(checkpoint)
+    carry_metrics_over(trainer, folder, step)
+    if rank() == 0:  # every rank resumes; one says so
+        print(
+            f"resuming from {checkpoint.name} (step {step}): weights, optimizer, schedule, data order and RNG",
+            flush=True,
+        )
+    return checkpoint
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+
+
+def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    changes = [
+        f"{key} {recorded['schedule'].get(key)!r} → {value!r}"
+        for key, value in current["schedule"].items()
+        if recorded["schedule"].get(key) != value
+    ]
+    before, now = recorded["data"], current["data"]
+    if before != now:
+        changes.append(
+            f"data.datasets: the tokenized data differ ({before['examples']} examples, sha256 {before['sha256'][:12]}"
+            f" → {now['examples']} examples, sha256 {now['sha256'][:12]})"
+        )
+    return changes
+
+
+def carry_metrics_over(trainer: Any, folder: RunFolder, step: int) -> None:
+    """The loss log up to the checkpoint goes on in metrics.json; entries after it are retrained, so dropped."""
+    from ftc.runtime.callbacks import MetricsRecorder
+
+    if not folder.metrics.is_file():
+        return
+    earlier = json.loads(folder.metrics.read_text(encoding="utf-8"))
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, MetricsRecorder):
+            log = [entry for entry in earlier.get("log", []) if entry["step"] <= step]
+            callback.metrics["log"] = log + callback.metrics["log"]
+            callback.metrics["resumed_at_steps"] = [*earlier.get("resumed_at_steps", []), step]
+            if log:
+                callback.metrics["first_loss"] = log[0]["loss"]
+                callback.metrics["last_loss"] = log[-1]["loss"]
