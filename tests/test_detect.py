@@ -63,6 +63,7 @@ def test_npu_is_found_through_torch_npu(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_npu", types.ModuleType("torch_npu"))
     found = detect.detect_hardware()
     assert (found.hardware.name, found.hardware.devices_per_node, found.how) == ("Ascend910B-64GB", 8, "torch.npu")
+    assert detect.detect_hardware(nodes=4).hardware.nodes == 4  # --nodes holds when torch does the finding
 
 
 def test_without_drivers_it_is_the_cpu_and_torch_is_not_imported(monkeypatch):

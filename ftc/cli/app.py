@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ftc.errors import FtcError
+from ftc.methods import METHODS
+from ftc.stages import STAGES
 
 
 class Arg(NamedTuple):
@@ -263,8 +265,8 @@ def explain(args: argparse.Namespace) -> None:
 
 @command(
     arg("path", nargs="?", type=Path, default=Path("job.toml"), help="The spec file to write (default job.toml)."),
-    arg("--stage", default="sft", help="The stage: pt, sft, rm, ppo, grpo, dpo, kto, orpo (default sft)."),
-    arg("--method", default="lora", help="Which parameters train: full, freeze, lora, qlora (default lora)."),
+    arg("--stage", default="sft", help=f"The stage: {', '.join(STAGES)} (default sft)."),
+    arg("--method", default="lora", help=f"Which parameters train: {', '.join(METHODS)} (default lora)."),
     arg("--model", default="meta-llama/Llama-3.1-8B", help="Hub id or local folder of the base model."),
     arg("--force", action="store_true", help="Replace an existing file."),
 )
@@ -314,7 +316,6 @@ def chat(args: argparse.Namespace) -> None:
     arg(
         "--target",
         "-t",
-        choices=("local", "slurm", "docker"),
         default="local",
         help="Also require what launching there needs (slurm: sbatch; docker: its daemon).",
     ),

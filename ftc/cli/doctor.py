@@ -25,6 +25,7 @@ from ftc.cli.doctor_probes import (
     others_row,
     unpinned_row,
 )
+from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
 from ftc.install.extras import EXTRAS
 from ftc.install.tested_versions import (
@@ -36,6 +37,7 @@ from ftc.install.tested_versions import (
     pinned,
     read_tested_set,
 )
+from ftc.targets import target_record
 
 if TYPE_CHECKING:
     from ftc.compiler.plan import Plan
@@ -62,8 +64,7 @@ EXTRA_ROWS = {
     "wandb": ("wandb",),
     "mlflow": ("mlflow",),
 }
-BACKEND_ROWS = {"cuda": ("cuda devices",), "npu": ("npu devices",), "cpu": ()}
-TARGET_ROWS = {"local": (), "slurm": ("slurm client",), "docker": ("docker client", "docker daemon")}
+BACKEND_ROWS = {backend.name: (backend.doctor_row,) if backend.doctor_row else () for backend in BACKENDS.values()}
 # Needed by some plans, pinned by no test (their servers are out of the tests' reach): found by metadata alone.
 UNPINNED_LIBRARIES = ("wandb", "mlflow")
 STATUS_STYLES = {OK: "green", WARN: "yellow"}  # anything else (missing) is red
@@ -83,7 +84,7 @@ def needs(spec: Spec | None = None, plan: Plan | None = None, target: str = "loc
         if plan.attention.value == "flash":
             needed["flash-attn"] = "the plan: flash attention"
         needed |= dict.fromkeys(BACKEND_ROWS.get(backend, ()), f"the plan: {backend}")
-    needed |= dict.fromkeys(TARGET_ROWS[target], f"--target {target}")
+    needed |= dict.fromkeys(target_record(target).doctor_rows, f"--target {target}")
     return needed
 
 

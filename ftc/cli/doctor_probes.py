@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 
+from ftc.devices.backends import BACKENDS
 from ftc.install.tested_versions import MISSING, OK, OTHER_VERSION, Lookup, VersionCheck
 
 WARN = "warn"  # a row's status: OK, WARN or MISSING
@@ -108,7 +109,8 @@ def cuda_devices(torch) -> Row:
     except Exception as error:  # a driver that does not load is a finding, not a crash
         return Row("cuda devices", f"CUDA does not start: {first_line(error)}", MISSING)
     if not names:
-        return Row("cuda devices", "none visible", MISSING, hint="check nvidia-smi and CUDA_VISIBLE_DEVICES")
+        hint = f"check nvidia-smi and {BACKENDS['cuda'].visible_devices}"
+        return Row("cuda devices", "none visible", MISSING, hint=hint)
     return Row("cuda devices", counted(names), OK)
 
 
@@ -123,7 +125,8 @@ def npu_devices(torch) -> Row:
             "npu devices", f"torch_npu does not load: {first_line(error)}", MISSING, hint="check the CANN toolkit"
         )
     if not count:
-        return Row("npu devices", "none visible", MISSING, hint="check npu-smi and ASCEND_RT_VISIBLE_DEVICES")
+        hint = f"check npu-smi and {BACKENDS['npu'].visible_devices}"
+        return Row("npu devices", "none visible", MISSING, hint=hint)
     return Row("npu devices", f"{count} × NPU", OK)
 
 

@@ -14,10 +14,10 @@ from typing import Any
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.params import decoder_linears
 from ftc.errors import FtcError
+from ftc.methods import METHODS
 from ftc.spec.models import Spec
 
 ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_METHODS = ("lora", "qlora")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def spec_with_adapter(
     spec: Spec, adapter: AdapterShape | None, arch: Architecture | None
 ) -> tuple[Spec, tuple[str, ...]]:
     """The spec the planner reads, and its notes: [lora] replaced by model.adapter's shape where a run trains it."""
-    if spec.model.adapter is None or spec.train.method not in ADAPTER_METHODS:
+    if spec.model.adapter is None or not METHODS[spec.train.method].has_adapter:
         return spec, ()  # full and freeze merge the adapter into the base: no adapter terms
     if adapter is None:
         return spec, (

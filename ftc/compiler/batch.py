@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from ftc.compiler.plan import Decision
 from ftc.errors import FtcError
-
-# Stages that cannot learn from one example per micro-batch: trl's KTO estimates its KL term from the
-# other examples of the same micro-batch.
-LEAST_MICRO_BATCH = {"kto": 2}
+from ftc.stages import STAGES
 
 
 def least_micro_batch(stage: str) -> int:
-    return LEAST_MICRO_BATCH.get(stage, 1)
+    """Some stages cannot learn from one example per micro-batch (KTO's KL term reads the others')."""
+    return STAGES[stage].least_micro_batch
 
 
 def check_least_per_process(stage: str, global_batch: int, world: int) -> None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from ftc.compiler.batch import divisors
 from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.plan import MemoryEstimate
-from ftc.compiler.rules import REPLICA_ONLY_STAGES
+from ftc.methods import METHODS
+from ftc.stages import STAGES
 
 # Kept free on every device: allocator fragmentation and kernels' scratch space vary run to run.
 HEADROOM = 0.10
@@ -28,7 +29,7 @@ class Layout:
 
 
 def candidate_layouts(world: int, method: str, stage: str) -> list[Layout]:
-    if stage in REPLICA_ONLY_STAGES:  # a replica per device or nothing: the plan says so when it does not fit
+    if STAGES[stage].replicas_only:  # a replica per device or nothing: the plan says so when it does not fit
         return [Layout("single" if world == 1 else "ddp", "none")]
     if world == 1:
         # One device: ZeRO's offload still helps (optimizer states, then parameters, on the host).
@@ -36,7 +37,7 @@ def candidate_layouts(world: int, method: str, stage: str) -> list[Layout]:
     else:
         layouts = [Layout("ddp", "none"), Layout("zero1", "none"), Layout("zero2", "none"), Layout("zero3", "none")]
         layouts += [Layout("zero2", "optimizer"), Layout("zero3", "optimizer"), Layout("zero3", "optimizer+params")]
-    if method == "qlora":
+    if METHODS[method].quantizes:
         # bitsandbytes weights cannot be ZeRO-3 partitioned: FSDP (QLoRA with a quant storage dtype equal to
         # the compute dtype) takes its place.
         layouts = [Layout("fsdp", layout.offload) if layout.strategy == "zero3" else layout for layout in layouts]

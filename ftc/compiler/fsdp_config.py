@@ -9,34 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ftc.compiler.model_families import FAMILIES
 from ftc.compiler.plan import Plan
 
 # The file in the run folder that the runtime hands to TrainingArguments(fsdp_config=...).
 FILE_NAME = "fsdp.json"
-
-# config.json's model_type → the transformers class of one decoder block (the unit FSDP shards and
-# gathers). The remote-code families name the class in the model's own modeling file.
-DECODER_LAYERS = {
-    "llama": "LlamaDecoderLayer",
-    "yi": "LlamaDecoderLayer",
-    "mistral": "MistralDecoderLayer",
-    "mixtral": "MixtralDecoderLayer",
-    "qwen2": "Qwen2DecoderLayer",
-    "qwen2_moe": "Qwen2MoeDecoderLayer",
-    "qwen3": "Qwen3DecoderLayer",
-    "qwen3_moe": "Qwen3MoeDecoderLayer",
-    "gemma": "GemmaDecoderLayer",
-    "gemma2": "Gemma2DecoderLayer",
-    "phi3": "Phi3DecoderLayer",
-    "starcoder2": "Starcoder2DecoderLayer",
-    "olmo": "OlmoDecoderLayer",
-    "olmo2": "Olmo2DecoderLayer",
-    "falcon": "FalconDecoderLayer",
-    "bloom": "BloomBlock",
-    "internlm2": "InternLM2DecoderLayer",
-    "chatglm": "GLMBlock",
-    "baichuan": "DecoderLayer",
-}
 
 # What accelerate's FSDP2 mixed-precision policy computes and reduces in, per plan precision.
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -61,8 +38,8 @@ def fsdp_config(plan: Plan, model_type: str | None) -> dict[str, Any] | None:
         "cpu_ram_efficient_loading": plan.backend.value != "cpu",
         "mixed_precision": MIXED_PRECISION[plan.precision.value],
     }
-    layer = DECODER_LAYERS.get(model_type or "")
-    if layer is not None:
-        config["transformer_layer_cls_to_wrap"] = [layer]
+    family = FAMILIES.get(model_type or "")  # not family_of: an unknown type is no llama here
+    if family is not None:
+        config["transformer_layer_cls_to_wrap"] = [family.decoder_layer]
     # Without a known class, transformers wraps the classes the model lists in _no_split_modules.
     return config

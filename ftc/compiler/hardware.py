@@ -19,7 +19,7 @@ from ftc.errors import FtcError
 @dataclass(frozen=True)
 class Hardware:
     name: str
-    backend: str  # cpu | cuda | npu
+    backend: str  # names its record in ftc.devices.backends: cpu | cuda | npu
     memory_gib: float | None  # per device; None where the host's RAM is the limit
     bf16: bool
     fp16: bool

@@ -1,4 +1,4 @@
-"""Model families: how each config.json `model_type` spells its shapes, and what it calls its linear layers.
+"""Model families: how each config.json `model_type` spells its shapes, and what it calls its layers.
 
 `FAMILIES` holds one record per model_type. A record reads a parsed config.json into an
 `Architecture`, using the keys and defaults of that model_type's transformers config class (or of
@@ -28,6 +28,9 @@ _LLAMA_STYLE_KEYS = (
 class Family:
     model_type: str
     read: Callable[[Config], Architecture]
+    # The class of one decoder block, the unit FSDP shards and gathers: transformers' class, or, for the
+    # remote-code families, the one the model's own modeling file defines.
+    decoder_layer: str
     fused_qkv: bool = False  # one linear layer makes q, k and v
     fused_gate_up: bool = False  # one linear layer makes the gate and up projections
     # Our module names (q_proj ... down_proj, qkv_proj, gate_up_proj) → this family's, where they differ.
@@ -393,31 +396,39 @@ _FALCON_STYLE_NAMES = {
 FAMILIES: dict[str, Family] = {
     family.model_type: family
     for family in (
-        Family("llama", _llama),
-        Family("yi", _llama),  # early Yi releases: llama's layout under a model_type of their own
-        Family("mistral", _decoder),
-        Family("mixtral", _mixtral),
-        Family("qwen2", _qwen2),
-        Family("qwen2_moe", _qwen2_moe),
-        Family("qwen3", _qwen3),
-        Family("qwen3_moe", _qwen3_moe),
-        Family("gemma", _gemma),
-        Family("gemma2", _gemma2),
-        Family("phi3", _decoder, fused_qkv=True, fused_gate_up=True),
-        Family("starcoder2", _starcoder2, module_names={"up_proj": "c_fc", "down_proj": "c_proj"}),
-        Family("olmo", _olmo),
-        Family("olmo2", _olmo2),
-        Family("falcon", _falcon, fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
-        Family("bloom", _bloom, fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
+        Family("llama", _llama, "LlamaDecoderLayer"),
+        # Early Yi releases: llama's layout and code under a model_type of their own.
+        Family("yi", _llama, "LlamaDecoderLayer"),
+        Family("mistral", _decoder, "MistralDecoderLayer"),
+        Family("mixtral", _mixtral, "MixtralDecoderLayer"),
+        Family("qwen2", _qwen2, "Qwen2DecoderLayer"),
+        Family("qwen2_moe", _qwen2_moe, "Qwen2MoeDecoderLayer"),
+        Family("qwen3", _qwen3, "Qwen3DecoderLayer"),
+        Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer"),
+        Family("gemma", _gemma, "GemmaDecoderLayer"),
+        Family("gemma2", _gemma2, "Gemma2DecoderLayer"),
+        Family("phi3", _decoder, "Phi3DecoderLayer", fused_qkv=True, fused_gate_up=True),
+        Family(
+            "starcoder2",
+            _starcoder2,
+            "Starcoder2DecoderLayer",
+            module_names={"up_proj": "c_fc", "down_proj": "c_proj"},
+        ),
+        Family("olmo", _olmo, "OlmoDecoderLayer"),
+        Family("olmo2", _olmo2, "Olmo2DecoderLayer"),
+        Family("falcon", _falcon, "FalconDecoderLayer", fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
+        Family("bloom", _bloom, "BloomBlock", fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
         Family(
             "internlm2",
             _internlm2,
+            "InternLM2DecoderLayer",
             fused_qkv=True,
             module_names={"qkv_proj": "wqkv", "o_proj": "wo", "gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"},
         ),
         Family(
             "chatglm",
             _chatglm,
+            "GLMBlock",
             fused_qkv=True,
             fused_gate_up=True,
             module_names={
@@ -427,6 +438,6 @@ FAMILIES: dict[str, Family] = {
                 "down_proj": "dense_4h_to_h",
             },
         ),
-        Family("baichuan", _decoder, fused_qkv=True, module_names={"qkv_proj": "W_pack"}),
+        Family("baichuan", _decoder, "DecoderLayer", fused_qkv=True, module_names={"qkv_proj": "W_pack"}),
     )
 }

@@ -2,7 +2,7 @@
 
 Method `freeze` chooses what trains by module name: `freeze.trainable_modules` inside the top decoder
 blocks and `freeze.extra_modules` outside them, each matched against the last part of a module's
-dotted path, as `ftc.runtime.model.loading.freeze_all_but` does. Counting what it trains needs those names,
+dotted path, as `ftc.runtime.model.freeze.freeze_all_but` does. Counting what it trains needs those names,
 not only the sizes in `params.count_parameters`; this module has both, and the two agree.
 """
 
@@ -145,7 +145,7 @@ def freeze_selection(
     """The named modules of the top `trainable_layers` blocks, and the named modules outside the blocks.
 
     Names match the last part of a module's path, and a module brings everything inside it, as in
-    `ftc.runtime.model.loading.freeze_all_but`; a name that matches nothing is refused, as there.
+    `ftc.runtime.model.freeze.freeze_all_but`; a name that matches nothing is refused, as there.
     """
     tree, naming = module_tree(arch), NAMINGS.get(arch.model_type, Naming())
     trained: dict[object, Module] = {}

@@ -30,11 +30,11 @@ from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.plan import Decision, HardwareRef, MemoryEstimate, Plan
 from ftc.compiler.rules import check_combination
 from ftc.compiler.timing import estimate_time
+from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
+from ftc.methods import METHODS
 from ftc.spec.models import Spec
-
-# Stages whose runtime trainer (trl's SFT, DPO, KTO) computes the loss in chunks.
-TRL_CHUNKED_LOSS_STAGES = frozenset({"sft", "dpo", "kto"})
+from ftc.stages import STAGES
 
 
 def compile_plan(
@@ -255,8 +255,8 @@ def _memory_inputs(
         attention=attention,
         optimizer=spec.train.optimizer,
         # trl's trainers compute the loss through a chunked head: the full logits never exist at once.
-        fused_cross_entropy=spec.train.stage in TRL_CHUNKED_LOSS_STAGES,
-        lora_dropout=spec.lora.dropout if spec.train.method in ("lora", "qlora") else 0.0,
+        fused_cross_entropy=STAGES[spec.train.stage].fused_loss,
+        lora_dropout=spec.lora.dropout if METHODS[spec.train.method].has_adapter else 0.0,
         freeze_trainable_layers=spec.freeze.trainable_layers,
         freeze_trainable_modules=_names(spec.freeze.trainable_modules),
         freeze_extra_modules=tuple(spec.freeze.extra_modules),
@@ -315,17 +315,18 @@ def _precision(spec: Spec, record: Hardware) -> Decision:
 
 def _quantization(spec: Spec, record: Hardware) -> Decision:
     bits = spec.quantization.bits
-    if spec.train.method != "qlora":
+    if not METHODS[spec.train.method].quantizes:
         if bits is not None:
             raise FtcError(
                 f"quantization.bits = {bits} is set but train.method is '{spec.train.method}'",
                 "use method = 'qlora', or remove [quantization]",
             )
         return Decision(None, "no quantization: the method is not qlora")
-    if record.backend == "npu":
+    backend = BACKENDS[record.backend]
+    if not backend.bitsandbytes:
         raise FtcError(
-            "train.method = 'qlora' needs bitsandbytes, which has no supported Ascend NPU backend",
-            "use method = 'lora' on NPUs",
+            f"train.method = 'qlora' needs bitsandbytes, which has no supported {backend.title} backend",
+            f"use method = 'lora' on {backend.devices}",
         )
     if bits is not None:
         return Decision(bits, "set in the spec (quantization.bits)")
@@ -433,7 +434,7 @@ def _what_would_fit(
         if world and estimate(replace(tightest, world_size=world)).reserved_gib <= budget:
             ideas.append(f"more devices: {devices}x{hardware.name} per node would fit")
             break
-    if spec.train.method in ("full", "freeze", "lora"):
+    if not METHODS[spec.train.method].quantizes:
         quantized = replace(tightest, method="qlora", quantization_bits=4)
         needed = estimate(quantized).reserved_gib
         if needed <= budget:

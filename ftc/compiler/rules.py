@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 
 from ftc.compiler.hardware import Hardware
+from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
+from ftc.methods import METHODS
+from ftc.stages import STAGES
 
-# Stages whose loop is ftc's own, run as one process or a replica per device (DDP), never sharded.
-REPLICA_ONLY_STAGES = frozenset({"ppo"})
 _PREQUANTIZED = re.compile(r"(?:^|[-_/.])(gptq|awq|fp8|gguf|exl2)(?:$|[-_/.])", re.IGNORECASE)
 
 
@@ -20,26 +21,27 @@ def is_prequantized(name_or_path: str) -> bool:
 
 
 def check_combination(name_or_path: str, method: str, stage: str, strategy: str, record: Hardware) -> None:
-    if method == "qlora" and record.backend == "npu":
+    backend = BACKENDS[record.backend]
+    if METHODS[method].quantizes and not backend.bitsandbytes:
         raise FtcError(
-            "train.method = 'qlora' needs bitsandbytes, which has no supported Ascend NPU backend",
-            "use method = 'lora' on NPUs (or 'full' with ZeRO)",
+            f"train.method = 'qlora' needs bitsandbytes, which has no supported {backend.title} backend",
+            f"use method = 'lora' on {backend.devices} (or 'full' with ZeRO)",
         )
     if strategy in ("zero3", "fsdp") and is_prequantized(name_or_path):
         raise FtcError(
             f"{name_or_path} is a pre-quantized checkpoint, which ZeRO-3 and FSDP cannot partition",
             "use strategy 'zero2' or 'ddp', or start from the unquantized model",
         )
-    if method == "qlora" and strategy == "zero3":
+    if METHODS[method].quantizes and strategy == "zero3":
         raise FtcError(
             "bitsandbytes QLoRA weights cannot be partitioned by ZeRO-3",
             "use strategy 'fsdp' (FSDP-QLoRA, quant storage in the compute dtype) or 'zero2'",
         )
-    if stage in REPLICA_ONLY_STAGES and strategy not in ("single", "ddp"):
+    if STAGES[stage].replicas_only and strategy not in ("single", "ddp"):
         # Under ZeRO-3 or FSDP the rollout's generate() and the adapter switched off for the reference pass
         # would each need the shards gathered; ftc's PPO loop keeps whole replicas instead.
         raise FtcError(
-            f"train.stage = 'ppo' keeps the policy, its reference and the reward model whole on each device "
+            f"train.stage = {stage!r} keeps the policy, its reference and the reward model whole on each device "
             f"(ddp), not sharded by {strategy}",
             "use strategy 'ddp' (with qlora, or devices with more memory, if it does not fit), or grpo, which trl "
             "runs under ZeRO and FSDP",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.params import count_parameters
 from ftc.compiler.plan import TimeEstimate
+from ftc.methods import METHODS
 
 # Model FLOPs utilisation a tuned fine-tuning run reaches on one node; stated in every estimate.
 UTILISATION = 0.40
@@ -20,7 +21,7 @@ def flops_per_token(arch: Architecture, method: str, seq_len: int, gradient_chec
     active = count_parameters(arch).active
     attention = 2 * arch.num_layers * seq_len * arch.q_width  # 4·L·s·d per token, halved for causal masking
     forward = 2 * active + attention
-    backward = 2 * forward if method == "full" else forward
+    backward = 2 * forward if METHODS[method].trains_all_weights else forward
     return forward + backward + (forward if gradient_checkpointing else 0)
 
 

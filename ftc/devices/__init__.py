@@ -1,1 +1,1 @@
-"""The devices ftc plans for and runs on: which hardware is here."""
+"""The devices ftc plans for and runs on: their backends (one record each), and which hardware is here."""

@@ -1,7 +1,8 @@
 """Which hardware is here: nvidia-smi, then torch_npu, then torch.cuda, else the CPU. The I/O edge of planning.
 
-Each probe is cheap where its device is absent: nothing imports torch on a machine without a GPU
-driver, so `ftc plan` stays fast on laptops and CI.
+How each backend is found is its record's `detection` (ftc.devices.backends). Each probe is cheap where
+its device is absent: nothing imports torch on a machine without a GPU driver, so `ftc plan` stays fast
+on laptops and CI.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 from ftc.compiler.hardware import HARDWARE
 from ftc.compiler.plan import HardwareRef
+from ftc.devices.backends import BACKENDS, Backend
+from ftc.devices.torch_devices import torch_devices
 from ftc.errors import FtcError
 
 # Device names as drivers report them → registry names; several entries share a family and the
@@ -63,28 +66,35 @@ def parse_nvidia_smi(output: str) -> tuple[str, int]:
 
 
 def detect_hardware(nodes: int = 1) -> Detected:
-    if shutil.which("nvidia-smi"):
-        query = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"]
-        result = subprocess.run(query, capture_output=True, text=True, timeout=30)
-        if result.returncode == 0:
-            name, count = parse_nvidia_smi(result.stdout)
-            return Detected(HardwareRef(name, count, nodes), "nvidia-smi")
-    if importlib.util.find_spec("torch_npu") is not None:
-        return _detect_with_torch("npu")
-    if os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia"):
-        return _detect_with_torch("cuda")
+    detected = [backend for backend in BACKENDS.values() if backend.detection is not None]
+    # A driver's own listing answers without torch, so every backend's is tried before torch is asked.
+    for backend in detected:
+        listing = backend.detection.listing
+        if listing and shutil.which(listing[0]):
+            result = subprocess.run(list(listing), capture_output=True, text=True, timeout=30)
+            if result.returncode == 0:
+                name, count = parse_nvidia_smi(result.stdout)
+                return Detected(HardwareRef(name, count, nodes), listing[0])
+    for backend in detected:
+        if _present(backend):
+            return _detect_with_torch(backend, nodes)
     return Detected(HardwareRef("cpu", 1, nodes), "no GPU or NPU driver found")
 
 
-def _detect_with_torch(backend: str) -> Detected:
-    import torch
+def _present(backend: Backend) -> bool:
+    """The backend's plugin is installed or its driver's files exist: torch is worth asking."""
+    signs = backend.detection
+    if signs.installed is not None and importlib.util.find_spec(signs.installed) is not None:
+        return True
+    return any(os.path.exists(path) for path in signs.driver_files)
 
-    if backend == "npu":
-        import torch_npu  # noqa: F401  registers torch.npu
 
-    devices = getattr(torch, backend)
+def _detect_with_torch(backend: Backend, nodes: int) -> Detected:
+    devices = torch_devices(backend)
     if not devices.is_available() or devices.device_count() == 0:
-        raise FtcError(f"a {backend} driver is present but torch sees no device", "name the hardware with --hardware")
+        raise FtcError(
+            f"a {backend.name} driver is present but torch sees no device", "name the hardware with --hardware"
+        )
     properties = devices.get_device_properties(0)
     name = match_device(properties.name, properties.total_memory / 2**30)
-    return Detected(HardwareRef(name, devices.device_count(), 1), f"torch.{backend}")
+    return Detected(HardwareRef(name, devices.device_count(), nodes), backend.device_module)

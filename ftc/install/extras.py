@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ftc.compiler.plan import Plan
+from ftc.methods import METHODS
 from ftc.spec.models import Spec
 
 BASE_EXTRA = "train"  # torch, transformers, peft, trl, datasets, accelerate: every run needs these
@@ -18,7 +19,7 @@ _BITSANDBYTES_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")
 
 
 def needs_bitsandbytes(spec: Spec) -> bool:
-    return spec.train.method == "qlora" or spec.train.optimizer in _BITSANDBYTES_OPTIMIZERS
+    return METHODS[spec.train.method].quantizes or spec.train.optimizer in _BITSANDBYTES_OPTIMIZERS
 
 
 @dataclass(frozen=True)

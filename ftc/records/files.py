@@ -1,13 +1,14 @@
-"""Raw records from wherever a dataset lives: local files, folders, `save_to_disk` folders, the hub.
+"""Raw records from local data files: one file, or a folder of them (`save_to_disk` folders and the hub are
+read by the runtime, `ftc.runtime.data.sources`, which has `datasets`).
 
 Every reader is a generator of `(where, record)`, where `where` is how a person finds the record
 (file and line, or file and index). They are lazy so that memory stays flat on large files and
-`max_samples` stops reading early: JSONL, CSV and text go line by line, Parquet row group by row group,
-Arrow folders are memory-mapped. A JSON list is one document and is parsed whole.
+`max_samples` stops reading early: JSONL, CSV and text go line by line, Parquet row group by row group.
+A JSON list is one document and is parsed whole.
 
 Under the JSON, JSONL and CSV readers are `*_entries` generators that give an unreadable record as its
 error and read on: `ftc.records.check` reports every bad record at once, the runtime stops at the first.
-No reader here imports torch; Parquet needs pyarrow, save_to_disk folders and the hub need `datasets`.
+No reader here imports torch or `datasets`; Parquet needs pyarrow.
 """
 
 from __future__ import annotations
@@ -29,19 +30,6 @@ Entries = Iterator[tuple[str, Any]]
 # Files `Dataset.save_to_disk` writes: a Dataset folder holds state.json, a DatasetDict folder dataset_dict.json.
 SAVED_DATASET_MARKERS = ("state.json", "dataset_dict.json")
 TEXT_ENCODING = "utf-8-sig"  # UTF-8, with the byte-order mark spreadsheet exports put first dropped
-
-
-def dataset_records(dataset: DatasetSection, streaming: bool = False) -> Records:
-    """(where, record) for every raw record of one dataset: the one reader every format and stage uses.
-
-    The launcher has anchored local paths already; what is neither on disk nor spelled as a path is a hub id.
-    """
-    source = dataset_source(dataset)
-    if source == "hub":
-        return hub_records(dataset, streaming)
-    if source == "saved":
-        return saved_records(Path(dataset.path), dataset.split)
-    return _chain(dataset_files(dataset))
 
 
 def dataset_source(dataset: DatasetSection) -> Literal["hub", "saved", "files"]:
@@ -83,7 +71,7 @@ def folder_files(folder: Path) -> list[Path]:
     return files
 
 
-def _chain(files: list[Path]) -> Records:
+def records_of_files(files: list[Path]) -> Records:
     readers = [file_reader(file) for file in files]  # every file type checked before the first record is read
     for file, reader in zip(files, readers, strict=True):
         yield from reader(file)
@@ -199,34 +187,6 @@ ENTRY_READERS: dict[str, Callable[[Path], Entries]] = {
     ".json": json_entries,
     ".csv": csv_entries,
 }
-
-
-def saved_records(folder: Path, split: str) -> Records:
-    """A folder written by `Dataset.save_to_disk` (or a DatasetDict's, from which `split` is read)."""
-    from datasets import DatasetDict, load_from_disk
-
-    saved = load_from_disk(str(folder))  # memory-mapped: rows are read as they are visited
-    if isinstance(saved, DatasetDict):
-        if split not in saved:
-            raise RuntimeUserError(
-                f"{folder} has no split {split!r}", f"set data.datasets.split to one of: {', '.join(saved)}"
-            )
-        saved, folder = saved[split], folder / split
-    return ((f"{folder} record {index}", record) for index, record in enumerate(saved))
-
-
-def hub_records(dataset: DatasetSection, streaming: bool) -> Records:
-    """A hub dataset through `datasets.load_dataset` (downloaded and cached, or streamed)."""
-    from datasets import load_dataset
-
-    try:
-        loaded = load_dataset(dataset.path, split=dataset.split, revision=dataset.revision, streaming=streaming)
-    except Exception as error:  # noqa: BLE001 (network, auth, missing split: all shown to the user as one message)
-        raise RuntimeUserError(
-            f"hub dataset {dataset.path!r} (split {dataset.split!r}) could not be loaded: {error}",
-            "check the id, split and revision, the network and HF_TOKEN; or download it and give a local path",
-        ) from None
-    return ((f"{dataset.path} [{dataset.split}] record {index}", record) for index, record in enumerate(loaded))
 
 
 def _is_an_object(line: str) -> bool:

@@ -11,6 +11,7 @@ Importing this module is cheap: the launcher chooses too (`ftc launch --resume`)
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -79,6 +80,15 @@ def choose_checkpoint(checkpoints: Path) -> Choice:
             return Choice(folder, skipped)
         skipped.append((folder, problem))
     return Choice(None, skipped)
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest whole checkpoint (sealed, or from before seals and checked whole), or None."""
+    return choose_checkpoint(checkpoints).chosen
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
 
 
 def remove_skipped(choice: Choice) -> None:

@@ -4,14 +4,14 @@ the lockfile records the names so that a run that needs a token says so before i
 from __future__ import annotations
 
 from ftc.compiler.plan import Plan
+from ftc.devices.backends import BACKENDS
 from ftc.spec.models import Spec
 
 # Read by the Hugging Face libraries whatever the spec says: credentials, cache and offline switches.
 HUB_VARIABLES = ("HF_TOKEN", "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+# Read by the device backend: the variable that picks a node's devices.
 BACKEND_VARIABLES = {
-    "cuda": ("CUDA_VISIBLE_DEVICES",),
-    "npu": ("ASCEND_RT_VISIBLE_DEVICES",),
-    "cpu": (),
+    backend.name: (backend.visible_devices,) if backend.visible_devices else () for backend in BACKENDS.values()
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
+from ftc.methods import METHODS
 from ftc.spec import Spec, SpecError, parse_spec
 
 
@@ -24,7 +25,7 @@ class RunFolder:
     @property
     def trained(self) -> Path:
         """Where the result goes: the adapter for LoRA and QLoRA, the whole model otherwise."""
-        return self.path / ("adapter" if self.spec.train.method in ("lora", "qlora") else "model")
+        return self.path / ("adapter" if METHODS[self.spec.train.method].has_adapter else "model")
 
     @property
     def metrics(self) -> Path:

@@ -17,6 +17,7 @@ from ftc.runtime.distributed import clock  # noqa: F401
 from ftc.errors import RuntimeUserError
 from ftc.install.tested_versions import untested_warning
 from ftc.runs.folder import RunFolder, load_run_folder
+from ftc.runs.stopping import EXIT_STOPPED
 from ftc.runtime.distributed.backend_check import check_backend
 from ftc.runtime.distributed.process_group import (
     leave_process_group,
@@ -26,9 +27,7 @@ from ftc.runtime.distributed.process_group import (
     show_preflight,
 )
 from ftc.runtime.distributed.startup import prepare_fresh_process
-from ftc.runtime.model.loading import check_method
-from ftc.runtime.stages import STAGES
-from ftc.runtime.trainer_args import check_strategy
+from ftc.stages import STAGES
 
 USAGE = "usage: python -m ftc.runtime RUN_DIR"
 
@@ -45,15 +44,8 @@ def header(folder: RunFolder) -> str:
 
 def run(run_dir: str, fresh_process: bool = False) -> None:
     folder = load_run_folder(run_dir)
-    stage = STAGES.get(folder.spec.train.stage)
-    if stage is None:
-        raise RuntimeUserError(
-            f"train.stage = {folder.spec.train.stage!r} is not supported yet by the runtime",
-            f"use one of: {', '.join(STAGES)}",
-        )
+    stage = STAGES[folder.spec.train.stage]  # the spec's stages all run: loading the spec checked the name
     # Checked before the heavy imports, so a plain mistake costs no time.
-    check_method(folder.spec.train.method)
-    check_strategy(folder.plan.strategy.value)
     check_backend(folder.plan)  # a run planned for an accelerator never falls back to the CPU unseen
     if fresh_process:
         prepare_fresh_process(folder.spec)
@@ -75,8 +67,6 @@ def run(run_dir: str, fresh_process: bool = False) -> None:
     try:
         importlib.import_module(stage.module).run(folder)
     except SystemExit as stop:  # stopped by a signal after its checkpoint: every rank leaves together
-        from ftc.runtime.distributed.preemption import EXIT_STOPPED  # the trainers' callbacks live there: imported late
-
         if fresh_process and stop.code == EXIT_STOPPED:
             leave_process_group()
         raise

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from ftc.errors import RuntimeUserError
 from ftc.runs.folder import load_run_folder
 from ftc.runtime.export import load_trained, trained_folder
+from ftc.stages import STAGES
 
 HELP = "type a message; /reset starts over, /exit leaves"
 
@@ -26,7 +27,7 @@ def chat(
     out: TextIO = sys.stdout,
 ) -> int:
     folder = load_run_folder(run_dir)
-    if folder.spec.train.stage == "rm":
+    if STAGES[folder.spec.train.stage].score_head:
         raise RuntimeUserError("a reward model scores text; it does not write any", "chat with a policy run instead")
     from transformers import AutoTokenizer
 

@@ -48,12 +48,12 @@ def is_adapter(path: Path) -> bool:
 
 def load_trained(folder: RunFolder, trained: Path, dtype: str = "auto") -> Any:
     """The trained model as one torch module: adapter merged into its base, or the saved full model."""
-    import torch
+    from ftc.runtime.model.precision import torch_dtype
 
-    torch_dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    loaded_dtype = "auto" if dtype == "auto" else torch_dtype(dtype)
     model = folder.spec.model
     if not is_adapter(trained):
-        return _model_class(trained)[0].from_pretrained(trained, dtype=torch_dtype)
+        return _model_class(trained)[0].from_pretrained(trained, dtype=loaded_dtype)
     from peft import PeftModel
 
     task = json.loads((trained / "adapter_config.json").read_text(encoding="utf-8")).get("task_type")
@@ -62,7 +62,7 @@ def load_trained(folder: RunFolder, trained: Path, dtype: str = "auto") -> Any:
         model.name_or_path,
         revision=model.revision,
         trust_remote_code=model.trust_remote_code,
-        dtype=torch_dtype,
+        dtype=loaded_dtype,
         **extra,
     )
     return PeftModel.from_pretrained(base, trained).merge_and_unload()

@@ -7,7 +7,7 @@ from typing import Any
 from ftc.runs.folder import RunFolder
 from ftc.runs.metrics import write_metrics
 from ftc.runs.report import plot_title, summary_lines, write_plots
-from ftc.runtime.model.loading import resave_for_original_base
+from ftc.runtime.model.lora_inits import resave_for_original_base
 
 
 def save_trained(trainer: Any, folder: RunFolder) -> None:
@@ -26,7 +26,7 @@ def drop_reference_adapters(model: Any) -> None:
 
 
 def finish(folder: RunFolder, metrics: dict[str, Any]) -> None:
-    from ftc.runs.peak_memory import peak_memory
+    from ftc.runtime.distributed.peak_memory import peak_memory
     from ftc.runtime.distributed.process_group import rank
 
     metrics["peak_memory"] = peak_memory(folder.plan)  # every rank: the largest over them is kept

@@ -17,6 +17,7 @@ from typing import Any
 from ftc.compiler.memory.states import holding
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
+from ftc.methods import METHODS
 
 # The libraries whose versions decide how a model is prepared; named in every mismatch.
 PREPARING_LIBRARIES = ("torch", "transformers", "accelerate", "peft", "deepspeed", "bitsandbytes")
@@ -139,7 +140,7 @@ def quantized_layers(model: Any) -> int:
 def trainable_dtype_mismatch(model: Any, plan: Plan, method: str, stage: str) -> Mismatch | None:
     """What trains is held in the dtype the estimate counted (its bytes per trainable value)."""
     held = holding(method, plan.precision.value, plan.strategy.value, stage)
-    expected = held.adapter if method in ("lora", "qlora") else held.trainable
+    expected = held.adapter if METHODS[method].has_adapter else held.trainable
     different = sorted(
         {
             f"{name} ({str(param.dtype).removeprefix('torch.')})"

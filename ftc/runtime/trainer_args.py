@@ -13,31 +13,21 @@ from typing import Any
 from ftc.errors import RuntimeUserError
 from ftc.runs.folder import RunFolder
 
-# One process; torchrun's DDP; DeepSpeed ZeRO from the run folder's deepspeed.json; FSDP2 from its fsdp.json.
-SUPPORTED_STRATEGIES = ("single", "ddp", "zero1", "zero2", "zero3", "fsdp")
-
-
-def check_strategy(strategy: str) -> None:
-    if strategy not in SUPPORTED_STRATEGIES:
-        raise RuntimeUserError(
-            f"the plan's strategy {strategy!r} is not supported yet by the runtime",
-            f"plan for hardware where one of {', '.join(SUPPORTED_STRATEGIES)} fits",
-        )
-
 
 def strategy_arguments(run: RunFolder) -> dict[str, Any]:
-    """How the trainer spreads the run over the processes torchrun started, from the plan's strategy."""
+    """How the trainer spreads the run over the processes torchrun started, from the plan's strategy: one
+    process, torchrun's DDP, DeepSpeed ZeRO from the run folder's deepspeed.json, or FSDP2 from its fsdp.json."""
     import json
 
     from ftc.compiler import deepspeed_config, fsdp_config
-    from ftc.runtime.distributed.process_group import DEVICE_BACKENDS
+    from ftc.devices.backends import BACKENDS
 
     plan = run.plan
     strategy = plan.strategy.value
     arguments: dict[str, Any] = {}
     if plan.world_size.value > 1:
         arguments |= {
-            "ddp_backend": DEVICE_BACKENDS[plan.backend.value].collective,
+            "ddp_backend": BACKENDS[plan.backend.value].collective,
             "ddp_timeout": run.spec.launch.collective_timeout_s,
         }
     if strategy == "ddp":

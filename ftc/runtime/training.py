@@ -4,6 +4,8 @@ One place for what wraps `trainer.train()` whatever the stage, so the stage modu
 long and alike: a run folder that holds a checkpoint continues from it (a requeued Slurm job, a
 `ftc launch --resume`), and a stop signal ends the run with a checkpoint instead of losing it. It
 also checks the trainer's device against the plan and gives LoRA+ its optimizer, for every stage.
+`fit` is the rest a stage trained by a transformers or trl trainer shares: the trainer built from the
+run folder's settings, trained, and its results written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,44 @@ from typing import Any
 from ftc.runs.folder import RunFolder
 
 
+def fit(
+    folder: RunFolder,
+    model: Any,
+    tokenizer: Any,
+    rows: Any,
+    evaluated: list[dict[str, Any]] | None,
+    *,
+    trainer_class: type,
+    config_class: type,
+    settings: dict[str, Any],
+    **trainer_arguments: Any,
+) -> None:
+    """Train `model` with the stage's trainer and leave the result, metrics.json and its plots in the run folder.
+    `config_class` is the trainer's TrainingArguments class, given the run's settings and the stage's own
+    (`settings`: max_length, beta, ...); `trainer_arguments` are the stage's own (ref_model, data_collator, ...).
+    `rows` are records (a list) or a dataset (streamed); `evaluated` the held-out records, None without any."""
+    from datasets import Dataset
+
+    from ftc.runtime.callbacks import MetricsRecorder
+    from ftc.runtime.outputs import finish, save_trained
+    from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
+
+    recorder = MetricsRecorder(folder.metrics, stage=folder.spec.train.stage, method=folder.spec.train.method)
+    trainer = trainer_class(
+        model=model,
+        args=config_class(**training_arguments(folder), **evaluation_arguments(folder, bool(evaluated)), **settings),
+        train_dataset=Dataset.from_list(rows) if isinstance(rows, list) else rows,
+        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
+        processing_class=tokenizer,
+        callbacks=[recorder],
+        **trainer_arguments,
+    )
+    train(trainer, folder)
+
+    save_trained(trainer, folder)
+    finish(folder, recorder.metrics)
+
+
 def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.callbacks import show_progress
     from ftc.runtime.checkpoint_sealing import SealCheckpoints
@@ -20,7 +60,7 @@ def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.distributed.preemption import stop_for_restart, stop_on_signals
     from ftc.runtime.distributed.process_group import use_fsdp_on_cpu
     from ftc.runtime.distributed.resume import resume_point
-    from ftc.runtime.model.loading import attach_lora_plus
+    from ftc.runtime.model.lora import attach_lora_plus
     from ftc.runtime.plan_check import plan_check_callback
 
     show_progress(trainer)

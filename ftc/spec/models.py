@@ -8,8 +8,11 @@ the hints and the JSON Schema. Every name of the language is importable from her
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import Field, model_validator
 
+from ftc.methods import METHODS
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     Attention,
@@ -37,9 +40,10 @@ from ftc.spec.sections.launch import (
 )
 from ftc.spec.sections.model import ModelSection
 from ftc.spec.sections.monitor import Monitor, MonitorSection
-from ftc.spec.sections.preference import PREFERENCE_KEY_STAGES, PREFERENCE_STAGE_FORMATS, DpoLoss, PreferenceSection
-from ftc.spec.sections.rollout import PPO_KEY_STAGES, PROMPT_FORMATS, PpoSection, RewardFunction
+from ftc.spec.sections.preference import DpoLoss, PreferenceSection
+from ftc.spec.sections.rollout import PpoSection, RewardFunction
 from ftc.spec.sections.train import FreezeSection, LoraSection, OutputSection, QuantizationSection, TrainSection
+from ftc.stages import STAGES, stages_reading
 
 __all__ = [
     "Attention",
@@ -62,10 +66,6 @@ __all__ = [
     "Offload",
     "Optimizer",
     "OutputSection",
-    "PPO_KEY_STAGES",
-    "PREFERENCE_KEY_STAGES",
-    "PREFERENCE_STAGE_FORMATS",
-    "PROMPT_FORMATS",
     "PpoSection",
     "Precision",
     "PreferenceSection",
@@ -104,9 +104,11 @@ class Spec(Section):
     @model_validator(mode="after")
     def _method_rules(self) -> Spec:
         method, stage = self.train.method, self.train.stage
-        if self.data.packing and stage not in ("pt", "sft"):
+        trains, record = METHODS[method], STAGES[stage]
+        if self.data.packing and not record.packs:
             raise rule_error(
-                f"packing is for the pt and sft stages, not {stage!r}",
+                f"packing is for the {_listed(name for name, other in STAGES.items() if other.packs)} stages, "
+                f"not {stage!r}",
                 "remove it",
                 at="data.packing",
                 code=Code.CONFLICT,
@@ -119,14 +121,14 @@ class Spec(Section):
                 code=Code.CONFLICT,
             )
         # By value, not by presence: a resolved spec (the run folder's) writes every section out.
-        if self.freeze != FreezeSection.model_construct() and method != "freeze":
+        if self.freeze != FreezeSection.model_construct() and not trains.trains_chosen_layers:
             raise rule_error(
                 f"[freeze] is set but train.method is {method!r}",
                 "use method = 'freeze', or remove it",
                 at="freeze",
                 code=Code.CONFLICT,
             )
-        if self.quantization.bits is not None and method != "qlora":
+        if self.quantization.bits is not None and not trains.quantizes:
             raise rule_error(
                 f"quantization.bits = {self.quantization.bits} quantizes the base for qlora, but train.method is "
                 f"{method!r}",
@@ -134,29 +136,29 @@ class Spec(Section):
                 at="quantization.bits",
                 code=Code.CONFLICT,
             )
-        if self.model.adapter is not None and stage == "rm":
+        if self.model.adapter is not None and record.score_head:
             raise rule_error(
-                "train.stage = 'rm' puts a new score head on the base, so it does not start from model.adapter",
+                f"train.stage = {stage!r} puts a new score head on the base, so it does not start from model.adapter",
                 "merge the adapter first (ftc export) and name the merged folder in model.name_or_path",
                 at="model.adapter",
                 code=Code.CONFLICT,
             )
-        if self.model.adapter is not None and method in ("lora", "qlora") and self.lora.init != "default":
+        if self.model.adapter is not None and trains.has_adapter and self.lora.init != "default":
             raise rule_error(
                 f"lora.init = {self.lora.init!r} makes a new adapter, but model.adapter names one to train further",
                 "remove lora.init, or model.adapter",
                 at="lora.init",
                 code=Code.CONFLICT,
             )
-        if self.lora.init == "loftq" and (method != "qlora" or self.quantization.bits == 8):
+        if self.lora.init == "loftq" and (not trains.quantizes or self.quantization.bits == 8):
             raise rule_error(
                 "lora.init = 'loftq' corrects a 4-bit quantized base, but "
-                + (f"train.method is {method!r}" if method != "qlora" else "quantization.bits is 8"),
+                + (f"train.method is {method!r}" if not trains.quantizes else "quantization.bits is 8"),
                 "use it with train.method = 'qlora' and quantization.bits = 4 (or unset)",
                 at="lora.init",
                 code=Code.CONFLICT,
             )
-        if self.lora.init in ("pissa", "pissa_fast", "olora") and method == "qlora":
+        if self.lora.init in ("pissa", "pissa_fast", "olora") and trains.quantizes:
             raise rule_error(
                 f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
                 "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
@@ -167,20 +169,21 @@ class Spec(Section):
 
     @model_validator(mode="after")
     def _preference_rules(self) -> Spec:
-        stage = self.train.stage
-        if stage == "kto" and self.train.micro_batch_size == 1:
+        stage, record = self.train.stage, STAGES[self.train.stage]
+        micro, least = self.train.micro_batch_size, record.least_micro_batch
+        if micro is not None and micro < least:
             raise rule_error(
-                "train.stage = 'kto' estimates its KL term from the other examples of a micro-batch, so it needs 2 "
-                "or more",
-                "set train.micro_batch_size = 2 or more, or leave it unset for the plan to choose",
+                f"train.stage = {stage!r} {record.least_micro_batch_why}, so it needs {least} or more",
+                f"set train.micro_batch_size = {least} or more, or leave it unset for the plan to choose",
                 at="train.micro_batch_size",
                 code=Code.CONFLICT,
             )
-        wanted = PREFERENCE_STAGE_FORMATS.get(stage)
+        # A stage of judged replies reads the one format of its kind, and loads its records whole.
+        wanted = record.formats[0] if record.judged else None
         if wanted and self.data.streaming:
             raise rule_error(
-                f"data.streaming is for the pt and sft stages; train.stage = {stage!r} loads its {wanted} records "
-                "first",
+                f"data.streaming is for the {_listed(name for name, other in STAGES.items() if other.streams)} "
+                f"stages; train.stage = {stage!r} loads its {wanted} records first",
                 "remove data.streaming",
                 at="data.streaming",
                 code=Code.CONFLICT,
@@ -196,9 +199,10 @@ class Spec(Section):
                         at=f"data.{key}[{index}].format",
                         code=Code.CONFLICT,
                     )
-        for name, readers in PREFERENCE_KEY_STAGES.items():
+        for name, field in PreferenceSection.model_fields.items():
+            readers = stages_reading(f"preference.{name}")
             # By value, not by presence: a resolved spec (the run folder's) writes every key out.
-            if stage not in readers and getattr(self.preference, name) != PreferenceSection.model_fields[name].default:
+            if stage not in readers and getattr(self.preference, name) != field.default:
                 raise rule_error(
                     f"preference.{name} is read by {', '.join(readers)}, not by {stage!r}",
                     "remove it, or set train.stage to a stage that reads it",
@@ -209,17 +213,18 @@ class Spec(Section):
 
     @model_validator(mode="after")
     def _ppo_rules(self) -> Spec:
-        stage, ppo = self.train.stage, self.ppo
-        for name, readers in PPO_KEY_STAGES.items():
+        stage, record, ppo = self.train.stage, STAGES[self.train.stage], self.ppo
+        for name, field in PpoSection.model_fields.items():
+            readers = stages_reading(f"ppo.{name}")
             # By value, not by presence: a resolved spec (the run folder's) writes every key out.
-            if stage not in readers and getattr(ppo, name) != PpoSection.model_fields[name].default:
+            if stage not in readers and getattr(ppo, name) != field.default:
                 raise rule_error(
                     f"ppo.{name} is read by {', '.join(readers)}, not by {stage!r}",
                     "remove it, or set train.stage to a stage that reads it",
                     at=f"ppo.{name}",
                     code=Code.CONFLICT,
                 )
-        if stage not in ("ppo", "grpo"):
+        if record.samples is None:
             return self
         data = self.data
         ignored = {"eval_ratio": data.eval_ratio > 0, "eval_datasets": data.eval_datasets, "streaming": data.streaming}
@@ -233,10 +238,10 @@ class Spec(Section):
             )
         for key, listed in (("datasets", self.data.datasets), ("eval_datasets", self.data.eval_datasets)):
             for index, dataset in enumerate(listed):
-                if dataset.format not in PROMPT_FORMATS:
+                if dataset.format not in record.formats:
                     raise rule_error(
                         f"train.stage = {stage!r} samples replies to prompts, which {dataset.format!r} data lacks",
-                        f"give conversations ({', '.join(PROMPT_FORMATS)}); the last reply of each is left out",
+                        f"give conversations ({', '.join(record.formats)}); the last reply of each is left out",
                         at=f"data.{key}[{index}].format",
                         code=Code.CONFLICT,
                     )
@@ -248,22 +253,22 @@ class Spec(Section):
                 at="ppo.max_new_tokens",
                 code=Code.CONFLICT,
             )
-        if stage == "ppo" and ppo.reward_model is None:
+        if record.reward_model == "needed" and ppo.reward_model is None:
             raise rule_error(
-                "train.stage = 'ppo' scores its rollouts with a reward model, but ppo.reward_model is not set",
+                f"train.stage = {stage!r} scores its rollouts with a reward model, but ppo.reward_model is not set",
                 "set ppo.reward_model to a reward model folder (model/ or adapter/ of a train.stage = 'rm' run) "
                 "or hub id",
                 at="ppo.reward_model",
                 code=Code.MISSING,
             )
-        if stage == "grpo" and ppo.reward_model is None and not ppo.reward_functions:
+        if record.reward_model == "optional" and ppo.reward_model is None and not ppo.reward_functions:
             raise rule_error(
-                "train.stage = 'grpo' needs rewards: no reward function and no reward model is set",
+                f"train.stage = {stage!r} needs rewards: no reward function and no reward model is set",
                 'set ppo.reward_functions (e.g. ["length"]) or ppo.reward_model',
                 at="ppo.reward_functions",
                 code=Code.MISSING,
             )
-        if stage == "grpo" and self.train.global_batch_size % ppo.num_generations:
+        if "ppo.num_generations" in record.reads and self.train.global_batch_size % ppo.num_generations:
             raise rule_error(
                 f"ppo.num_generations = {ppo.num_generations} does not divide train.global_batch_size = "
                 f"{self.train.global_batch_size}: each batch holds whole groups of replies to one prompt",
@@ -279,3 +284,9 @@ class Spec(Section):
                 code=Code.MISSING,
             )
         return self
+
+
+def _listed(names: Iterable[str]) -> str:
+    """Names as a sentence lists them: "pt", "pt and sft", "dpo, kto and orpo"."""
+    *most, last = names
+    return f"{', '.join(most)} and {last}" if most else last

@@ -10,41 +10,31 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ftc.methods import METHODS
 from ftc.spec.diagnostics import inner_model
 from ftc.spec.schema import default_text, sections, toml_value
+from ftc.stages import STAGES
 
-# The data format each stage trains on; a starter for it names a dataset of that shape.
-STAGE_FORMATS = {
-    "pt": "text",
-    "sft": "alpaca",
-    "rm": "preference",
-    "dpo": "preference",
-    "kto": "kto",
-    "orpo": "preference",
-    "ppo": "alpaca",
-    "grpo": "alpaca",
-}
-# Sections written as live tables for a method or stage; the others are shown commented out.
-METHOD_SECTIONS = {"lora": ("lora",), "qlora": ("lora", "quantization"), "freeze": ("freeze",), "full": ()}
-PREFERENCE_STAGES = ("dpo", "kto", "orpo")
-ROLLOUT_STAGES = ("ppo", "grpo")  # [ppo] is written live for these
+# Sections written as live tables for every run; a method's and a stage's own sections (their records
+# name them) are live for it, the others shown commented out.
 ALWAYS = ("model", "data", "train", "output")
 
 
 def starter_spec(stage: str, method: str, model: str, dataset: str | None = None) -> str:
+    record = STAGES[stage]
     chosen: dict[str, dict[str, Any]] = {
         "model": {"name_or_path": model},
-        "data.datasets": {"path": dataset or f"data/{stage}.jsonl", "format": STAGE_FORMATS.get(stage, "alpaca")},
+        # the first format the stage reads: a dataset of that shape
+        "data.datasets": {"path": dataset or f"data/{stage}.jsonl", "format": record.formats[0]},
         "train": {"stage": stage, "method": method, "max_steps": 1000},
         "quantization": {"bits": 4},
         "output": {"dir": f"runs/{stage}-{method}"},
-        # a rollout stage needs rewards: a reward model trained by an rm run, or built-in reward functions
-        "ppo": {"reward_model": "./runs/rm-lora/adapter"} if stage == "ppo" else {"reward_functions": ["length"]},
     }
-    if stage not in ROLLOUT_STAGES:
-        del chosen["ppo"]
-    live = {*ALWAYS, *METHOD_SECTIONS.get(method, ()), *(("preference",) if stage in PREFERENCE_STAGES else ())}
-    live |= {"ppo"} if stage in ROLLOUT_STAGES else set()
+    if record.samples:
+        # a rollout stage needs rewards: a reward model trained by an rm run, or built-in reward functions
+        needed = record.reward_model == "needed"
+        chosen["ppo"] = {"reward_model": "./runs/rm-lora/adapter"} if needed else {"reward_functions": ["length"]}
+    live = {*ALWAYS, *METHODS[method].sections, *record.sections}
     lines = [
         f"# A {stage} run with {method}, written by `ftc init`. Every key of the spec language is here:",
         "# the ones set are the choices to make; commented ones show their default.",

@@ -12,7 +12,8 @@ from pathlib import Path
 from ftc.compiler.plan import Plan
 from ftc.errors import FtcError
 from ftc.fs import atomic_write_text
-from ftc.runtime.distributed.resume import latest_checkpoint, schedule_of
+from ftc.runs.checkpoints import latest_checkpoint
+from ftc.runs.fingerprint import schedule_of
 from ftc.spec import parse_spec
 from ftc.targets.base import Job, Rendered, Target
 

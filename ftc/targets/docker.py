@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from ftc import __version__
+from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
 from ftc.install.extras import BASE_EXTRA, extras_for
 from ftc.targets.base import Job, Rendered, run_folder_files
@@ -27,10 +28,6 @@ from ftc.targets.render import render
 DOCKERFILE = "Dockerfile"
 RUN_SCRIPT = "docker_run.sh"
 CONTAINER_PYTHON = "python"  # the image's interpreter, which pip installed ftc into
-
-# Ascend NPUs are not a --gpus device: their device files and host driver are passed in by hand.
-_NPU_SHARED_DEVICES = ("/dev/davinci_manager", "/dev/devmgmt_manager", "/dev/hisi_hdc")
-_NPU_HOST_PATHS = ("/usr/local/Ascend/driver", "/usr/local/dcmi", "/usr/local/bin/npu-smi")
 
 
 def image_name(job: Job) -> str:
@@ -61,16 +58,8 @@ def container_command(job: Job) -> list[Word]:
 
 
 def device_flags(job: Job) -> list[str]:
-    backend, devices = job.plan.backend.value, job.plan.hardware.devices_per_node
-    if backend == "cuda":
-        # Every GPU in the container, numbered as on the host; CUDA_VISIBLE_DEVICES, passed by name where the
-        # caller exported it, picks among them as it does for the local target.
-        return ["--gpus", "all", "--env", "CUDA_VISIBLE_DEVICES"]
-    if backend == "npu":
-        flags = [f"--device=/dev/davinci{index}" for index in range(devices)]
-        flags += [f"--device={device}" for device in _NPU_SHARED_DEVICES]
-        return flags + [f"--volume={path}:{path}:ro" for path in _NPU_HOST_PATHS]
-    return []
+    """What hands the plan's devices on this node to the container, as its backend's record says."""
+    return BACKENDS[job.plan.backend.value].docker.run_flags(job.plan.hardware.devices_per_node)
 
 
 def bind_mount(path: str, read_only: bool) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftc.runtime.distributed.process_group import DEVICE_BACKENDS
+from ftc.devices.backends import BACKENDS
 from ftc.targets.base import Job
 from ftc.targets.render import FromShell
 
@@ -86,7 +86,7 @@ def rendezvous_for(job: Job) -> Rendezvous:
 
 def visible_devices(job: Job) -> tuple[str, str] | None:
     """(variable, default) that picks the plan's devices on this node, e.g. ("CUDA_VISIBLE_DEVICES", "0,1")."""
-    backend = DEVICE_BACKENDS[job.plan.backend.value]
+    backend = BACKENDS[job.plan.backend.value]
     if backend.visible_devices is None:
         return None
     return backend.visible_devices, ",".join(str(index) for index in range(job.plan.hardware.devices_per_node))

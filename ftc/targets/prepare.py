@@ -22,31 +22,8 @@ def make_job(loaded: LoadedSpec, plan: Plan) -> Job:
             f"the run does not fit on {plan.hardware.label()}: {plan.notes[0]}", "; ".join(plan.notes[1:]) or None
         )
     spec = resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists)
-    _check_runtime_supports(spec.train.stage, spec.train.method, plan.strategy.value)
     _check_local_inputs(spec, loaded.base_dir)
     return Job(spec_path=loaded.path, spec=spec, plan=plan, run_dir=Path(spec.output.dir), python=sys.executable)
-
-
-def _check_runtime_supports(stage: str, method: str, strategy: str) -> None:
-    # These registries are cheap to import: they name what the runtime runs without importing torch.
-    from ftc.runtime.stages import METHODS, STAGES
-    from ftc.runtime.trainer_args import SUPPORTED_STRATEGIES
-
-    if stage not in STAGES:
-        raise FtcError(
-            f"train.stage = '{stage}' is valid but the runtime does not implement it yet",
-            f"implemented stages: {', '.join(STAGES)}",
-        )
-    if method not in METHODS:
-        raise FtcError(
-            f"train.method = '{method}' is valid but the runtime does not implement it yet",
-            f"implemented methods: {', '.join(METHODS)}",
-        )
-    if strategy not in SUPPORTED_STRATEGIES:
-        raise FtcError(
-            f"the plan's strategy '{strategy}' needs a DeepSpeed/FSDP launch, which the runtime does not do yet",
-            f"set train.strategy to one of {', '.join(SUPPORTED_STRATEGIES)} if it fits, or use more memory",
-        )
 
 
 def _check_local_inputs(spec: Spec, base_dir: Path) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from ftc import __version__
 from ftc.compiler.plan import Decision, Plan
+from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
+from ftc.runs.stopping import WARNING_SIGNAL
 from ftc.spec.sections.launch import SlurmSection
 from ftc.targets.base import Job, Rendered, run_folder_files
 from ftc.targets.launcher import FROM_NODE_ENVIRONMENT, launch_command
@@ -45,9 +47,16 @@ def job_name(slurm: SlurmSection, run_dir: Path) -> str:
     return "ftc-" + (re.sub(r"[^A-Za-z0-9_.+-]+", "_", run_dir.name).strip("_.-") or "run")
 
 
+def gpus_per_node(plan: Plan) -> int:
+    """The GPUs to ask Slurm for on each node: the plan's devices where Slurm schedules them as GPUs, else none."""
+    return plan.hardware.devices_per_node if BACKENDS[plan.backend.value].slurm_gpus else 0
+
+
 def warning_signal(slurm: SlurmSection) -> str | None:
-    """--signal's value: SIGUSR1, which the runtime checkpoints and requeues on, that long before the limit."""
-    return f"USR1@{slurm.signal_before_limit_s}" if slurm.signal_before_limit_s else None
+    """--signal's value: the warning signal, which the runtime checkpoints and requeues on, that long before the end."""
+    if not slurm.signal_before_limit_s:
+        return None
+    return f"{WARNING_SIGNAL.name.removeprefix('SIG')}@{slurm.signal_before_limit_s}"
 
 
 def submit_command(script: Path, run_dir: Path, after: str | None = None) -> list[str]:
@@ -100,7 +109,7 @@ class SlurmTarget:
             submit_command=shlex.join(submit_command(run_dir / JOB_SCRIPT, run_dir)),
             job_name=name,
             nodes=nodes,
-            gpus_per_node=job.plan.hardware.devices_per_node if job.plan.backend.value == "cuda" else 0,
+            gpus_per_node=gpus_per_node(job.plan),
             time_limit=time_limit,
             warning_signal=warning_signal(slurm),
             slurm=slurm,

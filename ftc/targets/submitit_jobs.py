@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ftc.errors import FtcError
-from ftc.targets.slurm import JOB_SCRIPT, job_name, warning_signal
+from ftc.runs.stopping import EXIT_STOPPED
+from ftc.targets.slurm import JOB_SCRIPT, gpus_per_node, job_name, warning_signal
 
 _SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
@@ -55,12 +56,12 @@ def submitit_parameters(spec: Any, plan: Any) -> dict[str, Any]:
         "tasks_per_node": 1,
         "slurm_use_srun": False,
         "slurm_job_name": job_name(slurm, Path(spec.output.dir)),  # the spec is resolved: output.dir is the run folder
-        # Slurm's SIGTERM (requeue, cancel, preemption) would end this shell, and the job with it, while the
-        # runtime is still saving its checkpoint; job.sbatch's own shell ignores it likewise.
+        # As job.sbatch's shell does: Slurm's SIGTERM (requeue, cancel, preemption) reaches the runtime, which
+        # saves a checkpoint on it; submitit's batch shell keeps waiting for it instead of ending the job first.
         "slurm_setup": ["trap '' TERM"],
     }
-    if plan.backend.value == "cuda":
-        parameters["gpus_per_node"] = plan.hardware.devices_per_node
+    if gpus_per_node(plan):
+        parameters["gpus_per_node"] = gpus_per_node(plan)
     optional = {
         "slurm_partition": slurm.partition,
         "slurm_account": slurm.account,
@@ -90,8 +91,6 @@ class TrainRun:
         status = subprocess.run(["bash", str(Path(run_dir) / JOB_SCRIPT)]).returncode
         if status == 0:
             return
-        from ftc.runtime.distributed.preemption import EXIT_STOPPED
-
         if status == EXIT_STOPPED:
             # Stopped by Slurm's signal after a checkpoint: the job is requeued (by the runtime on the warning, by
             # Slurm on preemption) or cancelled. Leaving without a result keeps submitit waiting for the next run's.

@@ -14,7 +14,8 @@ import tomli_w
 
 from ftc.compiler import compile_plan, parse_hardware
 from ftc.compiler.architectures import find_architecture
-from ftc.compiler.fsdp_config import DECODER_LAYERS, fsdp_config
+from ftc.compiler.fsdp_config import fsdp_config
+from ftc.compiler.model_families import FAMILIES
 from ftc.spec import parse_spec
 from tests.specs import VALID
 
@@ -56,10 +57,17 @@ def test_an_unknown_model_type_leaves_the_wrap_classes_to_transformers():
     assert "transformer_layer_cls_to_wrap" not in fsdp_config(plan, "somebrandnewtype")
 
 
-@pytest.mark.parametrize("model_type", sorted(set(DECODER_LAYERS) - REMOTE_CODE - {"yi"}))
+@pytest.mark.parametrize("model_type", sorted(set(FAMILIES) - REMOTE_CODE - {"yi"}))
 def test_each_wrapped_class_exists_in_transformers(model_type):
     modeling = importlib.import_module(f"transformers.models.{model_type}.modeling_{model_type}")
-    assert hasattr(modeling, DECODER_LAYERS[model_type])
+    assert hasattr(modeling, FAMILIES[model_type].decoder_layer)
+
+
+def test_every_family_has_fsdp_wrap_its_own_decoder_layer():
+    spec = spec_for(strategy="fsdp")
+    plan = compile_plan(spec, parse_hardware("8xH100-80GB", nodes=2), find_architecture(spec.model.name_or_path))
+    for model_type, family in FAMILIES.items():
+        assert fsdp_config(plan, model_type)["transformer_layer_cls_to_wrap"] == [family.decoder_layer]
 
 
 @pytest.mark.slow

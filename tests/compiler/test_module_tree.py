@@ -28,7 +28,7 @@ def own_parameters(module) -> int:
 
 
 def real_blocks(model):
-    from ftc.runtime.model.loading import decoder_layers
+    from ftc.runtime.model.freeze import decoder_layers
 
     blocks = decoder_layers(model)
     path = next(name for name, module in model.named_modules() if module is blocks)
@@ -93,7 +93,7 @@ def freeze_settings(model, path: str) -> list[FreezeSection]:
 
 @pytest.mark.parametrize("case", TINY_CASES)
 def test_freeze_counts_what_the_runtime_unfreezes(case):
-    from ftc.runtime.model.loading import freeze_all_but
+    from ftc.runtime.model.freeze import freeze_all_but
 
     model_type, overrides = TINY_CASES[case]
     hf_config, model = meta_model(model_type, **{**TINY, **overrides})
@@ -110,7 +110,7 @@ def test_freeze_on_the_tiny_model_read_from_its_config_json(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftc.runtime.model.loading import freeze_all_but
+    from ftc.runtime.model.freeze import freeze_all_but
 
     arch = architecture_from_config(json.loads((tiny_model_dir / "config.json").read_text()))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)

@@ -8,11 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftc.runs.checkpoints import choose_checkpoint, rotate_checkpoints
+from ftc.runs.checkpoints import choose_checkpoint, latest_checkpoint, rotate_checkpoints
+from ftc.runs.fingerprint import FINGERPRINT_FILE
 from ftc.runs.folder import RunFolder
 from ftc.runs.seal import SEAL_FILE, write_seal
 from ftc.runtime.checkpoint_sealing import SealCheckpoints
-from ftc.runtime.distributed.resume import FINGERPRINT_FILE, latest_checkpoint, matching_checkpoint
+from ftc.runtime.distributed.resume import matching_checkpoint
 
 
 def trainer_checkpoint(checkpoints: Path, step: int, sealed: bool = True) -> Path:

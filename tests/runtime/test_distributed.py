@@ -275,25 +275,27 @@ def test_preflight_reports_every_rank_and_opens_gloo_with_the_spec_timeout(monke
 
 
 def test_npu_plans_import_torch_npu_bind_the_local_device_and_use_hccl(monkeypatch):
+    import importlib
     import types
 
     import torch
 
+    from ftc.devices.backends import BACKENDS
     from ftc.runtime.distributed import process_group as distributed
 
     imported, bound = [], []
-    real_import = distributed.importlib.import_module
+    real_import = importlib.import_module
     monkeypatch.setattr(
-        distributed.importlib,
+        importlib,
         "import_module",
         lambda name: imported.append(name) or (types.ModuleType(name) if name == "torch_npu" else real_import(name)),
     )
     monkeypatch.setattr(torch, "npu", types.SimpleNamespace(set_device=bound.append), raising=False)
     in_world(monkeypatch, 2, rank=1)
-    assert distributed._bind_device(distributed.DEVICE_BACKENDS["npu"]) == "npu:1"
+    assert distributed._bind_device(BACKENDS["npu"]) == "npu:1"
     assert imported == ["torch_npu"] and bound == [1]
-    assert distributed.DEVICE_BACKENDS["npu"].collective == "hccl"
-    assert distributed.DEVICE_BACKENDS["npu"].visible_devices == "ASCEND_RT_VISIBLE_DEVICES"
+    assert BACKENDS["npu"].collective == "hccl"
+    assert BACKENDS["npu"].visible_devices == "ASCEND_RT_VISIBLE_DEVICES"
     # ...and the process group is opened with hccl, bound to that device.
     fake = FakeCollectives(2)
     fake.install(monkeypatch)
@@ -303,10 +305,11 @@ def test_npu_plans_import_torch_npu_bind_the_local_device_and_use_hccl(monkeypat
 
 
 def test_cpu_processes_have_deepspeed_use_its_cpu_accelerator_even_beside_a_gpu(monkeypatch):
+    from ftc.devices.backends import BACKENDS
     from ftc.runtime.distributed import process_group as distributed
 
     monkeypatch.setenv("DS_ACCELERATOR", "cuda")  # what DeepSpeed would pick on its own on a host with a GPU
-    assert distributed._bind_device(distributed.DEVICE_BACKENDS["cpu"]) == "cpu"
+    assert distributed._bind_device(BACKENDS["cpu"]) == "cpu"
     assert os.environ["DS_ACCELERATOR"] == "cpu"
 
 

@@ -8,7 +8,9 @@ import pytest
 
 from ftc.errors import RuntimeUserError
 from ftc.quickstart.tiny import write_tiny_alpaca
-from ftc.runtime.model.loading import attach_lora_plus, load_model, lora_config, prepare_trainable
+from ftc.runtime.model.loading import load_model
+from ftc.runtime.model.lora import attach_lora_plus, lora_config
+from ftc.runtime.model.trainable import prepare_trainable
 from ftc.spec.models import LoraSection, Spec
 from tests.runtime.run_folders import cpu_plan
 from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run

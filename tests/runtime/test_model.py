@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ftc.errors import RuntimeUserError
-from ftc.runtime.model.loading import check_method, linear_layer_names, load_model, lora_config
+from ftc.runtime.model.loading import load_model
+from ftc.runtime.model.lora import linear_layer_names, lora_config
 from ftc.spec.models import LoraSection, ModelSection
 from tests.runtime.run_folders import cpu_plan
 
@@ -38,17 +39,6 @@ def test_the_plan_decides_the_dtype(tiny_model_dir):
     section = ModelSection(name_or_path=str(tiny_model_dir))
     assert load_model(section, bf16_plan, "lora").dtype == torch.bfloat16
     assert load_model(section, bf16_plan, "full").dtype == torch.float32  # fp32 master weights under autocast
-
-
-def test_every_method_of_the_spec_language_is_supported():
-    from typing import get_args
-
-    from ftc.spec.models import Method
-
-    for method in get_args(Method):
-        check_method(method)
-    with pytest.raises(RuntimeUserError, match="not supported yet by the runtime"):
-        check_method("prefix_tuning")
 
 
 def test_a_missing_model_folder_is_a_user_error(tmp_path):

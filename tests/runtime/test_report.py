@@ -183,7 +183,7 @@ def test_the_peak_is_read_from_the_plans_device_less_the_context(monkeypatch):
     import torch
 
     from ftc.compiler.plan import Decision, MemoryEstimate
-    from ftc.runs.peak_memory import peak_memory
+    from ftc.runtime.distributed.peak_memory import peak_memory
 
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 30 * 1024**3)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 32 * 1024**3)

@@ -12,9 +12,9 @@ import pytest
 from ftc.errors import RuntimeUserError
 from ftc.quickstart.tiny import write_tiny_alpaca
 from ftc.runs.seal import is_sealed
+from ftc.runs.stopping import EXIT_STOPPED
 from ftc.runtime.__main__ import run
 from ftc.runtime.callbacks import MetricsRecorder
-from ftc.runtime.distributed.preemption import EXIT_STOPPED
 from tests.runtime.run_folders import write_run_folder
 
 STEPS = 20

@@ -120,8 +120,8 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
     import os
     import signal
 
+    from ftc.runs.stopping import EXIT_STOPPED
     from ftc.runtime.__main__ import run
-    from ftc.runtime.distributed.preemption import EXIT_STOPPED
     from ftc.runtime.ppo import learner as ppo_learner
     from tests.runtime.run_folders import cpu_plan, write_run_folder
     from tests.runtime.stage_runs import QUICK

@@ -33,36 +33,32 @@ def test_a_full_data_section_parses():
 
 def test_a_column_the_format_does_not_read_is_named_with_the_formats_fields():
     d = only(replace(VALID, DATASET, DATASET + '[data.datasets.columns]\nprompt = "q"\n'))
-    assert d.path == "data.datasets[0].columns" and d.line == 11  # the table's header
+    assert (d.line, d.path, d.code) == (11, "data.datasets[0].columns", "E-UNKNOWN-KEY")  # the table's header
     assert "'prompt' is no field of the 'alpaca' format" in d.message
     assert d.hint == "the fields of 'alpaca' are: instruction, input, output, system, history"
 
 
 @pytest.mark.parametrize(
-    ("data_keys", "dataset_keys", "complaint"),
+    ("data_keys", "dataset_keys"),
     [
-        ("", "weight = 2.0\n" + SECOND, "weight is set on some datasets but not all"),
-        ("mix_size = 10\n", "", "no dataset has a weight"),
-        (
-            "eval_ratio = 0.1\n",
-            '[[data.eval_datasets]]\npath = "e.jsonl"\n',
-            "eval_ratio and eval_datasets are both set",
-        ),
-        ("streaming = true\neval_ratio = 0.1\n", "", "a streamed dataset has no known size"),
-        ("", '[[data.eval_datasets]]\npath = "e.jsonl"\nweight = 1.0\n', "eval_datasets are read whole, not mixed"),
+        pytest.param("", "weight = 2.0\n" + SECOND, id="weight-on-some-datasets"),
+        pytest.param("mix_size = 10\n", "", id="mix_size-without-weights"),
+        pytest.param("eval_ratio = 0.1\n", '[[data.eval_datasets]]\npath = "e.jsonl"\n', id="two-ways-to-evaluate"),
+        pytest.param("streaming = true\neval_ratio = 0.1\n", "", id="eval_ratio-of-a-stream"),
+        pytest.param("", '[[data.eval_datasets]]\npath = "e.jsonl"\nweight = 1.0\n', id="weighted-eval-dataset"),
     ],
 )
-def test_data_rules(data_keys, dataset_keys, complaint):
+def test_data_rules(data_keys, dataset_keys):
     text = replace(VALID, "cutoff_len = 1024\n", "cutoff_len = 1024\n" + data_keys)
     d = only(replace(text, DATASET, DATASET + dataset_keys))
-    assert d.path == "data" and complaint in d.message
+    assert (d.line, d.path, d.code) == (5, "data", "E-CONFLICT")
 
 
 @pytest.mark.parametrize(("key", "value"), [("weight", "0"), ("eval_ratio", "1.0"), ("mix_size", "0")])
 def test_ranges(key, value):
     where = DATASET if key == "weight" else "cutoff_len = 1024\n"
     d = only(replace(VALID, where, where + f"{key} = {value}\n"))
-    assert d.path.endswith(key)
+    assert d.path.endswith(key) and d.code == "E-RANGE"
 
 
 def test_eval_dataset_paths_are_anchored_at_the_spec_like_training_ones(tmp_path):

@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftc.spec import SpecError, parse_spec
+from ftc.spec.diagnostics import Code
 from tests.specs import VALID
 
 KEYS = st.sampled_from(
@@ -52,6 +53,7 @@ def check(text: str) -> None:
         for diagnostic in error.diagnostics:
             assert diagnostic.file == "fuzz.toml" and diagnostic.message
             assert diagnostic.format().startswith("fuzz.toml:")
+            assert diagnostic.code in set(Code) - {Code.INVALID}, diagnostic
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

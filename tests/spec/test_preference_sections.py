@@ -35,45 +35,47 @@ def test_a_tuned_dpo_spec_parses():
 @pytest.mark.parametrize("stage", ["rm", "dpo", "orpo"])
 def test_pair_stages_refuse_sft_data_at_the_datasets_format(stage):
     d = only(replace(VALID, 'stage = "sft"', f'stage = "{stage}"'))
-    assert d.path == "data.datasets[0].format" and d.line == 10  # its [[data.datasets]] table
-    assert f"train.stage = '{stage}' trains on 'preference' data, not 'alpaca'" in d.message
+    assert (d.line, d.path, d.code) == (10, "data.datasets[0].format", "E-CONFLICT")  # its [[data.datasets]] table
     assert "chosen, rejected" in d.hint
 
 
 def test_kto_wants_kto_records():
     d = only(replace(DPO, 'stage = "dpo"', 'stage = "kto"'))
-    assert d.path == "data.datasets[0].format" and "'kto' data, not 'preference'" in d.message
+    assert (d.line, d.path, d.code) == (10, "data.datasets[0].format", "E-CONFLICT")
     assert "completion, label" in d.hint
     parse_spec(replace(replace(DPO, 'stage = "dpo"', 'stage = "kto"'), '"preference"', '"kto"'), "job.toml")
 
 
 def test_a_key_no_stage_reads_here_is_named_with_the_stages_that_do():
     d = only(DPO + "\n[preference]\ndesirable_weight = 2.0\n")
-    assert d.path == "preference.desirable_weight" and d.line == 29
+    assert (d.line, d.path, d.code) == (29, "preference.desirable_weight", "E-CONFLICT")
     assert d.message == "preference.desirable_weight is read by kto, not by 'dpo'"
     d = only(VALID + "\n[preference]\nbeta = 0.3\n")  # sft reads no [preference] at all
-    assert d.path == "preference.beta" and "read by dpo, kto, orpo, not by 'sft'" in d.message
+    assert (d.path, d.code) == ("preference.beta", "E-CONFLICT") and "read by dpo, kto, orpo, not by 'sft'" in d.message
     parse_spec(VALID + "\n[preference]\nbeta = 0.1\n", "job.toml")  # the default value says nothing
 
 
 def test_ranges_and_names():
-    assert only(DPO + "\n[preference]\nbeta = 0\n").path == "preference.beta"
-    assert only(DPO + "\n[preference]\nftx = -1.0\n").path == "preference.ftx"
-    d = only(DPO + '\n[preference]\nloss_type = "sigmod"\n')
-    assert d.path == "preference.loss_type" and "sigmoid" in d.message + (d.hint or "")
-    d = only(DPO + '\n[monitor]\nreport_to = ["neptune"]\n')
-    assert d.path.startswith("monitor.report_to") and "tensorboard" in d.message
+    for text, path, code in [
+        ("[preference]\nbeta = 0", "preference.beta", "E-RANGE"),
+        ("[preference]\nftx = -1.0", "preference.ftx", "E-RANGE"),
+        ('[preference]\nloss_type = "sigmod"', "preference.loss_type", "E-ENUM"),
+        ('[monitor]\nreport_to = ["neptune"]', "monitor.report_to[0]", "E-ENUM"),
+    ]:
+        d = only(f"{DPO}\n{text}\n")
+        assert (d.line, d.path, d.code) == (29, path, code)
+    assert only(DPO + '\n[preference]\nloss_type = "sigmod"\n').hint == "did you mean 'sigmoid'?"
 
 
 @pytest.mark.parametrize("key", ["api_key", "wandb_token", "WANDB_API_KEY"])
 def test_credentials_never_go_in_the_spec(key):
     d = only(DPO + f'\n[monitor]\nreport_to = ["wandb"]\n{key} = "abc123"\n')
-    assert d.path == f"monitor.{key}" and d.line == 30
-    assert d.message == "credentials never go in the spec" and "environment" in d.hint and "launch.secrets" in d.hint
+    assert (d.line, d.path, d.code) == (30, f"monitor.{key}", "E-SECRET")
+    assert "environment" in d.hint and "launch.secrets" in d.hint
 
 
 def test_kto_refuses_one_example_per_micro_batch_at_that_key():
     kto = replace(replace(DPO, 'stage = "dpo"', 'stage = "kto"'), '"preference"', '"kto"')
     d = only(replace(kto, "global_batch_size = 16", "global_batch_size = 16\nmicro_batch_size = 1"))
-    assert d.path == "train.micro_batch_size" and "needs 2 or more" in d.message
+    assert (d.line, d.path, d.code) == (16, "train.micro_batch_size", "E-CONFLICT")
     parse_spec(replace(kto, "global_batch_size = 16", "global_batch_size = 16\nmicro_batch_size = 2"), "job.toml")

@@ -21,7 +21,7 @@ from ftc.compiler import compile_plan, parse_hardware
 from ftc.compiler.architectures import architecture_from_config, find_architecture
 from ftc.errors import FtcError
 from ftc.spec import SpecError, parse_spec
-from ftc.spec.diagnostics import dotted
+from ftc.spec.diagnostics import Code, dotted
 from ftc.spec.schema import known_keys
 from tests.specs import VALID
 
@@ -29,6 +29,7 @@ EXAMPLES = 10_000
 BATCH = 10  # specs per hypothesis example: the same coverage for a tenth of the per-example overhead
 FILE = "fuzz.toml"
 KEYS = known_keys()
+NAMED_KINDS = set(Code) - {Code.INVALID}
 HARDWARE = [("cpu", 1)] * 4 + [("1xH100-80GB", 1), ("8xA100-40GB", 2), ("4xAscend910B-64GB", 1), ("2xT4-16GB", 1)]
 
 UNICODE = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10)
@@ -105,6 +106,7 @@ def check(text: str, hardware: tuple[str, int]) -> None:
         for diagnostic in error.diagnostics:
             assert diagnostic.file == FILE and diagnostic.line >= 1 and diagnostic.message, diagnostic
             assert diagnostic.format().startswith(f"{FILE}:{diagnostic.line}:"), diagnostic.format()
+            assert diagnostic.code in NAMED_KINDS, diagnostic  # every refusal generated here is one we name
         return
     tally["valid"] += 1
     try:

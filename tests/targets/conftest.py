@@ -1,14 +1,13 @@
 """Tools the target tests run for real: shellcheck, and a one-node Slurm cluster on loopback.
 
-Both come from the project's own scripts (scripts/apt-ensure.sh, scripts/slurm/up.sh), which install
-Debian's packages where missing; CI runs as root on Debian. Elsewhere, without them, the tests that
-need them are skipped with the reason.
+Both come from the project's own scripts (scripts/shellcheck.sh, scripts/slurm/up.sh), which install
+Debian's packages where missing; no fixture installs anything itself. CI runs as root on Debian.
+Elsewhere, without the tools, the tests that need them are skipped with the reason.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,19 +18,14 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 
-def _ensure(command: str, package: str) -> str:
-    if shutil.which(command) is None:
-        result = subprocess.run(
-            [str(SCRIPTS / "apt-ensure.sh"), f"{command}={package}"], capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            pytest.skip(f"{command} is not installed and could not be: {result.stderr.strip()}")
-    return shutil.which(command) or pytest.fail(f"{command} still missing after installing {package}")
-
-
 @pytest.fixture(scope="session")
 def shellcheck() -> str:
-    return _ensure("shellcheck", "shellcheck")
+    """The command the tests lint with: scripts/shellcheck.sh, which installs shellcheck where it is missing."""
+    script = str(SCRIPTS / "shellcheck.sh")
+    probe = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=600)
+    if probe.returncode != 0:
+        pytest.skip(f"scripts/shellcheck.sh cannot run shellcheck: {probe.stderr.strip()}")
+    return script
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,22 @@ def make_job(folder: Path, run_name: str = "run", hardware: str = "cpu", python:
     return Job(spec_path=folder / "job.toml", spec=spec, plan=plan, run_dir=Path(spec.output.dir), python=python)
 
 
+def torchrun_options(words: list) -> dict[str, object]:
+    """--option value pairs of a torchrun line, up to --module."""
+    start = words.index("torch.distributed.run") + 1
+    options, index = {}, start
+    while words[index] != "--module":
+        word = words[index]
+        if "=" in word:
+            key, value = word.split("=", 1)
+            options[key] = value
+            index += 1
+        else:
+            options[word] = words[index + 1]
+            index += 2
+    return options
+
+
 def write_recorders(bin_dir: Path, log: Path, names: tuple[str, ...]) -> None:
     """Executables that append their argv (and whether stdin had data) as one JSON line to `log`.
 

@@ -109,7 +109,7 @@ def test_the_dockerfile_is_instructions_with_json_arguments(tmp_path):
 def test_values_that_cannot_be_written_literally_are_refused_with_their_key(tmp_path, section, value):
     with pytest.raises(SpecError) as caught:
         make_job(tmp_path, **section)
-    assert value in str(caught.value)
+    assert [(d.path, d.code) for d in caught.value.diagnostics] == [(value, "E-FORMAT")]
 
 
 def test_a_container_image_with_an_unmountable_run_folder_is_refused(tmp_path):

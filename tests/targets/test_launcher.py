@@ -16,26 +16,10 @@ from ftc.targets.launcher import FROM_NODE_ENVIRONMENT, ONE_NODE, launch_command
 from ftc.targets.local import LocalTarget
 from ftc.targets.render import FromShell
 from ftc.targets.slurm import NODE_SCRIPT, SlurmTarget, launcher_command
-from tests.targets.rendering import make_job
+from tests.targets.rendering import make_job, torchrun_options
 
 ROOT = Path(__file__).resolve().parents[2]
 LLAMA_70B_FULL = ROOT / "examples" / "llama3-70b-full-2x8xh100.toml"
-
-
-def torchrun_options(words: list) -> dict[str, object]:
-    """--option value pairs of a torchrun line, up to --module."""
-    start = words.index("torch.distributed.run") + 1
-    options, index = {}, start
-    while words[index] != "--module":
-        word = words[index]
-        if "=" in word:
-            key, value = word.split("=", 1)
-            options[key] = value
-            index += 1
-        else:
-            options[word] = words[index + 1]
-            index += 2
-    return options
 
 
 def test_one_process_runs_the_runtime_itself(tmp_path):

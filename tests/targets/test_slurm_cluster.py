@@ -4,7 +4,7 @@ The quickstart goes through a smoke job and then the full job to COMPLETED with 
 requeued while it trains (`scontrol requeue`, as preemption does) checkpoints on Slurm's SIGTERM, and
 on the time-limit warning (SIGUSR1) checkpoints and requeues itself; it finishes after its restarts
 with every optimizer step logged once, its loss curve going on from where it stopped. submitit
-submits the same run folder.
+submits the same run folder, of two processes, and its job starts them as the slurm target's does.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def ftc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*FTC, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def launch(spec: Path, *options: str) -> Path:
-    result = ftc("launch", str(spec), "--target", "slurm", "--hardware", "cpu", *options)
+def launch(spec: Path, *options: str, hardware: str = "cpu") -> Path:
+    result = ftc("launch", str(spec), "--target", "slurm", "--hardware", hardware, *options)
     assert result.returncode == 0, result.stdout + result.stderr
     return spec.parent / "runs" / "quickstart"
 
@@ -132,11 +132,13 @@ def test_submitit_submits_the_run_folder_the_slurm_target_wrote(slurm_cluster, t
     from ftc.targets.submitit_jobs import submit_run
 
     spec = write_quickstart(tmp_path / "quick", steps=3)
-    run_dir = launch(spec, "--dry-run")
+    # Two processes: the runtime's pre-flight passes only if the job starts them as the slurm target does.
+    run_dir = launch(spec, "--dry-run", hardware="2xcpu")
     job = submit_run(run_dir)
     # This cluster keeps no accounting (sacct), so submitit's own polling backs off slowly: watch its result file.
     wait_for(job.paths.result_pickle.exists, 300, "submitit's result")
     job.result()  # raises if the runtime failed
+    assert "pre-flight: 2 ranks on 1 host(s)" in job.stdout(), job.stdout()
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert (run_dir / "checkpoints" / "checkpoint-3" / "trainer_state.json").is_file()  # all 3 steps ran
 

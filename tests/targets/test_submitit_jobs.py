@@ -1,9 +1,10 @@
-"""The submitit bridge asks Slurm for what job.sbatch asks, from the same spec and plan."""
+"""The submitit bridge asks Slurm for what job.sbatch asks, from the same spec and plan, and runs that job.sbatch."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +12,7 @@ from ftc.errors import FtcError
 from ftc.targets.local import LocalTarget
 from ftc.targets.slurm import JOB_SCRIPT, NODE_SCRIPT, SlurmTarget
 from ftc.targets.submitit_jobs import TrainRun, slurm_minutes, submit_run, submitit_parameters
-from tests.targets.rendering import make_job, recorded, write_recorders
-from tests.targets.test_launcher import torchrun_options
+from tests.targets.rendering import make_job, recorded, torchrun_options, write_recorders
 
 
 @pytest.mark.parametrize(
@@ -76,12 +76,21 @@ with open({log!r}, "a", encoding="utf-8") as handle:
 """
 
 
-@pytest.mark.parametrize(("hardware", "nodes"), [("2xcpu", 1), ("2xH100-80GB", 1), ("1xH100-80GB", 2)])
-def test_the_submitit_job_starts_the_world_the_plan_expects(tmp_path, monkeypatch, hardware, nodes):
+TWO_PROCESS_PLANS = [("2xcpu", 1, None), ("2xH100-80GB", 1, 2), ("1xH100-80GB", 2, 1)]  # hardware, nodes, GPUs a node
+
+
+def write_files(run_dir: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize(("hardware", "nodes", "gpus"), TWO_PROCESS_PLANS)
+def test_the_submitit_job_starts_the_world_the_plan_expects(tmp_path, monkeypatch, hardware, nodes, gpus):
     """Run what the submitit job runs, with stand-ins for srun and scontrol and a python that records its argv.
 
-    The runtime's pre-flight refuses a world other than the plan's: torchrun must start nnodes × nproc-per-node
-    = the plan's world size processes, on one node's share of them each.
+    The runtime's pre-flight refuses a world other than the plan's: the torchrun each node starts must make
+    nnodes × nproc-per-node, the WORLD_SIZE it gives every process, the plan's world size.
     """
     log = tmp_path / "calls.jsonl"
     python = tmp_path / "python"
@@ -89,23 +98,23 @@ def test_the_submitit_job_starts_the_world_the_plan_expects(tmp_path, monkeypatc
     python.chmod(0o755)
     job = make_job(tmp_path, hardware=hardware, nodes=nodes, python=str(python))
     assert job.plan.world_size.value == 2
-    for name, text in SlurmTarget().render(job).files.items():
-        (job.run_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        (job.run_dir / name).write_text(text, encoding="utf-8")
+    write_files(job.run_dir, SlurmTarget().render(job).files)
     write_recorders(tmp_path / "bin", log, ("srun", "scontrol"))
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    slurm_job = {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node-1", "SLURM_JOB_NUM_NODES": str(nodes), "SLURM_NODEID": "0"}
-    for name, value in slurm_job.items():
+    # What Slurm sets in the batch step of a job on `nodes` nodes; srun's stand-in passes it on to the node script.
+    slurm_job = {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node-1", "SLURM_JOB_NUM_NODES": str(nodes)}
+    for name, value in {**slurm_job, "SLURM_NODEID": "0"}.items():
         monkeypatch.setenv(name, value)
 
     TrainRun()(str(job.run_dir))
 
     parameters = submitit_parameters(job.spec, job.plan)
     assert parameters["slurm_additional_parameters"]["nodes"] == nodes and parameters["tasks_per_node"] == 1
-    assert parameters.get("gpus_per_node", 0) == (2 // nodes if "H100" in hardware else 0)
+    assert parameters.get("gpus_per_node") == gpus
     calls = recorded(log)
     [srun] = [call["argv"] for call in calls if call["command"] == "srun"]
-    assert srun[:2] == ["--nodes=" + str(nodes), "--ntasks-per-node=1"] and srun[-2:] == ["bash", str(job.run_dir / NODE_SCRIPT)]
+    assert srun[:2] == [f"--nodes={nodes}", "--ntasks-per-node=1"]  # one launcher on each node
+    assert srun[-2:] == ["bash", str(job.run_dir / NODE_SCRIPT)]
     [launcher] = [call["argv"] for call in calls if call["command"] == "python"]
     options = torchrun_options(["torch.distributed.run", *launcher[2:]])
     assert int(options["--nnodes"]) * int(options["--nproc-per-node"]) == job.plan.world_size.value
@@ -117,8 +126,6 @@ def test_the_submitit_job_starts_the_world_the_plan_expects(tmp_path, monkeypatc
 def test_a_run_folder_without_job_sbatch_is_refused_before_submitting(tmp_path):
     pytest.importorskip("submitit")
     job = make_job(tmp_path)
-    for name, text in LocalTarget().render(job).files.items():
-        (job.run_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        (job.run_dir / name).write_text(text, encoding="utf-8")
+    write_files(job.run_dir, LocalTarget().render(job).files)
     with pytest.raises(FtcError, match="--target slurm --dry-run"):
         submit_run(job.run_dir)

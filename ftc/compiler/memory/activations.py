@@ -23,6 +23,7 @@ from ftc.compiler.memory.states import Holding
 from ftc.compiler.model_families import family_of
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.params import decoder_linears, lora_target_modules
+from ftc.methods import METHODS
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,22 @@ class Step:
 
     @property
     def head_trains(self) -> bool:
-        return self.method == "full" or "head" in self.trained_outside
+        return METHODS[self.method].trains_all_weights or "head" in self.trained_outside
 
     def layer_trains(self, index: int) -> bool:
         return index >= self.arch.num_layers - self.trained_layers
 
     def first_saving_layer(self) -> int:
         """Blocks below this one need no gradient at all, so they keep nothing."""
-        if self.method == "freeze" and "embedding" not in self.trained_outside:
+        if METHODS[self.method].trains_chosen_layers and "embedding" not in self.trained_outside:
             return self.arch.num_layers - self.trained_layers
         return 0
 
     def input_needs_grad(self, index: int) -> bool:
         """Whether the gradient flows into block `index` from below it."""
-        if self.method == "full" or "embedding" in self.trained_outside:
+        if METHODS[self.method].trains_all_weights or "embedding" in self.trained_outside:
             return True  # the embedding trains
-        if self.checkpointing and self.method in ("lora", "qlora"):
+        if self.checkpointing and METHODS[self.method].has_adapter:
             return True  # trl makes the embedding output require grad so checkpointed blocks recompute
         return index > self.first_saving_layer()
 
@@ -150,7 +151,8 @@ def saved_before_head(step: Step) -> float:
     """The final norm's saved input (the head's own input is counted with the logits)."""
     if not step.arch.final_norm:
         return 0.0
-    per_token = _norm(step.arch, step.held, step.arch.hidden_size, True, weight_trains=step.method == "full")
+    weight_trains = METHODS[step.method].trains_all_weights
+    per_token = _norm(step.arch, step.held, step.arch.hidden_size, True, weight_trains=weight_trains)
     return step.tokens * per_token
 
 
@@ -172,9 +174,9 @@ def layer_backward_transient(step: Step, largest_matrix: int) -> float:
         scores = 2 * 4 * step.rows * arch.num_attention_heads * step.seq_len**2
         attention = scores - step.tokens * _mlp_half(step, top)
     transient = max(mlp, attention)
-    if step.held.autocast_copies and step.method in ("full", "freeze"):
+    if step.held.autocast_copies and not METHODS[step.method].has_adapter:
         transient += largest_matrix * act  # a weight's gradient in half precision before it lands in fp32
-    if step.method == "qlora":
+    if METHODS[step.method].quantizes:
         transient += largest_matrix * act  # bitsandbytes dequantizes one weight at a time
     return transient
 

@@ -28,13 +28,15 @@ from ftc.compiler.memory.activations import (
     shared_inputs,
 )
 from ftc.compiler.memory.logits import LossHead, loss_head
-from ftc.compiler.memory.sampling import GENERATES_WHOLE_STEP, ROLLOUT_STAGES, sampling_memory
+from ftc.compiler.memory.sampling import sampling_memory
 from ftc.compiler.memory.states import DTYPE_BYTES, GIB, States, frozen_copy_bytes, holding, model_states
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import freeze_selection
 from ftc.compiler.params import count_parameters
 from ftc.compiler.plan import MemoryEstimate
 from ftc.errors import FtcError
+from ftc.methods import METHODS
+from ftc.stages import STAGES
 
 TERMS = (
     "weights",
@@ -49,16 +51,14 @@ TERMS = (
 )
 # The values each setting may take; the planner passes validated spec values, so a miss is a bug worth naming.
 CHOICES = {
-    "method": ("full", "freeze", "lora", "qlora"),
-    "stage": ("pt", "sft", "rm", "ppo", "grpo", "dpo", "kto", "orpo"),
+    "method": tuple(METHODS),
+    "stage": tuple(STAGES),
     "precision": ("fp32", "bf16", "fp16"),
     "strategy": ("single", "ddp", "zero1", "zero2", "zero3", "fsdp"),
     "offload": ("none", "optimizer", "optimizer+params"),
     "attention": ("eager", "sdpa", "flash"),
     "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),
 }
-# Stages whose forward takes chosen and rejected sequences together: two rows per example.
-PAIRED_STAGES = ("rm", "dpo", "orpo")
 # The caching allocator holds freed blocks for reuse; published runs show it a few percent above the
 # allocated peak, and up to ~3 GiB above it at large sizes. Modelled as 8 % of the allocated peak,
 # at least 0.25 GiB (small runs still split blocks) and at most 3 GiB.
@@ -118,7 +118,7 @@ def estimate_memory(inputs: MemoryInputs) -> MemoryEstimate:
     states = _states(inputs)
     step = _step(inputs)
     on_cpu = inputs.capacity_gib is None
-    head = loss_head(step, inputs.fused_cross_entropy, on_cpu, scalar_head=inputs.stage == "rm")
+    head = loss_head(step, inputs.fused_cross_entropy, on_cpu, scalar_head=STAGES[inputs.stage].score_head)
     peak = max(_phases(inputs, states, step, head), key=lambda phase: phase.total)
 
     terms = {name: peak.terms.get(name, 0.0) / GIB for name in TERMS}
@@ -166,7 +166,7 @@ def _check(inputs: MemoryInputs) -> None:
         value = getattr(inputs, field)
         if value not in allowed:
             raise FtcError(f"memory estimate: {field} = {value!r} is not one it knows", f"one of: {', '.join(allowed)}")
-    if inputs.method == "qlora" and inputs.quantization_bits not in (4, 8, None):
+    if METHODS[inputs.method].quantizes and inputs.quantization_bits not in (4, 8, None):
         raise FtcError(f"memory estimate: quantization_bits = {inputs.quantization_bits} is not 4 or 8", "use 4 or 8")
 
 
@@ -190,10 +190,10 @@ def _states(inputs: MemoryInputs) -> States:
 
 
 def _step(inputs: MemoryInputs) -> Step:
-    arch = inputs.arch
-    adapted = adapted_linears(arch, inputs.lora_targets) if inputs.method in ("lora", "qlora") else frozenset()
-    trained_layers, outside = (arch.num_layers if inputs.method == "full" else 0), frozenset()
-    if inputs.method == "freeze":
+    arch, method = inputs.arch, METHODS[inputs.method]
+    adapted = adapted_linears(arch, inputs.lora_targets) if method.has_adapter else frozenset()
+    trained_layers, outside = (arch.num_layers if method.trains_all_weights else 0), frozenset()
+    if method.trains_chosen_layers:
         freeze = freeze_selection(
             arch, inputs.freeze_trainable_layers, inputs.freeze_trainable_modules, inputs.freeze_extra_modules
         )
@@ -204,7 +204,7 @@ def _step(inputs: MemoryInputs) -> Step:
         arch=arch,
         held=holding(inputs.method, inputs.precision, inputs.strategy, inputs.stage),
         method=inputs.method,
-        rows=inputs.micro_batch_size * (2 if inputs.stage in PAIRED_STAGES else 1),
+        rows=inputs.micro_batch_size * (2 if STAGES[inputs.stage].paired else 1),
         seq_len=inputs.seq_len,
         attention=inputs.attention,
         checkpointing=inputs.gradient_checkpointing,
@@ -214,7 +214,7 @@ def _step(inputs: MemoryInputs) -> Step:
         trained_layers=trained_layers,
         trained_outside=outside,
         on_cpu=inputs.capacity_gib is None,
-        int8_base=inputs.method == "qlora" and inputs.quantization_bits == 8,
+        int8_base=method.quantizes and inputs.quantization_bits == 8,
     )
 
 
@@ -257,8 +257,9 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
 
     fused_gradient = head_gradient if inputs.fused_cross_entropy else held_gradients
     rollout = []
-    if inputs.stage in ROLLOUT_STAGES:  # sampling: no gradients (zero_grad set them to None), a KV cache
-        rows = inputs.examples_per_process if inputs.stage in GENERATES_WHOLE_STEP else inputs.micro_batch_size
+    samples = STAGES[inputs.stage].samples
+    if samples:  # sampling: no gradients (zero_grad set them to None), a KV cache
+        rows = inputs.examples_per_process if samples == "step" else inputs.micro_batch_size
         sampled = sampling_memory(inputs.arch, rows, inputs.seq_len, inputs.precision)
         rollout.append(phase("sampling (the KV cache)", 0.0, 0.0, sampled.cache, sampled.logits))
     return rollout + [
@@ -276,18 +277,17 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
 
 
 def _reference_models(inputs: MemoryInputs) -> float:
-    """Frozen models beside the policy: DPO/KTO/GRPO's reference, and PPO's reference and reward model."""
-    adapted = inputs.method in ("lora", "qlora")
+    """Frozen models beside the policy: a reference (DPO, KTO, GRPO, PPO), and PPO's reward model."""
+    stage = STAGES[inputs.stage]
     shards = inputs.world_size if inputs.strategy in ("zero3", "fsdp") else 1
     frozen = frozen_copy_bytes(inputs.arch, inputs.precision) / max(shards, 1)
-    if inputs.stage in ("dpo", "kto", "grpo"):
-        # peft gets the reference log-probabilities by disabling the adapter: no second model
-        return 0.0 if adapted else frozen
-    if inputs.stage == "ppo":
-        # the reward model is counted as a frozen copy of the policy's shape; the value is a linear head
-        # on the policy's last hidden state (ftc.runtime.stages.ppo), not a second model
-        return (0.0 if adapted else frozen) + frozen
-    return 0.0
+    # peft gets the reference log-probabilities by disabling the adapter: no second model
+    reference = frozen if stage.reference and not METHODS[inputs.method].has_adapter else 0.0
+    # a reward model the stage needs is counted as a frozen copy of the policy's shape; an optional one
+    # (GRPO's, beside its reward functions) is not. PPO's value is a linear head on the policy's last
+    # hidden state (ftc.runtime.stages.ppo), not a second model.
+    reward = frozen if stage.reward_model == "needed" else 0.0
+    return reference + reward
 
 
 def _allocator_slack(allocated_gib: float) -> float:
@@ -310,7 +310,8 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
             "flash": "FlashAttention-2 (varlen): no seq² tensor, k/v not repeated",
         }[inputs.attention]
     )
-    if inputs.stage == "rm":
+    stage, method = STAGES[inputs.stage], METHODS[inputs.method]
+    if stage.score_head:
         said.append("reward model: a scalar head, no vocabulary-wide logits")
     elif inputs.fused_cross_entropy:
         said.append("loss through trl's fused head: 4096 × 32768 logit tiles, never the full logits")
@@ -325,18 +326,19 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
             "paged_adamw_8bit": "paged 8-bit AdamW: counted on the device, where it lives until memory runs short",
         }[inputs.optimizer]
     )
-    if inputs.method == "full" and inputs.precision != "fp32" and inputs.strategy in ("single", "ddp"):
+    autocast = inputs.precision != "fp32" and inputs.strategy in ("single", "ddp")
+    if method.trains_all_weights and autocast:
         said.append(
             f"fp32 weights with {inputs.precision} autocast: a {inputs.precision} copy of each matrix lives "
             "from its forward to its backward"
         )
-    if inputs.method == "lora" and inputs.precision != "fp32" and inputs.strategy in ("single", "ddp"):
+    if method.has_adapter and not method.quantizes and autocast:
         said.append(
             f"peft's fp32 adapter under autocast: each adapted layer keeps its own {inputs.precision} copy of its input"
         )
     if inputs.gradient_checkpointing:
         said.append("gradient checkpointing: each block keeps its input and one block is recomputed at a time")
-    if inputs.method == "qlora" and inputs.quantization_bits == 8:
+    if method.quantizes and inputs.quantization_bits == 8:
         said.append("LLM.int8 layers keep their inputs on the autograd context, out of checkpointing's reach")
     said.append(
         "gradients of earlier micro-batches live through each forward (accumulation)"
@@ -349,14 +351,6 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
         said.append("the layer in use and one prefetched layer are gathered whole")
     if inputs.offload != "none":
         said.append(f"offload '{inputs.offload}': those states live in host memory")
-    if inputs.stage == "ppo":
-        said.append(
-            "PPO: reference and reward model (the policy's shape) beside the policy; sampling a micro-batch at a "
-            "time with a KV cache as long as cutoff_len"
-        )
-    if inputs.stage == "grpo":
-        said.append(
-            "GRPO: a reference beside the policy (a reward model, if any, not counted); each process samples all its "
-            "replies of a step at once, with a KV cache as long as cutoff_len"
-        )
+    if stage.estimate_note:
+        said.append(stage.estimate_note)
     return tuple(said)

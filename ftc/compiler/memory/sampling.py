@@ -1,4 +1,4 @@
-"""What the rollout stages (ppo, grpo) hold while they sample replies, before each update.
+"""What the rollout stages (those whose record `samples`) hold while they sample replies, before each update.
 
 No gradients or saved activations exist then, but every layer's keys and values grow with the
 sequence: rows × seq_len × (key + value width) per layer, in the compute dtype (autocast computes
@@ -14,12 +14,6 @@ from dataclasses import dataclass
 
 from ftc.compiler.memory.states import DTYPE_BYTES
 from ftc.compiler.model_shapes import Architecture
-
-# Stages that generate before they update, and how many replies they generate at once: ftc's ppo loop a
-# micro-batch at a time; trl's GRPOTrainer every reply of a process's step at once (its generation batch
-# defaults to per-device batch × steps per generation, which is the accumulation).
-ROLLOUT_STAGES = frozenset({"ppo", "grpo"})
-GENERATES_WHOLE_STEP = frozenset({"grpo"})
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import FreezeSelection, freeze_selection
 from ftc.compiler.params import ParameterCount, count_parameters, decoder_linears, lora_parameters
+from ftc.methods import METHODS
+from ftc.stages import STAGES
 
 GIB = 1024**3
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
@@ -46,13 +48,8 @@ class Holding:
     sharded_half: bool  # DeepSpeed/FSDP: the model computes from half-precision weights it holds or gathers
 
 
-# The stages that train through a trl trainer which casts a quantized model's adapter to bf16 (QLoRA's recipe),
-# whatever the plan's precision; pt (transformers' Trainer), orpo (trl's experimental trainer) and ppo (our own
-# loop) keep peft's fp32 adapter. The runtime checks the dtype it finds against this (ftc.runtime.plan_check).
-BF16_QUANTIZED_ADAPTER_STAGES = frozenset({"sft", "dpo", "kto", "rm", "grpo"})
-
-
 def holding(method: str, precision: str, strategy: str, stage: str = "sft") -> Holding:
+    trains = METHODS[method]
     act = DTYPE_BYTES[precision]
     half = act == 2
     deepspeed = strategy.startswith("zero")
@@ -61,16 +58,17 @@ def holding(method: str, precision: str, strategy: str, stage: str = "sft") -> H
         return Holding(act, act, act, act, act, autocast_copies=False, sharded_half=True)
     if strategy == "fsdp" and half:
         # FSDP mixed precision gathers half-precision copies; the fp32 shards are the master weights.
-        trainable = 4 if method in ("full", "freeze") else act
-        adapter = act if method == "qlora" else 4
+        trainable = act if trains.has_adapter else 4
+        adapter = act if trains.quantizes else 4
         return Holding(act, act, trainable, act, adapter, autocast_copies=False, sharded_half=True)
-    if method == "full":
+    if trains.trains_all_weights:
         return Holding(act, 4, 4, 4, 4, autocast_copies=half, sharded_half=False)
-    if method == "freeze":
+    if trains.trains_chosen_layers:
         # The trained top layers are upcast to fp32 (as LLaMA-Factory does); the frozen rest stays half.
         return Holding(act, act, 4, act, 4, autocast_copies=half, sharded_half=False)
-    # trl casts a quantized model's adapter to bf16; peft upcasts a plain LoRA adapter to fp32.
-    adapter = 2 if method == "qlora" and stage in BF16_QUANTIZED_ADAPTER_STAGES else 4
+    # Some of trl's trainers cast a quantized model's adapter to bf16 (the stage's record says which);
+    # peft upcasts a plain LoRA adapter to fp32.
+    adapter = 2 if trains.quantizes and STAGES[stage].bf16_quantized_adapter else 4
     return Holding(act, act, act, act, adapter, autocast_copies=half and adapter != act, sharded_half=False)
 
 
@@ -99,9 +97,9 @@ def trainable_parameters(
     freeze_extra: tuple[str, ...] = (),
 ) -> int:
     """Base parameters the optimizer updates: all, none (LoRA trains its adapter), or what freeze names."""
-    if method == "full":
+    if METHODS[method].trains_all_weights:
         return count_parameters(arch).total
-    if method == "freeze":
+    if METHODS[method].trains_chosen_layers:
         return freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra).parameters
     return 0
 
@@ -123,20 +121,23 @@ def model_states(
     stage: str = "sft",
 ) -> States:
     held = holding(method, precision, strategy, stage)
+    trains = METHODS[method]
     count = count_parameters(arch)
-    lora = lora_parameters(arch, lora_rank, lora_targets) if method in ("lora", "qlora") else 0
-    freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra) if method == "freeze" else None
+    lora = lora_parameters(arch, lora_rank, lora_targets) if trains.has_adapter else 0
+    freeze = None
+    if trains.trains_chosen_layers:
+        freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra)
     base_trainable = freeze.parameters if freeze else trainable_parameters(arch, method, freeze_layers)
     trainable = base_trainable + lora
     frozen = count.total - base_trainable
     linear_elements = sum(linear.in_features * linear.out_features * linear.count for linear in decoder_linears(arch))
 
     frozen_bytes = frozen * held.frozen
-    if method == "qlora":
+    if trains.quantizes:
         frozen_bytes = (frozen - linear_elements) * held.act + _quantized_linears(arch, quantization_bits or 4)
     weights = base_trainable * held.trainable + frozen_bytes
     adapters = lora * held.adapter
-    grad_bytes = held.adapter if method in ("lora", "qlora") else held.trainable
+    grad_bytes = held.adapter if trains.has_adapter else held.trainable
     gradients = base_trainable * grad_bytes + lora * held.adapter
     optimizer_bytes = trainable * _moment_bytes(optimizer, held, strategy, adapted=bool(lora))
     # DeepSpeed in half precision updates an fp32 master copy of what trains; elsewhere the weights are fp32.
@@ -146,7 +147,7 @@ def model_states(
     if held.autocast_copies:
         # Every trained matrix in the blocks, routed experts included, is cast once and cached.
         trained = linear_elements + count.experts if freeze is None else freeze.matrices
-        autocast = trained * held.act if method in ("full", "freeze") else lora * held.act
+        autocast = lora * held.act if trains.has_adapter else trained * held.act
 
     head_gradient = arch.vocab_size * arch.hidden_size * grad_bytes if head_trains(method, freeze) else 0.0
 
@@ -192,7 +193,7 @@ def model_states(
 
 def head_trains(method: str, freeze: FreezeSelection | None) -> bool:
     """Whether the output head's weight trains: in full training, and where freeze's extra modules reach it."""
-    return method == "full" or (freeze is not None and freeze.head)
+    return METHODS[method].trains_all_weights or (freeze is not None and freeze.head)
 
 
 def _moment_bytes(optimizer: str, held: Holding, strategy: str, adapted: bool) -> float:

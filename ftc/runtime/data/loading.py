@@ -14,9 +14,9 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from ftc.errors import RuntimeUserError
-from ftc.records.files import dataset_records
 from ftc.records.formats import FORMATS, BadRecord, Kind, formats_of
 from ftc.runtime.data.mixing import hold_out, interleave, mix
+from ftc.runtime.data.sources import dataset_records
 from ftc.spec.chat_templates import Message
 from ftc.spec.models import DataSection, DatasetSection
 
@@ -36,6 +36,7 @@ __all__ = [
     "load_preferences",
     "load_texts",
     "train_eval_split",
+    "training_records",
 ]
 
 T = TypeVar("T")
@@ -139,6 +140,14 @@ def train_eval_split(items: list[T], data: DataSection, seed: int) -> tuple[list
             "lower data.eval_ratio or add data",
         )
     return train, evaluated
+
+
+def training_records(data: DataSection, item: type[T], seed: int) -> tuple[list[T] | None, list[T]]:
+    """(train, held out) `item`s for a stage that can stream (pt, sft): with data.streaming the training records
+    are read while training runs (None here), and only data.eval_datasets is loaded now."""
+    if data.streaming:
+        return None, load_eval_datasets(data, item)
+    return train_eval_split(_load(data, KINDS[item], seed), data, seed)
 
 
 def load_eval_datasets(data: DataSection, item: type[T]) -> list[T]:

@@ -7,10 +7,12 @@ against what torch offers, and once the trainer is built, against the device it 
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import Any
 
 from ftc.compiler.plan import Plan
+from ftc.devices.backends import BACKENDS, Backend
+from ftc.devices.torch_devices import torch_devices
 from ftc.errors import RuntimeUserError
 
 _REPLAN = "or plan for the hardware that is here (`ftc launch --hardware auto`)"
@@ -18,40 +20,70 @@ _REPLAN = "or plan for the hardware that is here (`ftc launch --hardware auto`)"
 
 def check_backend(plan: Plan) -> None:
     """Fail unless torch can use the plan's backend, with as many devices as the plan has per node."""
-    backend = plan.backend.value
-    if backend == "cpu":
+    backend = BACKENDS.get(plan.backend.value)
+    if backend is None:
+        raise RuntimeUserError(
+            f"the plan's backend {plan.backend.value!r} is unknown to the runtime", "regenerate the run folder"
+        )
+    if backend.device_module is None:  # the host itself
         return
+    devices = _USABLE.get(backend.name, _usable)(plan, backend)
+    _check_count(plan, devices.device_count(), backend.visible_devices)
+
+
+def _usable(plan: Plan, backend: Backend) -> Any:
+    """torch's module for the backend's devices, once it says they are available; why not, where it is not."""
+    try:
+        devices = torch_devices(backend)
+    except ImportError as error:  # its plugin
+        raise RuntimeUserError(
+            f"the plan is for {backend.devices} ({plan.hardware.label()}) but {error.name} is not installed",
+            f"install the {error.name} matching this torch, {_REPLAN}",
+        ) from None
+    if not devices.is_available():
+        raise RuntimeUserError(
+            f"the plan is for {backend.devices} ({plan.hardware.label()}) but torch sees none",
+            f"check {backend.visible_devices}, {_REPLAN}",
+        )
+    return devices
+
+
+def _usable_cuda(plan: Plan, backend: Backend) -> Any:
     import torch
 
-    if backend == "cuda":
-        if not torch.cuda.is_available():
-            why = (
-                "this torch was built without CUDA"
-                if torch.version.cuda is None
-                else "torch sees no CUDA device (driver, or CUDA_VISIBLE_DEVICES)"
-            )
-            raise RuntimeUserError(
-                f"the plan is for CUDA ({plan.hardware.label()}) but {why}",
-                f"install the CUDA build of torch and check nvidia-smi, {_REPLAN}",
-            )
-        _check_count(plan, torch.cuda.device_count(), "CUDA_VISIBLE_DEVICES")
-        return
-    if backend == "npu":
-        try:
-            importlib.import_module("torch_npu")  # registers torch.npu
-        except ImportError:
-            raise RuntimeUserError(
-                f"the plan is for Ascend NPUs ({plan.hardware.label()}) but torch_npu is not installed",
-                f"install the torch_npu matching torch {torch.__version__}, {_REPLAN}",
-            ) from None
-        if not torch.npu.is_available():
-            raise RuntimeUserError(
-                f"the plan is for Ascend NPUs ({plan.hardware.label()}) but torch_npu sees no NPU",
-                "source the CANN toolkit's set_env.sh and check npu-smi and ASCEND_RT_VISIBLE_DEVICES, " + _REPLAN,
-            )
-        _check_count(plan, torch.npu.device_count(), "ASCEND_RT_VISIBLE_DEVICES")
-        return
-    raise RuntimeUserError(f"the plan's backend {backend!r} is unknown to the runtime", "regenerate the run folder")
+    if not torch.cuda.is_available():
+        why = (
+            "this torch was built without CUDA"
+            if torch.version.cuda is None
+            else f"torch sees no CUDA device (driver, or {backend.visible_devices})"
+        )
+        raise RuntimeUserError(
+            f"the plan is for CUDA ({plan.hardware.label()}) but {why}",
+            f"install the CUDA build of torch and check nvidia-smi, {_REPLAN}",
+        )
+    return torch.cuda
+
+
+def _usable_npu(plan: Plan, backend: Backend) -> Any:
+    import torch
+
+    try:
+        devices = torch_devices(backend)  # imports torch_npu, which registers torch.npu
+    except ImportError:
+        raise RuntimeUserError(
+            f"the plan is for Ascend NPUs ({plan.hardware.label()}) but {backend.plugin} is not installed",
+            f"install the {backend.plugin} matching torch {torch.__version__}, {_REPLAN}",
+        ) from None
+    if not devices.is_available():
+        raise RuntimeUserError(
+            f"the plan is for Ascend NPUs ({plan.hardware.label()}) but {backend.plugin} sees no NPU",
+            f"source the CANN toolkit's set_env.sh and check npu-smi and {backend.visible_devices}, " + _REPLAN,
+        )
+    return devices
+
+
+# Where torch can say more precisely why a backend's devices are not usable; any other backend gets `_usable`.
+_USABLE: dict[str, Callable[[Plan, Backend], Any]] = {"cuda": _usable_cuda, "npu": _usable_npu}
 
 
 def check_trainer_device(trainer: Any, plan: Plan) -> None:
@@ -64,7 +96,7 @@ def check_trainer_device(trainer: Any, plan: Plan) -> None:
         )
 
 
-def _check_count(plan: Plan, visible: int, variable: str) -> None:
+def _check_count(plan: Plan, visible: int, variable: str | None) -> None:
     wanted = plan.hardware.devices_per_node
     if visible < wanted:
         raise RuntimeUserError(

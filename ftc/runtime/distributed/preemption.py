@@ -20,10 +20,7 @@ from dataclasses import dataclass
 
 from transformers import TrainerCallback
 
-# The usual exit status of a process ended by SIGTERM: schedulers and shells read it as "stopped", not "failed".
-EXIT_STOPPED = 128 + signal.SIGTERM
-WARNING_SIGNAL = signal.SIGUSR1  # what the sbatch script asks Slurm to send before the time limit
-STOP_SIGNALS = (signal.SIGTERM, WARNING_SIGNAL)
+from ftc.runs.stopping import EXIT_STOPPED, STOP_SIGNALS, WARNING_SIGNAL
 
 
 @dataclass

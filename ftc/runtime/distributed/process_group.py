@@ -6,37 +6,21 @@ launcher started the world the plan was made for, and has every rank join one al
 device and report its host, device and backend. A rank that cannot join is named (rank and host)
 within the pre-flight's own short wait, instead of the run hanging until a watchdog fires.
 
-Importing this module is cheap (the targets read DEVICE_BACKENDS); torch is imported inside the functions.
+Importing this module is cheap; torch is imported inside the functions. What each backend uses (its collective,
+the module that registers it with torch) is its record in ftc.devices.backends.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from ftc.devices.backends import BACKENDS, Backend
+from ftc.devices.torch_devices import torch_devices
 from ftc.errors import RuntimeUserError
-
-
-@dataclass(frozen=True)
-class DeviceBackend:
-    name: str  # the plan's backend: cpu | cuda | npu
-    collective: str  # torch.distributed's backend for it
-    visible_devices: str | None  # the variable that picks which devices a node's processes see
-    module: str | None = None  # imported first: it registers the device with torch
-
-
-DEVICE_BACKENDS = {
-    backend.name: backend
-    for backend in (
-        DeviceBackend("cpu", "gloo", None),
-        DeviceBackend("cuda", "nccl", "CUDA_VISIBLE_DEVICES"),
-        DeviceBackend("npu", "hccl", "ASCEND_RT_VISIBLE_DEVICES", module="torch_npu"),
-    )
-}
 
 # The wait for every rank to answer the pre-flight: long enough for a slow node to finish its imports.
 PREFLIGHT_TIMEOUT_S = 300
@@ -77,7 +61,7 @@ def preflight(plan: Any, collective_timeout_s: int) -> list[RankReport]:
             f"({plan.hardware.label()})",
             "launch through the run folder's script, which starts the plan's world; or plan for this one",
         )
-    backend = DEVICE_BACKENDS[plan.backend.value]
+    backend = BACKENDS[plan.backend.value]
     device = _bind_device(backend)
     import torch
     import torch.distributed as dist
@@ -93,8 +77,8 @@ def preflight(plan: Any, collective_timeout_s: int) -> list[RankReport]:
                 f"within {collective_timeout_s} s: {_first_line(error)}",
                 "a rank that crashed while starting says why in its own log; check MASTER_ADDR/MASTER_PORT",
             ) from None
-    # The reports travel over gloo on the host, so a broken device link still lets every rank be named.
-    reports_group = dist.new_group(backend="gloo", timeout=timedelta(seconds=PREFLIGHT_TIMEOUT_S))
+    # The reports travel over the host's collective (gloo), so a broken device link still lets every rank be named.
+    reports_group = dist.new_group(backend=BACKENDS["cpu"].collective, timeout=timedelta(seconds=PREFLIGHT_TIMEOUT_S))
     try:
         dist.monitored_barrier(group=reports_group, timeout=timedelta(seconds=PREFLIGHT_TIMEOUT_S), wait_all_ranks=True)
     except RuntimeError as error:
@@ -133,18 +117,15 @@ def show_preflight(reports: list[RankReport]) -> None:
             print(f"  {report.line()}", flush=True)
 
 
-def _bind_device(backend: DeviceBackend) -> str:
+def _bind_device(backend: Backend) -> str:
     """This process's device, e.g. "cuda:3": its LOCAL_RANK-th visible device (or the CPU)."""
-    import torch
-
-    if backend.module is not None:
-        importlib.import_module(backend.module)  # torch_npu: torch.npu and the hccl backend exist after this
-    if backend.name == "cpu":
+    if backend.device_module is None:
         # DeepSpeed (a ZeRO plan) picks its accelerator once, on first use: on a host that also has a GPU it
         # would pick CUDA for a run planned on CPU processes.
         os.environ["DS_ACCELERATOR"] = "cpu"
         return "cpu"
-    getattr(torch, backend.name).set_device(local_rank())
+    # torch_devices imports the backend's plugin first: torch.npu and the hccl backend exist after torch_npu.
+    torch_devices(backend).set_device(local_rank())
     return f"{backend.name}:{local_rank()}"
 
 

@@ -14,29 +14,9 @@ from typing import Any
 
 from ftc.errors import RuntimeUserError
 from ftc.fs import atomic_write_text
-from ftc.runs.checkpoints import choose_checkpoint, remove_skipped
+from ftc.runs.checkpoints import checkpoint_step, choose_checkpoint, remove_skipped
+from ftc.runs.fingerprint import FINGERPRINT_FILE, differences, schedule_of
 from ftc.runs.folder import RunFolder
-
-FINGERPRINT_FILE = "fingerprint.json"  # in the run folder: what every checkpoint there was trained on
-
-
-def schedule_of(spec: Any, plan: Any) -> dict[str, Any]:
-    """The settings that fix which batch each step sees and its learning rate, by spec or plan key."""
-    train = spec.train
-    return {
-        "train.max_steps": train.max_steps,
-        "train.epochs": train.epochs,
-        "train.global_batch_size": train.global_batch_size,
-        "train.learning_rate": train.learning_rate,
-        "train.lr_scheduler": train.lr_scheduler,
-        "train.warmup_ratio": train.warmup_ratio,
-        "train.weight_decay": train.weight_decay,
-        "train.seed": train.seed,
-        "data.cutoff_len": spec.data.cutoff_len,
-        "plan.micro_batch_size": plan.micro_batch_size.value,
-        "plan.gradient_accumulation_steps": plan.gradient_accumulation_steps.value,
-        "plan.world_size": plan.world_size.value,
-    }
 
 
 def data_fingerprint(dataset: Any) -> dict[str, Any]:
@@ -49,11 +29,6 @@ def data_fingerprint(dataset: Any) -> dict[str, Any]:
     for batch in table.to_batches():
         digest.update(batch.serialize())
     return {"examples": len(dataset), "sha256": digest.hexdigest()}
-
-
-def latest_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest whole checkpoint (sealed, or from before seals and checked whole: `ftc.runs.checkpoints`)."""
-    return choose_checkpoint(checkpoints).chosen
 
 
 def matching_checkpoint(folder: RunFolder, current: dict[str, Any]) -> Path | None:
@@ -101,25 +76,6 @@ def resume_point(trainer: Any, folder: RunFolder) -> Path | None:
             flush=True,
         )
     return checkpoint
-
-
-def checkpoint_step(checkpoint: Path) -> int:
-    return json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
-
-
-def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    changes = [
-        f"{key} {recorded['schedule'].get(key)!r} → {value!r}"
-        for key, value in current["schedule"].items()
-        if recorded["schedule"].get(key) != value
-    ]
-    before, now = recorded["data"], current["data"]
-    if before != now:
-        changes.append(
-            f"data.datasets: the tokenized data differ ({before['examples']} examples, sha256 {before['sha256'][:12]}"
-            f" → {now['examples']} examples, sha256 {now['sha256'][:12]})"
-        )
-    return changes
 
 
 def carry_metrics_over(trainer: Any, folder: RunFolder, step: int) -> None:

@@ -1,4 +1,4 @@
-"""The models the preference stages load beside `ftc.runtime.model.loading`'s: a frozen reference and a reward model."""
+"""The models the preference stages load beside the trained one: a frozen reference, and the rm stage's reward model."""
 
 from __future__ import annotations
 
@@ -7,17 +7,14 @@ from typing import Any
 
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
-from ftc.runtime.model.loading import ADAPTER_METHODS, ATTENTION_KERNELS, _load_errors_explained, lora_config
+from ftc.methods import METHODS
+from ftc.runtime.model.loading import ATTENTION_KERNELS, load_errors_explained, load_score_model
+from ftc.runtime.model.lora import lora_config
+from ftc.runtime.model.precision import compute_dtype
 from ftc.spec.models import LoraSection, ModelSection, Spec
+from ftc.stages import STAGES
 
-REWARD_METHODS = ("full", "lora")  # a new score head must train: freeze and qlora would leave it out or quantize it
 SCORE_HEAD = "score"  # transformers' name for the head of every *ForSequenceClassification decoder
-
-
-def _compute_dtype(plan: Plan) -> Any:
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.precision.value]
 
 
 def load_reference_model(model: ModelSection, plan: Plan) -> Any:
@@ -28,12 +25,12 @@ def load_reference_model(model: ModelSection, plan: Plan) -> Any:
     """
     from transformers import AutoModelForCausalLM
 
-    with _load_errors_explained(model):
+    with load_errors_explained(model):
         reference = AutoModelForCausalLM.from_pretrained(
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
-            dtype=_compute_dtype(plan),
+            dtype=compute_dtype(plan),
             attn_implementation=ATTENTION_KERNELS[plan.attention.value],
         )
     return reference.eval().requires_grad_(False)
@@ -43,29 +40,23 @@ def reference_model(spec: Spec, plan: Plan) -> Any:
     """DPO's and KTO's reference. With an adapter, trl keeps a frozen copy of the initial adapter beside it
     and switches to it (no second model: None here); full and freeze need a frozen copy of the base,
     loaded in the compute dtype the plan counts."""
-    return None if spec.train.method in ADAPTER_METHODS else load_reference_model(spec.model, plan)
+    return None if METHODS[spec.train.method].has_adapter else load_reference_model(spec.model, plan)
 
 
-def load_reward_model(model: ModelSection, plan: Plan, method: str) -> Any:
-    """The base with a one-output score head in place of the LM head (the head starts random)."""
+def reward_model_to_train(model: ModelSection, plan: Plan, method: str) -> Any:
+    """The rm stage's model: the base with a one-output score head in place of the LM head (the head starts random)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
-    if method not in REWARD_METHODS:
+    supported = STAGES["rm"].methods  # the new score head must train: its record leaves out freeze and qlora
+    if method not in supported:
         raise RuntimeUserError(
             f"train.stage = 'rm' does not support train.method = {method!r} yet",
-            f"use one of: {', '.join(REWARD_METHODS)}",
+            f"use one of: {', '.join(supported)}",
         )
-    with _load_errors_explained(model):
-        return AutoModelForSequenceClassification.from_pretrained(
-            model.name_or_path,
-            revision=model.revision,
-            trust_remote_code=model.trust_remote_code,
-            num_labels=1,
-            # as load_model: full training keeps fp32 master weights, LoRA a base in the compute dtype
-            dtype=torch.float32 if method == "full" else _compute_dtype(plan),
-            attn_implementation=ATTENTION_KERNELS[plan.attention.value],
-        )
+    # as load_model: full training keeps fp32 master weights, LoRA a base in the compute dtype
+    dtype = torch.float32 if METHODS[method].trains_all_weights else compute_dtype(plan)
+    with load_errors_explained(model):
+        return load_score_model(model, plan, dtype)
 
 
 def reward_lora_config(lora: LoraSection, model: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
 from ftc.spec.chat_templates import Message
-from ftc.spec.models import PpoSection
+from ftc.spec.models import ModelSection, PpoSection
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,13 @@ def trl_reward_function(name: str, ppo: PpoSection) -> Callable[..., list[float]
 
 
 def load_reward_model(name_or_path: str, plan: Plan) -> tuple[Any, Any]:
-    """(model, tokenizer) of the reward model, frozen, in the plan's compute dtype; an rm adapter merged in."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """(model, tokenizer) of the reward model, frozen, in the plan's compute dtype and attention kernel; an rm
+    adapter merged in. Its repository's own code never runs: the spec trusts model.name_or_path's alone."""
+    from transformers import AutoTokenizer
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.precision.value]
+    from ftc.runtime.model.loading import load_score_model
+    from ftc.runtime.model.precision import compute_dtype
+
     if Path(name_or_path).is_absolute() and not Path(name_or_path).is_dir():
         raise RuntimeUserError(
             f"ppo.reward_model: folder {name_or_path} not found",
@@ -87,11 +89,12 @@ def load_reward_model(name_or_path: str, plan: Plan) -> tuple[Any, Any]:
         if adapter_config.is_file():
             from peft import PeftModel
 
-            base = json.loads(adapter_config.read_text(encoding="utf-8"))["base_model_name_or_path"]
-            model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=dtype)
+            adapter = json.loads(adapter_config.read_text(encoding="utf-8"))
+            base = ModelSection(name_or_path=adapter["base_model_name_or_path"], revision=adapter.get("revision"))
+            model = load_score_model(base, plan, compute_dtype(plan))
             model = PeftModel.from_pretrained(model, name_or_path).merge_and_unload()
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, num_labels=1, dtype=dtype)
+            model = load_score_model(ModelSection(name_or_path=name_or_path), plan, compute_dtype(plan))
     except (OSError, KeyError, ValueError) as error:
         raise RuntimeUserError(
             f"ppo.reward_model: could not load {name_or_path!r} as a reward model: {error}",

@@ -173,7 +173,9 @@ def resume(folder: RunFolder, prompts: list[Prompt], learner: Learner, metrics: 
     """
     import torch
 
-    from ftc.runtime.distributed.resume import checkpoint_step, matching_checkpoint, schedule_of
+    from ftc.runs.checkpoints import checkpoint_step
+    from ftc.runs.fingerprint import schedule_of
+    from ftc.runtime.distributed.resume import matching_checkpoint
 
     spec = folder.spec
     digest = hashlib.sha256(json.dumps([prompt.input_ids for prompt in prompts]).encode()).hexdigest()

@@ -13,6 +13,7 @@ from typing import Any
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
 from ftc.runtime.data.loading import Conversation
+from ftc.runtime.model.precision import compute_dtype
 from ftc.spec.chat_templates import TEMPLATES, Message
 from ftc.spec.models import PpoSection
 
@@ -100,8 +101,7 @@ def autocast(plan: Plan, device: Any) -> Any:
     """Compute in the plan's precision, over fp32 master weights (full) or a half-precision base (load_model's)."""
     import torch
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[plan.precision.value]
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=plan.precision.value != "fp32")
+    return torch.autocast(device_type=device.type, dtype=compute_dtype(plan), enabled=plan.precision.value != "fp32")
 
 
 def left_padded(rows: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any]:

@@ -12,22 +12,18 @@ from __future__ import annotations
 from ftc.runs.folder import RunFolder
 from ftc.runtime.data.loading import load_conversations
 from ftc.runtime.data.tokenize import use_template
-from ftc.runtime.model.loading import load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.model.loading import load_tokenizer
 from ftc.runtime.model.rewards import load_reward_model, trl_reward_function
-from ftc.runtime.outputs import finish, save_trained
+from ftc.runtime.model.trainable import load_trainable
 from ftc.runtime.ppo.rollout import encode_prompts
-from ftc.runtime.trainer_args import training_arguments
-from ftc.runtime.training import train
+from ftc.runtime.training import fit
 
 
 def run(folder: RunFolder) -> None:
     spec, ppo = folder.spec, folder.spec.ppo
     conversations = load_conversations(spec.data, spec.train.seed)  # first: a bad record before the heavy imports
 
-    from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
-
-    from ftc.runtime.callbacks import MetricsRecorder
 
     tokenizer = load_tokenizer(spec.model)
     use_template(tokenizer, spec.model.template)
@@ -44,27 +40,23 @@ def run(folder: RunFolder) -> None:
         rewards.append(reward_model)
         reward_tokenizers.append(reward_tokenizer)
 
-    model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
-    recorder = MetricsRecorder(folder.metrics, stage="grpo", method=spec.train.method)
-    trainer = GRPOTrainer(
-        model=model,
-        reward_funcs=rewards,
-        args=GRPOConfig(
-            **training_arguments(folder),
-            num_generations=ppo.num_generations,
-            max_completion_length=ppo.max_new_tokens,
-            temperature=ppo.temperature,
+    fit(
+        folder,
+        load_trainable(folder),
+        tokenizer,
+        [{"prompt": prompt.messages} for prompt in prompts],
+        None,  # the rollout stages evaluate nothing held out (the spec refuses data.eval_*)
+        trainer_class=GRPOTrainer,
+        config_class=GRPOConfig,
+        settings={
+            "num_generations": ppo.num_generations,
+            "max_completion_length": ppo.max_new_tokens,
+            "temperature": ppo.temperature,
             # β: with an adapter trl switches it off for the reference; otherwise it loads a frozen copy
-            beta=ppo.kl_coef,
-            epsilon=ppo.clip_range,
-            num_iterations=ppo.ppo_epochs,
-        ),
-        train_dataset=Dataset.from_list([{"prompt": prompt.messages} for prompt in prompts]),
-        processing_class=tokenizer,
+            "beta": ppo.kl_coef,
+            "epsilon": ppo.clip_range,
+            "num_iterations": ppo.ppo_epochs,
+        },
+        reward_funcs=rewards,
         reward_processing_classes=reward_tokenizers,
-        callbacks=[recorder],
     )
-    train(trainer, folder)
-
-    save_trained(trainer, folder)
-    finish(folder, recorder.metrics)

@@ -13,11 +13,9 @@ from ftc.errors import RuntimeUserError
 from ftc.runs.folder import RunFolder
 from ftc.runtime.data.loading import load_kto_examples, train_eval_split
 from ftc.runtime.data.preference import encode_kto_examples, tokenizer_and_records
-from ftc.runtime.model.loading import load_model, prepare_trainable
 from ftc.runtime.model.reference import reference_model
-from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
-from ftc.runtime.training import train
+from ftc.runtime.model.trainable import load_trainable
+from ftc.runtime.training import fit
 
 
 def run(folder: RunFolder) -> None:
@@ -32,32 +30,22 @@ def run(folder: RunFolder) -> None:
     # trl reads KTO data in order (the KL pairs are fixed per batch), so the shuffle is ours, from the seed.
     random.Random(seed).shuffle(examples)
 
-    from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
-    from ftc.runtime.callbacks import MetricsRecorder
-
     tokenizer, data, evaluated = tokenizer_and_records(spec, examples, held_out, encode_kto_examples, "examples")
-
-    model = prepare_trainable(load_model(spec.model, folder.plan, spec.train.method), spec, folder.plan, folder.path)
-    recorder = MetricsRecorder(folder.metrics, stage="kto", method=spec.train.method)
-    trainer = KTOTrainer(
-        model=model,
+    fit(
+        folder,
+        load_trainable(folder),
+        tokenizer,
+        data.records,
+        evaluated,
+        trainer_class=KTOTrainer,
+        config_class=KTOConfig,
+        settings={
+            "max_length": spec.data.cutoff_len,
+            "beta": preference.beta,
+            "desirable_weight": preference.desirable_weight,
+            "undesirable_weight": preference.undesirable_weight,
+        },
         ref_model=reference_model(spec, folder.plan),
-        args=KTOConfig(
-            **training_arguments(folder),
-            **evaluation_arguments(folder, bool(evaluated)),
-            max_length=spec.data.cutoff_len,
-            beta=preference.beta,
-            desirable_weight=preference.desirable_weight,
-            undesirable_weight=preference.undesirable_weight,
-        ),
-        train_dataset=Dataset.from_list(data.records),
-        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
-        processing_class=tokenizer,
-        callbacks=[recorder],
     )
-    train(trainer, folder)
-
-    save_trained(trainer, folder)
-    finish(folder, recorder.metrics)

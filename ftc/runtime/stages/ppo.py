@@ -29,7 +29,10 @@ from ftc.runtime.data.loading import load_conversations
 from ftc.runtime.data.tokenize import use_template
 from ftc.runtime.distributed.collectives import any_rank, mean_over_ranks
 from ftc.runtime.distributed.process_group import local_rank, rank, world_size
-from ftc.runtime.model.loading import ADAPTER_METHODS, INITIAL_ADAPTER, load_model, load_tokenizer, prepare_trainable
+from ftc.runtime.model.loading import load_tokenizer
+from ftc.runtime.model.lora import ADAPTER_METHODS
+from ftc.runtime.model.lora_inits import INITIAL_ADAPTER
+from ftc.runtime.model.trainable import load_trainable
 from ftc.runtime.ppo.learner import Learner, resume, save_checkpoint
 from ftc.runtime.ppo.rollout import Actors, Rollout, collect, encode_prompts, prompt_batches, stop_token_ids
 from ftc.spec.models import Spec
@@ -109,7 +112,7 @@ def load_actors(folder: RunFolder, tokenizer: Any, device: Any) -> Actors:
 
     spec, plan = folder.spec, folder.plan
     reward_model, reward_tokenizer = load_reward_model(spec.ppo.reward_model, plan)
-    policy = prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
+    policy = load_trainable(folder)
     check_model(policy, plan, spec.train.method, "ppo")  # ppo's loop has no trainer to prepare it: checked as loaded
     if spec.train.method != "qlora":  # bitsandbytes layers were loaded where they run, and cannot move
         policy.to(device)

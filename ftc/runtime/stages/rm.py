@@ -13,10 +13,8 @@ from functools import partial
 from ftc.runs.folder import RunFolder
 from ftc.runtime.data.loading import load_preferences, train_eval_split
 from ftc.runtime.data.preference import encode_pairs, tokenizer_and_records
-from ftc.runtime.model.reference import load_reward_model, reward_lora_config
-from ftc.runtime.outputs import finish, save_trained
-from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
-from ftc.runtime.training import train
+from ftc.runtime.model.reference import reward_lora_config, reward_model_to_train
+from ftc.runtime.training import fit
 
 
 def run(folder: RunFolder) -> None:
@@ -24,31 +22,21 @@ def run(folder: RunFolder) -> None:
     # First: a bad record is reported before the heavy imports.
     pairs, held_out = train_eval_split(load_preferences(spec.data, seed), spec.data, seed)
 
-    from datasets import Dataset
     from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
-
-    from ftc.runtime.callbacks import MetricsRecorder
 
     tokenizer, data, evaluated = tokenizer_and_records(spec, pairs, held_out, partial(encode_pairs, drop_long=True))
 
     set_seed(seed)  # the new score head starts from the seed: the same spec trains the same reward model
-    model = load_reward_model(spec.model, folder.plan, spec.train.method)
-    recorder = MetricsRecorder(folder.metrics, stage="rm", method=spec.train.method)
-    trainer = RewardTrainer(
-        model=model,
-        args=RewardConfig(
-            **training_arguments(folder),
-            **evaluation_arguments(folder, bool(evaluated)),
-            max_length=spec.data.cutoff_len,
-        ),
-        train_dataset=Dataset.from_list(data.records),
-        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
-        processing_class=tokenizer,
+    model = reward_model_to_train(spec.model, folder.plan, spec.train.method)
+    fit(
+        folder,
+        model,
+        tokenizer,
+        data.records,
+        evaluated,
+        trainer_class=RewardTrainer,
+        config_class=RewardConfig,
+        settings={"max_length": spec.data.cutoff_len},
         peft_config=reward_lora_config(spec.lora, model) if spec.train.method == "lora" else None,
-        callbacks=[recorder],
     )
-    train(trainer, folder)
-
-    save_trained(trainer, folder)
-    finish(folder, recorder.metrics)

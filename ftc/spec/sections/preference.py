@@ -1,4 +1,5 @@
-"""[preference]: the preference stages' settings (dpo, kto, orpo), and which stage reads which key."""
+"""[preference]: the preference stages' settings (dpo, kto, orpo); which stage reads which key is on its
+record (`ftc.stages`)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,6 @@ DpoLoss = Literal[
     "sigmoid", "hinge", "ipo", "robust", "bco_pair", "sppo_hard", "nca_pair", "aot", "aot_unpaired",
     "apo_zero", "apo_down", "discopop", "sigmoid_norm",
 ]  # fmt: skip
-# The data format each preference stage trains on (the runtime's loaders read one kind per stage).
-PREFERENCE_STAGE_FORMATS = {"rm": "preference", "dpo": "preference", "orpo": "preference", "kto": "kto"}
-# [preference] keys and the stages that read them.
-PREFERENCE_KEY_STAGES = {
-    "beta": ("dpo", "kto", "orpo"),
-    "loss_type": ("dpo",),
-    "ftx": ("dpo",),
-    "desirable_weight": ("kto",),
-    "undesirable_weight": ("kto",),
-}
 
 
 class PreferenceSection(Section):

@@ -1,4 +1,5 @@
-"""[ppo]: the rollout stages' settings (ppo, grpo), and which stage reads which key."""
+"""[ppo]: the rollout stages' settings (ppo, grpo); which stage reads which key is on its record
+(`ftc.stages`)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,6 @@ from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import Section, rule_error
 
 RewardFunction = Literal["length", "format", "distinct"]
-# The data formats the rollout stages read prompts from: a conversation without its last reply.
-PROMPT_FORMATS = ("alpaca", "sharegpt", "messages")
-# [ppo] keys and the stages that read them.
-PPO_KEY_STAGES = {
-    "reward_model": ("ppo", "grpo"),
-    "kl_coef": ("ppo", "grpo"),
-    "clip_range": ("ppo", "grpo"),
-    "ppo_epochs": ("ppo", "grpo"),
-    "max_new_tokens": ("ppo", "grpo"),
-    "temperature": ("ppo", "grpo"),
-    "gamma": ("ppo",),
-    "lam": ("ppo",),
-    "clip_range_value": ("ppo",),
-    "value_loss_coef": ("ppo",),
-    "num_generations": ("grpo",),
-    "reward_functions": ("grpo",),
-    "target_words": ("grpo",),
-    "reply_pattern": ("grpo",),
-}
 
 
 class PpoSection(Section):

@@ -1,0 +1,55 @@
+"""The causal LM as the method trains it: every weight (`full`), the last layers (`freeze`), or a LoRA
+adapter on a base held in the plan's precision (`lora`) or in 4 or 8 bits (`qlora`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ftc.compiler.plan import Plan
+from ftc.methods import METHODS
+from ftc.runs.folder import RunFolder
+from ftc.runtime.model.freeze import freeze_all_but
+from ftc.runtime.model.loading import load_model
+from ftc.runtime.model.lora import lora_config, with_adapter
+from ftc.runtime.model.lora_inits import BASE_CHANGING_INITS, INITIAL_ADAPTER, loftq_init, save_initial_adapter
+from ftc.spec.models import Spec
+
+
+def load_trainable(folder: RunFolder) -> Any:
+    """The run's model, loaded as its method needs and prepared to train; an init that changes the base keeps
+    its initial adapter in the run folder."""
+    spec, plan = folder.spec, folder.plan
+    return prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
+
+
+def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None = None) -> Any:
+    """The model as the method trains it: all weights, the last layers, or wrapped with a LoRA adapter.
+
+    `run_path` (the run folder) keeps the initial adapter of an init that changes the base weights.
+    """
+    method = METHODS[spec.train.method]
+    adapter = spec.model.adapter
+    if adapter is not None and not method.has_adapter:
+        model = with_adapter(model, adapter).merge_and_unload()  # full/freeze start from base + adapter
+    if method.trains_chosen_layers:
+        freeze_all_but(model, spec.freeze)
+    if not method.has_adapter:
+        return model
+    if adapter is not None:
+        model = with_adapter(model, adapter, trainable=True)
+        config = model.peft_config["default"]
+        print(f"training the adapter in {adapter} further (rank {config.r}, alpha {config.lora_alpha})", flush=True)
+    else:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(spec.lora, model))
+    if spec.lora.init == "loftq":
+        loftq_init(model, spec.model, plan)
+    if plan.gradient_checkpointing.value:
+        model.enable_input_require_grads()  # recomputed blocks need an input that asks for gradients
+    # Every process computes the same init; one writes it (the one that saves the result).
+    if spec.lora.init in BASE_CHANGING_INITS and run_path is not None and int(os.environ.get("RANK", 0)) == 0:
+        save_initial_adapter(model, run_path / INITIAL_ADAPTER)
+    return model
