@@ -33,13 +33,13 @@ def uses_of(names: set[str], allowed: dict[str, set[str]]) -> list[Use]:
     for path in sorted(SOURCE.rglob("*.py")):
         relative = path.relative_to(SOURCE.parent).as_posix()
         own = allowed.get(relative, set())
-        for use in _uses(ast.parse(path.read_text(encoding="utf-8")), names, relative):
+        for use in uses_in(ast.parse(path.read_text(encoding="utf-8")), names, relative):
             if not set(use.names) <= own:
                 found.append(use)
     return found
 
 
-def _uses(tree: ast.AST, names: set[str], path: str) -> Iterator[Use]:
+def uses_in(tree: ast.AST, names: set[str], path: str) -> Iterator[Use]:
     literal_sets = {id(node.slice) for node in ast.walk(tree) if _is_literal_subscript(node)}
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):

@@ -52,3 +52,12 @@ def test_a_target_that_imports_the_runtime_breaks_the_layers(tmp_path):
     result = lint_imports(root)
     assert result.returncode == 1
     assert "ftc.targets is not allowed to import ftc.runtime" in result.stdout
+
+
+def test_the_runtime_keeps_its_rooms():
+    """Its top level stays small: what belongs to data, the model, ppo, the process or a stage lives in that room."""
+    runtime = ROOT / "ftc" / "runtime"
+    modules = sorted(path.name for path in runtime.glob("*.py") if path.name != "__init__.py")
+    assert len(modules) <= 12, modules
+    rooms = {path.name for path in runtime.iterdir() if (path / "__init__.py").is_file()}
+    assert {"data", "model", "ppo", "distributed", "stages"} <= rooms

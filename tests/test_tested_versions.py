@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -71,18 +72,18 @@ def test_the_warning_is_one_line_naming_only_the_training_libraries_that_differ(
     )
 
 
-def test_the_runtime_prints_the_warning_once_on_stderr_before_the_stage(tmp_path, monkeypatch, capsys):
+def test_the_runtime_prints_the_warning_once_on_stderr_before_the_stage(tmp_path, monkeypatch, capsys, run_folder):
     import ftc.runtime.__main__ as runtime
-    from ftc.runtime.stages import StageEntry
-    from tests.runtime.run_folders import write_run_folder
+    from ftc.stages import STAGES
+    from tests.tiny_runs import tiny_spec
 
     (tmp_path / "stand_in_stage.py").write_text("def run(folder):\n    print('stage ran')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(runtime, "STAGES", {"sft": StageEntry("sft", "stand_in_stage", "prints")})
+    monkeypatch.setattr(runtime, "STAGES", {"sft": dataclasses.replace(STAGES["sft"], module="stand_in_stage")})
     monkeypatch.setattr(runtime, "seed_all", lambda seed: None)  # transformers' set_seed: nothing to test here
     installed = {pin.name: pin.version for pin in read_tested_set()} | {"peft": "0.22.0"}
     monkeypatch.setattr(runtime, "untested_warning", functools.partial(untested_warning, installed=lookup(installed)))
-    run_dir = write_run_folder(tmp_path / "run", tmp_path / "model", tmp_path / "data.json")
+    run_dir = run_folder(tiny_spec(tmp_path / "run", tmp_path / "model", tmp_path / "data.json"))
 
     runtime.run(str(run_dir))
     captured = capsys.readouterr()

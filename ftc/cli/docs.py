@@ -37,11 +37,18 @@ def explain_key(key: str) -> None:
 def write_starter(path: Path, stage: str, method: str, model: str, force: bool) -> None:
     from ftc.spec import SpecError, parse_spec
     from ftc.spec.starter import starter_spec
+    from ftc.stages import STAGES
 
     for name, value, allowed in (("stage", stage, Stage), ("method", method, Method)):
         choices = typing.get_args(allowed)
         if value not in choices:
             raise FtcError(f"unknown {name} '{value}'", f"choose one of: {', '.join(choices)}")
+    runs_with = STAGES[stage].methods
+    if method not in runs_with:
+        raise FtcError(
+            f"train.stage = '{stage}' does not run with train.method = '{method}'",
+            f"use one of: {', '.join(runs_with)}",
+        )
     if path.exists() and not force:
         raise FtcError(f"{path} exists", "name another file, or pass --force to replace it")
     text = starter_spec(stage, method, model)

@@ -139,6 +139,8 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         if train.strategy in ("auto", layout.strategy) and train.offload in ("auto", layout.offload)
     ]
     if not layouts:
+        if train.strategy == "auto":  # only the offload was asked for, and no layout of this run has it
+            _refuse_offload(train.offload, train.stage, train.method, world)
         layouts = [
             Layout(_requested_strategy(train.strategy, world), "none" if train.offload == "auto" else train.offload)
         ]
@@ -269,6 +271,17 @@ def _memory_inputs(
 def _names(names: str | list[str]) -> str | tuple[str, ...]:
     """'all', or a list of names as the hashable tuple the estimate's inputs hold."""
     return names if isinstance(names, str) else tuple(names)
+
+
+def _refuse_offload(offload: str, stage: str, method: str, world: int) -> None:
+    offered = sorted({layout.offload for layout in candidate_layouts(world, method, stage)})
+    why = (
+        f"train.stage = '{stage}' runs only as whole replicas (single or ddp), which offload nothing"
+        if STAGES[stage].replicas_only
+        else f"no layout ftc plans on {world} device(s) offloads '{offload}'"
+    )
+    hint = f"use one of: auto, {', '.join(offered)}"
+    raise FtcError(f"train.offload = '{offload}' is not possible here: {why}", hint)
 
 
 def _requested_strategy(strategy: str, world: int) -> str:

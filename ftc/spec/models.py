@@ -105,6 +105,13 @@ class Spec(Section):
     def _method_rules(self) -> Spec:
         method, stage = self.train.method, self.train.stage
         trains, record = METHODS[method], STAGES[stage]
+        if method not in record.methods:
+            raise rule_error(
+                f"train.stage = {stage!r} does not run with train.method = {method!r}",
+                f"use one of: {', '.join(record.methods)}",
+                at="train.method",
+                code=Code.CONFLICT,
+            )
         if self.data.packing and not record.packs:
             raise rule_error(
                 f"packing is for the {_listed(name for name, other in STAGES.items() if other.packs)} stages, "

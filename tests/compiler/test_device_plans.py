@@ -151,6 +151,15 @@ def test_ppo_plans_a_replica_per_device_or_says_it_does_not_fit():
     assert not crowded.fits  # ddp needs 100 GiB; sft would shard with zero2, ppo says it does not fit
 
 
+def test_an_offload_no_layout_of_the_run_has_is_refused_with_the_ones_it_has():
+    text = replace(VALID, 'stage = "sft"', 'stage = "ppo"') + '\n[ppo]\nreward_model = "runs/rm/model"\n'
+    text = replace(text, "[train]", '[train]\noffload = "optimizer"')
+    with pytest.raises(FtcError) as caught:
+        compile_plan(parse_spec(text, "job.toml"), parse_hardware("8xH100-80GB"), LLAMA3_8B, fake_estimator(STATES))
+    assert "train.offload = 'optimizer'" in caught.value.message and "replicas" in caught.value.message
+    assert caught.value.hint == "use one of: auto, none"
+
+
 def test_precision_follows_the_hardware():
     v100 = plan(hardware="8xV100-32GB", estimate=fake_estimator({k: v / 4 for k, v in STATES.items()}))
     assert v100.precision.value == "fp16" and "loss scaling" in v100.precision.reason

@@ -12,7 +12,7 @@ import pytest
 from ftc.compiler.plan import Decision, HardwareRef
 from ftc.errors import RuntimeUserError
 from ftc.runtime.distributed.backend_check import check_backend, check_trainer_device
-from tests.runtime.run_folders import cpu_plan
+from tests.tiny_runs import cpu_plan
 
 
 def plan_for(backend: str, devices: int = 1):

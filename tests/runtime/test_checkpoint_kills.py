@@ -17,7 +17,7 @@ from ftc.quickstart.tiny import write_tiny_alpaca
 from ftc.runs.checkpoints import checkpoint_folders
 from ftc.runs.seal import is_sealed
 from ftc.runtime.__main__ import run
-from tests.runtime.run_folders import write_run_folder
+from tests.tiny_runs import tiny_spec
 
 STEPS, SAVE_STEPS = 16, 2
 KILLS = 3
@@ -74,13 +74,15 @@ def kill_during_save(run_dir: Path, log: Path, target: int, delay: float) -> Non
 
 
 @pytest.mark.slow
-def test_runs_killed_while_saving_resume_from_whole_checkpoints_to_the_same_losses(tmp_path, tiny_model_dir):
+def test_runs_killed_while_saving_resume_from_whole_checkpoints_to_the_same_losses(
+    tmp_path, tiny_model_dir, run_folder
+):
     data = write_tiny_alpaca(tmp_path / "tiny.json", n=64, seed=0)
     settings = {"max_steps": STEPS, "logging_steps": 1, "save_steps": SAVE_STEPS, "save_total_limit": 2}
-    straight = write_run_folder(tmp_path / "straight", tiny_model_dir, data, **settings)
+    straight = run_folder(tiny_spec(tmp_path / "straight", tiny_model_dir, data, **settings))
     run(str(straight))
 
-    killed = write_run_folder(tmp_path / "killed", tiny_model_dir, data, **settings)
+    killed = run_folder(tiny_spec(tmp_path / "killed", tiny_model_dir, data, **settings))
     kill_points = random.Random(SEED)
     cut, resumed_from = [], []
     for kill in range(KILLS + 1):

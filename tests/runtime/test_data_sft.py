@@ -9,11 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from ftc.quickstart.tiny import tiny_records
 from ftc.spec.models import Spec
-from tests.runtime.run_folders import cpu_plan
 
 
 def write_jsonl(path: Path, records: list) -> Path:
@@ -21,10 +19,18 @@ def write_jsonl(path: Path, records: list) -> Path:
     return path
 
 
-def train_sft(run_dir: Path, model_dir: Path, data: dict, **train: object) -> dict:
-    """Write a run folder as a target would, run it through the runtime's entry, return metrics.json."""
-    from ftc.runtime.__main__ import run
+@pytest.fixture
+def train_sft(run_folder, train_in_process):
+    """`train_sft(run_dir, model_dir, data)`: the SFT stage on this data section, written and trained; its metrics."""
 
+    def write_and_train(run_dir: Path, model_dir: Path, data: dict, **train: object) -> dict:
+        return train_in_process(run_folder(sft_spec(run_dir, model_dir, data, **train)))
+
+    return write_and_train
+
+
+def sft_spec(run_dir: Path, model_dir: Path, data: dict, **train: object) -> dict:
+    """The data section is the test's own: several datasets, formats found from their records, the data options."""
     spec = {
         "model": {"name_or_path": str(model_dir), "template": "llama3"},
         "data": {"cutoff_len": 128, **data},
@@ -42,16 +48,11 @@ def train_sft(run_dir: Path, model_dir: Path, data: dict, **train: object) -> di
         "output": {"dir": str(run_dir)},
     }
     spec["train"] = {key: value for key, value in spec["train"].items() if value is not None}  # None: leave out
-    Spec.model_validate(spec)
-    run_dir.mkdir(parents=True)
-    (run_dir / "spec.toml").write_text(tomli_w.dumps(spec), encoding="utf-8")
-    (run_dir / "plan.json").write_text(json.dumps(cpu_plan().to_dict()), encoding="utf-8")
-    run(str(run_dir))
-    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    return spec
 
 
 @pytest.mark.slow
-def test_sft_evaluates_the_held_out_split_at_every_logging_step(tmp_path, tiny_model_dir, capsys):
+def test_sft_evaluates_the_held_out_split_at_every_logging_step(tmp_path, tiny_model_dir, train_sft, capsys):
     data = write_jsonl(tmp_path / "train.jsonl", tiny_records(40))
     metrics = train_sft(tmp_path / "run", tiny_model_dir, {"datasets": [{"path": str(data)}], "eval_ratio": 0.25})
     assert "evaluation: 10 held-out examples" in capsys.readouterr().out
@@ -61,7 +62,7 @@ def test_sft_evaluates_the_held_out_split_at_every_logging_step(tmp_path, tiny_m
 
 
 @pytest.mark.slow
-def test_streamed_sft_reads_only_what_the_steps_consume(tmp_path, tiny_model_dir, capsys):
+def test_streamed_sft_reads_only_what_the_steps_consume(tmp_path, tiny_model_dir, train_sft, capsys):
     # 6 steps × 8 examples = 48 records (plus a batch read ahead); a bad record at line 400 is never reached.
     path = write_jsonl(tmp_path / "big.jsonl", tiny_records(399) + ["not a record"] + tiny_records(100))
     held = write_jsonl(tmp_path / "held.jsonl", tiny_records(8, seed=1))
@@ -123,7 +124,7 @@ def test_three_shapes_mixed_become_examples_with_reply_labels(tmp_path, tiny_mod
 
 
 @pytest.mark.slow
-def test_streamed_sft_packs_as_it_reads(tmp_path, tiny_model_dir, monkeypatch, capsys):
+def test_streamed_sft_packs_as_it_reads(tmp_path, tiny_model_dir, train_sft, monkeypatch, capsys):
     from ftc.runtime.data import packing
     from ftc.runtime.data import streaming as data_stream
 

@@ -12,20 +12,21 @@ import torch
 
 from ftc.errors import RuntimeUserError
 from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.runs.folder import load_run_folder
 from ftc.runtime.chat import chat
 from ftc.runtime.export import export
-from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
+from tests.tiny_runs import SHORT, tiny_spec
 
 PROBE = "Name a colour."
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory, tiny_model_dir):
+def lora_run(tmp_path_factory, tiny_model_dir, run_folder, train_in_process):
     root = tmp_path_factory.mktemp("export-lora")
     data = write_tiny_alpaca(root / "data.json", seed=0)
-    spec = tiny_run_spec(tiny_model_dir, data, root / "run", max_steps=4, save_steps=2)
-    folder = write_spec_run(root / "run", spec)
-    train_in_process(folder)
+    spec = tiny_spec(root / "run", tiny_model_dir, data, preset=SHORT, max_steps=4, save_steps=2)
+    folder = load_run_folder(run_folder(spec))
+    train_in_process(folder.path)
     return folder
 
 
@@ -65,15 +66,15 @@ def test_export_refuses_to_overwrite_and_names_checkpoints(lora_run):
 
 
 @pytest.mark.slow
-def test_a_full_run_exports_its_model(tmp_path, tiny_model_dir):
+def test_a_full_run_exports_its_model(tmp_path, tiny_model_dir, run_folder, train_in_process):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     data = write_tiny_alpaca(tmp_path / "data.json", seed=0)
-    folder = write_spec_run(
-        tmp_path / "run",
-        tiny_run_spec(tiny_model_dir, data, tmp_path / "run", method="full", max_steps=2, learning_rate=1e-3),
+    spec = tiny_spec(
+        tmp_path / "run", tiny_model_dir, data, preset=SHORT, method="full", max_steps=2, learning_rate=1e-3
     )
-    train_in_process(folder)
+    folder = load_run_folder(run_folder(spec))
+    train_in_process(folder.path)
     out = export(folder.path, dtype="fp32")
     tokenizer = AutoTokenizer.from_pretrained(out)
     exported = AutoModelForCausalLM.from_pretrained(out).eval()
@@ -103,9 +104,9 @@ def test_chat_through_the_cli_reads_stdin_until_it_ends(lora_run):
     assert "assistant> " in result.stdout
 
 
-def test_export_of_an_unfinished_run_is_a_user_error(tmp_path, tiny_model_dir):
+def test_export_of_an_unfinished_run_is_a_user_error(tmp_path, tiny_model_dir, run_folder):
     data = write_tiny_alpaca(tmp_path / "data.json", seed=0)
-    folder = write_spec_run(tmp_path / "run", tiny_run_spec(tiny_model_dir, data, tmp_path / "run"))
+    folder = load_run_folder(run_folder(tiny_spec(tmp_path / "run", tiny_model_dir, data, preset=SHORT)))
     result = subprocess.run(
         [sys.executable, "-m", "ftc", "export", str(folder.path)], capture_output=True, text=True, timeout=300
     )

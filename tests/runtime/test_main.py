@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ftc.quickstart.tiny import write_tiny_alpaca
-from tests.runtime.run_folders import write_run_folder
+from tests.tiny_runs import cpu_plan, tiny_spec
 
 
 def run_runtime(run_dir: Path) -> subprocess.CompletedProcess:
@@ -19,23 +19,22 @@ def run_runtime(run_dir: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_missing_dataset_exits_2_with_a_hint_and_no_traceback(tmp_path, tiny_model_dir):
-    run_dir = write_run_folder(tmp_path / "run", tiny_model_dir, tmp_path / "data" / "absent.json")
+def test_a_missing_dataset_exits_2_with_a_hint_and_no_traceback(tmp_path, tiny_model_dir, run_folder):
+    run_dir = run_folder(tiny_spec(tmp_path / "run", tiny_model_dir, tmp_path / "data" / "absent.json"))
     result = run_runtime(run_dir)
     assert result.returncode == 2
     assert result.stderr.startswith("error: dataset ") and "not found" in result.stderr
     assert "(hint: " in result.stderr and "Traceback" not in result.stderr + result.stdout
 
 
-def test_a_plan_for_an_absent_accelerator_exits_2_before_loading_anything(tmp_path, tiny_model_dir):
+def test_a_plan_for_an_absent_accelerator_exits_2_before_loading_anything(tmp_path, tiny_model_dir, run_folder):
     import json
     from dataclasses import replace
 
     from ftc.compiler.plan import Decision
-    from tests.runtime.run_folders import cpu_plan
 
     data = write_tiny_alpaca(tmp_path / "tiny.json", n=8)
-    run_dir = write_run_folder(tmp_path / "run", tiny_model_dir, data)
+    run_dir = run_folder(tiny_spec(tmp_path / "run", tiny_model_dir, data))
     npu_plan = replace(cpu_plan("bf16"), backend=Decision("npu", "planned for Ascend"))
     (run_dir / "plan.json").write_text(json.dumps(npu_plan.to_dict()), encoding="utf-8")
     result = run_runtime(run_dir)

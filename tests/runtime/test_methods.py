@@ -8,12 +8,12 @@ import pytest
 
 from ftc.errors import RuntimeUserError
 from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.runs.folder import load_run_folder
 from ftc.runtime.model.loading import load_model
 from ftc.runtime.model.lora import attach_lora_plus, lora_config
 from ftc.runtime.model.trainable import prepare_trainable
 from ftc.spec.models import LoraSection, Spec
-from tests.runtime.run_folders import cpu_plan
-from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
+from tests.tiny_runs import SHORT, cpu_plan, tiny_spec
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,9 @@ def alpaca(tmp_path_factory):
 
 
 def spec_for(model_dir, data, method, **sections) -> Spec:
-    spec = tiny_run_spec(model_dir, data, data.parent / "unused", method=method)
-    return Spec.model_validate({**spec, **sections})
+    return Spec.model_validate(
+        tiny_spec(data.parent / "unused", model_dir, data, preset=SHORT, sections=sections, method=method)
+    )
 
 
 def trainable_names(model) -> set[str]:
@@ -66,13 +67,15 @@ def test_freeze_holds_the_trained_layers_in_fp32_under_a_half_precision_plan(tin
 
 
 @pytest.mark.slow
-def test_a_freeze_run_changes_the_trained_layers_and_nothing_else(tmp_path, tiny_model_dir, alpaca):
+def test_a_freeze_run_changes_the_trained_layers_and_nothing_else(
+    tmp_path, tiny_model_dir, alpaca, run_folder, train_in_process
+):
     import torch
     from transformers import AutoModelForCausalLM
 
-    spec = tiny_run_spec(tiny_model_dir, alpaca, tmp_path / "run", method="freeze", max_steps=4)
-    folder = write_spec_run(tmp_path / "run", {**spec, "freeze": {"trainable_layers": 1}})
-    train_in_process(folder)
+    spec = tiny_spec(tmp_path / "run", tiny_model_dir, alpaca, preset=SHORT, method="freeze", max_steps=4)
+    folder = load_run_folder(run_folder({**spec, "freeze": {"trainable_layers": 1}}))
+    train_in_process(folder.path)
     before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
     after = AutoModelForCausalLM.from_pretrained(folder.trained).state_dict()
     changed = {name for name in before if not torch.equal(before[name], after[name])}
@@ -82,7 +85,9 @@ def test_a_freeze_run_changes_the_trained_layers_and_nothing_else(tmp_path, tiny
 # -- qlora: bitsandbytes runs 4- and 8-bit layers on the CPU -------------------------------------------
 @pytest.mark.slow  # bitsandbytes' import and CPU kernels
 @pytest.mark.parametrize("bits", [4, 8])
-def test_qlora_quantizes_the_linear_layers_and_the_loss_falls(tmp_path, tiny_model_dir, alpaca, bits):
+def test_qlora_quantizes_the_linear_layers_and_the_loss_falls(
+    tmp_path, tiny_model_dir, alpaca, run_folder, train_in_process, bits
+):
     from dataclasses import replace
 
     import bitsandbytes as bnb
@@ -90,14 +95,14 @@ def test_qlora_quantizes_the_linear_layers_and_the_loss_falls(tmp_path, tiny_mod
     from ftc.compiler.plan import Decision
 
     plan = replace(cpu_plan(), quantization_bits=Decision(bits, "fixed by the test"))
-    spec = tiny_run_spec(tiny_model_dir, alpaca, tmp_path / "run", method="qlora", max_steps=15)
-    folder = write_spec_run(tmp_path / "run", {**spec, "quantization": {"bits": bits}}, plan)
+    spec = tiny_spec(tmp_path / "run", tiny_model_dir, alpaca, preset=SHORT, method="qlora", max_steps=15)
+    folder = load_run_folder(run_folder({**spec, "quantization": {"bits": bits}}, plan))
     layer = {4: bnb.nn.Linear4bit, 8: bnb.nn.Linear8bitLt}[bits]
     model = load_model(folder.spec.model, plan, "qlora")
     assert isinstance(model.model.layers[0].self_attn.q_proj, layer)
     del model
 
-    metrics = train_in_process(folder)
+    metrics = train_in_process(folder.path)
     assert metrics["last_loss"] < 0.85 * metrics["first_loss"], metrics["log"]
     assert (folder.path / "adapter" / "adapter_model.safetensors").is_file()
 
@@ -129,13 +134,13 @@ def test_rslora_scales_by_the_square_root_of_the_rank(tiny_model_dir, alpaca):
 
 
 @pytest.mark.slow
-def test_dora_trains_a_magnitude_per_output_row(tmp_path, tiny_model_dir, alpaca):
-    spec = tiny_run_spec(tiny_model_dir, alpaca, tmp_path / "run", max_steps=8)
-    folder = write_spec_run(tmp_path / "run", {**spec, "lora": {"rank": 8, "alpha": 16, "use_dora": True}})
+def test_dora_trains_a_magnitude_per_output_row(tmp_path, tiny_model_dir, alpaca, run_folder, train_in_process):
+    spec = tiny_spec(tmp_path / "run", tiny_model_dir, alpaca, preset=SHORT, max_steps=8)
+    folder = load_run_folder(run_folder({**spec, "lora": {"rank": 8, "alpha": 16, "use_dora": True}}))
     model = prepare_trainable(load_model(folder.spec.model, cpu_plan(), "lora"), folder.spec, cpu_plan())
     magnitudes = [name for name in trainable_names(model) if "lora_magnitude_vector" in name]
     assert len(magnitudes) == 2 * 7  # every adapted linear of both layers
-    metrics = train_in_process(folder)
+    metrics = train_in_process(folder.path)
     assert metrics["last_loss"] < metrics["first_loss"], metrics["log"]
 
 
@@ -177,7 +182,7 @@ def learning_rates(optimizer, model) -> dict[str, set[float]]:
 
 @pytest.mark.slow
 def test_pissa_starts_where_the_base_model_is_and_saves_an_adapter_for_the_original_base(
-    tmp_path, tiny_model_dir, alpaca
+    tmp_path, tiny_model_dir, alpaca, run_folder, train_in_process
 ):
     import json
 
@@ -185,8 +190,8 @@ def test_pissa_starts_where_the_base_model_is_and_saves_an_adapter_for_the_origi
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    spec = tiny_run_spec(tiny_model_dir, alpaca, tmp_path / "run", max_steps=8)
-    folder = write_spec_run(tmp_path / "run", {**spec, "lora": {"rank": 4, "alpha": 4, "init": "pissa"}})
+    spec = tiny_spec(tmp_path / "run", tiny_model_dir, alpaca, preset=SHORT, max_steps=8)
+    folder = load_run_folder(run_folder({**spec, "lora": {"rank": 4, "alpha": 4, "init": "pissa"}}))
     ids = torch.tensor([[5, 17, 42, 99, 7, 13]])
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     pissa = prepare_trainable(load_model(folder.spec.model, cpu_plan(), "lora"), folder.spec, cpu_plan()).eval()
@@ -195,7 +200,7 @@ def test_pissa_starts_where_the_base_model_is_and_saves_an_adapter_for_the_origi
     with torch.no_grad():  # principal part in the adapter + residual in the base = the model as it was
         torch.testing.assert_close(pissa(input_ids=ids).logits, base(input_ids=ids).logits, atol=1e-4, rtol=1e-4)
 
-    train_in_process(folder)
+    train_in_process(folder.path)
     saved = json.loads((folder.trained / "adapter_config.json").read_text())
     assert saved["r"] == 8  # peft's conversion: a rank-2r LoRA on the untouched base
     tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), folder.trained).eval()

@@ -8,7 +8,7 @@ from ftc.errors import RuntimeUserError
 from ftc.runtime.model.loading import load_model
 from ftc.runtime.model.lora import linear_layer_names, lora_config
 from ftc.spec.models import LoraSection, ModelSection
-from tests.runtime.run_folders import cpu_plan
+from tests.tiny_runs import cpu_plan
 
 LLAMA_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 

@@ -122,14 +122,14 @@ def test_packed_and_padded_batches_give_the_same_loss(tiny_model_dir, examples):
 
 
 @pytest.mark.slow
-def test_sft_learns_with_packing(tmp_path, tiny_model_dir, capsys):
+def test_sft_learns_with_packing(tmp_path, tiny_model_dir, run_folder, train_in_process, capsys):
     from ftc.quickstart.tiny import write_tiny_alpaca
-    from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
+    from tests.tiny_runs import SHORT, tiny_spec
 
     data = write_tiny_alpaca(tmp_path / "tiny.json", n=96)
-    spec = tiny_run_spec(tiny_model_dir, data, tmp_path / "run", max_steps=8, lr_scheduler="constant")
+    spec = tiny_spec(tmp_path / "run", tiny_model_dir, data, preset=SHORT, max_steps=8, lr_scheduler="constant")
     spec["data"]["packing"] = True
-    metrics = train_in_process(write_spec_run(tmp_path / "run", spec))
+    metrics = train_in_process(run_folder(spec))
     assert "packing: 96 examples into " in capsys.readouterr().out
     assert metrics["last_loss"] < 0.8 * metrics["first_loss"], metrics["log"]
 

@@ -14,7 +14,7 @@ import torch
 from ftc.compiler.plan import Decision
 from ftc.errors import RuntimeUserError
 from ftc.runtime.plan_check import check_prepared, fsdp_mismatch
-from tests.runtime.run_folders import cpu_plan
+from tests.tiny_runs import cpu_plan
 
 
 class TinyBlock(torch.nn.Module):

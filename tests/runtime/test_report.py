@@ -12,7 +12,7 @@ from ftc.runs.metrics import add_trainer_log, new_metrics, read_metrics, series_
 from ftc.runs.report import sparkline, summary_lines, write_plots
 from ftc.runtime.trainer_args import monitor_environment, training_arguments, warmup_fraction
 from ftc.spec.models import Spec
-from tests.runtime.run_folders import cpu_plan
+from tests.tiny_runs import cpu_plan
 
 
 def test_sparkline_runs_from_high_to_low():

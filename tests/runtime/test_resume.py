@@ -15,7 +15,7 @@ from ftc.runs.seal import is_sealed
 from ftc.runs.stopping import EXIT_STOPPED
 from ftc.runtime.__main__ import run
 from ftc.runtime.callbacks import MetricsRecorder
-from tests.runtime.run_folders import write_run_folder
+from tests.tiny_runs import tiny_spec
 
 STEPS = 20
 STOP_AT = 10
@@ -35,22 +35,22 @@ def stop_with_sigterm_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
     monkeypatch.setattr(MetricsRecorder, "on_step_end", on_step_end, raising=False)
 
 
-def train_run(tmp_path: Path, name: str, model: Path, data: Path, **train: object) -> Path:
+def train_run(run_folder, tmp_path: Path, name: str, model: Path, data: Path, **train: object) -> Path:
     # Both runs share this process, and the LoRA matrices are drawn from torch's global generator before the
     # trainer seeds it: start each run from the same generator state, as a fresh process would.
     import torch
 
     torch.manual_seed(0)
-    return write_run_folder(tmp_path / name, model, data, max_steps=STEPS, logging_steps=1, save_steps=15, **train)
+    return run_folder(tiny_spec(tmp_path / name, model, data, max_steps=STEPS, logging_steps=1, save_steps=15, **train))
 
 
 @pytest.mark.slow
-def test_stopped_and_resumed_run_matches_a_straight_run(tmp_path, tiny_model_dir, monkeypatch):
+def test_stopped_and_resumed_run_matches_a_straight_run(tmp_path, tiny_model_dir, run_folder, monkeypatch):
     data = write_tiny_alpaca(tmp_path / "tiny.json", n=96, seed=0)
-    straight = train_run(tmp_path, "straight", tiny_model_dir, data)
+    straight = train_run(run_folder, tmp_path, "straight", tiny_model_dir, data)
     run(str(straight))
 
-    resumed = train_run(tmp_path, "resumed", tiny_model_dir, data)
+    resumed = train_run(run_folder, tmp_path, "resumed", tiny_model_dir, data)
     with monkeypatch.context() as patch:
         stop_with_sigterm_at(patch, STOP_AT)
         with pytest.raises(SystemExit) as stopped:
@@ -73,9 +73,9 @@ def test_stopped_and_resumed_run_matches_a_straight_run(tmp_path, tiny_model_dir
 
 
 @pytest.mark.slow
-def test_a_resume_whose_data_or_schedule_changed_is_refused(tmp_path, tiny_model_dir, monkeypatch):
+def test_a_resume_whose_data_or_schedule_changed_is_refused(tmp_path, tiny_model_dir, run_folder, monkeypatch):
     data = write_tiny_alpaca(tmp_path / "tiny.json", n=48, seed=0)
-    run_dir = train_run(tmp_path, "run", tiny_model_dir, data)
+    run_dir = train_run(run_folder, tmp_path, "run", tiny_model_dir, data)
     with monkeypatch.context() as patch:
         stop_with_sigterm_at(patch, 3)
         with pytest.raises(SystemExit):

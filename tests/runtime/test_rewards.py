@@ -48,8 +48,26 @@ def test_trl_shape_takes_text_or_conversational_completions():
     assert reply_text([{"role": "assistant", "content": "x"}]) == "x"
 
 
+def test_a_reward_model_is_held_as_the_plan_holds_the_policy(tmp_path):
+    """The same loader as the rm stage's: the plan's compute dtype and attention kernel, frozen."""
+    from dataclasses import replace
+
+    import torch
+
+    from ftc.compiler.plan import Decision
+    from ftc.quickstart.tiny import build_tiny_reward_model
+    from ftc.runtime.model.rewards import load_reward_model
+    from tests.tiny_runs import cpu_plan
+
+    plan = replace(cpu_plan("bf16"), attention=Decision("eager", "fixed by the test"))
+    model, tokenizer = load_reward_model(str(build_tiny_reward_model(tmp_path / "reward")), plan)
+    assert model.dtype == torch.bfloat16 and model.config._attn_implementation == "eager"
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    assert not any(parameter.requires_grad for parameter in model.parameters())
+
+
 @pytest.mark.slow
-def test_a_reward_model_from_an_rm_runs_adapter_scores_as_peft_loads_it(tmp_path, tiny_model_dir):
+def test_a_reward_model_from_an_rm_runs_adapter_scores_as_peft_loads_it(tmp_path, tiny_model_dir, train_stage):
     """The rm stage's LoRA output (adapter + score head on the base) is merged on load and scores as peft would."""
     import torch
     from peft import PeftModel
@@ -57,11 +75,10 @@ def test_a_reward_model_from_an_rm_runs_adapter_scores_as_peft_loads_it(tmp_path
 
     from ftc.quickstart.tiny import write_tiny_preferences
     from ftc.runtime.model.rewards import load_reward_model, score_replies
-    from tests.runtime.run_folders import cpu_plan
-    from tests.runtime.stage_runs import train_stage
+    from tests.tiny_runs import cpu_plan
 
     pairs = write_tiny_preferences(tmp_path / "pairs.json", n=16)
-    train_stage(tmp_path / "rm", tiny_model_dir, pairs, "preference", stage="rm", method="lora", max_steps=2)
+    train_stage(tmp_path / "rm", pairs, "preference", stage="rm", method="lora", max_steps=2)
     adapter = tmp_path / "rm" / "adapter"
 
     model, tokenizer = load_reward_model(str(adapter), cpu_plan())

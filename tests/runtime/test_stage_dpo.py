@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from ftc.quickstart.tiny import write_tiny_preferences
-from tests.runtime.stage_runs import series, train_stage
+from tests.tiny_runs import series
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_dpo_opens_the_margin_between_chosen_and_rejected(tmp_path, tiny_model_dir, method):
+def test_dpo_opens_the_margin_between_chosen_and_rejected(tmp_path, train_stage, method):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)
-    metrics = train_stage(tmp_path / "run", tiny_model_dir, data, "preference", stage="dpo", method=method)
+    metrics = train_stage(tmp_path / "run", data, "preference", stage="dpo", method=method)
 
     margins, accuracies = series(metrics, "reward_margin"), series(metrics, "reward_accuracy")
     assert len(margins) == 12 and (metrics["stage"], metrics["method"]) == ("dpo", method)
@@ -29,15 +29,13 @@ def test_dpo_opens_the_margin_between_chosen_and_rejected(tmp_path, tiny_model_d
 
 
 @pytest.mark.slow
-def test_ipo_with_an_sft_term_and_held_out_pairs(tmp_path, tiny_model_dir):
+def test_ipo_with_an_sft_term_and_held_out_pairs(tmp_path, train_stage):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=80)
     sections = {
         "data": {"datasets": [{"path": str(data), "format": "preference"}], "cutoff_len": 128, "eval_ratio": 0.2},
         "preference": {"loss_type": "ipo", "ftx": 0.5, "beta": 0.5},
     }
-    metrics = train_stage(
-        tmp_path / "run", tiny_model_dir, data, "preference", sections, stage="dpo", method="lora", logging_steps=4
-    )
+    metrics = train_stage(tmp_path / "run", data, "preference", sections, stage="dpo", method="lora", logging_steps=4)
 
     margins = series(metrics, "reward_margin")
     assert margins[0] == pytest.approx(0.0, abs=1e-4) and margins[-1] > 0.3, margins
@@ -49,12 +47,10 @@ def test_ipo_with_an_sft_term_and_held_out_pairs(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_full_dpo_in_bf16_against_a_bf16_reference(tmp_path, tiny_model_dir):
+def test_full_dpo_in_bf16_against_a_bf16_reference(tmp_path, train_stage):
     # The policy keeps fp32 weights under bf16 autocast; the frozen reference is held in bf16, as the plan counts it.
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)
-    metrics = train_stage(
-        tmp_path / "run", tiny_model_dir, data, "preference", None, "bf16", stage="dpo", method="full"
-    )
+    metrics = train_stage(tmp_path / "run", data, "preference", None, "bf16", stage="dpo", method="full")
 
     margins = series(metrics, "reward_margin")
     assert abs(margins[0]) < 0.05 and sum(margins[-3:]) / 3 > 0.5, margins

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from ftc.quickstart.tiny import build_tiny_reward_model, write_tiny_alpaca
-from tests.runtime.stage_runs import series, train_stage
+from tests.tiny_runs import series
 
 # ppo_epochs = 1: trl generates at every step (more iterations reuse a step's replies and log no reward)
 ROLLOUTS = {"max_new_tokens": 8, "num_generations": 4, "ppo_epochs": 1}
@@ -26,12 +26,12 @@ def adapter_or_model_moved(trained, base, method: str) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_grpo_logs_the_reward_of_every_group_and_moves_the_policy(tmp_path, tiny_model_dir, method):
+def test_grpo_logs_the_reward_of_every_group_and_moves_the_policy(tmp_path, tiny_model_dir, train_stage, method):
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=32)
     # replies of the untrained model differ in length, so the groups' rewards differ and there is something to learn
     sections = {"ppo": {"reward_functions": ["length"], "target_words": 4, **ROLLOUTS}}
     run_dir = tmp_path / "run"
-    metrics = train_stage(run_dir, tiny_model_dir, data, "alpaca", sections, stage="grpo", method=method, max_steps=3)
+    metrics = train_stage(run_dir, data, "alpaca", sections, stage="grpo", method=method, max_steps=3)
 
     assert (metrics["stage"], metrics["method"]) == ("grpo", method)
     rewards = series(metrics, "reward")
@@ -46,7 +46,7 @@ def test_grpo_logs_the_reward_of_every_group_and_moves_the_policy(tmp_path, tiny
 
 
 @pytest.mark.slow
-def test_grpo_scores_every_reply_with_a_reward_model_beside_the_functions(tmp_path, tiny_model_dir, monkeypatch):
+def test_grpo_scores_every_reply_with_a_reward_model_beside_the_functions(tmp_path, train_stage, monkeypatch):
     from ftc.runtime.stages import grpo
 
     scored: list[int] = []
@@ -61,7 +61,7 @@ def test_grpo_scores_every_reply_with_a_reward_model_beside_the_functions(tmp_pa
     reward_model = build_tiny_reward_model(tmp_path / "reward", seed=1)
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=16)
     sections = {"ppo": {"reward_functions": ["distinct"], "reward_model": str(reward_model), **ROLLOUTS}}
-    metrics = train_stage(tmp_path / "run", tiny_model_dir, data, "alpaca", sections, stage="grpo", max_steps=2)
+    metrics = train_stage(tmp_path / "run", data, "alpaca", sections, stage="grpo", max_steps=2)
 
     assert scored == [8, 8]  # each step's 2 prompts × 4 replies, all scored by the reward model
     rewards = series(metrics, "reward")

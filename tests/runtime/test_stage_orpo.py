@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from ftc.quickstart.tiny import write_tiny_preferences
-from tests.runtime.stage_runs import series, train_stage
+from tests.tiny_runs import series
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_orpo_raises_chosen_over_rejected_without_a_reference(tmp_path, tiny_model_dir, method):
+def test_orpo_raises_chosen_over_rejected_without_a_reference(tmp_path, train_stage, method):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)
     metrics = train_stage(
-        tmp_path / "run", tiny_model_dir, data, "preference", stage="orpo", method=method,
+        tmp_path / "run", data, "preference", stage="orpo", method=method,
         sections={"preference": {"beta": 0.5}}, learning_rate=1e-2,
     )  # fmt: skip
 

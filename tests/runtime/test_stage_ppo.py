@@ -9,7 +9,7 @@ import pytest
 
 from ftc.quickstart.tiny import build_tiny_reward_model, write_tiny_alpaca
 from ftc.runs.seal import is_sealed
-from tests.runtime.stage_runs import series, train_stage
+from tests.tiny_runs import QUICK, cpu_plan, series, tiny_spec
 
 ROLLOUTS = {"max_new_tokens": 8, "ppo_epochs": 2}
 LOGGED = ("reward", "kl", "policy_loss", "value_loss", "clip_fraction", "entropy")
@@ -33,13 +33,13 @@ def moved_weights(trained, base, method: str) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(tmp_path, tiny_model_dir, reward_model_dir, method):
+def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(
+    tmp_path, tiny_model_dir, reward_model_dir, train_stage, method
+):
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=32)
     run_dir = tmp_path / "run"
     sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
-    metrics = train_stage(
-        run_dir, tiny_model_dir, data, "alpaca", sections, stage="ppo", method=method, max_steps=4, save_steps=2
-    )
+    metrics = train_stage(run_dir, data, "alpaca", sections, stage="ppo", method=method, max_steps=4, save_steps=2)
 
     assert (metrics["stage"], metrics["method"]) == ("ppo", method)
     assert [entry["step"] for entry in metrics["log"]] == [1, 2, 3, 4]
@@ -65,22 +65,22 @@ def test_ppo_completes_rollouts_and_updates_with_a_finite_kl(tmp_path, tiny_mode
         assert (run_dir / plot).read_bytes().startswith(b"\x89PNG")
 
 
-def test_ppo_refuses_what_its_loop_does_not_do(tmp_path, tiny_model_dir, reward_model_dir):
+def test_ppo_refuses_what_its_loop_does_not_do(tmp_path, reward_model_dir, train_stage):
     from ftc.errors import RuntimeUserError
 
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=8)
     sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
     with pytest.raises(RuntimeUserError, match="train.optimizer = 'adamw_8bit'"):
-        train_stage(tmp_path / "run", tiny_model_dir, data, "alpaca", sections, stage="ppo", optimizer="adamw_8bit")
+        train_stage(tmp_path / "run", data, "alpaca", sections, stage="ppo", optimizer="adamw_8bit")
 
 
-def test_a_missing_reward_model_is_named_by_its_key(tmp_path, tiny_model_dir):
+def test_a_missing_reward_model_is_named_by_its_key(tmp_path, train_stage):
     from ftc.errors import RuntimeUserError
 
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=8)
     sections = {"ppo": {"reward_model": str(tmp_path / "no-such-rm"), **ROLLOUTS}}
     with pytest.raises(RuntimeUserError) as caught:
-        train_stage(tmp_path / "run", tiny_model_dir, data, "alpaca", sections, stage="ppo", max_steps=1)
+        train_stage(tmp_path / "run", data, "alpaca", sections, stage="ppo", max_steps=1)
     assert caught.value.message == f"ppo.reward_model: folder {tmp_path / 'no-such-rm'} not found"
     assert "rm" in caught.value.hint
 
@@ -92,7 +92,6 @@ def test_ppo_distributes_with_ddp_only_and_says_so_before_loading_anything():
     from ftc.errors import RuntimeUserError
     from ftc.runtime.stages.ppo import check_runnable
     from ftc.spec.models import Spec
-    from tests.runtime.run_folders import cpu_plan
 
     spec = Spec.model_validate(
         {
@@ -112,7 +111,7 @@ def test_ppo_distributes_with_ddp_only_and_says_so_before_loading_anything():
 
 @pytest.mark.slow
 def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_would(
-    tmp_path, tiny_model_dir, reward_model_dir, monkeypatch
+    tmp_path, tiny_model_dir, reward_model_dir, run_folder, train_stage, monkeypatch
 ):
     """SIGTERM after step 2 → a checkpoint and exit; the next start continues with step 3, and steps 3-4 log
     exactly what a run never stopped logs (policy, value head, optimizer, schedule, prompt order and RNG restored)."""
@@ -123,15 +122,14 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
     from ftc.runs.stopping import EXIT_STOPPED
     from ftc.runtime.__main__ import run
     from ftc.runtime.ppo import learner as ppo_learner
-    from tests.runtime.run_folders import cpu_plan, write_run_folder
-    from tests.runtime.stage_runs import QUICK
 
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=32)
     sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
-    settings = {**QUICK, "stage": "ppo", "method": "lora", "max_steps": 4, "save_steps": 10}
-    unbroken = train_stage(tmp_path / "unbroken", tiny_model_dir, data, "alpaca", sections, **settings)
+    settings = {"stage": "ppo", "method": "lora", "max_steps": 4, "save_steps": 10}  # over QUICK, as in train_stage
+    unbroken = train_stage(tmp_path / "unbroken", data, "alpaca", sections, **settings)
 
-    stopped = write_run_folder(tmp_path / "stopped", tiny_model_dir, data, "alpaca", sections, cpu_plan(), **settings)
+    stopped_spec = tiny_spec(tmp_path / "stopped", tiny_model_dir, data, preset=QUICK, sections=sections, **settings)
+    stopped = run_folder(stopped_spec, cpu_plan())
     update = ppo_learner.Learner.update
 
     def update_then_signal(learner, rollout):
@@ -159,7 +157,7 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_unbroken_run_w
 
 
 @pytest.mark.slow
-def test_resuming_a_run_whose_settings_changed_is_refused(tmp_path, tiny_model_dir, reward_model_dir):
+def test_resuming_a_run_whose_settings_changed_is_refused(tmp_path, reward_model_dir, train_stage):
     import tomli_w
 
     from ftc.errors import RuntimeUserError
@@ -169,7 +167,7 @@ def test_resuming_a_run_whose_settings_changed_is_refused(tmp_path, tiny_model_d
     data = write_tiny_alpaca(tmp_path / "prompts.json", n=16)
     sections = {"ppo": {"reward_model": str(reward_model_dir), **ROLLOUTS}}
     run_dir = tmp_path / "run"
-    train_stage(run_dir, tiny_model_dir, data, "alpaca", sections, stage="ppo", max_steps=2, save_steps=1)
+    train_stage(run_dir, data, "alpaca", sections, stage="ppo", max_steps=2, save_steps=1)
     spec = parse_spec((run_dir / "spec.toml").read_text(), "spec.toml").model_dump(mode="json", exclude_none=True)
     spec["ppo"]["kl_coef"] = 0.5
     (run_dir / "spec.toml").write_text(tomli_w.dumps(spec))

@@ -8,9 +8,9 @@ import pytest
 
 from ftc.compiler.plan import Decision
 from ftc.quickstart.tiny import write_tiny_texts
+from ftc.runs.folder import load_run_folder
 from ftc.runtime.data.texts import encode_texts
-from tests.runtime.run_folders import cpu_plan
-from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
+from tests.tiny_runs import SHORT, cpu_plan, tiny_spec
 
 
 @pytest.fixture(scope="module")
@@ -18,27 +18,28 @@ def texts(tmp_path_factory):
     return write_tiny_texts(tmp_path_factory.mktemp("data") / "texts.jsonl", n=96)
 
 
-def pt_run(tmp_path, model_dir, texts, method="lora", packing=False, plan=None, **sections):
-    spec = tiny_run_spec(
+def pt_run(run_folder, tmp_path, model_dir, texts, method="lora", packing=False, plan=None, **sections):
+    spec = tiny_spec(
+        tmp_path / "run",
         model_dir,
         texts,
-        tmp_path / "run",
-        data_format="text",
+        "text",
+        preset=SHORT,
         stage="pt",
         method=method,
         max_steps=6,
         lr_scheduler="constant",
     )
     spec["data"]["packing"] = packing
-    return write_spec_run(tmp_path / "run", {**spec, **sections}, plan)
+    return load_run_folder(run_folder({**spec, **sections}, plan))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_the_loss_falls(tmp_path, tiny_model_dir, texts, method, packing, capsys):
-    folder = pt_run(tmp_path, tiny_model_dir, texts, method, packing)
-    metrics = train_in_process(folder)
+def test_the_loss_falls(tmp_path, tiny_model_dir, texts, run_folder, train_in_process, method, packing, capsys):
+    folder = pt_run(run_folder, tmp_path, tiny_model_dir, texts, method, packing)
+    metrics = train_in_process(folder.path)
     assert ("rows of up to 128 tokens" in capsys.readouterr().out) == packing  # the run says how it packed
     assert metrics["stage"] == "pt" and metrics["method"] == method
     assert metrics["peak_memory"]["host_rss_gib"] > 0.1  # the CPU's peak, beside the plan's estimate
@@ -48,16 +49,16 @@ def test_the_loss_falls(tmp_path, tiny_model_dir, texts, method, packing, capsys
 
 
 @pytest.mark.slow
-def test_freeze_learns_too(tmp_path, tiny_model_dir, texts):
-    folder = pt_run(tmp_path, tiny_model_dir, texts, "freeze", True, freeze={"trainable_layers": 1})
-    metrics = train_in_process(folder)
+def test_freeze_learns_too(tmp_path, tiny_model_dir, texts, run_folder, train_in_process):
+    folder = pt_run(run_folder, tmp_path, tiny_model_dir, texts, "freeze", True, freeze={"trainable_layers": 1})
+    metrics = train_in_process(folder.path)
     assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]
 
 
 @pytest.mark.slow  # bitsandbytes' import and CPU kernels
-def test_qlora_learns_too(tmp_path, tiny_model_dir, texts):
+def test_qlora_learns_too(tmp_path, tiny_model_dir, texts, run_folder, train_in_process):
     plan = replace(cpu_plan(), quantization_bits=Decision(4, "fixed by the test"))
-    metrics = train_in_process(pt_run(tmp_path, tiny_model_dir, texts, "qlora", True, plan))
+    metrics = train_in_process(pt_run(run_folder, tmp_path, tiny_model_dir, texts, "qlora", True, plan).path)
     assert metrics["last_loss"] < 0.9 * metrics["first_loss"], metrics["log"]
 
 
@@ -76,11 +77,12 @@ def test_documents_are_framed_and_long_ones_are_cut_not_truncated(tiny_tokenizer
 
 
 @pytest.mark.slow
-def test_held_out_documents_are_evaluated_at_every_logging_step(tmp_path, tiny_model_dir, texts):
-    spec = tiny_run_spec(tiny_model_dir, texts, tmp_path / "eval", data_format="text", stage="pt", max_steps=4)
+def test_held_out_documents_are_evaluated_at_every_logging_step(
+    tmp_path, tiny_model_dir, texts, run_folder, train_in_process
+):
+    spec = tiny_spec(tmp_path / "eval", tiny_model_dir, texts, "text", preset=SHORT, stage="pt", max_steps=4)
     spec["data"].update(packing=True, eval_ratio=0.2)
-    folder = write_spec_run(tmp_path / "eval", spec)
-    metrics = train_in_process(folder)
+    metrics = train_in_process(run_folder(spec))
     assert [entry["step"] for entry in metrics["eval_log"]] == [1, 2, 3, 4]
     assert metrics["eval_log"][-1]["eval_loss"] < metrics["eval_log"][0]["eval_loss"]
 
@@ -88,7 +90,7 @@ def test_held_out_documents_are_evaluated_at_every_logging_step(tmp_path, tiny_m
 @pytest.mark.slow
 @pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
 def test_streamed_documents_are_read_only_as_far_as_training_goes(
-    tmp_path, tiny_model_dir, monkeypatch, packing, capsys
+    tmp_path, tiny_model_dir, run_folder, train_in_process, monkeypatch, packing, capsys
 ):
     from ftc.runtime.data import streaming as data_stream
 
@@ -96,11 +98,11 @@ def test_streamed_documents_are_read_only_as_far_as_training_goes(
     path = write_tiny_texts(tmp_path / "corpus.jsonl", n=400)
     with path.open("a", encoding="utf-8") as corpus:  # reached only if the stream were read whole
         corpus.write("not a record\n")
-    spec = tiny_run_spec(
-        tiny_model_dir, path, tmp_path / "run", data_format="text", stage="pt", max_steps=6, lr_scheduler="constant"
+    spec = tiny_spec(
+        tmp_path / "run", tiny_model_dir, path, "text", preset=SHORT, stage="pt", max_steps=6, lr_scheduler="constant"
     )
     spec["data"].update(packing=packing, streaming=True)
-    metrics = train_in_process(write_spec_run(tmp_path / "run", spec))
+    metrics = train_in_process(run_folder(spec))
     out = capsys.readouterr().out
     assert "data: streamed from 1 dataset" in out
     assert ("packed 32 examples at a time into rows of 128" in out) == packing

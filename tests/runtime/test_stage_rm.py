@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ftc.quickstart.tiny import tiny_preferences, write_tiny_preferences
-from tests.runtime.stage_runs import series, train_stage
+from tests.tiny_runs import series
 
 
 def held_out_accuracy(run_dir, model_dir, method: str, n: int = 32) -> float:
@@ -41,9 +41,9 @@ def held_out_accuracy(run_dir, model_dir, method: str, n: int = 32) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_reward_model_ranks_chosen_above_rejected_on_pairs_it_never_saw(tmp_path, tiny_model_dir, method):
+def test_reward_model_ranks_chosen_above_rejected_on_pairs_it_never_saw(tmp_path, tiny_model_dir, train_stage, method):
     data = write_tiny_preferences(tmp_path / "pairs.json", n=64)
-    metrics = train_stage(tmp_path / "run", tiny_model_dir, data, "preference", stage="rm", method=method)
+    metrics = train_stage(tmp_path / "run", data, "preference", stage="rm", method=method)
 
     assert (metrics["stage"], metrics["method"]) == ("rm", method)
     assert len(series(metrics, "reward_accuracy")) == len(series(metrics, "reward_margin")) == 12
@@ -52,16 +52,3 @@ def test_reward_model_ranks_chosen_above_rejected_on_pairs_it_never_saw(tmp_path
     for plot in ("loss.png", "margin.png", "accuracy.png"):
         assert (tmp_path / "run" / plot).is_file()
     assert not (tmp_path / "run" / "rewards.png").exists()  # trl's RewardTrainer logs no per-reply rewards
-
-
-def test_rm_names_the_methods_it_supports(tmp_path, tiny_model_dir):
-    from ftc.errors import RuntimeUserError
-    from ftc.runs.folder import load_run_folder
-    from ftc.runtime.stages import rm
-    from tests.runtime.run_folders import write_run_folder
-
-    data = write_tiny_preferences(tmp_path / "pairs.json", n=8)
-    run_dir = write_run_folder(tmp_path / "run", tiny_model_dir, data, "preference", stage="rm", method="freeze")
-    with pytest.raises(RuntimeUserError, match="train.stage = 'rm' does not support train.method = 'freeze'") as caught:
-        rm.run(load_run_folder(run_dir))
-    assert caught.value.hint == "use one of: full, lora"

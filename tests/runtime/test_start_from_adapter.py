@@ -7,23 +7,23 @@ import tomli_w
 import torch
 
 from ftc.quickstart.tiny import write_tiny_alpaca
+from ftc.runs.folder import load_run_folder
 from ftc.runtime.model.loading import load_model
 from ftc.runtime.model.trainable import prepare_trainable
 from ftc.spec import SpecError, parse_spec
 from ftc.spec.models import Spec
 from ftc.spec.resolve import input_paths
-from tests.runtime.run_folders import cpu_plan
-from tests.runtime.training_runs import tiny_run_spec, train_in_process, write_spec_run
+from tests.tiny_runs import SHORT, cpu_plan, tiny_spec
 
 IDS = torch.tensor([[5, 17, 42, 99, 7, 13]])
 
 
 @pytest.fixture(scope="module")
-def earlier(tmp_path_factory, tiny_model_dir):
+def earlier(tmp_path_factory, tiny_model_dir, run_folder, train_in_process):
     root = tmp_path_factory.mktemp("earlier")
     data = write_tiny_alpaca(root / "data.json", seed=0)
-    folder = write_spec_run(root / "run", tiny_run_spec(tiny_model_dir, data, root / "run", max_steps=4))
-    train_in_process(folder)
+    folder = load_run_folder(run_folder(tiny_spec(root / "run", tiny_model_dir, data, preset=SHORT, max_steps=4)))
+    train_in_process(folder.path)
     return folder
 
 
@@ -41,13 +41,15 @@ def adapted_logits(tiny_model_dir, adapter) -> torch.Tensor:
 
 def spec_from(earlier, tiny_model_dir, tmp_path, method: str) -> dict:
     data = write_tiny_alpaca(tmp_path / "new-data.json", seed=1)  # new data: a new run, not a resume
-    spec = tiny_run_spec(tiny_model_dir, data, tmp_path / "run", method=method, max_steps=3, learning_rate=1e-3)
+    spec = tiny_spec(
+        tmp_path / "run", tiny_model_dir, data, preset=SHORT, method=method, max_steps=3, learning_rate=1e-3
+    )
     spec["model"]["adapter"] = str(earlier.trained)
     return spec
 
 
 @pytest.mark.slow
-def test_lora_trains_the_earlier_adapter_further(earlier, tiny_model_dir, tmp_path):
+def test_lora_trains_the_earlier_adapter_further(earlier, tiny_model_dir, tmp_path, run_folder, train_in_process):
     spec = spec_from(earlier, tiny_model_dir, tmp_path, "lora")
     model = prepare_trainable(
         load_model(Spec.model_validate(spec).model, cpu_plan(), "lora"), Spec.model_validate(spec), cpu_plan()
@@ -56,8 +58,8 @@ def test_lora_trains_the_earlier_adapter_further(earlier, tiny_model_dir, tmp_pa
     torch.testing.assert_close(logits(model), start)  # the new run starts where the earlier one ended
     assert any(param.requires_grad for name, param in model.named_parameters() if "lora_" in name)
 
-    folder = write_spec_run(tmp_path / "run", spec)
-    train_in_process(folder)
+    folder = load_run_folder(run_folder(spec))
+    train_in_process(folder.path)
     assert not torch.allclose(adapted_logits(tiny_model_dir, folder.trained), start, atol=1e-4)
 
 

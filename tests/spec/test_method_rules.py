@@ -57,3 +57,13 @@ def test_loftq_is_for_a_4bit_qlora_base():
     parse_spec(qlora, "job.toml")  # bits left to the plan
     parse_spec(qlora + "\n[quantization]\nbits = 4\n", "job.toml")
     assert refusal(qlora + "\n[quantization]\nbits = 8\n") == (24, "lora.init", "E-CONFLICT")
+
+
+def test_a_stage_refuses_a_method_its_record_leaves_out_before_anything_runs():
+    rm = replace(replace(VALID, 'stage = "sft"', 'stage = "rm"'), 'format = "alpaca"', 'format = "preference"')
+    parse_spec(rm, "job.toml")  # rm with lora
+    line, path, code = refusal(replace(rm, 'method = "lora"', 'method = "freeze"'))
+    assert (path, code) == ("train.method", "E-CONFLICT")
+    with pytest.raises(SpecError) as caught:
+        parse_spec(replace(rm, 'method = "lora"', 'method = "freeze"'), "job.toml")
+    assert caught.value.diagnostics[0].hint == "use one of: full, lora"  # the new score head must train

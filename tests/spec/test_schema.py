@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from ftc.methods import METHODS
 from ftc.spec import parse_spec
 from ftc.spec.diagnostics import inner_model
-from ftc.spec.models import Method, Spec, Stage
+from ftc.spec.models import Spec
 from ftc.spec.schema import explain, json_schema, key_doc, known_keys, schema_text
 from ftc.spec.starter import starter_spec
+from ftc.stages import STAGES
 from tests.commands import ftc
 
 EXAMPLES = Path(__file__).parent.parent.parent / "examples"
@@ -91,13 +93,23 @@ def test_known_keys_cover_every_field():
     assert {path for path, _ in all_fields(Spec)} <= keys
 
 
-@pytest.mark.parametrize(("stage", "method"), list(itertools.product(typing.get_args(Stage), typing.get_args(Method))))
+@pytest.mark.parametrize(
+    ("stage", "method"),
+    [(stage, method) for stage, method in itertools.product(STAGES, METHODS) if method in STAGES[stage].methods],
+)
 def test_every_starter_validates_and_shows_every_key(stage, method):
     text = starter_spec(stage, method, "meta-llama/Llama-3.1-8B")
     spec = parse_spec(text, "starter.toml")
     assert (spec.train.stage, spec.train.method) == (stage, method)
     for path, _ in all_fields(Spec):
         assert f" {path.rsplit('.', 1)[-1]} = " in text or f"\n{path.rsplit('.', 1)[-1]} = " in text, path
+
+
+def test_init_refuses_a_method_the_stage_does_not_run_with(tmp_path):
+    result = ftc("init", "job.toml", "--stage", "rm", "--method", "freeze", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "use one of: full, lora" in result.stderr
+    assert not (tmp_path / "job.toml").exists()
 
 
 def test_init_writes_a_starter_and_never_overwrites(tmp_path):

@@ -6,13 +6,11 @@ from dataclasses import replace
 from typing import Any
 
 from ftc.compiler.plan import Plan
-from ftc.errors import RuntimeUserError
 from ftc.methods import METHODS
 from ftc.runtime.model.loading import ATTENTION_KERNELS, load_errors_explained, load_score_model
 from ftc.runtime.model.lora import lora_config
 from ftc.runtime.model.precision import compute_dtype
 from ftc.spec.models import LoraSection, ModelSection, Spec
-from ftc.stages import STAGES
 
 SCORE_HEAD = "score"  # transformers' name for the head of every *ForSequenceClassification decoder
 
@@ -47,12 +45,6 @@ def reward_model_to_train(model: ModelSection, plan: Plan, method: str) -> Any:
     """The rm stage's model: the base with a one-output score head in place of the LM head (the head starts random)."""
     import torch
 
-    supported = STAGES["rm"].methods  # the new score head must train: its record leaves out freeze and qlora
-    if method not in supported:
-        raise RuntimeUserError(
-            f"train.stage = 'rm' does not support train.method = {method!r} yet",
-            f"use one of: {', '.join(supported)}",
-        )
     # as load_model: full training keeps fp32 master weights, LoRA a base in the compute dtype
     dtype = torch.float32 if METHODS[method].trains_all_weights else compute_dtype(plan)
     with load_errors_explained(model):

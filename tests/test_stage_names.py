@@ -1,0 +1,40 @@
+"""Nothing in ftc decides by a stage's or a method's name but its record (ftc.stages, ftc.methods) and
+the stage's own runtime module: the rest asks the record (`STAGES[name].paired`, `METHODS[name].has_adapter`)."""
+
+from __future__ import annotations
+
+import ast
+
+from ftc.methods import METHODS
+from ftc.stages import STAGES
+from tests.name_branches import uses_in, uses_of
+
+
+def test_no_stage_name_is_branched_on_outside_its_record_and_its_runtime_module():
+    allowed = {"ftc/stages.py": set(STAGES)} | {f"ftc/runtime/stages/{name}.py": {name} for name in STAGES}
+    found = uses_of(set(STAGES), allowed)
+    assert not found, "ask the stage's record (ftc.stages) instead:\n" + "\n".join(map(str, found))
+
+
+def test_the_scan_finds_branches_and_tables_but_not_the_value_sets():
+    source = (
+        'if stage == "ppo" or stage in ("dpo", "x"):\n'
+        "    pass\n"
+        'TABLE = {"kto": 2, "rm": 1}\n'
+        'match stage:\n    case "orpo":\n        pass\n'
+        'Stage = Literal["pt", "sft"]\n'
+    )
+    found = sorted(str(use) for use in uses_in(ast.parse(source), set(STAGES), "m.py"))
+    assert found == [
+        "m.py:1: branch on dpo",
+        "m.py:1: branch on ppo",
+        "m.py:3: table on kto, rm",
+        "m.py:5: branch on orpo",
+    ]
+
+
+def test_no_method_name_is_branched_on_outside_the_records_and_the_stages_runtime_modules():
+    records = {"ftc/methods.py": set(METHODS), "ftc/stages.py": set(METHODS)}  # a stage's record names its methods
+    allowed = records | {f"ftc/runtime/stages/{name}.py": set(METHODS) for name in STAGES}
+    found = uses_of(set(METHODS), allowed)
+    assert not found, "ask the method's record (ftc.methods) instead:\n" + "\n".join(map(str, found))

@@ -1,0 +1,67 @@
+"""The stage records (ftc.stages) agree with the spec language, the data formats and the runtime
+(tests/test_stage_names.py: nothing else in ftc decides by a stage's name)."""
+
+from __future__ import annotations
+
+import importlib.util
+import typing
+
+import pytest
+
+from ftc.methods import METHODS
+from ftc.records.formats import Kind, formats_of
+from ftc.spec.models import PpoSection, PreferenceSection, Stage
+from ftc.stages import STAGES, DataKind, stages_reading
+
+SECTIONS = {"preference": PreferenceSection, "ppo": PpoSection}
+
+
+def test_the_spec_language_names_the_registrys_stages_in_its_order():
+    # train.stage's values, its E-ENUM message and the JSON Schema list them in this order
+    assert typing.get_args(Stage) == tuple(STAGES)
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_each_stage_is_run_by_its_own_runtime_module(name):
+    record = STAGES[name]
+    assert record.name == name and record.summary
+    assert record.module == f"ftc.runtime.stages.{name}"
+    assert importlib.util.find_spec(record.module) is not None
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_a_stage_reads_every_format_of_its_kind_and_no_other(name):
+    record = STAGES[name]
+    assert record.formats == tuple(formats_of(record.data))
+
+
+def test_the_data_kinds_are_the_formats_kinds():
+    assert set(typing.get_args(DataKind)) == set(typing.get_args(Kind))
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_what_a_stage_reads_is_a_key_of_its_section(name):
+    for key in STAGES[name].reads:
+        section, _, field = key.partition(".")
+        assert field in SECTIONS[section].model_fields, key
+
+
+@pytest.mark.parametrize(("section", "model"), SECTIONS.items())
+def test_every_key_of_a_stage_section_is_read_by_some_stage(section, model):
+    for field in model.model_fields:
+        assert stages_reading(f"{section}.{field}"), f"{section}.{field} is read by no stage"
+
+
+def test_the_records_hold_together():
+    for record in STAGES.values():
+        assert set(record.methods) <= set(METHODS), record.name
+        assert (record.least_micro_batch > 1) == bool(record.least_micro_batch_why), record.name
+        # a rollout stage scores its replies and reads [ppo]; the others do neither
+        assert (record.samples is not None) == (record.reward_model is not None) == ("ppo" in record.sections)
+        assert not (record.paired and not record.judged), record.name  # pairs are judged replies
+
+
+def test_readers_come_in_registry_order():
+    assert stages_reading("preference.beta") == ("dpo", "kto", "orpo")
+    assert stages_reading("ppo.kl_coef") == ("ppo", "grpo")
+    assert stages_reading("ppo.gamma") == ("ppo",)
