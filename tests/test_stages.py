@@ -7,18 +7,24 @@ import importlib.util
 import typing
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from ftc.methods import METHODS
 from ftc.records.formats import Kind, formats_of
-from ftc.spec.models import PpoSection, PreferenceSection, Stage
+from ftc.spec.models import PpoSection, PreferenceSection, Spec, Stage
 from ftc.stages import STAGES, DataKind, stages_reading
 
 SECTIONS = {"preference": PreferenceSection, "ppo": PpoSection}
 
 
-def test_the_spec_language_names_the_registrys_stages_in_its_order():
+def test_the_spec_language_takes_exactly_the_registrys_stages_in_its_order():
     # train.stage's values, its E-ENUM message and the JSON Schema list them in this order
     assert typing.get_args(Stage) == tuple(STAGES)
+    schema = Spec.model_json_schema()
+    stage_schema = schema["$defs"][schema["properties"]["train"]["$ref"].rsplit("/", 1)[-1]]["properties"]["stage"]
+    assert stage_schema["enum"] == list(STAGES)
+    with pytest.raises(ValidationError):
+        TypeAdapter(Stage).validate_python("sftt")
 
 
 @pytest.mark.parametrize("name", STAGES)

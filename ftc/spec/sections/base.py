@@ -7,10 +7,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from ftc.methods import METHODS
 from ftc.spec.diagnostics import Code
+from ftc.stages import STAGES
 
-Stage = Literal["pt", "sft", "rm", "ppo", "grpo", "dpo", "kto", "orpo"]
-Method = Literal["full", "freeze", "lora", "qlora"]
+# The names come from the records, so a new stage or method is its record (and its runtime), not a list here too.
+Stage = Literal[tuple(STAGES)]  # in the records' order: messages and the JSON Schema list them so
+Method = Literal[tuple(METHODS)]
 DataFormat = Literal["alpaca", "sharegpt", "messages", "preference", "kto", "text"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
