@@ -14,6 +14,14 @@ from ftc.spec.models import Spec
 from tests.tiny_runs import cpu_plan
 
 
+@pytest.fixture(autouse=True)
+def prepared_data_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own cache of prepared data, so that none reads what another prepared (nor a user's)."""
+    folder = tmp_path_factory.mktemp("ftc-cache")
+    monkeypatch.setenv("FTC_CACHE", str(folder))
+    return folder / "prepared"
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ftc.quickstart.tiny import build_tiny_model

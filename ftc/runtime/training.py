@@ -20,17 +20,19 @@ def fit(
     model: Any,
     tokenizer: Any,
     rows: Any,
-    evaluated: list[dict[str, Any]] | None,
+    evaluated: Any,
     *,
     trainer_class: type,
     config_class: type,
     settings: dict[str, Any],
+    preparation: dict[str, Any] | None = None,
     **trainer_arguments: Any,
 ) -> None:
     """Train `model` with the stage's trainer and leave the result, metrics.json and its plots in the run folder.
     `config_class` is the trainer's TrainingArguments class, given the run's settings and the stage's own
     (`settings`: max_length, beta, ...); `trainer_arguments` are the stage's own (ref_model, data_collator, ...).
-    `rows` are records (a list) or a dataset (streamed); `evaluated` the held-out records, None without any."""
+    `rows` are records (a list) or a dataset; `evaluated` the held-out records (alike), None without any.
+    `preparation` says how the token stages' data was prepared, for metrics.json."""
     from datasets import Dataset
 
     from ftc.runtime.callbacks import MetricsRecorder
@@ -38,11 +40,15 @@ def fit(
     from ftc.runtime.trainer_args import evaluation_arguments, training_arguments
 
     recorder = MetricsRecorder(folder.metrics, stage=folder.spec.train.stage, method=folder.spec.train.method)
+    if preparation is not None:
+        recorder.metrics["data_preparation"] = preparation
     trainer = trainer_class(
         model=model,
         args=config_class(**training_arguments(folder), **evaluation_arguments(folder, bool(evaluated)), **settings),
         train_dataset=Dataset.from_list(rows) if isinstance(rows, list) else rows,
-        eval_dataset=Dataset.from_list(evaluated) if evaluated else None,
+        eval_dataset=(Dataset.from_list(evaluated) if isinstance(evaluated, list) else evaluated)
+        if evaluated
+        else None,
         processing_class=tokenizer,
         callbacks=[recorder],
         **trainer_arguments,

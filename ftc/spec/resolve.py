@@ -37,6 +37,7 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
     reward_model = spec.ppo.reward_model and anchor(spec.ppo.reward_model)
     datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]
     eval_datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.eval_datasets]
+    cache_dir = spec.data.cache_dir and str(anchored(spec.data.cache_dir, base_dir))
     output_dir = Path(spec.output.dir).expanduser()
     output = spec.output.model_copy(
         update={"dir": str(output_dir if output_dir.is_absolute() else base_dir / output_dir)}
@@ -44,7 +45,9 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
     return spec.model_copy(
         update={
             "model": model,
-            "data": spec.data.model_copy(update={"datasets": datasets, "eval_datasets": eval_datasets}),
+            "data": spec.data.model_copy(
+                update={"datasets": datasets, "eval_datasets": eval_datasets, "cache_dir": cache_dir}
+            ),
             "output": output,
             "ppo": spec.ppo.model_copy(update={"reward_model": reward_model}),
         }

@@ -138,7 +138,8 @@ def test_a_stream_is_packed_a_window_at_a_time_and_lazily():
     from ftc.runtime.data.streaming import pack_stream
 
     rng = random.Random(1)
-    examples = [{"input_ids": [index] * rng.randint(2, 60), "labels": [0] * 2} for index in range(100)]
+    lengths = [rng.randint(2, 60) for _ in range(100)]
+    examples = [{"input_ids": [index] * n, "labels": [0] * n} for index, n in enumerate(lengths)]
     consumed = []
 
     def stream():

@@ -19,15 +19,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ftc.runtime.data.tokenize import IGNORE_INDEX
+import numpy as np
+
+from ftc.runtime.data.token_rows import IGNORE_INDEX, TOKEN, TokenRows, offsets_of, pack_rows
 
 Example = dict[str, list[int]]  # {"input_ids": [...], "labels": [...]}
 
 
 def pack_examples(examples: Sequence[Example], row_length: int) -> list[dict[str, list[int]]]:
     """Rows of {"input_ids", "labels", "seq_lengths"}; every example lands whole in one row."""
-    rows = pack_lengths([len(example["input_ids"]) for example in examples], row_length)
-    return [_join([examples[index] for index in row]) for row in rows]
+    return pack_token_rows(token_rows_of(examples), row_length).rows()
+
+
+def pack_token_rows(examples: TokenRows, row_length: int) -> TokenRows:
+    """`pack_examples` for examples held flat."""
+    return pack_rows(examples, pack_lengths(examples.lengths.tolist(), row_length))
+
+
+def token_rows_of(examples: Sequence[Example]) -> TokenRows:
+    lengths = np.fromiter((len(example["input_ids"]) for example in examples), dtype=np.int64, count=len(examples))
+    flat = [token for example in examples for token in example["input_ids"]]
+    labels = [label for example in examples for label in example["labels"]]
+    return TokenRows(np.array(flat, dtype=TOKEN), np.array(labels, dtype=TOKEN), offsets_of(lengths))
 
 
 def pack_lengths(lengths: Sequence[int], row_length: int) -> list[list[int]]:
@@ -50,15 +63,6 @@ def pack_lengths(lengths: Sequence[int], row_length: int) -> list[list[int]]:
         if room > 0:
             bisect.insort(free, (room, row))
     return rows
-
-
-def _join(row: list[Example]) -> dict[str, list[int]]:
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for example in row:
-        input_ids += example["input_ids"]
-        labels += [IGNORE_INDEX] + list(example["labels"][1:])
-    return {"input_ids": input_ids, "labels": labels, "seq_lengths": [len(e["input_ids"]) for e in row]}
 
 
 @dataclass(frozen=True)
@@ -125,10 +129,9 @@ class PaddingCollator:
         return {**{key: torch.tensor(value) for key, value in batch.items()}, "use_cache": False}
 
 
-def packing_summary(examples: Sequence[Example], rows: Sequence[dict[str, list[int]]], row_length: int) -> str:
+def packing_summary(examples: TokenRows, rows: TokenRows, row_length: int) -> str:
     """One line: how many rows the examples packed into, and how full they are."""
-    tokens = sum(len(example["input_ids"]) for example in examples)
     return (
         f"packing: {len(examples)} examples into {len(rows)} rows of up to {row_length} tokens "
-        f"({tokens / (len(rows) * row_length):.0%} full)"
+        f"({examples.tokens / (len(rows) * row_length):.0%} full)"
     )

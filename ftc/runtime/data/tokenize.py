@@ -8,22 +8,30 @@ message adds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ftc.errors import RuntimeUserError
+from ftc.runtime.data.batch_encode import encode_batch, in_chunks
 from ftc.runtime.data.loading import Conversation
+from ftc.runtime.data.token_rows import IGNORE_INDEX, TOKEN, TokenRows, offsets_of, spans
 from ftc.spec.chat_templates import TEMPLATES, ChatTemplateError, Message, Segment
 
-IGNORE_INDEX = -100  # labels the loss skips (the HF convention)
 _NAME_A_TEMPLATE = f"set model.template to one of: {', '.join(TEMPLATES)}"
 
 
 @dataclass(frozen=True)
 class EncodedData:
-    examples: list[dict[str, list[int]]]  # {"input_ids": [...], "labels": [...]}
+    rows: TokenRows  # input_ids and labels of each example
     truncated: int  # kept, but cut at cutoff_len
     dropped: int  # left out: no reply token within cutoff_len
+
+    @property
+    def examples(self) -> list[dict[str, list[int]]]:
+        return self.rows.rows()
 
 
 def use_template(tokenizer: Any, template_name: str) -> None:
@@ -89,60 +97,87 @@ def _render(tokenizer: Any, messages: list[Message], tools: list[dict] | None, a
 
 
 def encode_segments(tokenizer: Any, segments: list[Segment]) -> dict[str, list[int]]:
-    if not segments:  # a conversation without a reply; the tokenizer refuses an empty batch
-        return {"input_ids": [], "labels": []}
-    pieces = tokenizer([segment.text for segment in segments], add_special_tokens=False)["input_ids"]
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for segment, ids in zip(segments, pieces, strict=True):
-        input_ids += ids
-        labels += ids if segment.trainable else [IGNORE_INDEX] * len(ids)
-    return {"input_ids": input_ids, "labels": labels}
+    """One conversation's segments as input_ids and labels (the reply tokens only), uncut."""
+    rows = encode_segment_lists(tokenizer, [segments], cutoff_len=None).rows
+    return rows.rows()[0] if len(rows) else {"input_ids": [], "labels": []}
+
+
+@dataclass(frozen=True)
+class _Cut:
+    rows: TokenRows
+    kept: np.ndarray  # index of each row's conversation
+    truncated: int
+    dropped: int
+
+
+def encode_segment_lists(tokenizer: Any, conversations: list[list[Segment]], cutoff_len: int | None) -> _Cut:
+    """Every conversation's segments encoded in one batch; rows cut at cutoff_len, those left without a
+    reply token dropped. Each segment is encoded on its own, as `encode_segments` always has."""
+    texts = [segment.text for segments in conversations for segment in segments]
+    trainable = np.fromiter(
+        (segment.trainable for segments in conversations for segment in segments), dtype=bool, count=len(texts)
+    )
+    per_conversation = np.fromiter(map(len, conversations), dtype=np.int64, count=len(conversations))
+    ids, segment_lengths = encode_batch(tokenizer, texts)
+    labels = np.where(np.repeat(trainable, segment_lengths), ids, IGNORE_INDEX).astype(TOKEN)
+    # A conversation's length is the sum of its segments' lengths.
+    segment_ends = offsets_of(segment_lengths)[offsets_of(per_conversation)]
+    lengths = np.diff(segment_ends)
+    limit = lengths if cutoff_len is None else np.minimum(lengths, cutoff_len)
+    keep = spans(segment_ends[:-1], limit)
+    # Reply tokens within the cut, per conversation, from a running count (empty conversations count 0).
+    running = offsets_of(labels[keep] != IGNORE_INDEX)[offsets_of(limit)]
+    kept = np.flatnonzero(np.diff(running) > 0)
+    positions = spans(segment_ends[:-1][kept], limit[kept])
+    rows = TokenRows(ids[positions], labels[positions], offsets_of(limit[kept]))
+    truncated = int((lengths[kept] > limit[kept]).sum())
+    return _Cut(rows, kept, truncated, len(conversations) - len(kept))
 
 
 def encode_conversation(
     tokenizer: Any, conversation: Conversation, template_name: str, cutoff_len: int
 ) -> tuple[dict[str, list[int]] | None, bool]:
     """(example cut at cutoff_len, whether it was cut); the example is None when no reply token is left."""
+    cut = encode_segment_lists(tokenizer, [_segments(tokenizer, conversation, template_name)], cutoff_len)
+    if not len(cut.rows):
+        return None, False
+    return cut.rows.rows()[0], bool(cut.truncated)
+
+
+def encode_conversations(
+    tokenizer: Any, conversations: Sequence[Conversation], template_name: str, cutoff_len: int
+) -> EncodedData:
+    """Every conversation encoded, a chunk of them per call to the tokenizer."""
+    cuts = [
+        encode_segment_lists(
+            tokenizer, [_segments(tokenizer, conversation, template_name) for conversation in chunk], cutoff_len
+        )
+        for chunk in in_chunks(conversations, "conversations")
+    ]
+    rows = TokenRows.concat([cut.rows for cut in cuts])
+    if not len(rows):
+        raise RuntimeUserError(
+            f"no example has a reply within data.cutoff_len = {cutoff_len} tokens", "raise data.cutoff_len"
+        )
+    return EncodedData(rows, sum(cut.truncated for cut in cuts), sum(cut.dropped for cut in cuts))
+
+
+def _segments(tokenizer: Any, conversation: Conversation, template_name: str) -> list[Segment]:
     try:
-        segments = conversation_segments(tokenizer, template_name, conversation.messages, conversation.tools)
+        return conversation_segments(tokenizer, template_name, conversation.messages, conversation.tools)
     except ChatTemplateError as error:
         raise RuntimeUserError(
             f"{conversation.where}: {error}",
             f"fix the record, or set model.template to one that fits it (auto, {', '.join(TEMPLATES)})",
         ) from None
-    example = encode_segments(tokenizer, segments)
-    too_long = len(example["input_ids"]) > cutoff_len
-    example = {key: ids[:cutoff_len] for key, ids in example.items()}
-    if all(label == IGNORE_INDEX for label in example["labels"]):
-        return None, too_long
-    return example, too_long
-
-
-def encode_conversations(
-    tokenizer: Any, conversations: list[Conversation], template_name: str, cutoff_len: int
-) -> EncodedData:
-    examples, truncated, dropped = [], 0, 0
-    for conversation in conversations:
-        example, too_long = encode_conversation(tokenizer, conversation, template_name, cutoff_len)
-        if example is None:
-            dropped += 1
-        else:
-            truncated += too_long
-            examples.append(example)
-    if not examples:
-        raise RuntimeUserError(
-            f"no example has a reply within data.cutoff_len = {cutoff_len} tokens", "raise data.cutoff_len"
-        )
-    return EncodedData(examples, truncated, dropped)
 
 
 def describe_data(data: EncodedData, tokenizer: Any, template_name: str) -> str:
     """One line on what training will see, plus a warning when the template's end marker is no token here."""
-    lengths = [len(example["input_ids"]) for example in data.examples]
+    lengths = data.rows.lengths
     line = (
-        f"data: {len(lengths)} examples, {sum(lengths) / len(lengths):.0f} tokens on average "
-        f"(longest {max(lengths)}; {data.truncated} truncated, {data.dropped} dropped), template {template_name}"
+        f"data: {len(lengths)} examples, {lengths.mean():.0f} tokens on average "
+        f"(longest {lengths.max()}; {data.truncated} truncated, {data.dropped} dropped), template {template_name}"
     )
     marker = untokenized_end_marker(tokenizer, template_name)
     if marker is not None:

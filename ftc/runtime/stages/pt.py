@@ -9,9 +9,9 @@ data.streaming the documents are read, encoded (and packed) while training runs 
 from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
-from ftc.runtime.data.loading import TextDocument, training_records
+from ftc.runtime.data.loading import TextDocument
 from ftc.runtime.data.packing import PaddingCollator, packed_collator
-from ftc.runtime.data.rows import training_rows
+from ftc.runtime.data.prepared import token_stage_data
 from ftc.runtime.data.streaming import streamed_texts
 from ftc.runtime.data.texts import describe_texts, encode_texts
 from ftc.runtime.model.loading import load_tokenizer
@@ -21,19 +21,15 @@ from ftc.runtime.training import fit
 
 def run(folder: RunFolder) -> None:
     spec, cutoff_len = folder.spec, folder.spec.data.cutoff_len
-    # First: a bad record is reported before the heavy imports.
-    documents, held_out = training_records(spec.data, TextDocument, spec.train.seed)
-
     from transformers import Trainer, TrainingArguments
 
     tokenizer = load_tokenizer(spec.model)
     collator = PaddingCollator(tokenizer.pad_token_id)
     if spec.data.packing:
         collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
-    rows, evaluated = training_rows(
-        spec.data,
-        documents,
-        held_out,
+    data = token_stage_data(
+        spec,
+        TextDocument,
         encode=lambda records: encode_texts(tokenizer, records, cutoff_len),
         describe=describe_texts,
         stream=lambda: streamed_texts(spec, tokenizer),
@@ -42,8 +38,8 @@ def run(folder: RunFolder) -> None:
         folder,
         load_trainable(folder),
         tokenizer,
-        rows,
-        evaluated,
+        data.train,
+        data.evaluated,
         trainer_class=Trainer,
         config_class=TrainingArguments,
         # our collator reads seq_lengths, which the model's forward does not take

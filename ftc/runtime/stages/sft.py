@@ -9,9 +9,9 @@ read, encoded (and packed) while training runs (`ftc.runtime.data.streaming`).
 from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
-from ftc.runtime.data.loading import Conversation, training_records
+from ftc.runtime.data.loading import Conversation
 from ftc.runtime.data.packing import packed_collator
-from ftc.runtime.data.rows import training_rows
+from ftc.runtime.data.prepared import token_stage_data
 from ftc.runtime.data.streaming import streamed_examples
 from ftc.runtime.data.tokenize import describe_data, encode_conversations, use_template
 from ftc.runtime.model.loading import load_tokenizer
@@ -21,9 +21,6 @@ from ftc.runtime.training import fit
 
 def run(folder: RunFolder) -> None:
     spec, template, cutoff_len = folder.spec, folder.spec.model.template, folder.spec.data.cutoff_len
-    # First: a bad record is reported before the heavy imports.
-    conversations, held_out = training_records(spec.data, Conversation, spec.train.seed)
-
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = load_tokenizer(spec.model)
@@ -31,10 +28,9 @@ def run(folder: RunFolder) -> None:
     collator = None  # trl pads each batch itself
     if spec.data.packing:
         collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
-    rows, evaluated = training_rows(
-        spec.data,
-        conversations,
-        held_out,
+    data = token_stage_data(
+        spec,
+        Conversation,
         encode=lambda records: encode_conversations(tokenizer, records, template, cutoff_len),
         describe=lambda data: describe_data(data, tokenizer, template),
         stream=lambda: streamed_examples(spec, tokenizer),
@@ -43,10 +39,12 @@ def run(folder: RunFolder) -> None:
         folder,
         load_trainable(folder),
         tokenizer,
-        rows,
-        evaluated,
+        data.train,
+        data.evaluated,
         trainer_class=SFTTrainer,
         config_class=SFTConfig,
-        settings={"max_length": cutoff_len},
+        # Our rows are tokenized, cut and labelled already: trl's own pass over them would only cost time.
+        settings={"max_length": cutoff_len, "dataset_kwargs": {"skip_prepare_dataset": True}},
         data_collator=collator,
+        preparation=data.report,
     )

@@ -72,6 +72,17 @@ class DataSection(Section):
     eval_datasets: list[DatasetSection] = Field(
         default=[], description="Datasets to evaluate on instead of a held-out eval_ratio."
     )
+    cache: bool = Field(
+        default=True,
+        description="Keep the prepared (tokenized, cut, packed) rows in the cache, so that a restart, a resume or "
+        "another rank reads them instead of preparing them again (pt and sft).",
+    )
+    cache_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where prepared data is kept (relative to the spec); default $FTC_CACHE/prepared, else "
+        "ftc/prepared beside the Hugging Face hub cache. On a cluster: a folder every node sees.",
+    )
     streaming: bool = Field(
         default=False,
         description="Read and encode records while training instead of loading them first (pt and sft, with "
