@@ -49,6 +49,8 @@ class Stage:
     replicas_only: bool = False
     packs: bool = False  # data.packing: several examples share a row
     streams: bool = False  # data.streaming: records are read while training runs
+    # We tokenize its rows ourselves (the others hand records to trl): they are kept in the prepared-data cache.
+    cached_rows: bool = False
     # A new scalar score head takes the LM head's place: no vocabulary-wide logits, no text to chat with,
     # and no adapter of the base's to start from.
     score_head: bool = False
@@ -90,6 +92,7 @@ STAGES: dict[str, Stage] = _registry(
         data="text",
         formats=("text",),
         packs=True,
+        cached_rows=True,
         streams=True,
     ),
     Stage(
@@ -101,6 +104,7 @@ STAGES: dict[str, Stage] = _registry(
         fused_loss=True,
         bf16_quantized_adapter=True,
         packs=True,
+        cached_rows=True,
         streams=True,
     ),
     Stage(

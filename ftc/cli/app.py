@@ -330,6 +330,21 @@ def doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target)
 
 
+@command(
+    arg("action", choices=("ls", "prune"), help="ls: list the entries; prune: remove unfinished (or old, or all)."),
+    arg("--spec", type=Path, help="The cache of this spec's data.cache_dir (default: $FTC_CACHE/prepared)."),
+    arg("--dir", dest="folder", type=Path, help="A cache root given directly."),
+    arg("--older-than", type=float, metavar="DAYS", help="prune: also remove entries no run used for DAYS days."),
+    arg("--all", dest="everything", action="store_true", help="prune: remove every entry."),
+    arg("--format", "-f", dest="output_format", choices=("text", "json"), help="ls: output format (default text)."),
+)
+def cache(args: argparse.Namespace) -> int:
+    """List or prune the cache of prepared (tokenized) training data that runs reuse."""
+    from ftc.cli.cache import run_cache
+
+    return run_cache(args.action, args.spec, args.folder, args.older_than, args.everything, args.output_format)
+
+
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
     from ftc.compiler import compile_plan
     from ftc.models.lookup import adapter_for, architecture_for

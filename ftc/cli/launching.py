@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shlex
 
+from ftc.cli.launch_data import check_and_prepare
 from ftc.cli.output import console
 from ftc.cli.show import show_run_folder
 from ftc.compiler.plan import Plan
-from ftc.records.check import require_good_data
 from ftc.spec.loader import LoadedSpec
-from ftc.targets import get_target
+from ftc.targets import get_target, target_record
 from ftc.targets.prepare import make_job, write_job
 
 
@@ -25,7 +25,7 @@ def launch_spec(
     target = get_target(target_name, smoke_steps=smoke_steps)
     job = make_job(loaded, plan)
     # Every record is read before the run folder exists: a bad one the runtime found would cost an --overwrite.
-    console().print(require_good_data(job.spec.data).summary(), markup=False)
+    check_and_prepare(job.spec, prepare=target_record(target_name).prepares_data and not dry_run)
     if resume:
         from ftc.targets.continuing import continue_job
 

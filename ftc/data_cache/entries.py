@@ -2,6 +2,7 @@
 
 An entry is a folder named by its key (`ftc.data_cache.key`) with Arrow files and `meta.json`, written last;
 a folder whose name starts with `TEMPORARY` is a preparation that has not finished (or was killed).
+Beside them, a `KEY.lock` file for each key a run has prepared; pruning a key's last folder removes it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 META = "meta.json"
 TEMPORARY = ".tmp-"
+LOCK = ".lock"  # `KEY.lock` beside the entry: the file lock under which one process prepares it
 WRITING_GRACE_S = 3600  # an unfinished entry younger than this may still be being written: prune keeps it
 
 
@@ -28,6 +30,18 @@ class Entry:
     @property
     def complete(self) -> bool:
         return self.meta is not None
+
+    @property
+    def key(self) -> str:
+        """The key the entry is (or was being prepared) for: an unfinished one is named `.tmp-KEY-PID`."""
+        if not self.path.name.startswith(TEMPORARY):
+            return self.path.name
+        return self.path.name[len(TEMPORARY) :].rpartition("-")[0] or self.path.name[len(TEMPORARY) :]
+
+
+def complete(entry: Path) -> bool:
+    """Whether the entry is there whole: its meta.json is written last, inside the folder that is renamed."""
+    return (entry / META).is_file()
 
 
 def entries(root: Path) -> list[Entry]:
@@ -53,7 +67,7 @@ def prune(root: Path, older_than_days: float | None = None, everything: bool = F
     """Remove unfinished preparations, plus entries unused for `older_than_days` (or all): what was removed.
     An unfinished one younger than `WRITING_GRACE_S` may still be being written, and is kept unless `everything`."""
     now = time.time()
-    removed = []
+    removed, kept = [], []
     for entry in entries(root):
         if entry.complete:
             stale = everything or (older_than_days is not None and now - entry.modified > older_than_days * 86400)
@@ -62,4 +76,9 @@ def prune(root: Path, older_than_days: float | None = None, everything: bool = F
         if stale:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry)
+        else:
+            kept.append(entry)
+    # A key's lock goes with its last folder; while one is kept, a run may still take that lock.
+    for key in {entry.key for entry in removed} - {entry.key for entry in kept}:
+        (root / f"{key}{LOCK}").unlink(missing_ok=True)
     return removed

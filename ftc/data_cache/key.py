@@ -29,6 +29,7 @@ from ftc.models.hub_cache import cached_commit, hub_cache_dir, is_commit
 from ftc.records.files import dataset_files, dataset_source
 from ftc.spec.chat_templates import TEMPLATES
 from ftc.spec.models import DatasetSection, Spec
+from ftc.stages import STAGES
 
 DATA_CODE_VERSION = 1
 WHOLE_HASH_LIMIT = 256 << 20
@@ -36,7 +37,6 @@ SAMPLED_BLOCKS = 16
 _BLOCK = 1 << 20
 # Model-folder files that are weights, not the tokenizer: left out of the key, since reading them is slow.
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ckpt")
-CACHED_STAGES = ("pt", "sft")  # the stages whose rows we tokenize; the others hand records to trl
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,25 @@ def cache_root(spec: Spec) -> Path:
     """data.cache_dir, else $FTC_CACHE, else a folder beside the Hugging Face hub cache."""
     if spec.data.cache_dir:
         return Path(spec.data.cache_dir).expanduser()
+    return default_cache_root()
+
+
+def default_cache_root() -> Path:
+    """Where a spec without data.cache_dir keeps its entries: $FTC_CACHE/prepared, else beside the hub cache."""
     if os.getenv("FTC_CACHE"):
         return Path(os.environ["FTC_CACHE"]).expanduser() / "prepared"
     return hub_cache_dir().parent / "ftc" / "prepared"
 
 
+def entry_of(spec: Spec, key: PreparedKey) -> Path:
+    """The folder a complete entry of `key` has (`ftc.data_cache.entries.complete` says whether it does)."""
+    return cache_root(spec) / key.digest
+
+
 def prepared_key(spec: Spec) -> PreparedKey:
     """The key of a spec whose local paths are absolute (as the launcher and the run folder hold them)."""
     data = spec.data
-    if spec.train.stage not in CACHED_STAGES:
+    if not STAGES[spec.train.stage].cached_rows:
         return PreparedKey("", {}, f"the {spec.train.stage} stage hands its records to trl, which tokenizes them")
     if not data.cache:
         return PreparedKey("", {}, "data.cache = false")

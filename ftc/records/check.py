@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ftc.errors import FtcError, RuntimeUserError
 from ftc.records.files import dataset_files, dataset_source, file_entries
@@ -34,6 +35,9 @@ class DataCheck:
     hints: dict[str, None] = field(default_factory=dict)  # the hints of the datasets with problems, in order
     unchecked: list[str] = field(default_factory=list)  # datasets (or files) not read here, and why
     seconds: float = 0.0
+    # With keep: each dataset's parsed records, (where, the format's parts), by key ("data.datasets[0]"),
+    # so that preparing them at launch reads the files once (a dataset not read here is absent).
+    parsed: dict[str, list[tuple[str, Any]]] | None = None
 
     def add(self, problem: str, hint: str) -> None:
         self.problems += 1
@@ -67,9 +71,10 @@ class DataCheck:
         }
 
 
-def check_data(data: DataSection) -> DataCheck:
-    """Read every dataset and eval dataset of `data` (paths resolved, as the launcher resolves them)."""
-    check = DataCheck()
+def check_data(data: DataSection, keep: bool = False) -> DataCheck:
+    """Read every dataset and eval dataset of `data` (paths resolved, as the launcher resolves them);
+    with `keep`, what each record parsed to is kept in `check.parsed`."""
+    check = DataCheck(parsed={} if keep else None)
     started = time.perf_counter()
     keyed = [(f"data.datasets[{index}]", dataset) for index, dataset in enumerate(data.datasets)]
     keyed += [(f"data.eval_datasets[{index}]", dataset) for index, dataset in enumerate(data.eval_datasets)]
@@ -81,9 +86,9 @@ def check_data(data: DataSection) -> DataCheck:
     return check
 
 
-def require_good_data(data: DataSection) -> DataCheck:
+def require_good_data(data: DataSection, keep: bool = False) -> DataCheck:
     """The check, or an FtcError that lists the bad records."""
-    check = check_data(data)
+    check = check_data(data, keep)
     if check.problems:
         raise check.error()
     return check
@@ -103,18 +108,29 @@ def _check_dataset(check: DataCheck, key: str, dataset: DatasetSection) -> None:
         check.add(f"{key}: {error.message}", error.hint)
         return
     left = dataset.max_samples  # the runtime reads no further; None: all
+    kept = None
+    if check.parsed is not None:
+        kept = check.parsed[key] = []
     for file in files:
         if left == 0:
             return
         check.files += 1
         try:
-            left = _check_file(check, file, data_format, dataset.columns, hint, left)
+            left = _check_file(check, file, data_format, dataset.columns, hint, left, kept)
         except ImportError as error:  # Parquet without pyarrow, where only ftc is installed
             check.unchecked.append(f"{file} (needs {error.name or 'a library'}, not installed here)")
+            if check.parsed is not None:
+                check.parsed.pop(key, None)  # not whole: the runtime reads it
 
 
 def _check_file(
-    check: DataCheck, file: Path, data_format: DataFormat, columns: dict[str, str], hint: str, left: int | None
+    check: DataCheck,
+    file: Path,
+    data_format: DataFormat,
+    columns: dict[str, str],
+    hint: str,
+    left: int | None,
+    kept: list[tuple[str, Any]] | None,
 ) -> int | None:
     """Checks the records of one file, at most `left` of them; returns how many the dataset may still read."""
     for where, entry in file_entries(file):
@@ -129,9 +145,12 @@ def _check_file(
         check.records += 1
         left = None if left is None else left - 1
         try:
-            data_format.parse(entry, columns)
+            parts = data_format.parse(entry, columns)
         except BadRecord as error:
             check.add(f"{where}: {error}", hint)
+            continue
+        if kept is not None:
+            kept.append((where, parts))
     return left
 
 

@@ -20,12 +20,18 @@ class TargetRecord:
     summary: str
     smoke_steps: bool = False  # takes --smoke-steps: a short job submitted first, the real one after it
     doctor_rows: tuple[str, ...] = ()  # what `ftc doctor --target NAME` must find on this machine (its rows)
+    # The run starts on the launching machine with its paths: `ftc launch` prepares the data into the cache in
+    # the same pass as its data check, and the runtime memory-maps it. Elsewhere (a login node, a container
+    # with its own paths) the launch only checks, and the run's first rank prepares.
+    prepares_data: bool = False
 
 
 TARGETS: dict[str, TargetRecord] = {
     record.name: record
     for record in (
-        TargetRecord("local", "ftc.targets.local", "LocalTarget", "this machine, as a child process"),
+        TargetRecord(
+            "local", "ftc.targets.local", "LocalTarget", "this machine, as a child process", prepares_data=True
+        ),
         TargetRecord(
             "slurm",
             "ftc.targets.slurm",

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+Parsed = dict[str, list[tuple[str, Any]]]  # by dataset key: (where, the format's parts) of each record
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,15 @@ def iter_texts(data: DataSection, seed: int = 0) -> Iterator[TextDocument]:
     return _iterate(data, KINDS[TextDocument], seed)
 
 
-def train_eval_split(items: list[T], data: DataSection, seed: int) -> tuple[list[T], list[T]]:
+def train_eval_split(
+    items: list[T], data: DataSection, seed: int, parsed: Parsed | None = None
+) -> tuple[list[T], list[T]]:
     """(train, eval): `data.eval_datasets` read by the same loader as `items`, or `data.eval_ratio` held out.
 
     Held-out records are picked from `seed`; every copy of a record lands on the same side.
     """
     if data.eval_datasets:
-        return items, load_eval_datasets(data, type(items[0]))
+        return items, load_eval_datasets(data, type(items[0]), parsed)
     if data.eval_ratio == 0:
         return items, []
     train, evaluated = hold_out(items, data.eval_ratio, seed)
@@ -142,21 +145,24 @@ def train_eval_split(items: list[T], data: DataSection, seed: int) -> tuple[list
     return train, evaluated
 
 
-def training_records(data: DataSection, item: type[T], seed: int) -> tuple[list[T] | None, list[T]]:
+def training_records(
+    data: DataSection, item: type[T], seed: int, parsed: Parsed | None = None
+) -> tuple[list[T] | None, list[T]]:
     """(train, held out) `item`s for a stage that can stream (pt, sft): with data.streaming the training records
-    are read while training runs (None here), and only data.eval_datasets is loaded now."""
+    are read while training runs (None here), and only data.eval_datasets is loaded now. `parsed` holds records
+    the launch check parsed already (`DataCheck.parsed`): those datasets are not read again."""
     if data.streaming:
-        return None, load_eval_datasets(data, item)
-    return train_eval_split(_load(data, KINDS[item], seed), data, seed)
+        return None, load_eval_datasets(data, item, parsed)
+    return train_eval_split(_load(data, KINDS[item], seed, parsed), data, seed, parsed)
 
 
-def load_eval_datasets(data: DataSection, item: type[T]) -> list[T]:
+def load_eval_datasets(data: DataSection, item: type[T], parsed: Parsed | None = None) -> list[T]:
     """Every example of `data.eval_datasets` (none if there are none), read as `item`s: Conversation, ...."""
     kind = KINDS[item]
     return [
         example
         for index, dataset in enumerate(data.eval_datasets)
-        for example in dataset_examples(dataset, kind, f"data.eval_datasets[{index}]")
+        for example in dataset_examples(dataset, kind, f"data.eval_datasets[{index}]", parsed)
     ]
 
 
@@ -164,16 +170,24 @@ def dataset_conversations(dataset: DatasetSection) -> list[Conversation]:
     return dataset_examples(dataset, KINDS[Conversation])
 
 
-def dataset_examples(dataset: DatasetSection, kind: ExampleKind, key: str = "data.datasets") -> list[Any]:
+def dataset_examples(
+    dataset: DatasetSection, kind: ExampleKind, key: str = "data.datasets", parsed: Parsed | None = None
+) -> list[Any]:
     """Every example of one dataset (at most max_samples); `key` names it in errors."""
-    examples = list(_examples(dataset, kind, key))
+    if parsed is not None and key in parsed:
+        _check_kind(dataset, kind, key)
+        examples = [kind.build(where, parts) for where, parts in parsed[key]]
+    else:
+        examples = list(_examples(dataset, kind, key))
     if not examples:
         raise RuntimeUserError(f"{key}: dataset {dataset.path} has no records", "point its path at a non-empty file")
     return examples
 
 
-def _load(data: DataSection, kind: ExampleKind, seed: int) -> list[Any]:
-    sources = [dataset_examples(dataset, kind, f"data.datasets[{i}]") for i, dataset in enumerate(data.datasets)]
+def _load(data: DataSection, kind: ExampleKind, seed: int, parsed: Parsed | None = None) -> list[Any]:
+    sources = [
+        dataset_examples(dataset, kind, f"data.datasets[{i}]", parsed) for i, dataset in enumerate(data.datasets)
+    ]
     if data.datasets[0].weight is None:  # the spec sets weights on all datasets or on none
         return [item for source in sources for item in source]
     return mix(sources, [dataset.weight for dataset in data.datasets], data.mix_size, seed)
@@ -196,15 +210,19 @@ def _iterate(data: DataSection, kind: ExampleKind, seed: int) -> Iterator[Any]:
     return interleave(openers, [dataset.weight for dataset in data.datasets], data.mix_size, seed)
 
 
-def _examples(dataset: DatasetSection, kind: ExampleKind, key: str, streaming: bool = False) -> Iterator[Any]:
-    data_format = FORMATS[dataset.format]
-    if data_format.kind != kind.kind:
+def _check_kind(dataset: DatasetSection, kind: ExampleKind, key: str) -> None:
+    if FORMATS[dataset.format].kind != kind.kind:
         takes = ", ".join(repr(name) for name in formats_of(kind.kind))
         raise RuntimeUserError(
             f"{key}.format = {dataset.format!r}, but this stage trains on {kind.noun}, read from format {takes}",
             f"convert {dataset.path} to {takes} (map its fields with [data.datasets.columns]), or use the stage "
             f"that takes {dataset.format!r} data",
         )
+
+
+def _examples(dataset: DatasetSection, kind: ExampleKind, key: str, streaming: bool = False) -> Iterator[Any]:
+    _check_kind(dataset, kind, key)
+    data_format = FORMATS[dataset.format]
     hint = data_format.hint(dataset.columns)
     for where, record in islice(dataset_records(dataset, streaming), dataset.max_samples):
         try:

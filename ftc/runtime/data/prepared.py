@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ftc import __version__
-from ftc.data_cache.entries import META, TEMPORARY
-from ftc.data_cache.key import PreparedKey, cache_root, prepared_key
+from ftc.data_cache.entries import META, TEMPORARY, complete
+from ftc.data_cache.key import PreparedKey, entry_of, prepared_key
 from ftc.runtime.data.rows import PreparedRows
 from ftc.runtime.data.token_rows import TokenRows
 from ftc.spec.models import Spec
@@ -48,8 +48,8 @@ def prepared_data(spec: Spec, prepare: Callable[[], PreparedRows], key: Prepared
         train, evaluated = _in_memory(prepared.train), _in_memory(prepared.evaluated)
         report = _report("off", key, key.uncached, prepared.records, len(train), started)
         return PreparedData(train, evaluated, prepared.lines, report)
-    entry = cache_root(spec) / key.digest
-    made = not _complete(entry) and _prepare_once(entry, key, spec, prepare)
+    entry = entry_of(spec, key)
+    made = not complete(entry) and _prepare_once(entry, key, spec, prepare)
     meta = json.loads((entry / META).read_text(encoding="utf-8"))
     os.utime(entry / META)  # `ftc cache prune --older-than` goes by last use
     train, evaluated = _memory_mapped(entry / TRAIN), _memory_mapped(entry / EVALUATED)
@@ -63,7 +63,7 @@ def _prepare_once(entry: Path, key: PreparedKey, spec: Spec, prepare: Callable[[
 
     entry.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(entry.parent / f"{key.digest}.lock")):
-        if _complete(entry):
+        if complete(entry):
             return False
         started = time.perf_counter()
         prepared = prepare()
@@ -98,12 +98,8 @@ def write_entry(entry: Path, key: PreparedKey, spec: Spec, prepared: PreparedRow
         os.rename(temporary, entry)
     except OSError:  # another node wrote the same entry meanwhile (a lock not shared between nodes)
         shutil.rmtree(temporary, ignore_errors=True)
-        if not _complete(entry):
+        if not complete(entry):
             raise
-
-
-def _complete(entry: Path) -> bool:
-    return (entry / META).is_file()
 
 
 def _write_arrow(path: Path, rows: TokenRows) -> None:
@@ -148,41 +144,61 @@ def _report(cache: str, key: PreparedKey, where: str, records: int, rows: int, s
     }
 
 
-def token_stage_data(
-    spec: Spec,
-    item: type,
-    encode: Callable[[Any], Any],
-    describe: Callable[[Any], str],
-    stream: Callable[[], Any],
-) -> PreparedData:
-    """What a token stage (pt, sft) trains and evaluates on, said in a few lines: its records (`item`s) encoded
-    by `encode` and described by `describe`, from the cache or prepared now; or with data.streaming, `stream()`
+def token_stage_data(spec: Spec, tokenizer: Any, stream: Callable[[], Any]) -> PreparedData:
+    """What a token stage (pt, sft) trains and evaluates on, said in a few lines: its records encoded as its
+    recipe says (`ftc.runtime.data.recipes`), from the cache or prepared now; or with data.streaming, `stream()`
     read while training runs, and only the held-out records encoded now."""
     from ftc.runtime.data.loading import training_records
-    from ftc.runtime.data.rows import prepare_rows
+    from ftc.runtime.data.recipes import RECIPES
     from ftc.runtime.data.streaming import describe_stream
 
-    seed = spec.train.seed
-    if spec.data.streaming:
-        started = time.perf_counter()
-        _, held_out = training_records(spec.data, item, seed)
-        evaluated = encode(held_out).rows if held_out else None
-        lines = [describe_stream(spec.data)]
-        if evaluated is not None:
-            lines.append(f"evaluation: {len(evaluated)} held-out examples, at every logging step")
-        key = PreparedKey("", {}, "data.streaming reads and encodes records while training runs")
-        report = _report("off", key, key.uncached, len(held_out), 0, started)
-        data = PreparedData(stream(), _in_memory(evaluated), lines, report)
-    else:
-        data = prepared_data(
-            spec, lambda: prepare_rows(spec.data, *training_records(spec.data, item, seed), encode, describe)
-        )
-    for line in data.lines:
-        print(line, flush=True)
-    report = data.report
-    print(
-        f"data prepared in {report['seconds']:.2f} s ({report['records']:,} records; cache {report['cache']}: "
-        f"{report['where']})",
-        flush=True,
+    recipe = RECIPES[spec.train.stage]
+    if not spec.data.streaming:
+        return _said(prepared_data(spec, lambda: _prepare(spec, tokenizer)))
+    started = time.perf_counter()
+    _, held_out = training_records(spec.data, recipe.item, spec.train.seed)
+    evaluated = recipe.encode(tokenizer, held_out, spec).rows if held_out else None
+    lines = [describe_stream(spec.data)]
+    if evaluated is not None:
+        lines.append(f"evaluation: {len(evaluated)} held-out examples, at every logging step")
+    key = PreparedKey("", {}, "data.streaming reads and encodes records while training runs")
+    report = _report("off", key, key.uncached, len(held_out), 0, started)
+    return _said(PreparedData(stream(), _in_memory(evaluated), lines, report))
+
+
+def prepare_at_launch(spec: Spec, parsed: dict[str, list[tuple[str, Any]]]) -> PreparedData:
+    """The rows the run will read, prepared into the cache by `ftc launch` from the records its data check
+    parsed (`DataCheck.parsed`): the files are read once, and the runtime memory-maps the result."""
+    from ftc.runtime.data.recipes import stage_tokenizer
+
+    tokenizer = stage_tokenizer(spec)  # loaded first: the report times the preparation, not the import
+    return prepared_data(spec, lambda: _prepare(spec, tokenizer, parsed))
+
+
+def _prepare(spec: Spec, tokenizer: Any, parsed: dict[str, list[tuple[str, Any]]] | None = None) -> PreparedRows:
+    from ftc.runtime.data.loading import training_records
+    from ftc.runtime.data.recipes import RECIPES
+    from ftc.runtime.data.rows import prepare_rows
+
+    recipe = RECIPES[spec.train.stage]
+    records, held_out = training_records(spec.data, recipe.item, spec.train.seed, parsed)
+    return prepare_rows(
+        spec.data,
+        records,
+        held_out,
+        encode=lambda items: recipe.encode(tokenizer, items, spec),
+        describe=lambda encoded: recipe.describe(encoded, tokenizer, spec),
     )
+
+
+def preparation_line(report: dict[str, Any]) -> str:
+    return (
+        f"data prepared in {report['seconds']:.2f} s ({report['records']:,} records; cache {report['cache']}: "
+        f"{report['where']})"
+    )
+
+
+def _said(data: PreparedData) -> PreparedData:
+    for line in [*data.lines, preparation_line(data.report)]:
+        print(line, flush=True)
     return data

@@ -9,31 +9,23 @@ data.streaming the documents are read, encoded (and packed) while training runs 
 from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
-from ftc.runtime.data.loading import TextDocument
 from ftc.runtime.data.packing import PaddingCollator, packed_collator
 from ftc.runtime.data.prepared import token_stage_data
+from ftc.runtime.data.recipes import stage_tokenizer
 from ftc.runtime.data.streaming import streamed_texts
-from ftc.runtime.data.texts import describe_texts, encode_texts
-from ftc.runtime.model.loading import load_tokenizer
 from ftc.runtime.model.trainable import load_trainable
 from ftc.runtime.training import fit
 
 
 def run(folder: RunFolder) -> None:
-    spec, cutoff_len = folder.spec, folder.spec.data.cutoff_len
+    spec = folder.spec
     from transformers import Trainer, TrainingArguments
 
-    tokenizer = load_tokenizer(spec.model)
+    tokenizer = stage_tokenizer(spec)
     collator = PaddingCollator(tokenizer.pad_token_id)
     if spec.data.packing:
         collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
-    data = token_stage_data(
-        spec,
-        TextDocument,
-        encode=lambda records: encode_texts(tokenizer, records, cutoff_len),
-        describe=describe_texts,
-        stream=lambda: streamed_texts(spec, tokenizer),
-    )
+    data = token_stage_data(spec, tokenizer, stream=lambda: streamed_texts(spec, tokenizer))
     fit(
         folder,
         load_trainable(folder),
@@ -45,4 +37,5 @@ def run(folder: RunFolder) -> None:
         # our collator reads seq_lengths, which the model's forward does not take
         settings={"remove_unused_columns": False},
         data_collator=collator,  # the packed one reads an unpacked evaluation row as one example
+        preparation=data.report,
     )
