@@ -13,14 +13,17 @@ the tiny model's tokenizer prepares it as a run would:
   every core; only the encode calls are timed, so cold/tokenizer is what the rest of the path costs.
 - preference as dpo pairs: reading them and the length-measuring pass the dpo stage runs
   (`encode_pairs`). Nothing is cached: trl tokenizes preference data itself. Its tokenizer-only time
-  encodes each pair's two conversations (prompt + chosen, prompt + rejected).
+  encodes each pair's two conversations (prompt + chosen, prompt + rejected). That pass goes pair by
+  pair, far slower than the batched token stages, so it gets at most `--preference-records` records
+  (default 50,000) unless told more.
 
 Each number is one run, not the best of several. The tiny tokenizer has a small vocabulary and the texts
 are short, so absolute speeds say little about a real model's; the ratio to the tokenizer is the point.
 Prints a table and writes JSON (default benchmarks/results/data_prep.json).
 
     python benchmarks/data_prep.py [--records 50000] [--formats alpaca sharegpt messages text preference]
-                                   [--no-packing-variants] [--cutoff-len 512] [--distinct 4096] [--out FILE]
+                                   [--no-packing-variants] [--preference-records 50000] [--cutoff-len 512]
+                                   [--distinct 4096] [--out FILE]
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ WARMUP_TEXTS = 1000  # encoded before the tokenizer-only timing: the first call 
 
 
 def record_pool(data_format: str, distinct: int, seed: int = 0) -> list[str]:
-    """`distinct` JSON lines of `data_format`; conversations have 1 to 3 turns and a system prompt a third of the time."""
+    """`distinct` JSON lines of `data_format`; a conversation has 1 to 3 turns, a third of them a system prompt."""
     if data_format == "text":
         return [json.dumps({"text": text}) for text in tiny_texts(distinct, seed)]
     if data_format == "preference":
@@ -187,18 +190,23 @@ def time_preferences(spec: Spec, tokenizer: Any) -> dict[str, Any]:
 def rendered_texts(spec: Spec) -> Iterator[list[str]]:
     """The texts the run encodes, whole, a chunk at a time: conversations rendered by the template, documents as is."""
     template = TEMPLATES[spec.model.template]
-    data_format = spec.data.datasets[0].format
+    data_format, seed = spec.data.datasets[0].format, spec.train.seed
     if data_format == "text":
-        items: Sequence[Any] = load_texts(spec.data, spec.train.seed)
-        render: Callable[[Any], list[str]] = lambda document: [document.text]  # noqa: E731
+        items: Sequence[Any] = load_texts(spec.data, seed)
     elif data_format == "preference":
-        items = load_preferences(spec.data, spec.train.seed)
-        render = lambda pair: [template.render(pair.prompt + assistant(reply)) for reply in (pair.chosen, pair.rejected)]  # noqa: E731
+        items = load_preferences(spec.data, seed)
     else:
-        items = load_conversations(spec.data, spec.train.seed)
-        render = lambda conversation: [template.render(conversation.messages)]  # noqa: E731
+        items = load_conversations(spec.data, seed)
+
+    def texts_of(item: Any) -> list[str]:
+        if isinstance(item, TextDocument):
+            return [item.text]
+        if isinstance(item, Conversation):
+            return [template.render(item.messages)]
+        return [template.render(item.prompt + assistant(reply)) for reply in (item.chosen, item.rejected)]
+
     for start in range(0, len(items), CHUNK):
-        yield [text for item in items[start : start + CHUNK] for text in render(item)]
+        yield [text for item in items[start : start + CHUNK] for text in texts_of(item)]
 
 
 def time_tokenizer_only(spec: Spec, tokenizer: Any) -> dict[str, Any]:
@@ -231,15 +239,12 @@ def run_spec(folder: Path, model_dir: Path, data_path: Path, data_format: str, p
     return Spec.model_validate(raw)
 
 
-def measure_format(
-    folder: Path, model_dir: Path, data_format: str, args: argparse.Namespace
-) -> list[dict[str, Any]]:
+def measure_format(folder: Path, model_dir: Path, data_format: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     started = time.perf_counter()
-    data_path = write_records(
-        folder / f"{data_format}.jsonl", record_pool(data_format, args.distinct), args.records
-    )
+    count = min(args.records, args.preference_records) if data_format == "preference" else args.records
+    data_path = write_records(folder / f"{data_format}.jsonl", record_pool(data_format, args.distinct), count)
     print(
-        f"{data_format}: {args.records:,} records written in {time.perf_counter() - started:.1f} s "
+        f"{data_format}: {count:,} records written in {time.perf_counter() - started:.1f} s "
         f"({data_path.stat().st_size / 2**20:.0f} MiB)",
         flush=True,
     )
@@ -283,7 +288,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print(header)
     for result in results:
         packing = "—" if result["packing"] is None else ("yes" if result["packing"] else "no")
-        cached = "—" if result["cached_s"] is None else f"{result['cached_s']:.2f}"
+        cached = "—" if result["cached_s"] is None else f"{result['cached_s']:.3f}"
         print(
             f"{result['format']:<11}{packing:<9}{result['records']:>10,}{result['cold_s']:>9.2f}{cached:>10}"
             f"{result['tokenizer_s']:>13.2f}{result['cold_over_tokenizer']:>9.1f}×{result['records_per_s']:>11,.0f}"
@@ -308,6 +313,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50_000, help="records per format")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--no-packing-variants", action="store_true", help="prepare each format unpacked only")
+    parser.add_argument(
+        "--preference-records",
+        type=int,
+        default=50_000,
+        help="at most this many for preference (measured pair by pair)",
+    )
     parser.add_argument("--cutoff-len", type=int, default=512)
     parser.add_argument("--distinct", type=int, default=4096, help="distinct records, repeated to make --records")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "data_prep.json")
@@ -320,7 +331,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
         model_dir = build_tiny_model(folder / "model")
-        results = [result for data_format in args.formats for result in measure_format(folder, model_dir, data_format, args)]
+        results = [
+            result for data_format in args.formats for result in measure_format(folder, model_dir, data_format, args)
+        ]
     peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux counts kilobytes
 
     print()
@@ -335,6 +348,7 @@ def main() -> None:
         "data_prep",
         **machine_facts(),
         records=args.records,
+        preference_records=min(args.records, args.preference_records),
         distinct=args.distinct,
         cutoff_len=args.cutoff_len,
         template=TEMPLATE,

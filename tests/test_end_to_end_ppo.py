@@ -44,6 +44,7 @@ ppo_epochs = 2
 dir = "runs/ppo"
 """
 
+
 @pytest.mark.slow
 def test_launch_runs_ppo_against_a_reward_model_beside_the_spec(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, tmp_path / "tiny model")

@@ -45,6 +45,7 @@ run_name = "dpo-e2e"
 dir = "runs/dpo"
 """
 
+
 @pytest.mark.slow
 def test_launch_trains_dpo_and_report_redraws_its_curves(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, tmp_path / "tiny model")

@@ -332,8 +332,14 @@ def doctor(args: argparse.Namespace) -> int:
 
 @command(
     arg("action", choices=("ls", "prune"), help="ls: list the entries; prune: remove unfinished (or old, or all)."),
-    arg("--spec", type=Path, help="The cache of this spec's data.cache_dir (default: $FTC_CACHE/prepared)."),
-    arg("--dir", dest="folder", type=Path, help="A cache root given directly."),
+    arg("--spec", type=Path, help="The cache this spec's runs use: its data.cache_dir, else the default."),
+    arg(
+        "--dir",
+        dest="folder",
+        type=Path,
+        metavar="DIR",
+        help="A cache root given directly. Default: $FTC_CACHE/prepared, else ftc/prepared beside the hub cache.",
+    ),
     arg("--older-than", type=float, metavar="DAYS", help="prune: also remove entries no run used for DAYS days."),
     arg("--all", dest="everything", action="store_true", help="prune: remove every entry."),
     arg("--format", "-f", dest="output_format", choices=("text", "json"), help="ls: output format (default text)."),

@@ -106,11 +106,14 @@ def list_entries(root: Path, output_format: str) -> None:
     out = console()
     out.print(table)
     unfinished = sum(not entry.complete for entry in found)
-    out.print(
-        f"{len(found) - unfinished} entries"
-        + (f" and {unfinished} {UNFINISHED} preparations" if unfinished else "")
-        + f", {human_size(sum(entry.size for entry in found))} in {root}"
-    )
+    complete = _counted(len(found) - unfinished, "entry", "entries")
+    if unfinished:
+        complete += f" and {_counted(unfinished, f'{UNFINISHED} preparation', f'{UNFINISHED} preparations')}"
+    out.print(f"{complete}, {human_size(sum(entry.size for entry in found))} in {root}")
+
+
+def _counted(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
 
 
 def _row(entry: Entry, now: float) -> tuple[str, ...]:

@@ -70,11 +70,11 @@ class Record:
         return self.raw[self.column(field)]
 
     def text(self, field: str, required: bool = True) -> str:
-        if not self.has(field):
+        value = self.raw.get(self.columns.get(field, field))  # once per field of every record: kept to one lookup
+        if value is None:
             if required:
                 raise BadRecord(f"missing {self.column(field)!r}")
             return ""
-        value = self.raw[self.column(field)]
         if not isinstance(value, str):
             raise BadRecord(f"{self.column(field)!r} must be a string, not {type(value).__name__}")
         return value

@@ -232,41 +232,38 @@ def split_system(template: ChatTemplate, messages: list[Message]) -> tuple[str |
 
 
 def render_segments(template: ChatTemplate, messages: list[Message]) -> list[Segment]:
-    """The conversation as text segments in order; neighbours with the same trainability are merged."""
+    """The conversation as text segments in order: the prompt before each reply, then the reply (with its end
+    marker); no segment is empty, and no two neighbours are alike in trainability."""
     system, turns = split_system(template, messages)
-    pieces = [Segment(template.bos, False)]
+    segments: list[Segment] = []
+    prompt = template.bos  # the untrained text since the last reply, written as one segment before the next
     if system is not None and template.system_placement == "own_turn":
-        pieces.append(Segment(template.system.around(system), False))
+        prompt += template.system.around(system)
     for index, message in enumerate(turns):
         if message["role"] == "user":
             content = message["content"]
             if index == 0 and system is not None and template.system_placement == "in_first_user":
                 content = template.system.around(system) + content
             before = template.user.before if index == 0 else template.user_after_reply
-            pieces.append(Segment(before + content + template.user.after, False))
-        else:
-            pieces.append(Segment(template.assistant_header, False))
-            pieces.append(Segment(message["content"] + template.assistant_end, True))
-            pieces.append(Segment(template.after_assistant, False))
-    return _merge(pieces)
+            prompt += before + content + template.user.after
+            continue
+        prompt += template.assistant_header
+        reply = message["content"] + template.assistant_end
+        if reply:
+            if prompt:
+                segments.append(Segment(prompt, False))
+            segments.append(Segment(reply, True))
+            prompt = ""
+        prompt += template.after_assistant
+    if prompt:
+        segments.append(Segment(prompt, False))
+    return segments
 
 
 def render_text(template: ChatTemplate, messages: list[Message], add_generation_prompt: bool = False) -> str:
     """The conversation as one string; with a generation prompt it ends where the assistant's answer begins."""
     text = "".join(segment.text for segment in render_segments(template, messages))
     return text + template.assistant_header if add_generation_prompt else text
-
-
-def _merge(pieces: list[Segment]) -> list[Segment]:
-    merged: list[Segment] = []
-    for piece in pieces:
-        if not piece.text:
-            continue
-        if merged and merged[-1].trainable == piece.trainable:
-            merged[-1] = Segment(merged[-1].text + piece.text, piece.trainable)
-        else:
-            merged.append(piece)
-    return merged
 
 
 def _literal(text: str | None) -> str:

@@ -76,8 +76,8 @@ def test_ls_lists_entries_with_their_data_and_marks_the_unfinished_one(cache, ca
     assert code == 0
     for shown in (FRESH[:12], STALE[:12], "c" * 12, "unfinished", "train.jsonl", "10 d ago", "just now"):
         assert shown in out, shown
-    assert "2 entries and 1 unfinished preparations" in out
-    assert f"2.1 KiB in {cache}" in out
+    assert "2 entries and 1 unfinished preparation," in out
+    assert f"{human_size(sum(entry.size for entry in entries(cache)))} in {cache}" in out
 
 
 def test_ls_json_is_one_object_per_entry(cache, capsys):
@@ -98,9 +98,7 @@ def test_ls_of_an_empty_or_missing_root_says_so_in_one_line(tmp_path, capsys):
     assert code == 0 and json.loads(out) == []
 
 
-def test_prune_without_options_keeps_complete_entries_and_an_unfinished_one_that_may_still_be_written(
-    cache, capsys
-):
+def test_prune_without_options_keeps_complete_entries_and_an_unfinished_one_that_may_still_be_written(cache, capsys):
     code, out, _ = ftc(capsys, "prune")
     assert code == 0 and "nothing to prune" in out and "--older-than" in out
     assert keys_in(cache) == {FRESH, STALE, "c" * 32}

@@ -34,7 +34,10 @@ def rows_of(section, records, held_out):
 
 def test_encoded_records_train_as_they_are_without_packing():
     rows, evaluated, lines = rows_of(data(), [3, 5], [])
-    assert rows == [{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}, {"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5]}]
+    assert rows == [
+        {"input_ids": [1, 2, 3], "labels": [1, 2, 3]},
+        {"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5]},
+    ]
     assert evaluated is None and lines == ["2 examples"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from ftc.errors import RuntimeUserError
@@ -178,3 +180,63 @@ def test_a_template_whose_end_marker_is_no_token_here_is_flagged(tiny_tokenizer)
         line = describe_data(data, tiny_tokenizer, name)
         assert line.startswith("data: 1 examples")
         assert ("warning: '<|im_end|>' is not a single token" in line) is warned
+
+
+def _one_at_a_time(tokenizer, conversations, template_name, cutoff_len):
+    """The reference: each segment of each conversation encoded by its own tokenizer call, then cut."""
+    examples, truncated, dropped = [], 0, 0
+    for conversation in conversations:
+        input_ids, labels = [], []
+        for segment in conversation_segments(tokenizer, template_name, conversation.messages):
+            ids = tokenizer(segment.text, add_special_tokens=False)["input_ids"]
+            input_ids += ids
+            labels += ids if segment.trainable else [IGNORE_INDEX] * len(ids)
+        if all(label == IGNORE_INDEX for label in labels[:cutoff_len]):
+            dropped += 1
+            continue
+        truncated += len(input_ids) > cutoff_len
+        examples.append({"input_ids": input_ids[:cutoff_len], "labels": labels[:cutoff_len]})
+    return examples, truncated, dropped
+
+
+_PIECES = [*"ab cdé\n\t7+ ", "apple", " river", "ünï", "<|eot_id|>"]  # a special token inside content too
+_TEXT = st.lists(st.sampled_from(_PIECES), max_size=8).map("".join)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    turns=st.lists(st.lists(st.tuples(_TEXT, _TEXT), min_size=1, max_size=3), min_size=1, max_size=6),
+    template_name=st.sampled_from(["llama3", "chatml", "llama2", "mistral", "qwen"]),
+    cutoff_len=st.integers(min_value=1, max_value=48),
+)
+def test_encoding_in_one_batch_gives_what_one_call_per_segment_gives(tiny_tokenizer, turns, template_name, cutoff_len):
+    conversations = [
+        Conversation(
+            f"record {index}",
+            [{"role": role, "content": text} for pair in pairs for role, text in zip(("user", "assistant"), pair)],
+        )
+        for index, pairs in enumerate(turns)
+    ]
+    expected, truncated, dropped = _one_at_a_time(tiny_tokenizer, conversations, template_name, cutoff_len)
+    if not expected:
+        with pytest.raises(RuntimeUserError, match="no example has a reply"):
+            encode_conversations(tiny_tokenizer, conversations, template_name, cutoff_len)
+        return
+    data = encode_conversations(tiny_tokenizer, conversations, template_name, cutoff_len)
+    assert (data.examples, data.truncated, data.dropped) == (expected, truncated, dropped)
+
+
+def test_a_tokenizer_whose_python_side_changes_the_ids_is_called_whole(tiny_tokenizer):
+    from ftc.runtime.data.batch_encode import encode_batch
+
+    class Adjusting:
+        """As some tokenizer classes do in Python (a prefix, a legacy space): the Rust backend alone differs."""
+
+        backend_tokenizer = tiny_tokenizer.backend_tokenizer
+
+        def __call__(self, texts, add_special_tokens):
+            return {"input_ids": [[7, *tiny_tokenizer(text, add_special_tokens=False)["input_ids"]] for text in texts]}
+
+    ids, lengths = encode_batch(Adjusting(), ["apple", "river stone"])
+    expected = Adjusting()(["apple", "river stone"], add_special_tokens=False)["input_ids"]
+    assert ids.tolist() == expected[0] + expected[1] and lengths.tolist() == [len(expected[0]), len(expected[1])]

@@ -22,7 +22,10 @@ def only(text: str):
 def test_ppo_reads_its_section():
     spec = parse_spec(PPO + '\n[ppo]\nreward_model = "runs/rm/model"\nkl_coef = 0.1\ngamma = 0.99\n', "job.toml")
     assert (spec.train.stage, spec.ppo.reward_model, spec.ppo.kl_coef, spec.ppo.gamma) == (
-        "ppo", "runs/rm/model", 0.1, 0.99
+        "ppo",
+        "runs/rm/model",
+        0.1,
+        0.99,
     )
     assert (spec.ppo.lam, spec.ppo.clip_range, spec.ppo.ppo_epochs, spec.ppo.reward_functions) == (0.95, 0.2, 4, [])
 
@@ -108,5 +111,6 @@ def test_a_local_reward_model_is_anchored_at_the_spec_folder_and_listed_as_an_in
     hub = parse_spec(PPO + '\n[ppo]\nreward_model = "owner/reward-model"\n', "job.toml")
     assert resolve_paths(hub, tmp_path, is_local=lambda path: False).ppo.reward_model == "owner/reward-model"
     assert [key for key, _, _ in input_paths(parse_spec(VALID, "job.toml"))] == [
-        "model.name_or_path", "data.datasets[0].path"
+        "model.name_or_path",
+        "data.datasets[0].path",
     ]

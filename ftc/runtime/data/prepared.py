@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ftc import __version__
-from ftc.data_cache.entries import META, TEMPORARY, complete
+from ftc.data_cache.entries import LOCK, META, TEMPORARY, complete
 from ftc.data_cache.key import PreparedKey, entry_of, prepared_key
 from ftc.runtime.data.rows import PreparedRows
 from ftc.runtime.data.token_rows import TokenRows
@@ -62,7 +62,7 @@ def _prepare_once(entry: Path, key: PreparedKey, spec: Spec, prepare: Callable[[
     from filelock import FileLock
 
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry.parent / f"{key.digest}.lock")):
+    with FileLock(str(entry.parent / f"{key.digest}{LOCK}")):
         if complete(entry):
             return False
         started = time.perf_counter()
