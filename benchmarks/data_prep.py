@@ -38,8 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -59,9 +58,9 @@ from ftc.runtime.data.loading import (  # noqa: E402
 )
 from ftc.runtime.data.preference import assistant, encode_pairs  # noqa: E402
 from ftc.runtime.data.prepared import prepared_data  # noqa: E402
-from ftc.runtime.data.rows import prepare_rows  # noqa: E402
-from ftc.runtime.data.texts import describe_texts, encode_texts  # noqa: E402
-from ftc.runtime.data.tokenize import describe_data, encode_conversations, use_template  # noqa: E402
+from ftc.runtime.data.recipes import RECIPES, stage_tokenizer  # noqa: E402
+from ftc.runtime.data.rows import PreparedRows, prepare_rows  # noqa: E402
+from ftc.runtime.data.tokenize import use_template  # noqa: E402
 from ftc.runtime.model.loading import load_tokenizer  # noqa: E402
 from ftc.spec.chat_templates import TEMPLATES  # noqa: E402
 from ftc.spec.models import Spec  # noqa: E402
@@ -117,44 +116,30 @@ def write_records(path: Path, pool: list[str], count: int) -> Path:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TokenStage:
-    """What the sft or pt stage hands `token_stage_data`: the record type and how it encodes and describes them."""
+def prepare_once(spec: Spec, tokenizer: Any) -> tuple[float, dict[str, Any], Any]:
+    """(seconds, the report, the training rows) of one call, as `token_stage_data` makes it: the stage's
+    recipe reads the records, encodes and describes them, and `prepare_rows` packs them where asked."""
+    recipe = RECIPES[spec.train.stage]
 
-    item: type
-    encode: Callable[[Any], Any]
-    describe: Callable[[Any], str]
+    def prepare() -> PreparedRows:
+        records, held_out = training_records(spec.data, recipe.item, spec.train.seed)
+        return prepare_rows(
+            spec.data,
+            records,
+            held_out,
+            encode=lambda items: recipe.encode(tokenizer, items, spec),
+            describe=lambda encoded: recipe.describe(encoded, tokenizer, spec),
+        )
 
-
-def token_stage(spec: Spec, tokenizer: Any) -> TokenStage:
-    template, cutoff_len = spec.model.template, spec.data.cutoff_len
-    if spec.train.stage == "pt":
-        return TokenStage(TextDocument, lambda records: encode_texts(tokenizer, records, cutoff_len), describe_texts)
-    return TokenStage(
-        Conversation,
-        lambda records: encode_conversations(tokenizer, records, template, cutoff_len),
-        lambda data: describe_data(data, tokenizer, template),
-    )
-
-
-def prepare_once(spec: Spec, stage: TokenStage) -> tuple[float, dict[str, Any], Any]:
-    """(seconds, the report, the training rows) of one call, as `token_stage_data` makes it."""
-    data_section, seed = spec.data, spec.train.seed
     started = time.perf_counter()
-    data = prepared_data(
-        spec,
-        lambda: prepare_rows(
-            data_section, *training_records(data_section, stage.item, seed), stage.encode, stage.describe
-        ),
-    )
+    data = prepared_data(spec, prepare)
     return time.perf_counter() - started, data.report, data.train
 
 
 def time_token_stage(spec: Spec, tokenizer: Any) -> dict[str, Any]:
     """Cold (an empty cache folder) and cached (the same call again) preparation."""
-    stage = token_stage(spec, tokenizer)
-    cold_s, cold, _ = prepare_once(spec, stage)
-    cached_s, cached, train = prepare_once(spec, stage)
+    cold_s, cold, _ = prepare_once(spec, tokenizer)
+    cached_s, cached, train = prepare_once(spec, tokenizer)
     if (cold["cache"], cached["cache"]) != ("miss", "hit"):
         raise SystemExit(f"expected a cache miss, then a hit; got {cold['cache']}, then {cached['cache']}")
     meta = json.loads((Path(cached["where"]) / "meta.json").read_text(encoding="utf-8"))
@@ -253,12 +238,12 @@ def measure_format(folder: Path, model_dir: Path, data_format: str, args: argpar
     baseline = None
     for packing in variants:
         spec = run_spec(folder, model_dir, data_path, data_format, packing, args.cutoff_len)
-        tokenizer = load_tokenizer(spec.model)
-        if spec.train.stage != "pt":
-            use_template(tokenizer, spec.model.template)
         if data_format == "preference":
+            tokenizer = load_tokenizer(spec.model)  # as `tokenizer_and_records` gives it the template
+            use_template(tokenizer, spec.model.template)
             numbers = time_preferences(spec, tokenizer)
         else:
+            tokenizer = stage_tokenizer(spec)
             numbers = time_token_stage(spec, tokenizer)
         shutil.rmtree(spec.data.cache_dir, ignore_errors=True)  # a million packed rows fill a disk quickly
         baseline = baseline or time_tokenizer_only(spec, tokenizer)  # the same texts, packed or not

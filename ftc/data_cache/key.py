@@ -8,7 +8,7 @@ no run reads and `ftc cache prune` removes. The key is a hash of everything that
   modification time and the sha256 of `SAMPLED_BLOCKS` blocks spread over it (reading a 50 GB corpus
   whole on every start would cost more than it saves). A hub dataset or model counts by the commit the
   local hub cache holds; one not there yet (or at no pinned commit) makes the run uncached;
-- the tokenizer: every file of the model folder but the weights;
+- the tokenizer: the files of the model folder it is read from (tokenizer.json, vocab, merges, ...);
 - the template's text, cutoff_len, packing, the stage, each dataset's format, columns, split,
   max_samples and weight, mix_size, eval_ratio and eval_datasets, the seed, and `DATA_CODE_VERSION`,
   which is raised whenever the code that prepares data changes what it makes.
@@ -35,8 +35,19 @@ DATA_CODE_VERSION = 1
 WHOLE_HASH_LIMIT = 256 << 20
 SAMPLED_BLOCKS = 16
 _BLOCK = 1 << 20
-# Model-folder files that are weights, not the tokenizer: left out of the key, since reading them is slow.
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".onnx", ".ckpt")
+# The model-folder files a tokenizer is read from (transformers' names for them): the weights and the model's
+# config are left out, so that a changed weight or generation setting keeps the rows it does not change.
+_TOKENIZER_FILE_PREFIXES = (
+    "tokenizer",
+    "special_tokens_map",
+    "added_tokens",
+    "vocab",
+    "merges",
+    "chat_template",
+    "spiece",
+    "sentencepiece",
+)
+_TOKENIZER_FILE_SUFFIXES = (".tiktoken",)
 
 
 @dataclass(frozen=True)
@@ -109,11 +120,10 @@ def _tokenizer(spec: Spec) -> dict[str, str]:
     folder = Path(written)
     if folder.is_dir():
         return {
-            file.relative_to(folder).as_posix(): file_fingerprint(file)
-            for file in sorted(folder.rglob("*"))
+            file.name: file_fingerprint(file)
+            for file in sorted(folder.iterdir())
             if file.is_file()
-            and not file.name.endswith(_WEIGHT_SUFFIXES)
-            and not any(part.startswith(".") for part in file.relative_to(folder).parts)
+            and (file.name.startswith(_TOKENIZER_FILE_PREFIXES) or file.name.endswith(_TOKENIZER_FILE_SUFFIXES))
         }
     return {"hub": _hub_commit(written, "model", spec.model.revision)}
 
@@ -124,8 +134,10 @@ def _dataset(dataset: DatasetSection) -> dict[str, Any]:
     if source == "hub":
         described["hub"] = _hub_commit(dataset.path, "dataset", dataset.revision)
     else:
-        files = dataset_files(dataset) if source == "files" else _all_files(Path(dataset.path))
-        described["files"] = {str(file): file_fingerprint(file) for file in files}
+        root = Path(dataset.path)
+        files = dataset_files(dataset) if source == "files" else _all_files(root)
+        # By name within the dataset, not by absolute path: a checkout elsewhere is the same data.
+        described["files"] = {_name_in(file, root): file_fingerprint(file) for file in files}
     return described
 
 
@@ -136,6 +148,10 @@ def _hub_commit(repo_id: str, repo_type: str, revision: str | None) -> str:
     if cached is None:
         raise _Uncacheable(f"{repo_id} is not in the local hub cache yet, so its commit is unknown")
     return f"{repo_id}@{cached.commit}"
+
+
+def _name_in(file: Path, root: Path) -> str:
+    return file.relative_to(root).as_posix() if root.is_dir() else file.name
 
 
 def _all_files(folder: Path) -> list[Path]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ftc.compiler.plan import Plan
+from ftc.data_cache.key import prepared_key
 from ftc.errors import FtcError
 from ftc.lock.hub_pins import locked_commit
 from ftc.lock.inputs import hash_inputs, text_sha256, versions
@@ -15,7 +16,7 @@ from ftc.lock.record import LockedInput, RunFacts, lock_document
 from ftc.runs.environment import environment_names
 from ftc.spec.chat_templates import TEMPLATES
 from ftc.spec.loader import LoadedSpec
-from ftc.spec.resolve import anchored, input_paths, names_a_local_path
+from ftc.spec.resolve import anchored, input_paths, names_a_local_path, resolve_paths
 
 
 def current_lock(loaded: LoadedSpec, plan: Plan) -> dict[str, Any]:
@@ -40,11 +41,14 @@ def current_lock(loaded: LoadedSpec, plan: Plan) -> dict[str, Any]:
             commit = locked_commit(key, written, revision)
             entries.append(LockedInput(key, written, "hub", revision=revision, commit=commit))
     model_folder = local.get("model.name_or_path")
+    data_key = prepared_key(resolve_paths(spec, base_dir, is_local=Path.exists))
     facts = RunFacts(
         seed=spec.train.seed,
         template=spec.model.template,
         template_sha256=template_sha256(spec.model.template, model_folder),
         environment=environment_names(spec, plan),
+        data_cache_key=data_key.digest,
+        data_cache_off=data_key.uncached or "",
     )
     lock_dir = loaded.path.resolve().parent
     return lock_document(

@@ -35,7 +35,13 @@ def drift(locked: dict[str, Any], current: dict[str, Any]) -> list[str]:
     for key in [*old, *(key for key in new if key not in old)]:
         if old.get(key, _ABSENT) != new.get(key, _ABSENT):
             lines.append(_describe(key, old.get(key, _ABSENT), new.get(key, _ABSENT), current, locked))
-    return lines
+    # The prepared data's key follows from the inputs, the spec and ftc's version: said only when nothing
+    # else explains it.
+    derived = _describe(_DATA_KEY, old.get(_DATA_KEY, _ABSENT), new.get(_DATA_KEY, _ABSENT), current, locked)
+    return [line for line in lines if line != derived] if len(lines) > 1 else lines
+
+
+_DATA_KEY = "run.data_cache_key"
 
 
 class _Absent:
@@ -64,6 +70,11 @@ def _describe(key: str, old: Any, new: Any, current: dict[str, Any], locked: dic
         if new is _ABSENT:
             return f"{where}: file gone"
         return f"{where} sha256 changed"
+    if key == _DATA_KEY:
+        return (
+            f"the prepared data's key {_show(old)} → {_show(new)}: the data files, the tokenizer, a [data] setting "
+            "or ftc's data preparation changed what the run trains on"
+        )
     if old is _ABSENT:
         return f"{key} added: {_show(new)}"
     if new is _ABSENT:

@@ -1,6 +1,7 @@
 """The lock document, built from values the edge gathered. Pure: same values, same bytes.
 
-Shape (TOML): [lock] what was locked; [run] seed, chat template, environment names; [versions];
+Shape (TOML): [lock] what was locked; [run] seed, chat template, environment names, the prepared data's
+cache key; [versions];
 [hardware]; [plan] the plan's decisions; [inputs."KEY"] one per model or dataset the spec reads (a hub
 input's commit, where known, beside its revision);
 [spec] the spec after extends and overrides, paths as written.
@@ -43,6 +44,10 @@ class RunFacts:
     template: str
     template_sha256: str  # of the template text the run will use; "" where only the hub knows it
     environment: list[str]  # names of the variables the run reads; never their values
+    # The prepared-data cache's key (ftc.data_cache.key): the rows the run trains on, not the cache itself;
+    # "" where the run's rows are not cached (then data_cache_off says why).
+    data_cache_key: str = ""
+    data_cache_off: str = ""
 
 
 def lock_document(
@@ -63,6 +68,8 @@ def lock_document(
             "template": facts.template,
             "template_sha256": facts.template_sha256,
             "environment": sorted(set(facts.environment)),
+            "data_cache_key": facts.data_cache_key,
+            **({"data_cache_off": facts.data_cache_off} if facts.data_cache_off else {}),
         },
         "versions": dict(versions),
         "hardware": asdict(plan.hardware),

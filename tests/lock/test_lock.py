@@ -324,3 +324,20 @@ def test_verify_and_launch_locked_report_drift_when_the_cache_moves_to_another_c
     )
     refused = ftc("launch", "job.toml", "-H", "cpu", "--locked", "--dry-run", "--overwrite", cwd=hub_project)
     assert refused.returncode == 1 and "--locked refuses" in refused.stderr
+
+
+def test_the_lock_records_the_prepared_datas_key_and_says_when_only_it_moved(project, monkeypatch):
+    from ftc.data_cache import key
+
+    before = locked(project / "job.toml")
+    assert len(before["run"]["data_cache_key"]) == 32 and "data_cache_off" not in before["run"]
+    # What only the key sees: ftc's data preparation makes other rows from the same files and settings.
+    monkeypatch.setattr(key, "DATA_CODE_VERSION", key.DATA_CODE_VERSION + 1)
+    (change,) = drift(before, lock_now(project / "job.toml"))
+    assert change.startswith("the prepared data's key") and "changed what the run trains on" in change
+
+
+def test_a_run_without_a_cache_locks_why_instead_of_a_key(project):
+    (project / "job.toml").write_text(SPEC.replace("[data]", "[data]\ncache = false"))
+    run = locked(project / "job.toml")["run"]
+    assert (run["data_cache_key"], run["data_cache_off"]) == ("", "data.cache = false")
