@@ -99,13 +99,17 @@ def _history(record: Record) -> list[Message]:
 
 def alpaca_prompt(record: Record) -> list[Message]:
     """system, history, then instruction (+ "\\n\\n" + input) as the last user turn."""
-    instruction = record.text("instruction")
-    prompt = "\n\n".join(part for part in (instruction, record.text("input", required=False)) if part)
+    instruction, extra = record.text("instruction"), record.text("input", required=False)
+    prompt = f"{instruction}\n\n{extra}" if instruction and extra else instruction or extra
     if not prompt:
         raise BadRecord(f"{record.column('instruction')!r} and {record.column('input')!r} are both empty")
     system = record.text("system", required=False)
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
-    return messages + _history(record) + [{"role": "user", "content": prompt}]
+    history = _history(record)
+    if history:
+        messages += history
+    messages.append({"role": "user", "content": prompt})
+    return messages
 
 
 def alpaca_to_chat(record: Record) -> Chat:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import chain
 from typing import Any, TypeVar
@@ -19,6 +20,8 @@ import numpy as np
 from ftc.runtime.data.token_rows import TOKEN
 
 T = TypeVar("T")
+R = TypeVar("R")
+E = TypeVar("E")
 _CHECKED = 64  # texts encoded both ways, to trust the tokenizer's backend with the rest
 
 
@@ -78,3 +81,18 @@ def in_chunks(items: Sequence[T], what: str) -> Iterator[Sequence[T]]:
         for start in range(0, len(items), CHUNK):
             yield items[start : start + CHUNK]
             bar.update(min(CHUNK, len(items) - start))
+
+
+def overlapped(chunks: Iterable[T], render: Callable[[T], R], encode: Callable[[R], E]) -> Iterator[E]:
+    """encode(render(chunk)) of each chunk, in order. The Rust tokenizer lets go of the GIL while it encodes,
+    so one chunk is encoded on a thread of its own while this one renders the next: the Python work hides
+    behind the tokenizer's instead of adding to it."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftc-encode") as pool:
+        pending: Future[E] | None = None
+        for chunk in chunks:
+            rendered = render(chunk)
+            if pending is not None:
+                yield pending.result()
+            pending = pool.submit(encode, rendered)
+        if pending is not None:
+            yield pending.result()

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ftc.errors import RuntimeUserError
-from ftc.runtime.data.tokenize import conversation_segments, encode_segments, untokenized_end_marker
-from ftc.spec.chat_templates import ChatTemplateError, Message
+from ftc.runtime.data.batch_encode import encode_batch, in_chunks
+from ftc.runtime.data.tokenize import conversation_segments, untokenized_end_marker
+from ftc.spec.chat_templates import ChatTemplateError, Message, Segment
 
 if TYPE_CHECKING:
     from ftc.runtime.data.loading import KtoExample, PreferencePair
@@ -43,47 +44,67 @@ def assistant(text: str) -> list[Message]:
 
 
 def encode_pairs(
-    tokenizer: Any, pairs: list[PreferencePair], template_name: str, cutoff_len: int, drop_long: bool = False
+    tokenizer: Any, pairs: Sequence[PreferencePair], template_name: str, cutoff_len: int, drop_long: bool = False
 ) -> PreferenceData:
     """Records for DPO, ORPO and RM. `drop_long`: a pair that does not fit whole is left out (rm, whose
     trainer drops them too: a reward read off a cut reply would be the reward of another text)."""
-    measured = [
-        ({"prompt": pair.prompt, "chosen": assistant(pair.chosen), "rejected": assistant(pair.rejected)},
-         _measure(tokenizer, template_name, pair.where, pair.prompt, [pair.chosen, pair.rejected]))
+    records = [
+        {"prompt": pair.prompt, "chosen": assistant(pair.chosen), "rejected": assistant(pair.rejected)}
         for pair in pairs
-    ]  # fmt: skip
-    return _keep_fitting(measured, cutoff_len, drop_long)
+    ]
+    lengths = _measure(
+        tokenizer, template_name, [(pair.where, pair.prompt, [pair.chosen, pair.rejected]) for pair in pairs]
+    )
+    return _keep_fitting(list(zip(records, lengths, strict=True)), cutoff_len, drop_long)
 
 
 def encode_kto_examples(
-    tokenizer: Any, examples: list[KtoExample], template_name: str, cutoff_len: int
+    tokenizer: Any, examples: Sequence[KtoExample], template_name: str, cutoff_len: int
 ) -> PreferenceData:
-    measured = [
-        ({"prompt": example.prompt, "completion": assistant(example.completion), "label": example.label},
-         _measure(tokenizer, template_name, example.where, example.prompt, [example.completion]))
+    records = [
+        {"prompt": example.prompt, "completion": assistant(example.completion), "label": example.label}
         for example in examples
-    ]  # fmt: skip
-    return _keep_fitting(measured, cutoff_len, drop_long=False)
+    ]
+    lengths = _measure(tokenizer, template_name, [(e.where, e.prompt, [e.completion]) for e in examples])
+    return _keep_fitting(list(zip(records, lengths, strict=True)), cutoff_len, drop_long=False)
 
 
 def _measure(
-    tokenizer: Any, template_name: str, where: str, prompt: list[Message], replies: list[str]
-) -> tuple[int, list[int]]:
-    """(prompt tokens, tokens of each reply with its end marker) as our template renders them."""
-    reply_lengths = []
-    prompt_length = 0
-    for reply in replies:
-        try:
-            segments = conversation_segments(tokenizer, template_name, prompt + assistant(reply))
-        except ChatTemplateError as error:
-            raise RuntimeUserError(
-                f"{where}: {error}", "fix the record, or set model.template to one that fits it"
-            ) from None
-        # The reply is the last trainable segment; a separator may follow it, untrained.
-        reply_at = max(index for index, segment in enumerate(segments) if segment.trainable)
-        prompt_length = len(encode_segments(tokenizer, segments[:reply_at])["input_ids"])
-        reply_lengths.append(len(encode_segments(tokenizer, [segments[reply_at]])["input_ids"]))
-    return prompt_length, reply_lengths
+    tokenizer: Any, template_name: str, items: Sequence[tuple[str, list[Message], list[str]]]
+) -> list[tuple[int, list[int]]]:
+    """For each (where, prompt, replies): the prompt's tokens and each reply's (with its end marker) as our
+    template renders them, each segment encoded on its own as SFT encodes it; in one tokenizer call a chunk."""
+    measured: list[tuple[int, list[int]]] = []
+    for chunk in in_chunks(items, "records"):
+        texts: list[str] = []
+        shapes: list[tuple[int, int]] = []  # (prompt segments, replies) of each item, to read the lengths back
+        for where, prompt, replies in chunk:
+            for index, reply in enumerate(replies):
+                segments = _segments(tokenizer, template_name, where, prompt + assistant(reply))
+                # The reply is the last trainable segment; a separator may follow it, untrained.
+                reply_at = max(position for position, segment in enumerate(segments) if segment.trainable)
+                if index == 0:  # the prompt renders alike before every reply
+                    texts += [segment.text for segment in segments[:reply_at]]
+                    shapes.append((reply_at, len(replies)))
+                texts.append(segments[reply_at].text)
+        _, lengths = encode_batch(tokenizer, texts)
+        at = 0
+        for prompt_segments, replies in shapes:
+            # Texts were queued as: the prompt's segments and the first reply, then each further reply.
+            prompt_length = int(lengths[at : at + prompt_segments].sum())
+            at += prompt_segments
+            measured.append((prompt_length, [int(length) for length in lengths[at : at + replies]]))
+            at += replies
+    return measured
+
+
+def _segments(tokenizer: Any, template_name: str, where: str, messages: list[Message]) -> list[Segment]:
+    try:
+        return conversation_segments(tokenizer, template_name, messages)
+    except ChatTemplateError as error:
+        raise RuntimeUserError(
+            f"{where}: {error}", "fix the record, or set model.template to one that fits it"
+        ) from None
 
 
 def _keep_fitting(

@@ -39,8 +39,11 @@ class PreparedData:
     report: dict[str, Any]  # for metrics.json: seconds, records, records_per_s, cache
 
 
-def prepared_data(spec: Spec, prepare: Callable[[], PreparedRows], key: PreparedKey | None = None) -> PreparedData:
-    """The run's rows, from its cache entry or prepared now (and kept, unless the key says it cannot be)."""
+def prepared_data(
+    spec: Spec, prepare: Callable[[], PreparedRows], key: PreparedKey | None = None, open_rows: bool = True
+) -> PreparedData:
+    """The run's rows, from its cache entry or prepared now (and kept, unless the key says it cannot be).
+    Without `open_rows` (the launch, which only fills the cache) train and evaluated are None."""
     started = time.perf_counter()
     key = key or prepared_key(spec)
     if key.uncached:
@@ -52,8 +55,8 @@ def prepared_data(spec: Spec, prepare: Callable[[], PreparedRows], key: Prepared
     made = not complete(entry) and _prepare_once(entry, key, spec, prepare)
     meta = json.loads((entry / META).read_text(encoding="utf-8"))
     os.utime(entry / META)  # `ftc cache prune --older-than` goes by last use
-    train, evaluated = _memory_mapped(entry / TRAIN), _memory_mapped(entry / EVALUATED)
-    report = _report("miss" if made else "hit", key, str(entry), meta["records"], len(train), started)
+    train, evaluated = (_memory_mapped(entry / TRAIN), _memory_mapped(entry / EVALUATED)) if open_rows else (None, None)
+    report = _report("miss" if made else "hit", key, str(entry), meta["records"], meta["rows"], started)
     return PreparedData(train, evaluated, meta["lines"], report)
 
 
@@ -172,7 +175,7 @@ def prepare_at_launch(spec: Spec, parsed: dict[str, list[tuple[str, Any]]]) -> P
     from ftc.runtime.data.recipes import stage_tokenizer
 
     tokenizer = stage_tokenizer(spec)  # loaded first: the report times the preparation, not the import
-    return prepared_data(spec, lambda: _prepare(spec, tokenizer, parsed))
+    return prepared_data(spec, lambda: _prepare(spec, tokenizer, parsed), open_rows=False)
 
 
 def _prepare(spec: Spec, tokenizer: Any, parsed: dict[str, list[tuple[str, Any]]] | None = None) -> PreparedRows:

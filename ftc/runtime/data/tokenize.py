@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ftc.errors import RuntimeUserError
-from ftc.runtime.data.batch_encode import encode_batch, in_chunks
+from ftc.runtime.data.batch_encode import encode_batch, in_chunks, overlapped
 from ftc.runtime.data.loading import Conversation
 from ftc.runtime.data.token_rows import IGNORE_INDEX, TOKEN, TokenRows, offsets_of, spans
 from ftc.spec.chat_templates import TEMPLATES, ChatTemplateError, Message, Segment
@@ -148,12 +148,13 @@ def encode_conversations(
     tokenizer: Any, conversations: Sequence[Conversation], template_name: str, cutoff_len: int
 ) -> EncodedData:
     """Every conversation encoded, a chunk of them per call to the tokenizer."""
-    cuts = [
-        encode_segment_lists(
-            tokenizer, [_segments(tokenizer, conversation, template_name) for conversation in chunk], cutoff_len
+    cuts = list(
+        overlapped(
+            in_chunks(conversations, "conversations"),
+            render=lambda chunk: [_segments(tokenizer, conversation, template_name) for conversation in chunk],
+            encode=lambda segments: encode_segment_lists(tokenizer, segments, cutoff_len),
         )
-        for chunk in in_chunks(conversations, "conversations")
-    ]
+    )
     rows = TokenRows.concat([cut.rows for cut in cuts])
     if not len(rows):
         raise RuntimeUserError(
