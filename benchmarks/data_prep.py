@@ -58,7 +58,7 @@ from ftc.runtime.data.loading import (  # noqa: E402
 )
 from ftc.runtime.data.preference import assistant, encode_pairs  # noqa: E402
 from ftc.runtime.data.prepared import prepared_data  # noqa: E402
-from ftc.runtime.data.recipes import RECIPES, stage_tokenizer  # noqa: E402
+from ftc.runtime.data.recipes import recipe_of, stage_tokenizer  # noqa: E402
 from ftc.runtime.data.rows import PreparedRows, prepare_rows  # noqa: E402
 from ftc.runtime.data.tokenize import use_template  # noqa: E402
 from ftc.runtime.model.loading import load_tokenizer  # noqa: E402
@@ -119,7 +119,7 @@ def write_records(path: Path, pool: list[str], count: int) -> Path:
 def prepare_once(spec: Spec, tokenizer: Any) -> tuple[float, dict[str, Any], Any]:
     """(seconds, the report, the training rows) of one call, as `token_stage_data` makes it: the stage's
     recipe reads the records, encodes and describes them, and `prepare_rows` packs them where asked."""
-    recipe = RECIPES[spec.train.stage]
+    recipe = recipe_of(spec)
 
     def prepare() -> PreparedRows:
         records, held_out = training_records(spec.data, recipe.item, spec.train.seed)

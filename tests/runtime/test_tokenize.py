@@ -213,7 +213,11 @@ def test_encoding_in_one_batch_gives_what_one_call_per_segment_gives(tiny_tokeni
     conversations = [
         Conversation(
             f"record {index}",
-            [{"role": role, "content": text} for pair in pairs for role, text in zip(("user", "assistant"), pair)],
+            [
+                {"role": role, "content": text}
+                for pair in pairs
+                for role, text in zip(("user", "assistant"), pair, strict=True)
+            ],
         )
         for index, pairs in enumerate(turns)
     ]

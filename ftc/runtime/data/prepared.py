@@ -152,10 +152,10 @@ def token_stage_data(spec: Spec, tokenizer: Any, stream: Callable[[], Any]) -> P
     recipe says (`ftc.runtime.data.recipes`), from the cache or prepared now; or with data.streaming, `stream()`
     read while training runs, and only the held-out records encoded now."""
     from ftc.runtime.data.loading import training_records
-    from ftc.runtime.data.recipes import RECIPES
+    from ftc.runtime.data.recipes import recipe_of
     from ftc.runtime.data.streaming import describe_stream
 
-    recipe = RECIPES[spec.train.stage]
+    recipe = recipe_of(spec)
     if not spec.data.streaming:
         return _said(prepared_data(spec, lambda: _prepare(spec, tokenizer)))
     started = time.perf_counter()
@@ -180,10 +180,10 @@ def prepare_at_launch(spec: Spec, parsed: dict[str, list[tuple[str, Any]]]) -> P
 
 def _prepare(spec: Spec, tokenizer: Any, parsed: dict[str, list[tuple[str, Any]]] | None = None) -> PreparedRows:
     from ftc.runtime.data.loading import training_records
-    from ftc.runtime.data.recipes import RECIPES
+    from ftc.runtime.data.recipes import recipe_of
     from ftc.runtime.data.rows import prepare_rows
 
-    recipe = RECIPES[spec.train.stage]
+    recipe = recipe_of(spec)
     records, held_out = training_records(spec.data, recipe.item, spec.train.seed, parsed)
     return prepare_rows(
         spec.data,

@@ -1,18 +1,21 @@
-"""How each token stage's records become rows: which records it reads, how they encode, how that is said.
+"""How a token stage's records become rows: which records it reads, how they encode, how that is said.
 
-The stage module trains on what this makes, and `ftc launch` makes the same thing ahead of it (one pass
-with the data check, into the cache): both take it from here, so the two cannot prepare differently.
-Keyed by stage name; a stage without an entry hands its records to trl, which tokenizes them.
+Each token stage's runtime module names its recipe (`RECIPE`, one of those below). The stage trains on
+what it makes, and `ftc launch` makes the same thing ahead of it (one pass with the data check, into
+the cache): both find it through `recipe_of`, so the two cannot prepare differently. A stage without
+a recipe (its record says `cached_rows = False`) hands its records to trl, which tokenizes them.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ftc.runtime.data.loading import Conversation, TextDocument
 from ftc.spec.models import Spec
+from ftc.stages import STAGES
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,13 @@ def _describe_texts(encoded: Any, tokenizer: Any, spec: Spec) -> str:
     return describe_texts(encoded)
 
 
-RECIPES: dict[str, TokenRecipe] = {
-    "sft": TokenRecipe(Conversation, _encode_conversations, _describe_conversations, uses_template=True),
-    "pt": TokenRecipe(TextDocument, _encode_texts, _describe_texts, uses_template=False),
-}
+CONVERSATIONS = TokenRecipe(Conversation, _encode_conversations, _describe_conversations, uses_template=True)
+TEXTS = TokenRecipe(TextDocument, _encode_texts, _describe_texts, uses_template=False)
+
+
+def recipe_of(spec: Spec) -> TokenRecipe:
+    """The recipe the spec's stage module names."""
+    return importlib.import_module(STAGES[spec.train.stage].module).RECIPE
 
 
 def stage_tokenizer(spec: Spec) -> Any:
@@ -59,6 +65,6 @@ def stage_tokenizer(spec: Spec) -> Any:
     from ftc.runtime.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(spec.model)
-    if RECIPES[spec.train.stage].uses_template:
+    if recipe_of(spec).uses_template:
         use_template(tokenizer, spec.model.template)
     return tokenizer

@@ -11,10 +11,12 @@ from __future__ import annotations
 from ftc.runs.folder import RunFolder
 from ftc.runtime.data.packing import PaddingCollator, packed_collator
 from ftc.runtime.data.prepared import token_stage_data
-from ftc.runtime.data.recipes import stage_tokenizer
+from ftc.runtime.data.recipes import TEXTS, stage_tokenizer
 from ftc.runtime.data.streaming import streamed_texts
 from ftc.runtime.model.trainable import load_trainable
 from ftc.runtime.training import fit
+
+RECIPE = TEXTS  # how its records become rows (ftc launch prepares them the same way)
 
 
 def run(folder: RunFolder) -> None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 from ftc.runs.folder import RunFolder
 from ftc.runtime.data.packing import packed_collator
 from ftc.runtime.data.prepared import token_stage_data
-from ftc.runtime.data.recipes import stage_tokenizer
+from ftc.runtime.data.recipes import CONVERSATIONS, stage_tokenizer
 from ftc.runtime.data.streaming import streamed_examples
 from ftc.runtime.model.trainable import load_trainable
 from ftc.runtime.training import fit
+
+RECIPE = CONVERSATIONS  # how its records become rows (ftc launch prepares them the same way)
 
 
 def run(folder: RunFolder) -> None:
