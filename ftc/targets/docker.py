@@ -75,7 +75,16 @@ def mounts(job: Job) -> list[str]:
     spec = job.spec
     inputs = [spec.model.name_or_path, *(dataset.path for dataset in spec.data.datasets), *spec.docker.volumes]
     local = dict.fromkeys(path for path in inputs if Path(path).is_absolute())  # hub ids are fetched inside
-    return [bind_mount(str(job.run_dir), read_only=False)] + [bind_mount(path, read_only=True) for path in local]
+    writable = [str(job.run_dir), *writable_folders(job)]
+    return [bind_mount(path, read_only=False) for path in writable] + [
+        bind_mount(path, read_only=True) for path in local
+    ]
+
+
+def writable_folders(job: Job) -> list[str]:
+    """Host folders the container writes besides its run folder: data.cache_dir, where prepared data is kept
+    between runs (without it, the cache lives in the mounted Hugging Face cache)."""
+    return [job.spec.data.cache_dir] if job.spec.data.cache_dir else []
 
 
 class DockerTarget:
@@ -96,6 +105,7 @@ class DockerTarget:
             shm_size=docker.shm_size,
             device_flags=device_flags(job),
             mounts=mounts(job),
+            writable_folders=writable_folders(job),
             secrets=job.spec.launch.secrets,
             command=container_command(job),
         )

@@ -149,3 +149,13 @@ def test_dry_run_writes_and_shows_the_dockerfile_and_script_without_docker(tmp_p
     assert result.returncode == 0, result.stderr
     assert "FROM pytorch/pytorch" in result.stdout and "exec docker run --rm" in result.stdout
     assert (tmp_path / "runs" / "quickstart" / "Dockerfile").is_file()
+
+
+def test_a_cache_dir_of_the_spec_is_made_and_mounted_writable(tmp_path):
+    data = tomllib.loads(VALID)["data"] | {"cache_dir": str(tmp_path / "prepared data")}
+    script = get_target("docker").render(make_job(tmp_path, data=data)).files["docker_run.sh"]
+    words = shlex.split(script.replace("\\\n", " "), comments=True)
+    folder = tmp_path / "prepared data"
+    assert f"type=bind,source={folder},target={folder}" in words  # read-write: no readonly field
+    mkdir = words.index("mkdir")
+    assert str(folder) in words[mkdir : mkdir + 4]
