@@ -141,6 +141,14 @@ def two_process_runs(tmp_path_factory, tiny_model_dir, data_path):
 
 
 @pytest.mark.slow
+def test_of_two_processes_one_prepares_the_data_and_the_other_reads_it(two_process_runs):
+    _, metrics, output = two_process_runs("ddp")
+    said = [line.split("cache ")[1].split(":")[0] for line in output.splitlines() if line.startswith("data prepared")]
+    assert sorted(said) == ["hit", "miss"]
+    assert metrics["data_preparation"]["records"] == 64  # rank 0's report, whichever of the two prepared
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(TWO_PROCESS_RUNS))
 def test_two_cpu_processes_match_one_process_with_the_same_global_batch(two_process_runs, single_process_losses, name):
     run = TWO_PROCESS_RUNS[name]
