@@ -18,12 +18,13 @@ from typing import Any
 
 from ftc.runtime.data.loading import iter_conversations, iter_texts
 from ftc.runtime.data.packing import pack_examples
-from ftc.runtime.data.texts import document_examples
-from ftc.runtime.data.tokenize import encode_conversation
+from ftc.runtime.data.texts import encode_documents
+from ftc.runtime.data.tokenize import conversation_segments_of, encode_segment_lists
 from ftc.spec.models import DataSection, Spec
 
 Example = dict[str, list[int]]
 PACKING_WINDOW = 1024
+ENCODING_WINDOW = 256  # records encoded per tokenizer call: small enough that the first step need not wait
 
 
 def streamed_examples(spec: Spec, tokenizer: Any) -> Any:
@@ -31,10 +32,14 @@ def streamed_examples(spec: Spec, tokenizer: Any) -> Any:
     iter_conversations(spec.data, spec.train.seed)  # opens each dataset now: an empty or unreadable one fails here
 
     def examples() -> Iterator[Example]:
-        for conversation in iter_conversations(spec.data, spec.train.seed):
-            example, _ = encode_conversation(tokenizer, conversation, spec.model.template, spec.data.cutoff_len)
-            if example is not None:  # no reply within cutoff_len
-                yield example
+        for window in _windows(iter_conversations(spec.data, spec.train.seed)):
+            # No reply within cutoff_len: left out, as a prepared dataset leaves it out.
+            cut = encode_segment_lists(
+                tokenizer,
+                [conversation_segments_of(tokenizer, conversation, spec.model.template) for conversation in window],
+                spec.data.cutoff_len,
+            )
+            yield from cut.rows.rows()
 
     return _iterable(examples, spec.data)
 
@@ -44,11 +49,17 @@ def streamed_texts(spec: Spec, tokenizer: Any) -> Any:
     iter_texts(spec.data, spec.train.seed)  # as above: a bad dataset fails before training starts
 
     def examples() -> Iterator[Example]:
-        for document in iter_texts(spec.data, spec.train.seed):
-            ids = tokenizer(document.text, add_special_tokens=False)["input_ids"]
-            yield from document_examples(tokenizer, ids, spec.data.cutoff_len)
+        for window in _windows(iter_texts(spec.data, spec.train.seed)):
+            rows, _ = encode_documents(tokenizer, [document.text for document in window], spec.data.cutoff_len)
+            yield from rows.rows()
 
     return _iterable(examples, spec.data)
+
+
+def _windows(items: Iterator[Any], size: int = ENCODING_WINDOW) -> Iterator[list[Any]]:
+    """The stream a window at a time, each encoded in one tokenizer call; read no further than that."""
+    while window := list(islice(items, size)):
+        yield window
 
 
 def pack_stream(examples: Iterator[Example], row_length: int, window: int = PACKING_WINDOW) -> Iterator[Example]:

@@ -33,7 +33,7 @@ class EncodedTexts:
 def encode_texts(tokenizer: Any, documents: Sequence[TextDocument], cutoff_len: int) -> EncodedTexts:
     """Every document encoded, framed, and cut into examples of at most cutoff_len tokens, a chunk per call."""
     parts = [
-        _encode_documents(tokenizer, [document.text for document in chunk], cutoff_len)
+        encode_documents(tokenizer, [document.text for document in chunk], cutoff_len)
         for chunk in in_chunks(documents, "documents")
     ]
     rows = TokenRows.concat([rows for rows, _ in parts])
@@ -42,7 +42,7 @@ def encode_texts(tokenizer: Any, documents: Sequence[TextDocument], cutoff_len: 
     return EncodedTexts(rows, len(documents), sum(split for _, split in parts))
 
 
-def _encode_documents(tokenizer: Any, texts: list[str], cutoff_len: int) -> tuple[TokenRows, int]:
+def encode_documents(tokenizer: Any, texts: list[str], cutoff_len: int) -> tuple[TokenRows, int]:
     """(the examples, how many documents were split)."""
     ids, lengths = encode_batch(tokenizer, texts)
     has_bos = int(tokenizer.bos_token_id is not None)
@@ -63,14 +63,6 @@ def _encode_documents(tokenizer: Any, texts: list[str], cutoff_len: int) -> tupl
     tokens = framed[positions]
     rows = TokenRows(tokens, tokens.copy(), offsets_of(piece_lengths[kept]))
     return rows, int((framed_lengths > cutoff_len).sum())
-
-
-def document_examples(tokenizer: Any, ids: list[int], cutoff_len: int) -> list[dict[str, list[int]]]:
-    """One tokenized document, framed (BOS, EOS), as examples of at most cutoff_len tokens each."""
-    start = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    framed = start + list(ids) + [tokenizer.eos_token_id]
-    chunks = (framed[begin : begin + cutoff_len] for begin in range(0, len(framed), cutoff_len))
-    return [{"input_ids": chunk, "labels": list(chunk)} for chunk in chunks if len(chunk) > 1]  # 1 predicts nothing
 
 
 def describe_texts(data: EncodedTexts) -> str:

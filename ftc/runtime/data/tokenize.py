@@ -134,16 +134,6 @@ def encode_segment_lists(tokenizer: Any, conversations: list[list[Segment]], cut
     return _Cut(rows, kept, truncated, len(conversations) - len(kept))
 
 
-def encode_conversation(
-    tokenizer: Any, conversation: Conversation, template_name: str, cutoff_len: int
-) -> tuple[dict[str, list[int]] | None, bool]:
-    """(example cut at cutoff_len, whether it was cut); the example is None when no reply token is left."""
-    cut = encode_segment_lists(tokenizer, [_segments(tokenizer, conversation, template_name)], cutoff_len)
-    if not len(cut.rows):
-        return None, False
-    return cut.rows.rows()[0], bool(cut.truncated)
-
-
 def encode_conversations(
     tokenizer: Any, conversations: Sequence[Conversation], template_name: str, cutoff_len: int
 ) -> EncodedData:
@@ -151,7 +141,7 @@ def encode_conversations(
     cuts = list(
         overlapped(
             in_chunks(conversations, "conversations"),
-            render=lambda chunk: [_segments(tokenizer, conversation, template_name) for conversation in chunk],
+            render=lambda chunk: [conversation_segments_of(tokenizer, record, template_name) for record in chunk],
             encode=lambda segments: encode_segment_lists(tokenizer, segments, cutoff_len),
         )
     )
@@ -163,7 +153,8 @@ def encode_conversations(
     return EncodedData(rows, sum(cut.truncated for cut in cuts), sum(cut.dropped for cut in cuts))
 
 
-def _segments(tokenizer: Any, conversation: Conversation, template_name: str) -> list[Segment]:
+def conversation_segments_of(tokenizer: Any, conversation: Conversation, template_name: str) -> list[Segment]:
+    """The conversation's segments, or a user error naming its record."""
     try:
         return conversation_segments(tokenizer, template_name, conversation.messages, conversation.tools)
     except ChatTemplateError as error:
