@@ -105,6 +105,9 @@ def summary_lines(metrics: dict[str, Any], trained: Path | None, plots: list[Pat
     timing = [f"trained in {metrics['train_runtime_s']:.1f} s"] if metrics.get("train_runtime_s") is not None else []
     if metrics.get("startup_s") is not None:
         timing.append(f"startup {metrics['startup_s']:.1f} s (process start → first step)")
+    prepared = metrics.get("data_preparation")
+    if prepared:
+        timing.append(f"data {prepared['seconds']:.2f} s ({prepared['records']:,} records, cache {prepared['cache']})")
     if timing:
         lines.append(", ".join(timing))
     memory = memory_line(metrics.get("peak_memory") or {})

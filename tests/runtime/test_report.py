@@ -196,3 +196,9 @@ def test_the_peak_is_read_from_the_plans_device_less_the_context(monkeypatch):
     }  # fmt: skip
     on_cpu = peak_memory(replace(cpu_plan(), memory=estimate))
     assert on_cpu["host_rss_gib"] > 0.05 and on_cpu["planned_host_gib"] == 4.0
+
+
+def test_the_summary_says_how_long_the_data_took_and_whether_the_cache_had_it():
+    prepared = {"cache": "hit", "records": 50000, "seconds": 0.04, "records_per_s": 1250000}
+    lines = summary_lines({**dpo_like_metrics(), "startup_s": 5.9, "data_preparation": prepared}, None, [])
+    assert "startup 5.9 s (process start → first step), data 0.04 s (50,000 records, cache hit)" in lines[-1]
