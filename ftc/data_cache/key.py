@@ -10,7 +10,8 @@ no run reads and `ftc cache prune` removes. The key is a hash of everything that
   local hub cache holds; one not there yet (or at no pinned commit) makes the run uncached;
 - the tokenizer: the files of the model folder it is read from (tokenizer.json, vocab, merges, ...);
 - the template's text, cutoff_len, packing, the stage, each dataset's format, columns, split,
-  max_samples and weight, mix_size, eval_ratio and eval_datasets, the seed, and `DATA_CODE_VERSION`,
+  max_samples and weight, mix_size, eval_ratio and eval_datasets, the seed, the `tokenizers` release, and
+  `DATA_CODE_VERSION`,
   which is raised whenever the code that prepares data changes what it makes.
 
 Pure: no torch, no datasets; `ftc lock` records the key (`ftc.data_cache.entries` lists and prunes entries).
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,7 @@ def prepared_key(spec: Spec) -> PreparedKey:
     try:
         parts = {
             "data_code": DATA_CODE_VERSION,
+            "tokenizers": _version("tokenizers"),  # the library that encodes: another release may split otherwise
             "stage": spec.train.stage,
             "seed": spec.train.seed,
             "cutoff_len": data.cutoff_len,
@@ -107,6 +110,13 @@ def prepared_key(spec: Spec) -> PreparedKey:
 
 class _Uncacheable(Exception):
     pass
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return ""
 
 
 def _template(spec: Spec) -> str:
