@@ -173,3 +173,25 @@ def _start_writer_that_stops_midway(spec: Spec, tmp_path: Path) -> subprocess.Po
         text=True,
         env=env,
     )
+
+
+def test_a_damaged_entry_is_prepared_again(tmp_path, tiny_model_dir, data, capsys):
+    spec = spec_of(tmp_path, tiny_model_dir, data)
+    rows = prepare(spec).train.to_list()
+    entry = entry_of(spec, prepared_key(spec))
+    (entry / "train.arrow").unlink()  # a new file, not the one the first dataset maps
+    (entry / "train.arrow").write_bytes(b"not arrow")  # a disk error, a hand edit
+    again = prepare(spec)
+    assert again.report["cache"] == "miss" and again.train.to_list() == rows
+    assert "cannot be read" in capsys.readouterr().out
+
+
+def test_a_cache_folder_that_cannot_be_written_is_a_user_error(tmp_path, tiny_model_dir, data):
+    from ftc.errors import RuntimeUserError
+
+    blocked = tmp_path / "a file, not a folder"
+    blocked.write_text("")
+    spec = spec_of(tmp_path, tiny_model_dir, data, cache_dir=str(blocked / "cache"))
+    with pytest.raises(RuntimeUserError, match="cannot be written") as raised:
+        prepare(spec)
+    assert "data.cache = false" in raised.value.hint

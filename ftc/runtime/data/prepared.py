@@ -24,6 +24,7 @@ from typing import Any
 from ftc import __version__
 from ftc.data_cache.entries import LOCK, META, TEMPORARY, complete
 from ftc.data_cache.key import PreparedKey, entry_of, prepared_key
+from ftc.errors import RuntimeUserError
 from ftc.runtime.data.rows import PreparedRows
 from ftc.runtime.data.token_rows import TokenRows
 from ftc.spec.models import Spec
@@ -53,25 +54,42 @@ def prepared_data(
         return PreparedData(train, evaluated, prepared.lines, report)
     entry = entry_of(spec, key)
     made = not complete(entry) and _prepare_once(entry, key, spec, prepare)
-    meta = json.loads((entry / META).read_text(encoding="utf-8"))
-    os.utime(entry / META)  # `ftc cache prune --older-than` goes by last use
-    train, evaluated = (_memory_mapped(entry / TRAIN), _memory_mapped(entry / EVALUATED)) if open_rows else (None, None)
+    try:
+        meta = json.loads((entry / META).read_text(encoding="utf-8"))
+        os.utime(entry / META)  # `ftc cache prune --older-than` goes by last use
+        opened = (_memory_mapped(entry / TRAIN), _memory_mapped(entry / EVALUATED)) if open_rows else (None, None)
+    except Exception as error:  # noqa: BLE001 (a damaged entry, whatever broke it, is prepared again)
+        if made:
+            raise
+        print(f"warning: the cache entry {entry} cannot be read ({error}); preparing the data again", flush=True)
+        shutil.rmtree(entry, ignore_errors=True)
+        return prepared_data(spec, prepare, key, open_rows)
     report = _report("miss" if made else "hit", key, str(entry), meta["records"], meta["rows"], started)
-    return PreparedData(train, evaluated, meta["lines"], report)
+    return PreparedData(*opened, meta["lines"], report)
 
 
 def _prepare_once(entry: Path, key: PreparedKey, spec: Spec, prepare: Callable[[], PreparedRows]) -> bool:
     """Prepare and write the entry unless another process does it first; whether this one did."""
     from filelock import FileLock
 
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry.parent / f"{key.digest}{LOCK}")):
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(entry.parent / f"{key.digest}{LOCK}"))
+        lock.acquire()
+    except OSError as error:
+        raise RuntimeUserError(
+            f"the prepared-data cache {entry.parent} cannot be written: {error}",
+            "set data.cache_dir (or FTC_CACHE) to a writable folder, or data.cache = false",
+        ) from None
+    try:
         if complete(entry):
             return False
         started = time.perf_counter()
         prepared = prepare()
         write_entry(entry, key, spec, prepared, time.perf_counter() - started)
         return True
+    finally:
+        lock.release()
 
 
 def write_entry(entry: Path, key: PreparedKey, spec: Spec, prepared: PreparedRows, seconds: float) -> None:
@@ -79,9 +97,16 @@ def write_entry(entry: Path, key: PreparedKey, spec: Spec, prepared: PreparedRow
     temporary = entry.parent / f"{TEMPORARY}{entry.name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    _write_arrow(temporary / TRAIN, prepared.train)
-    if prepared.evaluated is not None:
-        _write_arrow(temporary / EVALUATED, prepared.evaluated)
+    try:
+        _write_arrow(temporary / TRAIN, prepared.train)
+        if prepared.evaluated is not None:
+            _write_arrow(temporary / EVALUATED, prepared.evaluated)
+    except OSError as error:  # a full disk, say: nothing half-written is left behind
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise RuntimeUserError(
+            f"the prepared data could not be written to {entry.parent}: {error}",
+            "free space there, set data.cache_dir (or FTC_CACHE) elsewhere, or data.cache = false",
+        ) from None
     meta = {
         "key": key.digest,
         "ftc": __version__,
