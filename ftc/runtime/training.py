@@ -70,6 +70,7 @@ def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.plan_check import plan_check_callback
 
     show_progress(trainer)
+    count_parameters_once(trainer)
     check_trainer_device(trainer, folder.plan)  # nothing fell back to the CPU on its own
     use_fsdp_on_cpu(trainer, folder.plan)
     attach_lora_plus(trainer, folder.spec)
@@ -81,3 +82,21 @@ def train(trainer: Any, folder: RunFolder) -> None:
     if stop.received:
         step = trainer.state.global_step
         stop_for_restart(stop, step, str(folder.checkpoints / f"checkpoint-{step}"))
+
+
+def count_parameters_once(trainer: Any) -> None:
+    """transformers totals the run's flops by counting the model's parameters again on every micro-step (a
+    walk over every module, ~4% of a small model's step); the count does not change while training, so
+    it is taken once, at the first micro-step, and the total comes out the same."""
+    count_flops = trainer.floating_point_ops
+    per_token: list[float] = []
+
+    def floating_point_ops(inputs: dict[str, Any]) -> float:
+        tokens = inputs.get("input_ids")
+        if tokens is None:
+            return count_flops(inputs)
+        if not per_token:
+            per_token.append(count_flops(inputs) / max(tokens.numel(), 1))
+        return per_token[0] * tokens.numel()
+
+    trainer.floating_point_ops = floating_point_ops

@@ -9,7 +9,7 @@ read, encoded (and packed) while training runs (`ftc.runtime.data.streaming`).
 from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
-from ftc.runtime.data.packing import packed_collator
+from ftc.runtime.data.packing import PaddingCollator, packed_collator
 from ftc.runtime.data.prepared import token_stage_data
 from ftc.runtime.data.recipes import CONVERSATIONS, stage_tokenizer
 from ftc.runtime.data.streaming import streamed_examples
@@ -24,7 +24,8 @@ def run(folder: RunFolder) -> None:
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = stage_tokenizer(spec)
-    collator = None  # trl pads each batch itself
+    # Our rows come with their labels: padding them is all a batch needs (trl's own collator does more, slower).
+    collator = PaddingCollator(tokenizer.pad_token_id)
     if spec.data.packing:
         collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
     data = token_stage_data(spec, tokenizer, stream=lambda: streamed_examples(spec, tokenizer))
