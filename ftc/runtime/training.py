@@ -91,9 +91,10 @@ def count_parameters_once(trainer: Any) -> None:
     count_flops = trainer.floating_point_ops
     per_token: list[float] = []
 
-    def floating_point_ops(inputs: dict[str, Any]) -> float:
-        tokens = inputs.get("input_ids")
-        if tokens is None:
+    def floating_point_ops(inputs: Any) -> float:
+        # A stage's inputs may be other than a batch of token ids (grpo's are its prompts): counted as they were.
+        tokens = inputs.get("input_ids") if isinstance(inputs, dict) else None
+        if tokens is None or not hasattr(tokens, "numel"):
             return count_flops(inputs)
         if not per_token:
             per_token.append(count_flops(inputs) / max(tokens.numel(), 1))

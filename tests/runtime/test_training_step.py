@@ -26,3 +26,13 @@ def test_the_flops_total_is_the_same_from_one_parameter_count():
     count_parameters_once(trainer)
     assert [trainer.floating_point_ops(batch) for batch in batches] == expected
     assert trainer.walks == 1
+
+
+def test_inputs_that_are_no_batch_of_ids_are_counted_as_the_trainer_counts_them():
+    class Prompts:
+        def floating_point_ops(self, inputs):
+            return 0 if isinstance(inputs, list) else 1
+
+    trainer = Prompts()
+    count_parameters_once(trainer)
+    assert trainer.floating_point_ops([{"prompt": "Say hi."}]) == 0
