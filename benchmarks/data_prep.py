@@ -54,12 +54,10 @@ from ftc.runtime.data.loading import (  # noqa: E402
     load_preferences,
     load_texts,
     train_eval_split,
-    training_records,
 )
 from ftc.runtime.data.preference import assistant, encode_pairs  # noqa: E402
-from ftc.runtime.data.prepared import prepared_data  # noqa: E402
-from ftc.runtime.data.recipes import recipe_of, stage_tokenizer  # noqa: E402
-from ftc.runtime.data.rows import PreparedRows, prepare_rows  # noqa: E402
+from ftc.runtime.data.prepared import prepare_token_rows, prepared_data  # noqa: E402
+from ftc.runtime.data.recipes import stage_tokenizer  # noqa: E402
 from ftc.runtime.data.tokenize import use_template  # noqa: E402
 from ftc.runtime.model.loading import load_tokenizer  # noqa: E402
 from ftc.spec.chat_templates import TEMPLATES  # noqa: E402
@@ -119,20 +117,8 @@ def write_records(path: Path, pool: list[str], count: int) -> Path:
 def prepare_once(spec: Spec, tokenizer: Any) -> tuple[float, dict[str, Any], Any]:
     """(seconds, the report, the training rows) of one call, as `token_stage_data` makes it: the stage's
     recipe reads the records, encodes and describes them, and `prepare_rows` packs them where asked."""
-    recipe = recipe_of(spec)
-
-    def prepare() -> PreparedRows:
-        records, held_out = training_records(spec.data, recipe.item, spec.train.seed)
-        return prepare_rows(
-            spec.data,
-            records,
-            held_out,
-            encode=lambda items: recipe.encode(tokenizer, items, spec),
-            describe=lambda encoded: recipe.describe(encoded, tokenizer, spec),
-        )
-
     started = time.perf_counter()
-    data = prepared_data(spec, prepare)
+    data = prepared_data(spec, lambda: prepare_token_rows(spec, tokenizer))
     return time.perf_counter() - started, data.report, data.train
 
 

@@ -90,13 +90,13 @@ from ftc.spec.models import Spec
 from ftc.runtime.data import prepared
 
 spec = Spec.model_validate(json.loads(sys.argv[1]))
-original = prepared._prepare
+original = prepared.prepare_token_rows
 def slow_prepare(*args, **kwargs):  # long enough that the other process asks while this one prepares
     with open(sys.argv[2], "a") as log:
         log.write("prepared\\n")
     time.sleep(float(sys.argv[3]))
     return original(*args, **kwargs)
-prepared._prepare = slow_prepare
+prepared.prepare_token_rows = slow_prepare
 from ftc.runtime.data.recipes import stage_tokenizer
 data = prepared.token_stage_data(spec, stage_tokenizer(spec), stream=lambda: None)
 print("REPORT", data.report["cache"], len(data.train))

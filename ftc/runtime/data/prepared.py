@@ -182,7 +182,7 @@ def token_stage_data(spec: Spec, tokenizer: Any, stream: Callable[[], Any]) -> P
 
     recipe = recipe_of(spec)
     if not spec.data.streaming:
-        return _said(prepared_data(spec, lambda: _prepare(spec, tokenizer)))
+        return _said(prepared_data(spec, lambda: prepare_token_rows(spec, tokenizer)))
     started = time.perf_counter()
     _, held_out = training_records(spec.data, recipe.item, spec.train.seed)
     evaluated = recipe.encode(tokenizer, held_out, spec).rows if held_out else None
@@ -200,10 +200,14 @@ def prepare_at_launch(spec: Spec, parsed: dict[str, list[tuple[str, Any]]]) -> P
     from ftc.runtime.data.recipes import stage_tokenizer
 
     tokenizer = stage_tokenizer(spec)  # loaded first: the report times the preparation, not the import
-    return prepared_data(spec, lambda: _prepare(spec, tokenizer, parsed), open_rows=False)
+    return prepared_data(spec, lambda: prepare_token_rows(spec, tokenizer, parsed), open_rows=False)
 
 
-def _prepare(spec: Spec, tokenizer: Any, parsed: dict[str, list[tuple[str, Any]]] | None = None) -> PreparedRows:
+def prepare_token_rows(
+    spec: Spec, tokenizer: Any, parsed: dict[str, list[tuple[str, Any]]] | None = None
+) -> PreparedRows:
+    """The stage's rows prepared now, as its recipe says: its records read (or taken from `parsed`, what the
+    launch check parsed), encoded, described, and packed where asked."""
     from ftc.runtime.data.loading import training_records
     from ftc.runtime.data.recipes import recipe_of
     from ftc.runtime.data.rows import prepare_rows
