@@ -5,8 +5,11 @@ it: a run folder from `ftc launch --dry-run`, then `python -m ftc.runtime RUN_DI
 own, here with a few counters put in first. Three variants, interleaved `--repeats` times (the fastest
 counts: a shared machine only ever slows a run down):
 
-- unpacked: the spec as written, through trl's SFTTrainer;
-- packed: the same with data.packing = true;
+- unpacked: the spec as written, through trl's SFTTrainer with the loss head the plan chose (on the
+  CPU, the model's own loss; entropy and token accuracy at the logged steps: ftc.runtime.loss_head);
+- fused: the same with train.loss_head = "fused", trl's chunked head at every step (what ftc ran before
+  the plan chose; not run with --source, whose ftc may not know the key);
+- packed: the spec with data.packing = true;
 - Trainer: the unpacked run through transformers' plain Trainer instead, the loss the model's own
   (full logits, cross-entropy from the labels) and ftc's PaddingCollator: what trl's path costs here.
 
@@ -60,14 +63,16 @@ class Variant:
     name: str
     packing: bool
     trainer: str  # "trl": ftc's SFT path; "plain": transformers' Trainer with the model's own loss
+    loss_head: str | None = None  # train.loss_head, where the variant sets it
 
 
 VARIANTS = (
     Variant("unpacked", packing=False, trainer="trl"),
+    Variant("fused", packing=False, trainer="trl", loss_head="fused"),
     Variant("packed", packing=True, trainer="trl"),
     Variant("Trainer", packing=False, trainer="plain"),
 )
-PROFILED = (VARIANTS[0], VARIANTS[2])
+PROFILED = (VARIANTS[0], VARIANTS[3])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -254,6 +259,7 @@ def use_plain_trainer() -> None:
     import trl
     from transformers import Trainer, TrainingArguments
 
+    from ftc.runtime import loss_head
     from ftc.runtime.data.packing import PaddingCollator
 
     class PlainTrainer(Trainer):
@@ -264,8 +270,9 @@ def use_plain_trainer() -> None:
     def plain_arguments(max_length=None, dataset_kwargs=None, **arguments):  # SFTConfig's own keys dropped
         return TrainingArguments(**arguments)
 
-    # the stage imports both from trl when it runs, after this
+    # the stage imports both from trl when it runs, after this; its own loss is the model's already
     trl.SFTTrainer, trl.SFTConfig = PlainTrainer, plain_arguments
+    loss_head.with_model_loss = lambda trainer_class: trainer_class
 
 
 def train_in_this_process(run_dir: str, report: Path, trainer: str, timed: bool) -> int:
@@ -301,17 +308,18 @@ def train_in_this_process(run_dir: str, report: Path, trainer: str, timed: bool)
 # The benchmark: fixture, run folders, runs, tables.
 
 
-def write_variant_specs(workspace: Path, spec: Path) -> dict[bool, Path]:
-    """The quickstart spec as written, and with data.packing = true; each its own output folder."""
+def write_variant_specs(workspace: Path, spec: Path, variants: tuple[Variant, ...]) -> dict[str, Path]:
+    """Each variant's quickstart spec (data.packing, train.loss_head as it sets them), its own output folder."""
     text = spec.read_text()
     specs = {}
-    for packing in (False, True):
-        name = "packed" if packing else "unpacked"
-        variant = _replace_once(text, 'dir = "runs/quickstart"', f'dir = "runs/{name}"')
-        if packing:
-            variant = _replace_once(variant, "[data]\n", "[data]\npacking = true\n")
-        specs[packing] = workspace / f"{name}.toml"
-        specs[packing].write_text(variant)
+    for variant in variants:
+        written = _replace_once(text, 'dir = "runs/quickstart"', f'dir = "runs/{variant.name}"')
+        if variant.packing:
+            written = _replace_once(written, "[data]\n", "[data]\npacking = true\n")
+        if variant.loss_head:
+            written = _replace_once(written, "[train]\n", f'[train]\nloss_head = "{variant.loss_head}"\n')
+        specs[variant.name] = workspace / f"{variant.name}.toml"
+        specs[variant.name].write_text(written)
     return specs
 
 
@@ -345,7 +353,7 @@ def train_once(
     )  # fmt: skip
     if launched.returncode != 0:
         raise SystemExit(f"ftc launch {spec.name} failed:\n{launched.stdout}{launched.stderr}")
-    run_dir = spec.parent / "runs" / ("packed" if variant.packing else "unpacked")
+    run_dir = spec.parent / "runs" / variant.name
     report = run_dir.parent / f"{variant.name}-counts.json"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(run_dir), "--report", str(report)]
     command += ["--trainer", variant.trainer] + (["--timed"] if timed else [])
@@ -464,20 +472,21 @@ def main() -> None:
     from ftc.quickstart.workspace import write_quickstart
 
     source = args.source.resolve() if args.source else None
-    runs: dict[str, list[dict | None]] = {variant.name: [] for variant in VARIANTS}
+    variants = tuple(variant for variant in VARIANTS if not (source and variant.loss_head))
+    runs: dict[str, list[dict | None]] = {variant.name: [] for variant in variants}
     profiled: dict[str, list[dict | None]] = {variant.name: [] for variant in PROFILED}
     with tempfile.TemporaryDirectory() as folder:
         workspace = Path(folder) / "quickstart"
-        specs = write_variant_specs(workspace, write_quickstart(workspace, steps=args.steps))
+        specs = write_variant_specs(workspace, write_quickstart(workspace, steps=args.steps), variants)
         trained_ftc = source or ROOT
         env = child_environment(trained_ftc, Path(folder) / "cache")
         for _ in range(args.repeats):  # interleaved, so a busy spell on a shared machine hits every variant
-            for variant in VARIANTS:
-                spec = specs[variant.packing]
+            for variant in variants:
+                spec = specs[variant.name]
                 runs[variant.name].append(train_once(variant, spec, env, trained_ftc, False, args.run_timeout))
         for _ in range(args.profile_repeats):
             for variant in PROFILED:
-                spec = specs[variant.packing]
+                spec = specs[variant.name]
                 profiled[variant.name].append(train_once(variant, spec, env, trained_ftc, True, args.run_timeout))
     best = {name: fastest(name, tries) for name, tries in runs.items()}
     profiles = {name: fastest(name, tries) for name, tries in profiled.items() if tries}
@@ -509,7 +518,10 @@ def main() -> None:
         torch_threads=threads,
         repeats=args.repeats,
         run_timeout_s=args.run_timeout,
-        variants={variant.name: {"packing": variant.packing, "trainer": variant.trainer} for variant in VARIANTS},
+        variants={
+            variant.name: {"packing": variant.packing, "trainer": variant.trainer, "loss_head": variant.loss_head}
+            for variant in variants
+        },
         runs=best,
         profile_repeats=args.profile_repeats,
         profiles={

@@ -20,6 +20,8 @@ DataKind = Literal["text", "conversation", "preference", "kto"]
 Sampling = Literal["micro-batch", "step"]
 # Whether a stage scores its replies with a reward model: always, or where no built-in reward function does.
 RewardModel = Literal["needed", "optional"]
+# Where the loss meets the vocabulary: trl's chunked head, or the model's own loss (ftc.compiler.memory.logits).
+LossHead = Literal["fused", "model"]
 
 CONVERSATION_FORMATS = ("alpaca", "sharegpt", "messages")
 
@@ -38,8 +40,9 @@ class Stage:
     reference: bool = False
     reward_model: RewardModel | None = None  # ppo.reward_model: a frozen scorer beside the policy
     samples: Sampling | None = None  # a rollout stage: it generates replies, then learns from them
-    # Its trl trainer computes the loss through a chunked head: no batch × seq × vocab logits at once.
-    fused_loss: bool = False
+    # How its trainer can compute the loss, the one accelerators use first: "fused" is trl's chunked head (no
+    # batch × seq × vocab logits at once), "model" the model's own loss from its full logits (faster on the CPU).
+    loss_heads: tuple[LossHead, ...] = ("model",)
     # Its trl trainer casts a quantized model's adapter to bf16 (QLoRA's recipe) whatever the precision;
     # the others keep peft's fp32 adapter. The runtime checks the dtype it finds (ftc.runtime.plan_check).
     bf16_quantized_adapter: bool = False
@@ -101,7 +104,7 @@ STAGES: dict[str, Stage] = _registry(
         "ftc.runtime.stages.sft",
         data="conversation",
         formats=CONVERSATION_FORMATS,
-        fused_loss=True,
+        loss_heads=("fused", "model"),
         bf16_quantized_adapter=True,
         packs=True,
         cached_rows=True,
@@ -165,7 +168,7 @@ STAGES: dict[str, Stage] = _registry(
         formats=("preference",),
         paired=True,
         reference=True,
-        fused_loss=True,
+        loss_heads=("fused",),
         bf16_quantized_adapter=True,
         reads=("preference.beta", "preference.loss_type", "preference.ftx"),
     ),
@@ -176,7 +179,7 @@ STAGES: dict[str, Stage] = _registry(
         data="kto",
         formats=("kto",),
         reference=True,
-        fused_loss=True,
+        loss_heads=("fused",),
         bf16_quantized_adapter=True,
         least_micro_batch=2,
         least_micro_batch_why="estimates its KL term from the other examples of a micro-batch",

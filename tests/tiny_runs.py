@@ -56,8 +56,9 @@ def tiny_spec(
     return {**spec, **(sections or {})}
 
 
-def cpu_plan(precision: str = "fp32") -> Plan:
-    """One CPU process: micro-batch 4 × 2 accumulation steps, the global batch of 8 the specs above ask for."""
+def cpu_plan(precision: str = "fp32", loss_head: str = "model") -> Plan:
+    """One CPU process: micro-batch 4 × 2 accumulation steps, the global batch of 8 the specs above ask for; the
+    loss through the model's own head, as the planner chooses for the tiny model (sft: or trl's, "fused")."""
 
     def fixed(value):
         return Decision(value, "fixed by the test")
@@ -71,6 +72,7 @@ def cpu_plan(precision: str = "fp32") -> Plan:
         micro_batch_size=fixed(4),
         gradient_accumulation_steps=fixed(2),
         gradient_checkpointing=fixed(False),
+        loss_head=fixed(loss_head),
     )
 
 

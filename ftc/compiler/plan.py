@@ -66,6 +66,7 @@ class Plan:
     quantization_bits: Decision = Decision(None, "no quantization: the method is not qlora")  # None | 4 | 8
     offload: Decision = Decision("none", "nothing is offloaded to host memory")  # none | optimizer | optimizer+params
     attention: Decision = Decision("sdpa", "torch's scaled-dot-product attention")  # eager | sdpa | flash
+    loss_head: Decision = Decision("model", "the model's own loss")  # fused | model (ftc.stages.LossHead)
     memory: MemoryEstimate | None = None
     time: TimeEstimate | None = None
     # max_cutoff_len, max_micro_batch_size under the plan's checkpointing; each also _with_checkpointing and
@@ -98,10 +99,11 @@ class Plan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
-        decision_names = [f.name for f in fields(cls) if f.type == "Decision"]
+        decision_names = [f.name for f in fields(cls) if f.type == "Decision" and f.name in data]
         memory = data.get("memory")
         return cls(
             hardware=HardwareRef(**data["hardware"]),
+            # a decision added since the plan was written takes its default
             **{name: Decision(data[name], data["reasons"][name]) for name in decision_names},
             memory=_memory_from_dict(memory) if memory else None,
             time=TimeEstimate(**data["time"]) if data.get("time") else None,

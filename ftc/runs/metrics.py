@@ -39,7 +39,19 @@ SERIES: dict[str, Series] = _build_registry(
     Series("value_loss", ("value_loss",), "value loss"),
     Series("clip_fraction", ("clip_fraction", "clip_ratio/region_mean"), "share of tokens clipped"),
     Series("entropy", ("entropy",), "entropy of the next-token distribution (nats)"),
+    # sft: how often the most likely next token is the label, over the trained positions
+    Series("token_accuracy", ("mean_token_accuracy",), "token accuracy (top prediction is the label)"),
 )
+
+
+def _series_in(logs: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The SERIES a trainer's log dict holds (under `prefix`, "eval_" for an evaluation's), by our names."""
+    found = {}
+    for series in SERIES.values():
+        value = next((logs[prefix + key] for key in series.trainer_keys if prefix + key in logs), None)
+        if value is not None:
+            found[series.name] = float(value)
+    return found
 
 
 def new_metrics(stage: str, method: str) -> dict[str, Any]:
@@ -65,15 +77,14 @@ def add_trainer_log(metrics: dict[str, Any], step: int, logs: dict[str, Any]) ->
             "learning_rate": float(logs.get("learning_rate", 0.0)),
             "epoch": float(logs.get("epoch", 0.0)),
         }
-        for series in SERIES.values():
-            value = next((logs[key] for key in series.trainer_keys if key in logs), None)
-            if value is not None:
-                entry[series.name] = float(value)
+        entry.update(_series_in(logs, prefix=""))
         metrics["log"].append(entry)
         metrics["first_loss"] = metrics["log"][0]["loss"]
         metrics["last_loss"] = metrics["log"][-1]["loss"]
     if "eval_loss" in logs:
-        metrics.setdefault("eval_log", []).append({"step": step, "eval_loss": float(logs["eval_loss"])})
+        evaluated = {"step": step, "eval_loss": float(logs["eval_loss"])}
+        evaluated.update({f"eval_{name}": value for name, value in _series_in(logs, prefix="eval_").items()})
+        metrics.setdefault("eval_log", []).append(evaluated)
     if "train_runtime" in logs:
         metrics["train_runtime_s"] = float(logs["train_runtime"])
 

@@ -32,6 +32,7 @@ PLOTS: tuple[Plot, ...] = (
     Plot("kl.png", ("kl",), SERIES["kl"].label),
     Plot("ppo_losses.png", ("policy_loss", "value_loss"), "loss"),
     Plot("entropy.png", ("entropy",), SERIES["entropy"].label),
+    Plot("token_accuracy.png", ("token_accuracy",), SERIES["token_accuracy"].label),
 )
 
 

@@ -112,6 +112,14 @@ class Spec(Section):
                 at="train.method",
                 code=Code.CONFLICT,
             )
+        if self.train.loss_head != "auto" and self.train.loss_head not in record.loss_heads:
+            raise rule_error(
+                f"train.stage = {stage!r} computes its loss only through "
+                + " or ".join(f"the {head!r} head" for head in record.loss_heads),
+                f"remove train.loss_head, or set it to {record.loss_heads[0]!r}",
+                at="train.loss_head",
+                code=Code.CONFLICT,
+            )
         if self.data.packing and not record.packs:
             raise rule_error(
                 f"packing is for the {_listed(name for name, other in STAGES.items() if other.packs)} stages, "

@@ -71,7 +71,8 @@ def differences(run_dir: Path, record: dict[str, Any], target: str, rendered: Re
     """What this launch would write differently, by key for the spec and the plan, by name for the other files."""
     same_target = record.get("target") == target
     changes = [] if same_target else [f"target {record.get('target')} → {target}"]
-    for name in sorted(set(record["files"]) | set(rendered.files)):
+    # The spec first: its keys are the causes, the plan's and the scripts' changes follow from them.
+    for name in sorted(set(record["files"]) | set(rendered.files), key=lambda name: (name != "spec.toml", name)):
         before, now = _read(run_dir / name), rendered.files.get(name)
         if before == now or before is not None and now is not None and _code(before) == _code(now):
             continue

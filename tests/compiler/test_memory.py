@@ -239,6 +239,18 @@ def test_fused_loss_keeps_one_tile_not_the_logits():
     assert unfused.allocated_gib - fused.allocated_gib > 2.5  # most of the 2.94 GiB of logits
 
 
+def test_the_model_loss_adds_its_metric_chunks_to_the_forward_only_where_the_stage_logs_them():
+    step = _step()
+    plain = loss_head(step, fused=False, on_cpu=True, scalar_head=False)
+    with_metrics = loss_head(step, fused=False, on_cpu=True, scalar_head=False, token_metrics=True)
+    # entropy and accuracy a chunk of 128 positions at a time: three fp32 copies of its logits
+    assert with_metrics.forward_peak - plain.forward_peak == 128 * 128_256 * 3 * 4
+    assert (with_metrics.saved, with_metrics.backward_peak) == (plain.saved, plain.backward_peak)
+    # sft through the model's loss logs them (it could have run trl's head); pt's loss is the model's alone
+    sft, pt = (estimate_memory(inputs(stage=s, micro_batch_size=1, seq_len=128)) for s in ("sft", "pt"))
+    assert sft.terms["logits"] > pt.terms["logits"]
+
+
 def test_a_reward_model_has_no_vocabulary_wide_logits():
     assert estimate_memory(inputs(stage="rm")).terms["logits"] < 0.1
 

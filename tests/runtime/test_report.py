@@ -57,7 +57,14 @@ def test_a_stages_reward_series_are_kept_under_one_name_whatever_the_trainer_cal
     assert series_values(metrics, "reward_margin") == [(1, 0.0), (2, 0.4), (3, 1.5)]
     assert series_values(metrics, "reward_accuracy") == [(1, 0.0), (2, 0.4), (3, 1.0)]
     assert series_values(metrics, "reward_chosen")[-1] == (3, 0.75)
-    assert metrics["eval_log"] == [{"step": 3, "eval_loss": 0.31}]
+    # an evaluation's series are kept beside its loss, by the same names with eval_ before them
+    assert metrics["eval_log"] == [{"step": 3, "eval_loss": 0.31, "eval_reward_margin": 1.2}]
+
+    sft = new_metrics("sft", "lora")  # trl's SFTTrainer logs entropy and mean_token_accuracy
+    add_trainer_log(sft, 2, {"loss": 2.5, "entropy": 3.25, "mean_token_accuracy": 0.5, "num_tokens": 900.0})
+    add_trainer_log(sft, 2, {"eval_loss": 2.75, "eval_entropy": 3.5, "eval_mean_token_accuracy": 0.25})
+    assert (series_values(sft, "entropy"), series_values(sft, "token_accuracy")) == ([(2, 3.25)], [(2, 0.5)])
+    assert sft["eval_log"] == [{"step": 2, "eval_loss": 2.75, "eval_entropy": 3.5, "eval_token_accuracy": 0.25}]
 
     reward_model = new_metrics("rm", "full")  # trl's RewardTrainer logs "accuracy" and "margin"
     add_trainer_log(reward_model, 1, {"loss": 0.69, "accuracy": 0.25, "margin": -0.1, "mean_reward": 0.0})

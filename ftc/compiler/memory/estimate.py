@@ -118,7 +118,11 @@ def estimate_memory(inputs: MemoryInputs) -> MemoryEstimate:
     states = _states(inputs)
     step = _step(inputs)
     on_cpu = inputs.capacity_gib is None
-    head = loss_head(step, inputs.fused_cross_entropy, on_cpu, scalar_head=STAGES[inputs.stage].score_head)
+    record = STAGES[inputs.stage]
+    # A stage that can run trl's fused head logs its entropy and token accuracy; through the model's own
+    # loss the runtime computes them from the logits (ftc.runtime.loss_head).
+    metrics = not inputs.fused_cross_entropy and "fused" in record.loss_heads
+    head = loss_head(step, inputs.fused_cross_entropy, on_cpu, scalar_head=record.score_head, token_metrics=metrics)
     peak = max(_phases(inputs, states, step, head), key=lambda phase: phase.total)
 
     terms = {name: peak.terms.get(name, 0.0) / GIB for name in TERMS}

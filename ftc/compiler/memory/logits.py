@@ -29,6 +29,15 @@ CPU_FORWARD_TILE_COPIES = 3.25
 CPU_BACKWARD_TILE_COPIES = 7.25
 
 
+# Through the model's own loss, trl's entropy and token-accuracy metrics are computed from the logits this
+# many positions of a row at a time, in three fp32 copies of them (ftc.runtime.loss_head), during the forward.
+METRIC_CHUNK_TOKENS = 128
+METRIC_COPIES = 3
+# The model's own loss at the start of its backward: log-softmax's fp32 output with the gradients of
+# nll_loss and log-softmax (see above), whatever the compute dtype.
+MODEL_LOSS_BYTES_PER_LOGIT = 12
+
+
 @dataclass(frozen=True)
 class LossHead:
     saved: float  # kept from the forward through the backward (the head's input, per-token results)
@@ -37,7 +46,7 @@ class LossHead:
     head_copy: float  # autocast's half-precision copy of an fp32 head, from the forward to its backward
 
 
-def loss_head(step: Step, fused: bool, on_cpu: bool, scalar_head: bool) -> LossHead:
+def loss_head(step: Step, fused: bool, on_cpu: bool, scalar_head: bool, token_metrics: bool = False) -> LossHead:
     arch, held = step.arch, step.held
     head_trains = step.head_trains
     hidden_bytes = max(held.residual, held.trainable if head_trains else held.frozen)
@@ -57,7 +66,9 @@ def loss_head(step: Step, fused: bool, on_cpu: bool, scalar_head: bool) -> LossH
             head_copy = arch.vocab_size * arch.hidden_size * held.act
     upcast = 4 if held.act != 4 else 0  # `logits.float()` is a no-op on fp32 logits
     forward_peak = logits * (held.act + upcast + 4)
-    backward_peak = logits * 12
+    if token_metrics:
+        forward_peak += min(step.seq_len, METRIC_CHUNK_TOKENS) * arch.vocab_size * METRIC_COPIES * 4
+    backward_peak = logits * MODEL_LOSS_BYTES_PER_LOGIT
     return LossHead(saved, forward_peak, backward_peak, head_copy)
 
 

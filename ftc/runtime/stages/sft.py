@@ -1,7 +1,8 @@
 """SFT: supervised fine-tuning on conversations, through trl's SFTTrainer.
 
 We tokenize ourselves (input_ids + labels, -100 outside the replies), so the trainer uses the
-dataset as is and only truncates it to max_length. Held-out conversations (data.eval_ratio or
+dataset as is and only truncates it to max_length. The loss goes through trl's fused head or the model's
+own, as the plan chose (plan.loss_head; `ftc.runtime.loss_head`). Held-out conversations (data.eval_ratio or
 data.eval_datasets) are evaluated at every logging step; with data.streaming the conversations are
 read, encoded (and packed) while training runs (`ftc.runtime.data.streaming`).
 """
@@ -13,6 +14,7 @@ from ftc.runtime.data.packing import PaddingCollator, packed_collator
 from ftc.runtime.data.prepared import token_stage_data
 from ftc.runtime.data.recipes import CONVERSATIONS, stage_tokenizer
 from ftc.runtime.data.streaming import streamed_examples
+from ftc.runtime.loss_head import with_model_loss
 from ftc.runtime.model.trainable import load_trainable
 from ftc.runtime.training import fit
 
@@ -35,7 +37,7 @@ def run(folder: RunFolder) -> None:
         tokenizer,
         data.train,
         data.evaluated,
-        trainer_class=SFTTrainer,
+        trainer_class=with_model_loss(SFTTrainer) if folder.plan.loss_head.value == "model" else SFTTrainer,
         config_class=SFTConfig,
         # Our rows are tokenized, cut and labelled already: trl's own pass over them would only cost time.
         settings={"max_length": spec.data.cutoff_len, "dataset_kwargs": {"skip_prepare_dataset": True}},

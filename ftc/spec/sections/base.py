@@ -21,6 +21,7 @@ Strategy = Literal["auto", "single", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 Attention = Literal["auto", "eager", "sdpa", "flash"]
+LossHeadChoice = Literal["auto", "fused", "model"]
 # PiSSA and OLoRA move the adapter's starting point into the base weights (which they change).
 LoraInit = Literal["default", "gaussian", "pissa", "pissa_fast", "olora", "loftq"]
 

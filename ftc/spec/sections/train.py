@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     LoraInit,
+    LossHeadChoice,
     Method,
     Offload,
     Optimizer,
@@ -50,6 +51,11 @@ class TrainSection(Section):
     )
     offload: Offload = Field(default="auto", description="What moves to host memory; 'auto' lets the plan choose.")
     optimizer: Optimizer = Field(default="adamw", description="AdamW with fp32 moments, or bitsandbytes' 8-bit ones.")
+    loss_head: LossHeadChoice = Field(
+        default="auto",
+        description="'fused': trl's chunked LM head, no full logits; 'model': the model's own loss over the full "
+        "logits (faster on the CPU, more memory); 'auto' lets the plan choose.",
+    )
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainSection:
