@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ftc.errors import FtcError, RuntimeUserError
+from ftc.records.collector import collector_paused
 from ftc.records.files import dataset_files, dataset_source, file_entries
 from ftc.records.formats import FORMATS, BadRecord, DataFormat
 from ftc.spec.models import DataSection, DatasetSection
@@ -78,10 +79,11 @@ def check_data(data: DataSection, keep: bool = False) -> DataCheck:
     started = time.perf_counter()
     keyed = [(f"data.datasets[{index}]", dataset) for index, dataset in enumerate(data.datasets)]
     keyed += [(f"data.eval_datasets[{index}]", dataset) for index, dataset in enumerate(data.eval_datasets)]
-    for key, dataset in keyed:
-        # data.streaming changes only when the runtime reads a file, not what is in it: a streamed file is
-        # checked whole too, one extra pass at the speed of reading it. Only the hub streams without a copy here.
-        _check_dataset(check, key, dataset)
+    with collector_paused():
+        for key, dataset in keyed:
+            # data.streaming changes only when the runtime reads a file, not what is in it: a streamed file is
+            # checked whole too, one extra pass at the speed of reading it. Only the hub streams without a copy.
+            _check_dataset(check, key, dataset)
     check.seconds = time.perf_counter() - started
     return check
 

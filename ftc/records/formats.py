@@ -20,6 +20,7 @@ from ftc.spec.models import FORMAT_FIELDS
 
 Kind = Literal["conversation", "preference", "kto", "text"]
 ROLES = ("system", "user", "assistant", "tool")
+_PLAIN_ROLES = frozenset(("system", "user", "assistant"))  # a tool result carries more than its text
 # ShareGPT speakers → roles; function_call and observation are a tool call and its result.
 SHAREGPT_ROLES = {
     "system": "system",
@@ -31,6 +32,8 @@ SHAREGPT_ROLES = {
     "observation": "tool",
     "tool": "tool",
 }
+# The speakers whose turn is its text as is (a function_call's value is JSON to parse).
+_PLAIN_SHAREGPT_ROLES = {speaker: role for speaker, role in SHAREGPT_ROLES.items() if speaker != "function_call"}
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")  # labels as a CSV file spells them
 
 
@@ -164,19 +167,28 @@ def parse_messages(value: Any, name: str) -> list[Message]:
         raise BadRecord(f"{name!r} must be a non-empty list of messages")
     messages: list[Message] = []
     for index, raw in enumerate(value):
-        where = f"{name!r} message {index}"
-        if not isinstance(raw, dict):
-            raise BadRecord(f"{where} must be an object with 'role' and 'content'")
-        role = raw.get("role")
-        if role not in ROLES:
-            raise BadRecord(f"{where} has role {role!r}; roles are {', '.join(ROLES)}")
-        message: Message = {"role": role, "content": _content(raw, where)}
-        if role == "assistant" and raw.get("tool_calls"):
-            message["tool_calls"] = _tool_calls(raw["tool_calls"], where)
-        if role == "tool":
-            message.update({key: raw[key] for key in ("tool_call_id", "name") if isinstance(raw.get(key), str)})
-        messages.append(message)
+        # The usual message, text from a user, an assistant or the system, built inline; others checked in full.
+        if type(raw) is dict and raw.get("role") in _PLAIN_ROLES and type(raw.get("content")) is str:
+            if not (raw["role"] == "assistant" and raw.get("tool_calls")):
+                messages.append({"role": raw["role"], "content": raw["content"]})
+                continue
+        messages.append(checked_message(raw, f"{name!r} message {index}"))
     return messages
+
+
+def checked_message(raw: Any, where: str) -> Message:
+    """One OpenAI-style message, each rule checked in turn so that a broken one is named."""
+    if not isinstance(raw, dict):
+        raise BadRecord(f"{where} must be an object with 'role' and 'content'")
+    role = raw.get("role")
+    if role not in ROLES:
+        raise BadRecord(f"{where} has role {role!r}; roles are {', '.join(ROLES)}")
+    message: Message = {"role": role, "content": _content(raw, where)}
+    if role == "assistant" and raw.get("tool_calls"):
+        message["tool_calls"] = _tool_calls(raw["tool_calls"], where)
+    if role == "tool":
+        message.update({key: raw[key] for key in ("tool_call_id", "name") if isinstance(raw.get(key), str)})
+    return message
 
 
 def _needs_a_reply(messages: list[Message], name: str) -> list[Message]:
@@ -209,7 +221,7 @@ def messages_to_chat(record: Record) -> Chat:
     return Chat(_needs_a_reply(parse_messages(record.get("messages"), name), name), _tools(record))
 
 
-def _sharegpt_turn(turn: Any, where: str) -> Message:
+def checked_sharegpt_turn(turn: Any, where: str) -> Message:
     if not (isinstance(turn, dict) and isinstance(turn.get("value"), str)):
         raise BadRecord(f"{where} must be an object with 'from' and a string 'value'")
     speaker = turn.get("from")
@@ -230,7 +242,15 @@ def sharegpt_to_chat(record: Record) -> Chat:
     turns, name = record.get("conversations"), record.column("conversations")
     if not isinstance(turns, list) or not turns:
         raise BadRecord(f"{name!r} must be a non-empty list of {{from, value}} turns")
-    messages = [_sharegpt_turn(turn, f"{name!r} turn {index}") for index, turn in enumerate(turns)]
+    messages: list[Message] = []
+    for index, turn in enumerate(turns):
+        # The usual turn, built inline (a million records have several million); any other is checked in full.
+        role = _PLAIN_SHAREGPT_ROLES.get(turn.get("from")) if type(turn) is dict else None
+        value = turn.get("value") if role else None
+        if type(value) is str:
+            messages.append({"role": role, "content": value})
+        else:
+            messages.append(checked_sharegpt_turn(turn, f"{name!r} turn {index}"))
     system = record.text("system", required=False)
     if system and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 # {"role": "system" | "user" | "assistant" | "tool", "content": str}; an assistant turn may carry OpenAI-style
 # "tool_calls", a tool turn "tool_call_id". Only tokenizers' own templates (template = "auto") render tool use.
@@ -35,8 +35,7 @@ class Wrap:
         return self.before + content + self.after
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(NamedTuple):  # a tuple: a dataset makes millions of them
     text: str
     trainable: bool
 
@@ -206,6 +205,15 @@ def split_system(template: ChatTemplate, messages: list[Message]) -> tuple[str |
     Checks the shape every template here assumes: an optional system message first, then turns
     alternating user, assistant, starting with the user.
     """
+    if well_formed(template, messages):
+        if messages and messages[0]["role"] == "system":
+            return messages[0]["content"], messages[1:]
+        return template.default_system, messages
+    return checked_split_system(template, messages)
+
+
+def checked_split_system(template: ChatTemplate, messages: list[Message]) -> tuple[str | None, list[Message]]:
+    """split_system's answer found by checking each rule in turn, so that a broken rule is named."""
     for index, message in enumerate(messages):
         if message.get("role") == "tool" or message.get("tool_calls"):
             raise ChatTemplateError(
@@ -231,32 +239,53 @@ def split_system(template: ChatTemplate, messages: list[Message]) -> tuple[str |
     return system, turns
 
 
+_TURN_ROLES = ("user", "assistant")
+
+
+def well_formed(template: ChatTemplate, messages: list[Message]) -> bool:
+    """One quick pass for the usual conversation: text messages, an optional system message the template has a
+    place for, then user and assistant in turn. Anything else takes split_system's checks, which say what is wrong."""
+    first = 1 if messages and messages[0].get("role") == "system" else 0
+    if first and template.system is None:
+        return False
+    for index, message in enumerate(messages):
+        if type(message.get("content")) is not str or message.get("tool_calls"):
+            return False
+        if index >= first and message.get("role") != _TURN_ROLES[(index - first) % 2]:
+            return False
+    return True
+
+
 def render_segments(template: ChatTemplate, messages: list[Message]) -> list[Segment]:
     """The conversation as text segments in order: the prompt before each reply, then the reply (with its end
     marker); no segment is empty, and no two neighbours are alike in trainability."""
     system, turns = split_system(template, messages)
+    # A dataset renders millions of turns: the template's parts are read once, the prompt kept as pieces.
+    first_user = template.user.before
+    if system is not None and template.system_placement == "in_first_user":
+        first_user += template.system.around(system)
+    user_after, later_user = template.user.after, template.user_after_reply
+    header, end, after_assistant = template.assistant_header, template.assistant_end, template.after_assistant
     segments: list[Segment] = []
-    prompt = template.bos  # the untrained text since the last reply, written as one segment before the next
+    prompt = [template.bos]  # the untrained text since the last reply, written as one segment before the next
     if system is not None and template.system_placement == "own_turn":
-        prompt += template.system.around(system)
+        prompt.append(template.system.around(system))
     for index, message in enumerate(turns):
-        if message["role"] == "user":
-            content = message["content"]
-            if index == 0 and system is not None and template.system_placement == "in_first_user":
-                content = template.system.around(system) + content
-            before = template.user.before if index == 0 else template.user_after_reply
-            prompt += before + content + template.user.after
+        if index % 2 == 0:  # a user turn: split_system checked that they alternate, user first
+            prompt += (first_user if index == 0 else later_user, message["content"], user_after)
             continue
-        prompt += template.assistant_header
-        reply = message["content"] + template.assistant_end
+        prompt.append(header)
+        reply = message["content"] + end
         if reply:
-            if prompt:
-                segments.append(Segment(prompt, False))
+            text = "".join(prompt)
+            if text:
+                segments.append(Segment(text, False))
             segments.append(Segment(reply, True))
-            prompt = ""
-        prompt += template.after_assistant
-    if prompt:
-        segments.append(Segment(prompt, False))
+            prompt = []
+        prompt.append(after_assistant)
+    text = "".join(prompt)
+    if text:
+        segments.append(Segment(text, False))
     return segments
 
 

@@ -14,6 +14,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from ftc.errors import RuntimeUserError
+from ftc.records.collector import collector_paused
 from ftc.records.formats import FORMATS, BadRecord, Kind, formats_of
 from ftc.runtime.data.mixing import hold_out, interleave, mix
 from ftc.runtime.data.sources import dataset_records
@@ -185,9 +186,10 @@ def dataset_examples(
 
 
 def _load(data: DataSection, kind: ExampleKind, seed: int, parsed: Parsed | None = None) -> list[Any]:
-    sources = [
-        dataset_examples(dataset, kind, f"data.datasets[{i}]", parsed) for i, dataset in enumerate(data.datasets)
-    ]
+    with collector_paused():
+        sources = [
+            dataset_examples(dataset, kind, f"data.datasets[{i}]", parsed) for i, dataset in enumerate(data.datasets)
+        ]
     if data.datasets[0].weight is None:  # the spec sets weights on all datasets or on none
         return [item for source in sources for item in source]
     return mix(sources, [dataset.weight for dataset in data.datasets], data.mix_size, seed)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ftc.errors import RuntimeUserError
+from ftc.records.collector import collector_paused
 from ftc.runtime.data.batch_encode import encode_batch, in_chunks
 from ftc.runtime.data.tokenize import conversation_segments, untokenized_end_marker
 from ftc.spec.chat_templates import ChatTemplateError, Message, Segment
@@ -156,10 +157,12 @@ def tokenizer_and_records(
 
     tokenizer = load_tokenizer(spec.model)
     use_template(tokenizer, spec.model.template)
-    data = encode(tokenizer, items, spec.model.template, spec.data.cutoff_len)
+    with collector_paused():
+        data = encode(tokenizer, items, spec.model.template, spec.data.cutoff_len)
     print(describe_preferences(data, tokenizer, spec.model.template, what=what), flush=True)
     if not held_out:
         return tokenizer, data, None
-    evaluated = encode(tokenizer, held_out, spec.model.template, spec.data.cutoff_len).records
+    with collector_paused():
+        evaluated = encode(tokenizer, held_out, spec.model.template, spec.data.cutoff_len).records
     print(f"evaluation: {len(evaluated)} held-out {what}, at every logging step", flush=True)
     return tokenizer, data, evaluated

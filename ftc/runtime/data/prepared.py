@@ -25,6 +25,7 @@ from ftc import __version__
 from ftc.data_cache.entries import LOCK, META, TEMPORARY, complete
 from ftc.data_cache.key import PreparedKey, entry_of, prepared_key
 from ftc.errors import RuntimeUserError
+from ftc.records.collector import collector_paused
 from ftc.runtime.data.rows import PreparedRows
 from ftc.runtime.data.token_rows import TokenRows
 from ftc.spec.models import Spec
@@ -213,14 +214,15 @@ def prepare_token_rows(
     from ftc.runtime.data.rows import prepare_rows
 
     recipe = recipe_of(spec)
-    records, held_out = training_records(spec.data, recipe.item, spec.train.seed, parsed)
-    return prepare_rows(
-        spec.data,
-        records,
-        held_out,
-        encode=lambda items: recipe.encode(tokenizer, items, spec),
-        describe=lambda encoded: recipe.describe(encoded, tokenizer, spec),
-    )
+    with collector_paused():
+        records, held_out = training_records(spec.data, recipe.item, spec.train.seed, parsed)
+        return prepare_rows(
+            spec.data,
+            records,
+            held_out,
+            encode=lambda items: recipe.encode(tokenizer, items, spec),
+            describe=lambda encoded: recipe.describe(encoded, tokenizer, spec),
+        )
 
 
 def preparation_line(report: dict[str, Any]) -> str:
