@@ -50,6 +50,8 @@ class Stage:
     least_micro_batch_why: str = ""  # ...because it does this (said after "train.stage = 'x'")
     # Its loop is ftc's own: one process or a replica per device (single, ddp), never sharded.
     replicas_only: bool = False
+    # NEFTune (train.neftune_alpha): its transformers trainer adds noise to the input embeddings while it trains.
+    embedding_noise: bool = False
     packs: bool = False  # data.packing: several examples share a row
     streams: bool = False  # data.streaming: records are read while training runs
     # We tokenize its rows ourselves (the others hand records to trl): they are kept in the prepared-data cache.
@@ -94,6 +96,7 @@ STAGES: dict[str, Stage] = _registry(
         "ftc.runtime.stages.pt",
         data="text",
         formats=("text",),
+        embedding_noise=True,
         packs=True,
         cached_rows=True,
         streams=True,
@@ -106,6 +109,7 @@ STAGES: dict[str, Stage] = _registry(
         formats=CONVERSATION_FORMATS,
         loss_heads=("fused", "model"),
         bf16_quantized_adapter=True,
+        embedding_noise=True,
         packs=True,
         cached_rows=True,
         streams=True,

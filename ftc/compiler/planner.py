@@ -107,7 +107,7 @@ def _cpu_plan(
         loss_head=loss_head,
         memory=memory,
         notes=(() if memory else ("memory not estimated: the model's shapes are unknown",))
-        + _packing_notes(spec, "sdpa"),
+        + _feature_notes(spec, "sdpa"),
     )
 
 
@@ -209,7 +209,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         memory=memory,
         time=time,
         limits=limits(fitted, budget, estimate),
-        notes=_notes(spec, hardware, memory, fit.layout) + _packing_notes(spec, attention.value),
+        notes=_notes(spec, hardware, memory, fit.layout) + _feature_notes(spec, attention.value),
     )
 
 
@@ -231,6 +231,17 @@ def _notes(spec: Spec, hardware: HardwareRef, memory: MemoryEstimate, layout: La
             f"offload needs ≈ {per_node:.0f} GiB of host RAM per node; its PCIe traffic is not in the time estimate"
         )
     return tuple(notes)
+
+
+def _feature_notes(spec: Spec, attention: str) -> tuple[str, ...]:
+    """What switched-on features do to the run that the decisions above do not show."""
+    notes = _packing_notes(spec, attention)
+    if spec.train.neftune_alpha is not None:
+        notes += (
+            f"NEFTune: uniform noise (alpha {spec.train.neftune_alpha:g}) on the input embeddings while training; "
+            "a transient the size of the embeddings' output, below the forward's peak, so no term changes",
+        )
+    return notes
 
 
 def _packing_notes(spec: Spec, attention: str) -> tuple[str, ...]:

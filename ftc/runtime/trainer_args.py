@@ -111,6 +111,8 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "save_steps": train.save_steps,
         # ftc rotates after sealing (ftc.runtime.checkpoint_sealing); the trainer rotates before a checkpoint is sealed
         "save_total_limit": None,
+        # NEFTune: transformers hooks the input embeddings for the length of train() (pt, sft; the spec checks)
+        "neftune_noise_alpha": train.neftune_alpha,
         **optimizer_arguments(train.optimizer),
         **monitor_arguments(run),
         **strategy_arguments(run),

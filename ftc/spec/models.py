@@ -120,6 +120,14 @@ class Spec(Section):
                 at="train.loss_head",
                 code=Code.CONFLICT,
             )
+        if self.train.neftune_alpha is not None and not record.embedding_noise:
+            raise rule_error(
+                f"NEFTune is for the {_listed(name for name, other in STAGES.items() if other.embedding_noise)} "
+                f"stages, not {stage!r}",
+                "remove train.neftune_alpha",
+                at="train.neftune_alpha",
+                code=Code.CONFLICT,
+            )
         if self.data.packing and not record.packs:
             raise rule_error(
                 f"packing is for the {_listed(name for name, other in STAGES.items() if other.packs)} stages, "

@@ -51,6 +51,13 @@ class TrainSection(Section):
     )
     offload: Offload = Field(default="auto", description="What moves to host memory; 'auto' lets the plan choose.")
     optimizer: Optimizer = Field(default="adamw", description="AdamW with fp32 moments, or bitsandbytes' 8-bit ones.")
+    neftune_alpha: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="NEFTune: uniform noise of scale alpha / sqrt(seq_len × hidden) on the input embeddings while "
+        "training (pt, sft); 5 is the paper's usual value.",
+    )
     loss_head: LossHeadChoice = Field(
         default="auto",
         description="'fused': trl's chunked LM head, no full logits; 'model': the model's own loss over the full "
