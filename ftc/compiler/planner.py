@@ -52,8 +52,37 @@ def compile_plan(
 ) -> Plan:
     """`adapter`: model.adapter's shape (ftc.models.lookup.adapter_for), which a lora/qlora run trains further."""
     spec, adapter_notes = spec_with_adapter(spec, adapter, arch)
+    arch, position_notes = _positions(spec, arch)
     plan = _plan(spec, hardware, arch, estimate)
-    return replace(plan, notes=plan.notes + adapter_notes) if adapter_notes else plan
+    notes = adapter_notes + position_notes
+    return replace(plan, notes=plan.notes + notes) if notes else plan
+
+
+def _positions(spec: Spec, arch: Architecture | None) -> tuple[Architecture | None, tuple[str, ...]]:
+    """The model's position limit as the run will have it (model.rope_scaling stretches it), and what the plan
+    says when data.cutoff_len goes past it."""
+    if arch is None:
+        return None, ()
+    scaling, cutoff = spec.model.rope_scaling, spec.data.cutoff_len
+    own = arch.max_position_embeddings
+    notes: list[str] = []
+    if scaling is not None:
+        if own is None:
+            raise FtcError(
+                f"model.rope_scaling: {spec.model.name_or_path!r} sets no position limit (ALiBi): it has no rotary "
+                "positions to scale",
+                "remove model.rope_scaling",
+            )
+        positions = int(own * scaling.factor)
+        notes.append(
+            f"RoPE scaling ({scaling.type}, ×{scaling.factor:g}): rows up to {positions} tokens (the model's: {own})"
+        )
+        arch = replace(arch, max_position_embeddings=positions)
+    limit = arch.max_position_embeddings
+    if limit is not None and cutoff > limit:
+        hint = "raise model.rope_scaling's factor" if scaling else "set model.rope_scaling to stretch them"
+        notes.append(f"data.cutoff_len = {cutoff} is past the model's {limit} positions: {hint}, or shorten the rows")
+    return arch, tuple(notes)
 
 
 def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:

@@ -18,6 +18,7 @@ from ftc.errors import RuntimeUserError
 from ftc.methods import METHODS
 from ftc.runtime.model.precision import compute_dtype
 from ftc.runtime.model.quantization import quantization_config
+from ftc.runtime.model.rope import rope_scaling_arguments
 from ftc.spec.models import ModelSection
 
 # The plan's attention kernel → transformers' name for it.
@@ -59,6 +60,7 @@ def load_model(model: ModelSection, plan: Plan, method: str) -> Any:
             dtype=torch.float32 if METHODS[method].trains_all_weights else dtype,
             attn_implementation=ATTENTION_KERNELS[plan.attention.value],
             **extra,
+            **rope_scaling_arguments(model),
         )
 
 
@@ -75,6 +77,7 @@ def load_score_model(model: ModelSection, plan: Plan, dtype: Any) -> Any:
         num_labels=1,
         dtype=dtype,
         attn_implementation=ATTENTION_KERNELS[plan.attention.value],
+        **rope_scaling_arguments(model),
     )
 
 

@@ -10,6 +10,7 @@ from ftc.methods import METHODS
 from ftc.runtime.model.loading import ATTENTION_KERNELS, load_errors_explained, load_score_model
 from ftc.runtime.model.lora import lora_config
 from ftc.runtime.model.precision import compute_dtype
+from ftc.runtime.model.rope import rope_scaling_arguments
 from ftc.spec.models import LoraSection, ModelSection, Spec
 
 SCORE_HEAD = "score"  # transformers' name for the head of every *ForSequenceClassification decoder
@@ -30,6 +31,7 @@ def load_reference_model(model: ModelSection, plan: Plan) -> Any:
             trust_remote_code=model.trust_remote_code,
             dtype=compute_dtype(plan),
             attn_implementation=ATTENTION_KERNELS[plan.attention.value],
+            **rope_scaling_arguments(model),
         )
     return reference.eval().requires_grad_(False)
 

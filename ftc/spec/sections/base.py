@@ -22,6 +22,7 @@ Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
 Attention = Literal["auto", "eager", "sdpa", "flash"]
 LossHeadChoice = Literal["auto", "fused", "model"]
+RopeType = Literal["linear", "dynamic", "yarn", "llama3"]  # transformers' rope_type names
 # PiSSA and OLoRA move the adapter's starting point into the base weights (which they change).
 LoraInit = Literal["default", "gaussian", "pissa", "pissa_fast", "olora", "loftq"]
 

@@ -1,11 +1,19 @@
-"""[model]: the base model, its revision, template and attention, and an adapter to start from."""
+"""[model]: the base model, its revision, template and attention, RoPE scaling, and an adapter to start from."""
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
 
 from ftc.spec.diagnostics import Code
-from ftc.spec.sections.base import Attention, Section, rule_error
+from ftc.spec.sections.base import Attention, RopeType, Section, rule_error
+
+
+class RopeScaling(Section):
+    type: RopeType = Field(
+        description="linear: positions divided by factor; dynamic: NTK scaling that grows past the model's length; "
+        "yarn and llama3: frequency bands scaled apart (the long-context recipes of YaRN and Llama 3.1)."
+    )
+    factor: float = Field(gt=1, le=128, description="How many times the model's own positions the rows may reach.")
 
 
 class ModelSection(Section):
@@ -32,6 +40,11 @@ class ModelSection(Section):
     )
     attention: Attention = Field(
         default="auto", description="Attention kernel: eager keeps seq × seq scores; sdpa and flash do not."
+    )
+    rope_scaling: RopeScaling | None = Field(
+        default=None,
+        description="Stretch the model's rotary positions to rows longer than it was trained on: "
+        "{ type = 'linear' | 'dynamic' | 'yarn' | 'llama3', factor = 4.0 }.",
     )
 
     @field_validator("template")
