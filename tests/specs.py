@@ -33,3 +33,20 @@ dir = "runs/quickstart"
 def replace(text: str, old: str, new: str) -> str:
     assert old in text, f"{old!r} is not in the spec"
     return text.replace(old, new, 1)
+
+
+def as_dpo(text: str) -> str:
+    """The spec as a dpo run on preference data."""
+    return replace(replace(text, 'stage = "sft"', 'stage = "dpo"'), 'format = "alpaca"', 'format = "preference"')
+
+
+def refusal(text: str):
+    """The first diagnostic the spec is refused with (it must be refused)."""
+    from ftc.errors import FtcError
+    from ftc.spec import parse_spec
+
+    try:
+        parse_spec(text, "job.toml")
+    except FtcError as error:
+        return error.diagnostics[0]
+    raise AssertionError("the spec was accepted")

@@ -16,8 +16,7 @@ from typing import Any
 # The positions of a row whose entropy is computed at once: three fp32 copies of their logits (the chunk,
 # its probabilities, their entropy terms) are what the metrics add to the forward, as the plan counts them.
 from ftc.compiler.memory.logits import METRIC_CHUNK_TOKENS
-
-IGNORED = -100  # the label of a position that is not trained on
+from ftc.runtime.data.token_rows import IGNORE_INDEX
 
 
 def with_model_loss(trainer_class: type) -> type:
@@ -38,7 +37,7 @@ def with_model_loss(trainer_class: type) -> type:
             logged = mode == "eval" or logs_next_step(self.state, self.args)
             if mode == "train":
                 self._tokens_seen += tokens_in(inputs)
-                if logged:  # once per logged step: a gather is a collective, every rank makes it then
+                if logged:  # only in a logged step's micro-steps: a gather is a collective, every rank makes it then
                     seen = torch.tensor(self._tokens_seen, device=loss.device)
                     self._total_train_tokens = int(self.accelerator.gather_for_metrics(seen).sum())
             if logged:
@@ -75,7 +74,7 @@ def token_metric_sums(logits: Any, labels: Any) -> tuple[Any, Any, Any]:
     entropy = torch.zeros((), dtype=torch.float32, device=logits.device)
     correct = torch.zeros((), dtype=torch.float32, device=logits.device)
     targets = labels[:, 1:]  # position t predicts the token at t + 1
-    scored = targets != IGNORED
+    scored = targets != IGNORE_INDEX
     with torch.no_grad():
         for row in range(logits.shape[0]):
             predictions = logits[row, :-1]  # the last position predicts nothing in the batch

@@ -8,7 +8,8 @@ the hints and the JSON Schema. Every name of the language is importable from her
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -84,6 +85,18 @@ __all__ = [
 ]
 
 
+def _only_for_stages(stage: str, feature: str, key: str, value: Any, takes: Callable[[Any], bool]) -> None:
+    """Refuse a feature set (`value` neither None nor False) for a stage whose record does not take it."""
+    if value is not None and value is not False and not takes(STAGES[stage]):
+        raise rule_error(
+            f"{feature} is for the {_listed(name for name, other in STAGES.items() if takes(other))} stages, "
+            f"not {stage!r}",
+            f"remove {key}",
+            at=key,
+            code=Code.CONFLICT,
+        )
+
+
 class Spec(Section):
     # Optional sections default through model_construct: an instance built at import would build
     # every section's validator (~100 ms) before `ftc validate` has read a byte.
@@ -120,22 +133,8 @@ class Spec(Section):
                 at="train.loss_head",
                 code=Code.CONFLICT,
             )
-        if self.train.neftune_alpha is not None and not record.embedding_noise:
-            raise rule_error(
-                f"NEFTune is for the {_listed(name for name, other in STAGES.items() if other.embedding_noise)} "
-                f"stages, not {stage!r}",
-                "remove train.neftune_alpha",
-                at="train.neftune_alpha",
-                code=Code.CONFLICT,
-            )
-        if self.data.packing and not record.packs:
-            raise rule_error(
-                f"packing is for the {_listed(name for name, other in STAGES.items() if other.packs)} stages, "
-                f"not {stage!r}",
-                "remove it",
-                at="data.packing",
-                code=Code.CONFLICT,
-            )
+        _only_for_stages(stage, "NEFTune", "train.neftune_alpha", self.train.neftune_alpha, lambda s: s.embedding_noise)
+        _only_for_stages(stage, "packing", "data.packing", self.data.packing, lambda s: s.packs)
         if self.data.streaming and self.train.max_steps is None:
             raise rule_error(
                 "a streamed dataset has no length to count train.epochs in",

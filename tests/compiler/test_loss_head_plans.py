@@ -10,9 +10,8 @@ from ftc.compiler.architectures import find_architecture
 from ftc.compiler.memory.logits import MODEL_LOSS_BYTES_PER_LOGIT
 from ftc.compiler.plan import Plan
 from ftc.compiler.planner import MODEL_LOSS_MAX_LOGITS_GIB
-from ftc.errors import FtcError
 from ftc.spec import parse_spec
-from tests.specs import VALID, replace
+from tests.specs import VALID, as_dpo, refusal, replace
 
 
 def plan(hardware: str = "cpu", *edits: tuple[str, str]) -> Plan:
@@ -70,10 +69,7 @@ def test_a_stage_with_one_way_to_its_loss_takes_it_and_says_so(stage, head):
 
 
 def test_asking_a_stage_for_a_head_it_does_not_have_is_refused_at_the_key():
-    text = replace(replace(VALID, 'stage = "sft"', 'stage = "dpo"'), 'format = "alpaca"', 'format = "preference"')
-    with pytest.raises(FtcError) as caught:
-        parse_spec(replace(text, *ASK_MODEL), "job.toml")
-    found = caught.value.diagnostics[0]
+    found = refusal(replace(as_dpo(VALID), *ASK_MODEL))
     assert (found.path, found.code) == ("train.loss_head", "E-CONFLICT")
     assert "only through the 'fused' head" in found.message
 

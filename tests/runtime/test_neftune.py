@@ -9,13 +9,12 @@ import torch
 
 from ftc.compiler import compile_plan, parse_hardware
 from ftc.compiler.architectures import find_architecture
-from ftc.errors import FtcError
 from ftc.quickstart.tiny import tiny_records
 from ftc.runs.folder import RunFolder
 from ftc.runtime.trainer_args import training_arguments
 from ftc.spec import parse_spec
 from ftc.spec.models import Spec
-from tests.specs import VALID, replace
+from tests.specs import VALID, as_dpo, refusal, replace
 from tests.tiny_runs import QUICK, cpu_plan, series, tiny_spec
 
 NEFTUNE = ("seed = 42", "seed = 42\nneftune_alpha = 5")
@@ -32,10 +31,7 @@ def test_the_alpha_reaches_the_trainer_and_the_plan_says_what_it_costs(tmp_path)
 
 
 def test_a_stage_whose_trainer_adds_no_noise_refuses_it_at_the_key():
-    text = replace(replace(VALID, 'stage = "sft"', 'stage = "dpo"'), 'format = "alpaca"', 'format = "preference"')
-    with pytest.raises(FtcError) as caught:
-        parse_spec(replace(text, *NEFTUNE), "job.toml")
-    found = caught.value.diagnostics[0]
+    found = refusal(replace(as_dpo(VALID), *NEFTUNE))
     assert (found.path, found.code) == ("train.neftune_alpha", "E-CONFLICT")
     assert "NEFTune is for the pt and sft stages, not 'dpo'" in found.message
 
