@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.stages import STAGES
 from tests.name_branches import uses_in, uses_of
 
@@ -38,3 +39,11 @@ def test_no_method_name_is_branched_on_outside_the_records_and_the_stages_runtim
     allowed = records | {f"ftc/runtime/stages/{name}.py": set(METHODS) for name in STAGES}
     found = uses_of(set(METHODS), allowed)
     assert not found, "ask the method's record (ftc.methods) instead:\n" + "\n".join(map(str, found))
+
+
+def test_no_optimizer_name_is_branched_on_outside_its_record_and_its_runtime_builder():
+    # ppo's own loop steps with torch's AdamW and says so by name; the builders' table is the runtime's record.
+    allowed = {"ftc/optimizers.py": set(OPTIMIZERS), "ftc/runtime/optimizers.py": set(OPTIMIZERS)}
+    allowed |= {f"ftc/runtime/stages/{name}.py": {"adamw"} for name in STAGES}
+    found = uses_of(set(OPTIMIZERS) - {"adamw"}, allowed) + uses_of({"adamw"}, allowed)
+    assert not found, "ask the optimizer's record (ftc.optimizers) instead:\n" + "\n".join(map(str, found))

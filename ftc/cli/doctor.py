@@ -37,6 +37,7 @@ from ftc.install.tested_versions import (
     pinned,
     read_tested_set,
 )
+from ftc.optimizers import OPTIMIZERS
 from ftc.targets import target_record
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ KEY_LIBRARIES = (
     *CORE_STACK,
     "deepspeed",
     "bitsandbytes",
+    "galore-torch",
+    "apollo-torch",
+    "badam",
+    "adam-mini",
     "submitit",
     "tokenizers",
     "safetensors",
@@ -84,6 +89,9 @@ def needs(spec: Spec | None = None, plan: Plan | None = None, target: str = "loc
         if plan.attention.value == "flash":
             needed["flash-attn"] = "the plan: flash attention"
         needed |= dict.fromkeys(BACKEND_ROWS.get(backend, ()), f"the plan: {backend}")
+        optimizer = OPTIMIZERS[spec.train.optimizer]
+        if optimizer.extra == "optimizers":
+            needed[optimizer.library] = f"train.optimizer = {optimizer.name!r}"
     needed |= dict.fromkeys(target_record(target).doctor_rows, f"--target {target}")
     return needed
 

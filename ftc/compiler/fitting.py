@@ -14,6 +14,7 @@ from ftc.compiler.batch import divisors
 from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.plan import MemoryEstimate
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.stages import STAGES
 
 # Kept free on every device: allocator fragmentation and kernels' scratch space vary run to run.
@@ -28,7 +29,13 @@ class Layout:
     offload: str  # none | optimizer | optimizer+params
 
 
-def candidate_layouts(world: int, method: str, stage: str) -> list[Layout]:
+def candidate_layouts(world: int, method: str, stage: str, optimizer: str = "adamw") -> list[Layout]:
+    """The layouts to try, least sharded first, that the stage, the method and the optimizer run under."""
+    allowed = OPTIMIZERS[optimizer].strategies
+    return [layout for layout in _layouts(world, method, stage) if layout.strategy in allowed]
+
+
+def _layouts(world: int, method: str, stage: str) -> list[Layout]:
     if STAGES[stage].replicas_only:  # a replica per device or nothing: the plan says so when it does not fit
         return [Layout("single" if world == 1 else "ddp", "none")]
     if world == 1:
@@ -52,7 +59,8 @@ def budget_gib(capacity_gib: float) -> float:
 class Fit:
     layout: Layout
     gradient_checkpointing: bool
-    estimate: MemoryEstimate  # at micro-batch 1
+    estimate: MemoryEstimate  # at the micro-batch it was fitted at
+    micro: int = 1
 
 
 def first_fit(
@@ -61,7 +69,10 @@ def first_fit(
     checkpointing_choices: list[bool],
     budget: float,
     estimate: Estimator = estimate_memory,
+    micro: int = 1,
 ) -> Fit | None:
+    """The first layout and checkpointing choice where `micro` examples per micro-batch fit (1 unless the run
+    cannot choose its micro-batch)."""
     for layout in layouts:
         for checkpointing in checkpointing_choices:
             inputs = replace(
@@ -69,11 +80,11 @@ def first_fit(
                 strategy=layout.strategy,
                 offload=layout.offload,
                 gradient_checkpointing=checkpointing,
-                micro_batch_size=1,
+                micro_batch_size=micro,
             )
             found = estimate(inputs)
             if found.reserved_gib <= budget:
-                return Fit(layout, checkpointing, found)
+                return Fit(layout, checkpointing, found, micro)
     return None
 
 

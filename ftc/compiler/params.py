@@ -131,15 +131,16 @@ def decoder_linears(arch: Architecture) -> tuple[Linear, ...]:
 
 def lora_target_modules(arch: Architecture, targets: str | Sequence[str]) -> tuple[str, ...]:
     """The model's own module names that a lora.target ("all", one name or a list) selects, sorted."""
-    return tuple(sorted({linear.name for linear in _selected(arch, targets)}))
+    return tuple(sorted({linear.name for linear in selected_linears(arch, targets)}))
 
 
 def lora_parameters(arch: Architecture, rank: int, targets: str | Sequence[str]) -> int:
     """Parameters a LoRA adapter of this rank adds: rank × (in + out) for each adapted linear layer."""
-    return sum(linear.lora_parameters(rank) for linear in _selected(arch, targets))
+    return sum(linear.lora_parameters(rank) for linear in selected_linears(arch, targets))
 
 
-def _selected(arch: Architecture, targets: str | Sequence[str]) -> list[Linear]:
+def selected_linears(arch: Architecture, targets: str | Sequence[str], key: str = "lora.target") -> list[Linear]:
+    """The decoder's linear layers a list of module names (or "all") chooses; `key` is the spec key it came from."""
     linears = decoder_linears(arch)
     if targets == "all":
         return list(linears)
@@ -148,7 +149,7 @@ def _selected(arch: Architecture, targets: str | Sequence[str]) -> list[Linear]:
     unknown = sorted(wanted - known)
     if unknown:
         raise FtcError(
-            f"lora.target names no linear layer called {', '.join(map(repr, unknown))} in a {arch.model_type} model",
+            f"{key} names no linear layer called {', '.join(map(repr, unknown))} in a {arch.model_type} model",
             f'choose from: {", ".join(sorted(known))}, or "all"',
         )
     return [linear for linear in linears if linear.answers_to & wanted]

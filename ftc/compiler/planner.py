@@ -27,13 +27,16 @@ from ftc.compiler.fitting import (
 from ftc.compiler.hardware import Hardware, hardware_record
 from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.memory.logits import MODEL_LOSS_BYTES_PER_LOGIT
+from ftc.compiler.memory.states import OptimizerSettings
 from ftc.compiler.model_shapes import Architecture
+from ftc.compiler.params import Linear, selected_linears
 from ftc.compiler.plan import Decision, HardwareRef, MemoryEstimate, Plan
 from ftc.compiler.rules import check_combination
 from ftc.compiler.timing import estimate_time
 from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.spec.models import Spec
 from ftc.stages import STAGES
 
@@ -87,6 +90,7 @@ def _positions(spec: Spec, arch: Architecture | None) -> tuple[Architecture | No
 
 def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:
     record = hardware_record(hardware)
+    _check_optimizer(spec, arch, hardware.world_size)
     if record.backend == "cpu":
         return _cpu_plan(spec, hardware, record, arch, estimate)
     if arch is None:
@@ -109,6 +113,9 @@ def _cpu_plan(
     micro, steps = split_batch(
         train.global_batch_size, world, record.max_micro_batch, train.micro_batch_size, least_micro_batch(train.stage)
     )
+    if _layerwise(spec) and steps.value > 1:
+        micro = Decision(per_process_batch(train.global_batch_size, world), _LAYERWISE_MICRO)
+        steps = accumulation(micro.value, world, train.global_batch_size)
     precision = _precision(spec, record)
     checkpointing = (
         Decision(train.gradient_checkpointing, "set in the spec (train.gradient_checkpointing)")
@@ -175,7 +182,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
 
     layouts = [
         layout
-        for layout in candidate_layouts(world, train.method, train.stage)
+        for layout in candidate_layouts(world, train.method, train.stage, train.optimizer)
         if train.strategy in ("auto", layout.strategy) and train.offload in ("auto", layout.offload)
     ]
     if not layouts:
@@ -190,7 +197,8 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
     check_combination(spec.model.name_or_path, train.method, train.stage, "single", record)
     checkpointing_choices = [False, True] if train.gradient_checkpointing is None else [train.gradient_checkpointing]
 
-    fit = first_fit(base, layouts, checkpointing_choices, budget, estimate)
+    # Layer-wise stepping takes the whole per-process batch in one micro-batch: fit that, not one example.
+    fit = first_fit(base, layouts, checkpointing_choices, budget, estimate, per_process if _layerwise(spec) else 1)
     if fit is None:
         return _does_not_fit(
             spec, hardware, record, arch, base, layouts, budget, estimate, precision, bits, attention, loss_head
@@ -208,6 +216,9 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
             estimate(replace(fitted, micro_batch_size=train.micro_batch_size)), budget, "train.micro_batch_size"
         )
         micro = Decision(train.micro_batch_size, "set in the spec (train.micro_batch_size)")
+    elif _layerwise(spec):
+        _require_fit(estimate(replace(fitted, micro_batch_size=per_process)), budget, f"{_layerwise(spec)}.layerwise")
+        micro = Decision(per_process, _LAYERWISE_MICRO)
     else:
         chosen = largest_dividing_micro_batch(fitted, budget, per_process, record.max_micro_batch, estimate)
         _require_least_micro(train.stage, chosen, per_process, budget)
@@ -311,6 +322,7 @@ def _memory_inputs(
         lora_targets=lora_targets,
         attention=attention,
         optimizer=spec.train.optimizer,
+        optimizer_settings=optimizer_settings(spec),
         fused_cross_entropy=loss_head == "fused",
         lora_dropout=spec.lora.dropout if METHODS[spec.train.method].has_adapter else 0.0,
         freeze_trainable_layers=spec.freeze.trainable_layers,
@@ -320,6 +332,67 @@ def _memory_inputs(
         capacity_gib=record.memory_gib,
         examples_per_process=spec.train.global_batch_size // world,
     )
+
+
+_LAYERWISE_MICRO = "layer-wise stepping: every micro-batch is a whole optimizer step, so it takes the global batch"
+
+
+def optimizer_settings(spec: Spec) -> OptimizerSettings:
+    """What the optimizer's memory depends on, from its section of the spec."""
+    section = OPTIMIZERS[spec.train.optimizer].section
+    if section in ("galore", "apollo"):
+        projected = getattr(spec, section)
+        return OptimizerSettings(rank=projected.rank, targets=_names(projected.target), layerwise=projected.layerwise)
+    return OptimizerSettings()
+
+
+def _layerwise(spec: Spec) -> str | None:
+    """The section that asks for layer-wise stepping, if one does."""
+    section = OPTIMIZERS[spec.train.optimizer].section
+    return section if section in ("galore", "apollo") and getattr(spec, section).layerwise else None
+
+
+def _check_optimizer(spec: Spec, arch: Architecture | None, world: int) -> None:
+    """What train.optimizer cannot do with this model or this many processes (the spec checked the rest)."""
+    name = spec.train.optimizer
+    optimizer = OPTIMIZERS[name]
+    if world > 1 and optimizer.strategies == ("single",):
+        raise FtcError(
+            f"train.optimizer = {name!r} runs on one device: it {optimizer.strategies_why}",
+            "plan for one device, or use adamw with ZeRO",
+        )
+    layerwise = _layerwise(spec)
+    if layerwise and world > 1:
+        raise FtcError(
+            f"{layerwise}.layerwise steps each weight inside the backward, where DDP has not yet averaged its "
+            f"gradient: it runs on one device ({world} planned)",
+            f"plan for one device, or remove {layerwise}.layerwise",
+        )
+    if arch is None:
+        return
+    if optimizer.section in ("galore", "apollo"):
+        projected = getattr(spec, optimizer.section)
+        key = f"{optimizer.section}.target"
+        narrowest = min(selected_linears(arch, _names(projected.target), key), key=_shorter_side)
+        if projected.rank > _shorter_side(narrowest):
+            raise FtcError(
+                f"{optimizer.section}.rank = {projected.rank} is larger than {narrowest.name}'s shorter side "
+                f"({narrowest.in_features} × {narrowest.out_features}): a projection cannot have more dimensions "
+                "than the gradient it projects",
+                f"set {optimizer.section}.rank to {_shorter_side(narrowest)} or less, or leave {narrowest.name} out of "
+                f"{key}",
+            )
+    if optimizer.states == "per_block_second_moment" and arch.q_width != arch.hidden_size:
+        raise FtcError(
+            f"train.optimizer = 'adam_mini' splits the query and key matrices into heads of hidden_size / heads "
+            f"values, but {spec.model.name_or_path!r} has {arch.num_attention_heads} heads of {arch.head_dim} "
+            f"(not {arch.hidden_size} wide together)",
+            "use adamw or muon for this model",
+        )
+
+
+def _shorter_side(linear: Linear) -> int:
+    return min(linear.in_features, linear.out_features)
 
 
 def _names(names: str | list[str]) -> str | tuple[str, ...]:
@@ -449,7 +522,7 @@ def _gib_text(gib: float) -> str:
 def _strategy_reason(
     fit: Fit, base: MemoryInputs, layouts: list[Layout], budget: float, estimate: Estimator, asked: str
 ) -> str:
-    used = f"{fit.estimate.reserved_gib:.1f} of a {budget:.1f} GiB budget at micro-batch 1"
+    used = f"{fit.estimate.reserved_gib:.1f} of a {budget:.1f} GiB budget at micro-batch {fit.micro}"
     if asked != "auto":
         return f"set in the spec (train.strategy); {used}"
     first = layouts[0]
@@ -467,7 +540,7 @@ def _checkpointing_reason(fit: Fit, asked: bool | None) -> Decision:
     if asked is not None:
         return Decision(asked, "set in the spec (train.gradient_checkpointing)")
     if fit.gradient_checkpointing:
-        return Decision(True, "activations do not fit at micro-batch 1 without recomputing them")
+        return Decision(True, f"activations do not fit at micro-batch {fit.micro} without recomputing them")
     return Decision(False, "activations fit without recomputing: ~30% less compute than checkpointing")
 
 
@@ -534,11 +607,23 @@ def _what_would_fit(
         if world and estimate(replace(tightest, world_size=world)).reserved_gib <= budget:
             ideas.append(f"more devices: {devices}x{hardware.name} per node would fit")
             break
+    optimizer = OPTIMIZERS[spec.train.optimizer]
+    # The other ideas step with AdamW where this optimizer cannot take them (adapters, sharding).
+    adamw = {"optimizer": "adamw", "optimizer_settings": OptimizerSettings()}
+    if optimizer.whole_weights_only:
+        layouts = candidate_layouts(hardware.world_size, spec.train.method, spec.train.stage)
+        fit = first_fit(replace(tightest, **adamw), layouts, [True], budget, estimate)
+        if fit is not None:
+            ideas.append(
+                f"train.optimizer = 'adamw', which can shard ({fit.layout.strategy}, offload {fit.layout.offload}), "
+                f"would need {fit.estimate.reserved_gib:.1f} GiB"
+            )
     if not METHODS[spec.train.method].quantizes:
-        quantized = replace(tightest, method="qlora", quantization_bits=4)
+        quantized = replace(tightest, method="qlora", quantization_bits=4, **adamw)
         needed = estimate(quantized).reserved_gib
         if needed <= budget:
-            ideas.append(f"method = 'qlora' (4-bit) would need {needed:.1f} GiB")
+            with_adamw = "" if spec.train.optimizer == adamw["optimizer"] else " with adamw"
+            ideas.append(f"method = 'qlora' (4-bit){with_adamw} would need {needed:.1f} GiB")
     longest = longest_cutoff_len(tightest, budget, estimate)
     if longest:
         ideas.append(f"a shorter data.cutoff_len: up to {longest} tokens fits")

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 
 from ftc.compiler.plan import Plan
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.spec.models import Spec
 
 BASE_EXTRA = "train"  # torch, transformers, peft, trl, datasets, accelerate: every run needs these
-# bitsandbytes' optimizers; torch's AdamW needs nothing more.
-_BITSANDBYTES_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit")
 
 
 def needs_bitsandbytes(spec: Spec) -> bool:
-    return METHODS[spec.train.method].quantizes or spec.train.optimizer in _BITSANDBYTES_OPTIMIZERS
+    return METHODS[spec.train.method].quantizes or OPTIMIZERS[spec.train.optimizer].library == "bitsandbytes"
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,11 @@ EXTRAS: tuple[Extra, ...] = (
         "qlora",
         lambda spec, plan: needs_bitsandbytes(spec),
         "bitsandbytes: 4/8-bit weights (qlora) and 8-bit AdamW",
+    ),
+    Extra(
+        "optimizers",
+        lambda spec, plan: OPTIMIZERS[spec.train.optimizer].extra == "optimizers",
+        "train.optimizer's library: galore-torch, apollo-torch, badam or adam-mini",
     ),
     Extra(
         "distributed",

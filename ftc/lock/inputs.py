@@ -27,6 +27,11 @@ TRAINING_LIBRARIES = (
     "bitsandbytes",
     "deepspeed",
     "torch_npu",
+    # train.optimizer's own libraries (ftc.optimizers)
+    "galore-torch",
+    "apollo-torch",
+    "badam",
+    "adam-mini",
 )
 NOT_INSTALLED = "not installed"
 _CHUNK = 1 << 20

@@ -33,15 +33,22 @@ class Mismatch:
     libraries: tuple[str, ...]  # the ones that did it
 
 
-def check_prepared(trainer: Any, plan: Plan, method: str, stage: str, layer_classes: list[str] | None = None) -> None:
+def check_prepared(
+    trainer: Any,
+    plan: Plan,
+    method: str,
+    stage: str,
+    layer_classes: list[str] | None = None,
+    optimizer: str = "adamw",
+) -> None:
     """Raise on the first promise of the plan the prepared model breaks; nothing otherwise."""
     refuse(strategy_mismatch(trainer, plan, layer_classes))
-    check_model(trainer.model, plan, method, stage)
+    check_model(trainer.model, plan, method, stage, optimizer)
 
 
-def check_model(model: Any, plan: Plan, method: str, stage: str) -> None:
+def check_model(model: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw") -> None:
     """What holds without a trainer (ppo's own loop): the quantized layers and the dtype of what trains."""
-    refuse(quantization_mismatch(model, plan) or trainable_dtype_mismatch(model, plan, method, stage))
+    refuse(quantization_mismatch(model, plan) or trainable_dtype_mismatch(model, plan, method, stage, optimizer))
 
 
 def refuse(mismatch: Mismatch | None) -> None:
@@ -137,9 +144,11 @@ def quantized_layers(model: Any) -> int:
     return sum(type(module).__name__ in names for module in model.modules())
 
 
-def trainable_dtype_mismatch(model: Any, plan: Plan, method: str, stage: str) -> Mismatch | None:
+def trainable_dtype_mismatch(
+    model: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw"
+) -> Mismatch | None:
     """What trains is held in the dtype the estimate counted (its bytes per trainable value)."""
-    held = holding(method, plan.precision.value, plan.strategy.value, stage)
+    held = holding(method, plan.precision.value, plan.strategy.value, stage, optimizer)
     expected = held.adapter if METHODS[method].has_adapter else held.trainable
     different = sorted(
         {
@@ -158,14 +167,14 @@ def trainable_dtype_mismatch(model: Any, plan: Plan, method: str, stage: str) ->
     )
 
 
-def plan_check_callback(trainer: Any, plan: Plan, method: str, stage: str) -> Any:
+def plan_check_callback(trainer: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw") -> Any:
     """A trainer callback that runs the check once the trainer prepared the model (on_train_begin follows it)."""
     from transformers import TrainerCallback
 
     class PreparedAsPlanned(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             layer_classes = (args.fsdp_config or {}).get("transformer_layer_cls_to_wrap")
-            check_prepared(trainer, plan, method, stage, layer_classes)
+            check_prepared(trainer, plan, method, stage, layer_classes, optimizer)
             return control
 
     return PreparedAsPlanned()

@@ -12,6 +12,7 @@ from typing import Any
 
 from ftc.errors import RuntimeUserError
 from ftc.runs.folder import RunFolder
+from ftc.runtime.optimizers import trainer_arguments as optimizer_arguments
 
 
 def strategy_arguments(run: RunFolder) -> dict[str, Any]:
@@ -113,20 +114,11 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         "save_total_limit": None,
         # NEFTune: transformers hooks the input embeddings for the length of train() (pt, sft; the spec checks)
         "neftune_noise_alpha": train.neftune_alpha,
-        **optimizer_arguments(train.optimizer),
+        **optimizer_arguments(run.spec),  # transformers builds it by name, or ftc hands it over (training.py)
         **monitor_arguments(run),
         **strategy_arguments(run),
         "disable_tqdm": False,
     }
-
-
-# train.optimizer → the Trainer's name for it; AdamW keeps the Trainer's default (torch's fused AdamW).
-TRAINER_OPTIMIZERS = {"adamw": None, "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit"}
-
-
-def optimizer_arguments(optimizer: str) -> dict[str, Any]:
-    name = TRAINER_OPTIMIZERS[optimizer]
-    return {} if name is None else {"optim": name}
 
 
 def evaluation_arguments(run: RunFolder, evaluates: bool) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def train(trainer: Any, folder: RunFolder) -> None:
     from ftc.runtime.distributed.process_group import use_fsdp_on_cpu
     from ftc.runtime.distributed.resume import resume_point
     from ftc.runtime.model.lora import attach_lora_plus
+    from ftc.runtime.optimizers import attach_optimizer
     from ftc.runtime.plan_check import plan_check_callback
 
     show_progress(trainer)
@@ -74,7 +75,11 @@ def train(trainer: Any, folder: RunFolder) -> None:
     check_trainer_device(trainer, folder.plan)  # nothing fell back to the CPU on its own
     use_fsdp_on_cpu(trainer, folder.plan)
     attach_lora_plus(trainer, folder.spec)
-    trainer.add_callback(plan_check_callback(trainer, folder.plan, folder.spec.train.method, folder.spec.train.stage))
+    attach_optimizer(trainer, folder.spec)
+    train_section = folder.spec.train
+    trainer.add_callback(
+        plan_check_callback(trainer, folder.plan, train_section.method, train_section.stage, train_section.optimizer)
+    )
     trainer.add_callback(SealCheckpoints(keep=folder.spec.train.save_total_limit))
     checkpoint = resume_point(trainer, folder)  # the newest sealed one, handed over by path: not the trainer's pick
     with stop_on_signals(trainer) as stop:

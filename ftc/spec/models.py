@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     Attention,
@@ -41,10 +42,14 @@ from ftc.spec.sections.launch import (
 )
 from ftc.spec.sections.model import ModelSection
 from ftc.spec.sections.monitor import Monitor, MonitorSection
+from ftc.spec.sections.optimizers import ApolloSection, BadamSection, GaloreSection, MuonSection
 from ftc.spec.sections.preference import DpoLoss, PreferenceSection
 from ftc.spec.sections.rollout import PpoSection, RewardFunction
 from ftc.spec.sections.train import FreezeSection, LoraSection, OutputSection, QuantizationSection, TrainSection
 from ftc.stages import STAGES, stages_reading
+
+# The sections that configure an optimizer, in the records' order.
+OPTIMIZER_SECTIONS = tuple(dict.fromkeys(o.section for o in OPTIMIZERS.values() if o.section))
 
 __all__ = [
     "Attention",
@@ -70,6 +75,10 @@ __all__ = [
     "PpoSection",
     "Precision",
     "PreferenceSection",
+    "GaloreSection",
+    "ApolloSection",
+    "BadamSection",
+    "MuonSection",
     "QuantizationSection",
     "RewardFunction",
     "SECRET_LIKE",
@@ -106,6 +115,10 @@ class Spec(Section):
     lora: LoraSection = Field(default_factory=LoraSection.model_construct)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection.model_construct)
     freeze: FreezeSection = Field(default_factory=FreezeSection.model_construct)
+    galore: GaloreSection = Field(default_factory=GaloreSection.model_construct)
+    apollo: ApolloSection = Field(default_factory=ApolloSection.model_construct)
+    badam: BadamSection = Field(default_factory=BadamSection.model_construct)
+    muon: MuonSection = Field(default_factory=MuonSection.model_construct)
     output: OutputSection = Field(default_factory=OutputSection.model_construct)
     preference: PreferenceSection = Field(default_factory=PreferenceSection.model_construct)
     monitor: MonitorSection = Field(default_factory=MonitorSection.model_construct)
@@ -185,6 +198,69 @@ class Spec(Section):
                 f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
                 "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
                 at="lora.init",
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _optimizer_rules(self) -> Spec:
+        name, train = self.train.optimizer, self.train
+        optimizer = OPTIMIZERS[name]
+        if train.method not in optimizer.methods:
+            raise rule_error(
+                f"train.optimizer = {name!r} {optimizer.methods_why}, so it does not run with train.method = "
+                f"{train.method!r}",
+                f"use train.method = {_either(optimizer.methods)}, or another optimizer",
+                at="train.optimizer",
+                code=Code.CONFLICT,
+            )
+        if train.strategy != "auto" and train.strategy not in optimizer.strategies:
+            raise rule_error(
+                f"train.optimizer = {name!r} {optimizer.strategies_why}, so it does not run under train.strategy = "
+                f"{train.strategy!r}",
+                f"use train.strategy = {_either(optimizer.strategies)} (or 'auto'), or another optimizer",
+                at="train.strategy",
+                code=Code.CONFLICT,
+            )
+        if optimizer.whole_weights_only and train.offload not in ("auto", "none"):
+            raise rule_error(
+                f"train.optimizer = {name!r} steps on the device: offloading is DeepSpeed's, which it does not run "
+                "under",
+                "remove train.offload, or use adamw",
+                at="train.offload",
+                code=Code.CONFLICT,
+            )
+        # By value, not by presence: a resolved spec (the run folder's) writes every section out.
+        for section in OPTIMIZER_SECTIONS:
+            if (
+                getattr(self, section) != type(getattr(self, section)).model_construct()
+                and optimizer.section != section
+            ):
+                users = _either(other.name for other in OPTIMIZERS.values() if other.section == section)
+                raise rule_error(
+                    f"[{section}] is set but train.optimizer is {name!r}",
+                    f"set train.optimizer = {users}, or remove [{section}]",
+                    at=section,
+                    code=Code.CONFLICT,
+                )
+        if self.badam.mode == "ratio":
+            # Found by running it: transformers 5's Trainer takes the gradients' norm every step (for its log,
+            # clipping or not), and torch has no norm of the sparse gradients ratio mode leaves.
+            raise rule_error(
+                "badam.mode = 'ratio' leaves sparse gradients, and the trainer measures every step's gradient norm, "
+                "which torch cannot take of sparse tensors",
+                "use badam.mode = 'layer'",
+                at="badam.mode",
+                code=Code.CONFLICT,
+            )
+        layerwise = optimizer.section in ("galore", "apollo") and getattr(self, optimizer.section).layerwise
+        if layerwise and train.micro_batch_size is not None and train.micro_batch_size != train.global_batch_size:
+            raise rule_error(
+                f"{optimizer.section}.layerwise steps each weight inside the backward, so every micro-batch is a "
+                "whole optimizer step: it cannot accumulate gradients",
+                f"set train.micro_batch_size = train.global_batch_size ({train.global_batch_size}), or remove "
+                f"{optimizer.section}.layerwise",
+                at=f"{optimizer.section}.layerwise",
                 code=Code.CONFLICT,
             )
         return self
@@ -306,6 +382,12 @@ class Spec(Section):
                 code=Code.MISSING,
             )
         return self
+
+
+def _either(names: Iterable[str]) -> str:
+    """Values to choose from, quoted as the spec writes them: "'a'", "'a' or 'b'", "'a', 'b' or 'c'"."""
+    *most, last = (repr(name) for name in names)
+    return f"{', '.join(most)} or {last}" if most else last
 
 
 def _listed(names: Iterable[str]) -> str:

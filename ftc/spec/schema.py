@@ -113,7 +113,30 @@ def explain(path: str) -> str:
         lines.append(f"  range:   {doc.range}")
     if doc.choices and not doc.type.startswith("one of"):
         lines.append(f"  choices: {', '.join(doc.choices)}")
+    if doc.path == "train.optimizer":
+        lines += _optimizer_lines()
     return "\n".join(lines)
+
+
+def _optimizer_lines() -> list[str]:
+    """Each optimizer as its record says: what it does, through which library, with what, and its memory."""
+    from ftc.optimizers import ALL_METHODS, ALL_STRATEGIES, OPTIMIZERS
+
+    lines = ["  values:"]
+    for record in OPTIMIZERS.values():
+        lines.append(f"    {record.name}: {record.summary}")
+        facts = [f"library {record.library}" + (f" (ftc[{record.extra}])" if record.extra else "")]
+        if record.section:
+            facts.append(f"settings [{record.section}]")
+        if record.methods != ALL_METHODS:
+            facts.append(f"methods {', '.join(record.methods)}")
+        if record.strategies != ALL_STRATEGIES:
+            facts.append(f"strategies {', '.join(record.strategies)}")
+        lines.append(f"      {'; '.join(facts)}")
+        for said in (record.paper_saving, record.licence):
+            if said:
+                lines.append(f"      {said}")
+    return lines
 
 
 def type_name(annotation: Any) -> str:

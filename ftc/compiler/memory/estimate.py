@@ -29,13 +29,22 @@ from ftc.compiler.memory.activations import (
 )
 from ftc.compiler.memory.logits import LossHead, loss_head
 from ftc.compiler.memory.sampling import sampling_memory
-from ftc.compiler.memory.states import DTYPE_BYTES, GIB, States, frozen_copy_bytes, holding, model_states
+from ftc.compiler.memory.states import (
+    DTYPE_BYTES,
+    GIB,
+    OptimizerSettings,
+    States,
+    frozen_copy_bytes,
+    holding,
+    model_states,
+)
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import freeze_selection
 from ftc.compiler.params import count_parameters
 from ftc.compiler.plan import MemoryEstimate
 from ftc.errors import FtcError
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.stages import STAGES
 
 TERMS = (
@@ -57,7 +66,7 @@ CHOICES = {
     "strategy": ("single", "ddp", "zero1", "zero2", "zero3", "fsdp"),
     "offload": ("none", "optimizer", "optimizer+params"),
     "attention": ("eager", "sdpa", "flash"),
-    "optimizer": ("adamw", "adamw_8bit", "paged_adamw_8bit"),
+    "optimizer": tuple(OPTIMIZERS),
 }
 # The caching allocator holds freed blocks for reuse; published runs show it a few percent above the
 # allocated peak, and up to ~3 GiB above it at large sizes. Modelled as 8 % of the allocated peak,
@@ -85,7 +94,8 @@ class MemoryInputs:
     lora_rank: int = 8
     lora_targets: str | tuple[str, ...] = "all"
     attention: str = "sdpa"  # eager | sdpa | flash
-    optimizer: str = "adamw"  # adamw | adamw_8bit | paged_adamw_8bit
+    optimizer: str = "adamw"  # a train.optimizer value (ftc.optimizers)
+    optimizer_settings: OptimizerSettings = OptimizerSettings()
     # trl's chunked loss head: no batch × seq × vocab logits. trl's SFT, DPO and KTO trainers (1.x) install
     # it whenever they compute the loss themselves, so ftc's SFT runtime always trains through it.
     fused_cross_entropy: bool = False
@@ -190,6 +200,7 @@ def _states(inputs: MemoryInputs) -> States:
         inputs.freeze_trainable_modules,
         inputs.freeze_extra_modules,
         inputs.stage,
+        inputs.optimizer_settings,
     )
 
 
@@ -206,7 +217,7 @@ def _step(inputs: MemoryInputs) -> Step:
         outside = frozenset(name for name, trains in (("embedding", freeze.embedding), ("head", freeze.head)) if trains)
     return Step(
         arch=arch,
-        held=holding(inputs.method, inputs.precision, inputs.strategy, inputs.stage),
+        held=holding(inputs.method, inputs.precision, inputs.strategy, inputs.stage, inputs.optimizer),
         method=inputs.method,
         rows=inputs.micro_batch_size * (2 if STAGES[inputs.stage].paired else 1),
         seq_len=inputs.seq_len,
@@ -323,14 +334,11 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
             said.append("CPU: trl folds each logit tile with torch ops, holding several fp32 copies of it")
     else:
         said.append("unfused loss: full logits upcast to fp32, 12 bytes per logit at the start of the backward")
-    said.append(
-        {
-            "adamw": "AdamW (torch, fused): two moments in the trained parameters' dtype",
-            "adamw_8bit": "8-bit AdamW (bitsandbytes): two uint8 moments with block scales",
-            "paged_adamw_8bit": "paged 8-bit AdamW: counted on the device, where it lives until memory runs short",
-        }[inputs.optimizer]
-    )
+    said.append(OPTIMIZERS[inputs.optimizer].estimate_note)
+    if inputs.optimizer_settings.layerwise:
+        said.append("layer-wise stepping: each weight steps and frees its gradient as soon as it is complete")
     autocast = inputs.precision != "fp32" and inputs.strategy in ("single", "ddp")
+    autocast = autocast and OPTIMIZERS[inputs.optimizer].states != "block"
     if method.trains_all_weights and autocast:
         said.append(
             f"fp32 weights with {inputs.precision} autocast: a {inputs.precision} copy of each matrix lives "

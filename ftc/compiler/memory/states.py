@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import FreezeSelection, freeze_selection
-from ftc.compiler.params import ParameterCount, count_parameters, decoder_linears, lora_parameters
+from ftc.compiler.params import ParameterCount, count_parameters, decoder_linears, lora_parameters, selected_linears
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.stages import STAGES
 
 GIB = 1024**3
@@ -33,6 +34,17 @@ INT8_BYTES_PER_WEIGHT = 1.0
 # bitsandbytes 8-bit Adam: two uint8 moments plus an fp32 absmax per block of 256 values each. Tensors
 # under 4096 values (norms, biases) keep fp32 moments, which the count below ignores as negligible.
 ADAM_8BIT_BYTES = 2 * (1 + 4 / 256)
+# BAdam's active block: an fp32 copy of its weights, their fp32 gradient and AdamW's two fp32 moments.
+BLOCK_COPY_BYTES = 4
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """What the memory of an optimizer depends on beyond its name (the spec's [galore], [apollo], [badam])."""
+
+    rank: int = 0  # low-rank optimizers: the projection's rank
+    targets: str | tuple[str, ...] = "all"  # low-rank optimizers: the decoder's linear layers projected
+    layerwise: bool = False  # each weight steps inside the backward: one gradient lives at a time
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,13 @@ class Holding:
     sharded_half: bool  # DeepSpeed/FSDP: the model computes from half-precision weights it holds or gathers
 
 
-def holding(method: str, precision: str, strategy: str, stage: str = "sft") -> Holding:
+def holding(method: str, precision: str, strategy: str, stage: str = "sft", optimizer: str = "adamw") -> Holding:
     trains = METHODS[method]
     act = DTYPE_BYTES[precision]
     half = act == 2
+    if OPTIMIZERS[optimizer].own_fp32_copy:
+        # BAdam holds the model in the compute dtype and gives only the active block an fp32 copy to step.
+        return Holding(act, act, act, act, 4, autocast_copies=False, sharded_half=False)
     deepspeed = strategy.startswith("zero")
     if deepspeed and half:
         # DeepSpeed's bf16/fp16 engine casts every parameter, adapters included, to half precision.
@@ -119,8 +134,9 @@ def model_states(
     freeze_modules: str | tuple[str, ...] = "all",
     freeze_extra: tuple[str, ...] = (),
     stage: str = "sft",
+    settings: OptimizerSettings = OptimizerSettings(),
 ) -> States:
-    held = holding(method, precision, strategy, stage)
+    held = holding(method, precision, strategy, stage, optimizer)
     trains = METHODS[method]
     count = count_parameters(arch)
     lora = lora_parameters(arch, lora_rank, lora_targets) if trains.has_adapter else 0
@@ -139,9 +155,14 @@ def model_states(
     adapters = lora * held.adapter
     grad_bytes = held.adapter if trains.has_adapter else held.trainable
     gradients = base_trainable * grad_bytes + lora * held.adapter
-    optimizer_bytes = trainable * _moment_bytes(optimizer, held, strategy, adapted=bool(lora))
+    optimizer_bytes = optimizer_state(arch, optimizer, held, strategy, trainable, bool(lora), settings)
     # DeepSpeed in half precision updates an fp32 master copy of what trains; elsewhere the weights are fp32.
     master = trainable * 4 if held.sharded_half and strategy.startswith("zero") else 0.0
+    if OPTIMIZERS[optimizer].states == "block":
+        gradients, master = _block_gradients_and_copy(count, held)
+    elif settings.layerwise:
+        # Each weight steps as its gradient is complete, then frees it: the widest weight's is the most alive.
+        gradients = _widest_weight(arch, count) * grad_bytes
 
     autocast = 0.0  # the head's copy depends on the loss path: see memory_logits
     if held.autocast_copies:
@@ -150,6 +171,8 @@ def model_states(
         autocast = lora * held.act if trains.has_adapter else trained * held.act
 
     head_gradient = arch.vocab_size * arch.hidden_size * grad_bytes if head_trains(method, freeze) else 0.0
+    if OPTIMIZERS[optimizer].states == "block":
+        head_gradient = 0.0  # BAdam leaves the embeddings and the head as they are
 
     shards = max(world_size, 1)
     gathered = 0.0
@@ -196,14 +219,76 @@ def head_trains(method: str, freeze: FreezeSelection | None) -> bool:
     return METHODS[method].trains_all_weights or (freeze is not None and freeze.head)
 
 
-def _moment_bytes(optimizer: str, held: Holding, strategy: str, adapted: bool) -> float:
-    """Bytes of optimizer state per trained parameter."""
-    if optimizer in ("adamw_8bit", "paged_adamw_8bit"):
-        return ADAM_8BIT_BYTES
+def optimizer_state(
+    arch: Architecture,
+    optimizer: str,
+    held: Holding,
+    strategy: str,
+    trainable: int,
+    adapted: bool,
+    settings: OptimizerSettings = OptimizerSettings(),
+) -> float:
+    """Bytes of optimizer state for `trainable` parameters, before any sharding divides them."""
+    states = OPTIMIZERS[optimizer].states
+    if states == "adam_8bit":
+        return trainable * ADAM_8BIT_BYTES
     if strategy.startswith("zero") and held.sharded_half:
-        return 8.0  # DeepSpeed steps its fp32 master partition
+        return trainable * 8.0  # DeepSpeed steps its fp32 master partition
     # torch's AdamW keeps both moments in the parameter's dtype: a bf16 adapter gets bf16 moments.
-    return 2.0 * (held.adapter if adapted else held.trainable)
+    value = held.adapter if adapted else held.trainable
+    adam = 2.0 * value
+    if states in ("low_rank", "low_rank_8bit"):
+        moment = ADAM_8BIT_BYTES / 2 if states == "low_rank_8bit" else value
+        rest_moments = 2 * moment
+        projected, low_rank = 0, 0.0
+        for linear in selected_linears(arch, settings.targets, "the optimizer's target"):
+            shorter, longer = sorted((linear.in_features, linear.out_features))
+            rank = min(settings.rank, shorter)
+            projected += linear.in_features * linear.out_features * linear.count
+            # Two moments of the projected gradient (rank × the longer side); the projection (rank × the shorter
+            # side) is kept in the gradient's dtype.
+            low_rank += linear.count * (2 * rank * longer * moment + rank * shorter * value)
+        return low_rank + (trainable - projected) * rest_moments
+    if states == "block":
+        return count_parameters(arch).largest_layer * 2 * BLOCK_COPY_BYTES  # the active block's two fp32 moments
+    if states == "per_block_second_moment":
+        return trainable * value + _adam_mini_second_moments(arch) * value
+    if states == "one_momentum":
+        hidden = _hidden_matrices(arch)
+        return hidden * value + (trainable - hidden) * adam
+    return trainable * adam
+
+
+def _adam_mini_second_moments(arch: Architecture) -> int:
+    """Adam-mini's second moments: one per query/key head, per output neuron of the other matrices, per token
+    of the embeddings and head, one per norm weight."""
+    head_elements = arch.hidden_size * arch.head_dim  # Adam-mini reads a head as hidden × hidden / heads values
+    count = 0
+    for linear in decoder_linears(arch):
+        elements = linear.in_features * linear.out_features
+        per_head = linear.name in ("q_proj", "k_proj")
+        count += linear.count * (elements // head_elements if per_head else linear.out_features)
+    tokens = arch.vocab_size * (2 if count_parameters(arch).head else 1)
+    norms = 2 * arch.num_layers + 1  # one value per norm weight (QK-norms' few more are negligible)
+    return count + tokens + norms
+
+
+def _hidden_matrices(arch: Architecture) -> int:
+    """Elements of the 2-D weights inside the decoder blocks: what Muon steps (routers too; routed experts are
+    3-D, the embeddings and head step with AdamW)."""
+    linears = sum(linear.in_features * linear.out_features * linear.count for linear in decoder_linears(arch))
+    return linears + count_parameters(arch).router
+
+
+def _block_gradients_and_copy(count: ParameterCount, held: Holding) -> tuple[float, float]:
+    """BAdam's gradients (the active block's, in the compute dtype, and of its fp32 copy) and its fp32 copy."""
+    block = count.largest_layer
+    return block * held.act + block * BLOCK_COPY_BYTES, block * BLOCK_COPY_BYTES
+
+
+def _widest_weight(arch: Architecture, count: ParameterCount) -> int:
+    widest = max(linear.in_features * linear.out_features for linear in decoder_linears(arch))
+    return max(widest, count.embedding, count.head)
 
 
 def frozen_copy_bytes(arch: Architecture, precision: str) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.runtime.model.precision import compute_dtype
 from ftc.runtime.model.quantization import quantization_config
 from ftc.runtime.model.rope import rope_scaling_arguments
@@ -38,14 +39,16 @@ def load_tokenizer(model: ModelSection) -> Any:
     return tokenizer
 
 
-def load_model(model: ModelSection, plan: Plan, method: str) -> Any:
+def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "adamw") -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
     # Full training keeps fp32 master weights and lets autocast compute in bf16/fp16, since the
     # optimizer cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
-    # The other methods keep the frozen base in the plan's precision (what the plan's memory counts).
+    # The other methods keep the frozen base in the plan's precision (what the plan's memory counts), as
+    # does an optimizer that keeps its own fp32 copy of what it steps (BAdam's active block).
     dtype = compute_dtype(plan)
+    fp32_master = METHODS[method].trains_all_weights and not OPTIMIZERS[optimizer].own_fp32_copy
     extra: dict[str, Any] = {}
     if METHODS[method].quantizes:
         extra["quantization_config"] = quantization_config(plan, dtype)
@@ -57,7 +60,7 @@ def load_model(model: ModelSection, plan: Plan, method: str) -> Any:
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
-            dtype=torch.float32 if METHODS[method].trains_all_weights else dtype,
+            dtype=torch.float32 if fp32_master else dtype,
             attn_implementation=ATTENTION_KERNELS[plan.attention.value],
             **extra,
             **rope_scaling_arguments(model),

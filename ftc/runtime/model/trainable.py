@@ -21,7 +21,9 @@ def load_trainable(folder: RunFolder) -> Any:
     """The run's model, loaded as its method needs and prepared to train; an init that changes the base keeps
     its initial adapter in the run folder."""
     spec, plan = folder.spec, folder.plan
-    return prepare_trainable(load_model(spec.model, plan, spec.train.method), spec, plan, folder.path)
+    return prepare_trainable(
+        load_model(spec.model, plan, spec.train.method, spec.train.optimizer), spec, plan, folder.path
+    )
 
 
 def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None = None) -> Any:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
 from ftc.methods import METHODS
+from ftc.optimizers import OPTIMIZERS
 from ftc.spec.diagnostics import Code
 from ftc.stages import STAGES
 
@@ -19,7 +20,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 Strategy = Literal["auto", "single", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
-Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw_8bit"]
+Optimizer = Literal[tuple(OPTIMIZERS)]
 Attention = Literal["auto", "eager", "sdpa", "flash"]
 LossHeadChoice = Literal["auto", "fused", "model"]
 RopeType = Literal["linear", "dynamic", "yarn", "llama3"]  # transformers' rope_type names

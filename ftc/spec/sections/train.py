@@ -50,7 +50,11 @@ class TrainSection(Section):
         default="auto", description="Data parallelism and sharding; 'auto' lets the plan choose."
     )
     offload: Offload = Field(default="auto", description="What moves to host memory; 'auto' lets the plan choose.")
-    optimizer: Optimizer = Field(default="adamw", description="AdamW with fp32 moments, or bitsandbytes' 8-bit ones.")
+    optimizer: Optimizer = Field(
+        default="adamw",
+        description="What steps the weights: adamw, adamw_8bit, paged_adamw_8bit, galore_adamw, galore_adamw_8bit, "
+        "apollo_adamw, badam, adam_mini or muon ([galore], [apollo], [badam], [muon] hold their settings).",
+    )
     neftune_alpha: float | None = Field(
         default=None,
         gt=0,
