@@ -84,16 +84,15 @@ def test_the_section_reaches_peft(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def oft_run(tmp_path_factory, tiny_model_dir, alpaca, run_folder):
-    from ftc.runtime.__main__ import run
-
+def oft_run(tmp_path_factory, tiny_model_dir, alpaca, run_folder, train_in_process):
     root = tmp_path_factory.mktemp("oft-run")
     spec = oft_spec(root / "run", tiny_model_dir, alpaca, {"block_size": 16}, max_steps=12, learning_rate=2e-2)
     folder = load_run_folder(run_folder(spec))
-    run(str(folder.path))
+    train_in_process(folder.path)
     return folder
 
 
+@pytest.mark.slow
 def test_an_oft_run_lowers_the_loss_and_changes_only_the_rotations(oft_run, tiny_model_dir):
     import json
 
@@ -118,6 +117,7 @@ def test_an_oft_run_lowers_the_loss_and_changes_only_the_rotations(oft_run, tiny
     assert len(rotations) == 2 * 7 and changed == rotations  # every rotation moved; no base weight did
 
 
+@pytest.mark.slow
 def test_an_oft_run_exports_merged_into_the_base(oft_run, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ftc.methods import METHODS
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     LoraInit,
@@ -24,7 +25,12 @@ from ftc.spec.sections.base import (
 
 class TrainSection(Section):
     stage: Stage = Field(default="sft", description="Training stage.")
-    method: Method = Field(default="lora", description="Which parameters train.")
+    method: Method = Field(
+        default="lora",
+        description="Which parameters train: "
+        + "; ".join(f"{name} ({m.summary})" for name, m in METHODS.items())
+        + ".",
+    )
     global_batch_size: int = Field(
         default=16, ge=1, le=1_048_576, description="Examples per optimizer step, across all devices."
     )
