@@ -536,7 +536,7 @@ def estimate(point: Point, capacity_gib: float | None = None) -> tuple[float, fl
     result = estimate_memory(inputs)
     states = model_states(
         inputs.arch, inputs.method, inputs.precision, inputs.strategy, inputs.world_size, inputs.offload,
-        inputs.optimizer, inputs.quantization_bits, inputs.lora_rank, inputs.lora_targets, FREEZE_TRAINABLE_LAYERS,
+        inputs.optimizer, inputs.quantization_bits, inputs.lora_rank, inputs.adapter_targets, FREEZE_TRAINABLE_LAYERS,
     )  # fmt: skip
     held = states.weights + states.adapters + states.optimizer + states.master_weights + states.ddp_buckets
     context = result.terms["context"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-# What the optimizer updates: every weight of the model, the layers [freeze] chooses, or a LoRA adapter
-# beside a frozen base.
+# What the optimizer updates: every weight of the model, the layers [freeze] chooses, or an adapter (LoRA,
+# OFT) beside a frozen base.
 Trains = Literal["all weights", "chosen layers", "adapter"]
 
 
@@ -21,10 +21,13 @@ class Method:
     trains: Trains
     quantizes: bool = False  # the frozen base is loaded in 4 or 8 bits (bitsandbytes, quantization.bits)
     sections: tuple[str, ...] = ()  # the spec sections that configure it; a starter writes them out live
+    adapter: str = ""  # the spec section that shapes the adapter it trains (one of `sections`); "" for none
+    # model.adapter: it can train an earlier run's adapter further (a LoRA one: ftc.compiler.adapters reads it)
+    continues_adapter: bool = False
 
     @property
     def has_adapter(self) -> bool:
-        """It trains a LoRA adapter, saved on its own (adapter/), beside a base that stays as it was."""
+        """It trains an adapter, saved on its own (adapter/), beside a base that stays as it was."""
         return self.trains == "adapter"
 
     @property
@@ -49,12 +52,28 @@ METHODS: dict[str, Method] = _registry(
         "chosen layers",
         sections=("freeze",),
     ),
-    Method("lora", "a low-rank adapter trains beside the frozen base", "adapter", sections=("lora",)),
+    Method(
+        "lora",
+        "a low-rank adapter trains beside the frozen base",
+        "adapter",
+        sections=("lora",),
+        adapter="lora",
+        continues_adapter=True,
+    ),
     Method(
         "qlora",
         "LoRA over a base quantized to 4 or 8 bits",
         "adapter",
         quantizes=True,
         sections=("lora", "quantization"),
+        adapter="lora",
+        continues_adapter=True,
+    ),
+    Method(
+        "oft",
+        "orthogonal fine-tuning: a trained block-diagonal rotation turns each adapted layer's input",
+        "adapter",
+        sections=("oft",),
+        adapter="oft",
     ),
 )

@@ -59,7 +59,7 @@ class Stage:
     # A new scalar score head takes the LM head's place: no vocabulary-wide logits, no text to chat with,
     # and no adapter of the base's to start from.
     score_head: bool = False
-    methods: tuple[str, ...] = ("full", "freeze", "lora", "qlora")  # the training methods it runs with
+    methods: tuple[str, ...] = ("full", "freeze", "lora", "qlora", "oft")  # the training methods it runs with
     reads: tuple[str, ...] = ()  # the keys of [preference] and [ppo] it reads ("section.key")
     estimate_note: str = ""  # what the memory estimate assumes of it beyond the common terms
 

@@ -16,6 +16,8 @@ def test_the_spec_language_names_the_registrys_methods_in_its_order():
 def test_the_records_hold_together():
     for method in METHODS.values():
         assert set(method.sections) <= set(Spec.model_fields), method.name
-        assert method.has_adapter == ("lora" in method.sections), method.name  # [lora] shapes the adapter
+        assert method.has_adapter == bool(method.adapter), method.name  # a section shapes every adapter...
+        assert not method.adapter or method.adapter in method.sections, method.name  # ...one of its own
+        assert not method.continues_adapter or method.has_adapter, method.name
         assert not method.quantizes or method.has_adapter, method.name  # a quantized base cannot train itself
         assert [method.has_adapter, method.trains_all_weights, method.trains_chosen_layers].count(True) == 1

@@ -34,7 +34,8 @@ def tiny_spec(
     data_format: str = "alpaca",
     *,
     preset: dict[str, Any] = CHECKPOINTING,
-    sections: dict[str, Any] | None = None,  # whole sections, added or replaced: {"preference": {"beta": 0.5}}
+    # whole sections, added, replaced or (None) left out: {"preference": {"beta": 0.5}}, {"lora": None}
+    sections: dict[str, Any] | None = None,
     **train: Any,
 ) -> dict[str, Any]:
     """A LoRA SFT run of `model_dir` on one dataset, as spec.toml's dict; `train` keys go over the preset's."""
@@ -53,7 +54,7 @@ def tiny_spec(
         "lora": {"rank": 8, "alpha": 16, "target": "all"},
         "output": {"dir": str(run_dir)},
     }
-    return {**spec, **(sections or {})}
+    return {name: section for name, section in {**spec, **(sections or {})}.items() if section is not None}
 
 
 def cpu_plan(precision: str = "fp32", loss_head: str = "model") -> Plan:

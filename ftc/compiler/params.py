@@ -1,4 +1,4 @@
-"""Exact parameter counts of an architecture, and of the LoRA adapter a run would add to it.
+"""Exact parameter counts of an architecture, and of the adapter (LoRA, OFT) a run would add to it.
 
 The counts are those of the transformers implementation (or, for remote-code families, of the
 model's own code): tied weights count once and buffers (rotary frequencies, ALiBi slopes) not at all.
@@ -51,6 +51,45 @@ class Linear:
 
     def lora_parameters(self, rank: int) -> int:
         return self.count * rank * (self.in_features + self.out_features)
+
+
+@dataclass(frozen=True)
+class OftBlocks:
+    """OFT (peft): each adapted layer's input is cut into blocks, and each block is turned by a rotation built
+    (Cayley transform) from a trained skew-symmetric matrix, of which only the upper triangle is stored."""
+
+    block_size: int  # 0 when `rank` sizes the blocks
+    rank: int  # blocks per layer (peft's r); 0 when `block_size` sizes them
+    shared: bool = False  # block_share: one rotation for all of a layer's blocks
+    neumann_terms: int = 5  # terms of the Cayley–Neumann series; 0 for the exact transform (a solve per block)
+
+    def split(self, linear: Linear) -> tuple[int, int]:
+        """(blocks, block size) of one layer. peft silently picks another size when it does not divide the
+        layer's input width; the plan refuses instead, so the adapter trained is the one the spec says."""
+        width = linear.in_features
+        size = self.block_size or width // self.rank
+        if self.block_size and width % self.block_size:
+            raise FtcError(
+                f"oft.block_size = {self.block_size} does not divide the input width {width} of {linear.name}",
+                f"choose a block size that divides {width} (e.g. {_divisor_near(width, self.block_size)}), or leave "
+                f"{linear.name} out of oft.target",
+            )
+        if self.rank and width % self.rank:
+            raise FtcError(
+                f"oft.rank = {self.rank} does not divide the input width {width} of {linear.name}",
+                f"choose a rank that divides {width} (e.g. {_divisor_near(width, self.rank)}), or leave "
+                f"{linear.name} out of oft.target",
+            )
+        return width // size, size
+
+    def parameters(self, linear: Linear) -> int:
+        """Trained values per layer: each rotation's upper triangle, b(b-1)/2, for each block (or once, shared)."""
+        blocks, size = self.split(linear)
+        return linear.count * (1 if self.shared else blocks) * size * (size - 1) // 2
+
+
+def _divisor_near(width: int, wanted: int) -> int:
+    return min((d for d in range(2, width + 1) if width % d == 0), key=lambda d: (abs(d - wanted), d), default=width)
 
 
 def count_parameters(arch: Architecture) -> ParameterCount:
@@ -129,18 +168,23 @@ def decoder_linears(arch: Architecture) -> tuple[Linear, ...]:
     )
 
 
-def lora_target_modules(arch: Architecture, targets: str | Sequence[str]) -> tuple[str, ...]:
-    """The model's own module names that a lora.target ("all", one name or a list) selects, sorted."""
-    return tuple(sorted({linear.name for linear in selected_linears(arch, targets)}))
+def lora_target_modules(arch: Architecture, targets: str | Sequence[str], key: str = "lora.target") -> tuple[str, ...]:
+    """The model's own module names that a lora.target (or oft.target: `key`) selects, sorted."""
+    return tuple(sorted({linear.name for linear in adapted_layers(arch, targets, key)}))
 
 
 def lora_parameters(arch: Architecture, rank: int, targets: str | Sequence[str]) -> int:
     """Parameters a LoRA adapter of this rank adds: rank × (in + out) for each adapted linear layer."""
-    return sum(linear.lora_parameters(rank) for linear in selected_linears(arch, targets))
+    return sum(linear.lora_parameters(rank) for linear in adapted_layers(arch, targets))
 
 
-def selected_linears(arch: Architecture, targets: str | Sequence[str], key: str = "lora.target") -> list[Linear]:
-    """The decoder's linear layers a list of module names (or "all") chooses; `key` is the spec key it came from."""
+def oft_parameters(arch: Architecture, blocks: OftBlocks, targets: str | Sequence[str]) -> int:
+    """Parameters an OFT adapter adds: per adapted layer, b(b-1)/2 for each of its in/b blocks (once when shared)."""
+    return sum(blocks.parameters(linear) for linear in adapted_layers(arch, targets, "oft.target"))
+
+
+def adapted_layers(arch: Architecture, targets: str | Sequence[str], key: str = "lora.target") -> list[Linear]:
+    """The decoder's linear layers that an adapter's target ("all", one name or a list, at `key`) selects."""
     linears = decoder_linears(arch)
     if targets == "all":
         return list(linears)

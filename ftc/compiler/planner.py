@@ -29,7 +29,7 @@ from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.memory.logits import MODEL_LOSS_BYTES_PER_LOGIT
 from ftc.compiler.memory.states import OptimizerSettings
 from ftc.compiler.model_shapes import Architecture
-from ftc.compiler.params import Linear, selected_linears
+from ftc.compiler.params import Linear, OftBlocks, adapted_layers, oft_parameters
 from ftc.compiler.plan import Decision, HardwareRef, MemoryEstimate, Plan
 from ftc.compiler.rules import check_combination
 from ftc.compiler.timing import estimate_time
@@ -37,7 +37,7 @@ from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
-from ftc.spec.models import Spec
+from ftc.spec.models import LoraSection, OftSection, Spec
 from ftc.stages import STAGES
 
 GIB = 1024**3
@@ -143,7 +143,8 @@ def _cpu_plan(
         loss_head=loss_head,
         memory=memory,
         notes=(() if memory else ("memory not estimated: the model's shapes are unknown",))
-        + _feature_notes(spec, "sdpa"),
+        + _feature_notes(spec, "sdpa")
+        + _adapter_notes(spec, arch),
     )
 
 
@@ -249,7 +250,9 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         memory=memory,
         time=time,
         limits=limits(fitted, budget, estimate),
-        notes=_notes(spec, hardware, memory, fit.layout) + _feature_notes(spec, attention.value),
+        notes=_notes(spec, hardware, memory, fit.layout)
+        + _feature_notes(spec, attention.value)
+        + _adapter_notes(spec, arch),
     )
 
 
@@ -284,6 +287,32 @@ def _feature_notes(spec: Spec, attention: str) -> tuple[str, ...]:
     return notes
 
 
+def _adapter_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
+    """OFT's size and what it keeps, which the terms hold but do not show; checks its blocks against the shapes."""
+    adapter = spec.adapter_section
+    if not isinstance(adapter, OftSection) or arch is None:
+        return ()
+    blocks = oft_blocks(adapter)
+    layers = adapted_layers(arch, adapter.target, "oft.target")
+    splits = sorted({(linear.in_features, *blocks.split(linear)) for linear in layers})
+    shown = ", ".join(f"{width} → {count} blocks of {size}" for width, count, size in splits)
+    series = (
+        f"a {blocks.neumann_terms}-term Cayley–Neumann series" if blocks.neumann_terms else "the exact Cayley transform"
+    )
+    return (
+        f"OFT: {oft_parameters(arch, blocks, adapter.target):,} trained values (each block's rotation stores "
+        f"b(b-1)/2{', one shared per layer' if blocks.shared else ''}) on {sum(linear.count for linear in layers)} "
+        f"layers, input width {shown}; each rotation is built by {series} and its block matrices are kept for the "
+        "backward (counted in activations)",
+    )
+
+
+def oft_blocks(oft: OftSection) -> OftBlocks:
+    block_size, rank = oft.size
+    terms = oft.neumann_terms if oft.cayley_neumann else 0
+    return OftBlocks(block_size=block_size, rank=rank, shared=oft.block_share, neumann_terms=terms)
+
+
 def _packing_notes(spec: Spec, attention: str) -> tuple[str, ...]:
     if not spec.data.packing:
         return ()
@@ -307,7 +336,8 @@ def _memory_inputs(
     checkpointing: bool,
     world: int,
 ) -> MemoryInputs:
-    lora_targets = _names(spec.lora.target)
+    adapter = spec.adapter_section
+    adapter_targets = _names((adapter or spec.lora).target)
     return MemoryInputs(
         arch=arch,
         method=spec.train.method,
@@ -319,12 +349,13 @@ def _memory_inputs(
         world_size=world,
         quantization_bits=bits,
         lora_rank=spec.lora.rank,
-        lora_targets=lora_targets,
+        adapter_targets=adapter_targets,
         attention=attention,
         optimizer=spec.train.optimizer,
         optimizer_settings=optimizer_settings(spec),
         fused_cross_entropy=loss_head == "fused",
-        lora_dropout=spec.lora.dropout if METHODS[spec.train.method].has_adapter else 0.0,
+        lora_dropout=adapter.dropout if isinstance(adapter, LoraSection) else 0.0,
+        oft=oft_blocks(adapter) if isinstance(adapter, OftSection) else None,
         freeze_trainable_layers=spec.freeze.trainable_layers,
         freeze_trainable_modules=_names(spec.freeze.trainable_modules),
         freeze_extra_modules=tuple(spec.freeze.extra_modules),
@@ -373,7 +404,7 @@ def _check_optimizer(spec: Spec, arch: Architecture | None, world: int) -> None:
     if optimizer.section in ("galore", "apollo"):
         projected = getattr(spec, optimizer.section)
         key = f"{optimizer.section}.target"
-        narrowest = min(selected_linears(arch, _names(projected.target), key), key=_shorter_side)
+        narrowest = min(adapted_layers(arch, _names(projected.target), key), key=_shorter_side)
         if projected.rank > _shorter_side(narrowest):
             raise FtcError(
                 f"{optimizer.section}.rank = {projected.rank} is larger than {narrowest.name}'s shorter side "
@@ -619,7 +650,7 @@ def _what_would_fit(
                 f"would need {fit.estimate.reserved_gib:.1f} GiB"
             )
     if not METHODS[spec.train.method].quantizes:
-        quantized = replace(tightest, method="qlora", quantization_bits=4, **adamw)
+        quantized = replace(tightest, method="qlora", quantization_bits=4, oft=None, **adamw)  # LoRA at [lora]'s rank
         needed = estimate(quantized).reserved_gib
         if needed <= budget:
             with_adamw = "" if spec.train.optimizer == adamw["optimizer"] else " with adamw"

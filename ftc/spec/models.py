@@ -45,7 +45,14 @@ from ftc.spec.sections.monitor import Monitor, MonitorSection
 from ftc.spec.sections.optimizers import ApolloSection, BadamSection, GaloreSection, MuonSection
 from ftc.spec.sections.preference import DpoLoss, PreferenceSection
 from ftc.spec.sections.rollout import PpoSection, RewardFunction
-from ftc.spec.sections.train import FreezeSection, LoraSection, OutputSection, QuantizationSection, TrainSection
+from ftc.spec.sections.train import (
+    FreezeSection,
+    LoraSection,
+    OftSection,
+    OutputSection,
+    QuantizationSection,
+    TrainSection,
+)
 from ftc.stages import STAGES, stages_reading
 
 # The sections that configure an optimizer, in the records' order.
@@ -70,6 +77,7 @@ __all__ = [
     "Monitor",
     "MonitorSection",
     "Offload",
+    "OftSection",
     "Optimizer",
     "OutputSection",
     "PpoSection",
@@ -113,6 +121,7 @@ class Spec(Section):
     data: DataSection
     train: TrainSection
     lora: LoraSection = Field(default_factory=LoraSection.model_construct)
+    oft: OftSection = Field(default_factory=OftSection.model_construct)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection.model_construct)
     freeze: FreezeSection = Field(default_factory=FreezeSection.model_construct)
     galore: GaloreSection = Field(default_factory=GaloreSection.model_construct)
@@ -126,6 +135,12 @@ class Spec(Section):
     launch: LaunchSection = Field(default_factory=LaunchSection.model_construct)
     slurm: SlurmSection = Field(default_factory=SlurmSection.model_construct)
     docker: DockerSection = Field(default_factory=DockerSection.model_construct)
+
+    @property
+    def adapter_section(self) -> LoraSection | OftSection | None:
+        """The section that shapes the adapter train.method trains ([lora], [oft]); None for full and freeze."""
+        name = METHODS[self.train.method].adapter
+        return getattr(self, name) if name else None
 
     @model_validator(mode="after")
     def _method_rules(self) -> Spec:
@@ -161,6 +176,30 @@ class Spec(Section):
                 f"[freeze] is set but train.method is {method!r}",
                 "use method = 'freeze', or remove it",
                 at="freeze",
+                code=Code.CONFLICT,
+            )
+        adapter = self.adapter_section
+        # [lora] beside full or freeze is left alone, as it always was; beside another adapter it would be ignored.
+        if self.oft != OftSection.model_construct() and adapter is not self.oft:
+            raise rule_error(
+                f"[oft] is set but train.method is {method!r}",
+                "use method = 'oft', or remove it",
+                at="oft",
+                code=Code.CONFLICT,
+            )
+        if adapter is not None and adapter is not self.lora and self.lora != LoraSection.model_construct():
+            raise rule_error(
+                f"[lora] is set but train.method = {method!r} trains the adapter [{trains.adapter}] shapes",
+                "remove [lora], or use method = 'lora'",
+                at="lora",
+                code=Code.CONFLICT,
+            )
+        if self.model.adapter is not None and trains.has_adapter and not trains.continues_adapter:
+            raise rule_error(
+                f"train.method = {method!r} trains a new adapter; it does not train model.adapter further",
+                "merge the adapter first (ftc export) and name the merged folder in model.name_or_path, or use "
+                "method = 'lora'",
+                at="model.adapter",
                 code=Code.CONFLICT,
             )
         if self.quantization.bits is not None and not trains.quantizes:

@@ -61,7 +61,7 @@ def states(**changes):
         given.optimizer,
         given.quantization_bits,
         given.lora_rank,
-        given.lora_targets,
+        given.adapter_targets,
         given.freeze_trainable_layers,
         given.freeze_trainable_modules,
         given.freeze_extra_modules,

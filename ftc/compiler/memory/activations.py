@@ -9,6 +9,9 @@ storages through real training steps, `benchmarks/memory_accuracy.py`):
   input separately, so q, k and v keep three half-precision copies of one fp32 input;
 - a LoRA layer keeps the input of its A matrix: a copy of its own when peft's fp32 adapter runs under
   autocast, the shared input otherwise; and the rank-wide output of A;
+- an OFT layer keeps its input likewise (for the rotation's gradient), and the block matrices of its
+  rotation: the Cayley–Neumann series keeps its skew matrix, its powers and the result (under autocast a
+  half-precision cast of each operand of each product besides), the exact transform its solve's;
 - SDPA with a padding mask (transformers' default for padded batches) gets k and v repeated to every
   head (its GQA path needs a mask-free call), turns the boolean mask into a float bias of
   batch × seq² per layer and keeps it for the backward; eager attention keeps the fp32 softmax output
@@ -22,7 +25,7 @@ from dataclasses import dataclass, replace
 from ftc.compiler.memory.states import Holding
 from ftc.compiler.model_families import family_of
 from ftc.compiler.model_shapes import Architecture
-from ftc.compiler.params import decoder_linears, lora_target_modules
+from ftc.compiler.params import OftBlocks, decoder_linears, lora_target_modules
 from ftc.methods import METHODS
 
 
@@ -32,18 +35,19 @@ class Step:
 
     arch: Architecture
     held: Holding
-    method: str  # full | freeze | lora | qlora
+    method: str  # full | freeze | lora | qlora | oft
     rows: int  # sequences in one forward: the micro-batch, doubled for chosen/rejected pairs
     seq_len: int
     attention: str  # eager | sdpa | flash
     checkpointing: bool
-    adapted: frozenset[str]  # linear layers with a LoRA adapter, by our names and the names they answer to
+    adapted: frozenset[str]  # linear layers with an adapter, by our names and the names they answer to
     lora_rank: int
     lora_dropout: float
     trained_layers: int  # blocks whose own weights train: all for full, the top N for freeze, none for LoRA
     trained_outside: frozenset[str] = frozenset()  # freeze's extra modules that train: "embedding", "head"
     on_cpu: bool = False  # the CPU's dropout keeps its mask in the input's dtype, CUDA's as booleans
     int8_base: bool = False  # LLM.int8 linear layers keep their input on the autograd context, whatever happens
+    oft: OftBlocks | None = None  # the adapter is OFT's rotations (lora_rank and lora_dropout go unread)
 
     @property
     def tokens(self) -> int:
@@ -99,7 +103,38 @@ def saved_by_layer(step: Step, index: int) -> float:
     # o_proj reads the attention's output, which the attention already keeps: only copies of it count.
     per_token += core + _linear_inputs(step, held.act, q, ("o_proj",), trains, kept_already=True)
     per_token += _mlp_half(step, index)
-    return step.tokens * per_token + step.rows * step.seq_len**2 * per_key
+    return step.tokens * per_token + step.rows * step.seq_len**2 * per_key + oft_rotations(step)
+
+
+def oft_rotations(step: Step) -> float:
+    """Bytes of the rotation matrices one block's OFT layers keep for the backward: a batch-free term.
+
+    Counted from what autograd saves in peft's OFT forward (0.21): the series I + 2Q + 2Q² + … + Qⁿ⁻¹ keeps
+    Q, its powers up to Qⁿ⁻³ (one at least) and the result; under autocast each product saves half-precision
+    casts of its operands instead. A shared rotation is built once and repeated to every block at the end.
+    """
+    if step.oft is None:
+        return 0.0
+    total = 0.0
+    for linear in decoder_linears(step.arch):
+        if linear.name in step.adapted:
+            blocks, size = step.oft.split(linear)
+            whole = blocks * size * size  # elements of one stack of the layer's block matrices
+            built = size * size if step.oft.shared else whole  # before the shared rotation is repeated
+            total += linear.count * _rotation_bytes(step.oft.neumann_terms, step.held, whole, built)
+    # spread evenly over the blocks: exact for a uniform stack, the mean for one mixing dense and sparse blocks
+    return total / step.arch.num_layers
+
+
+def _rotation_bytes(terms: int, held: Holding, whole: int, built: int) -> float:
+    autocast = held.adapter != held.act
+    if terms == 0:  # the exact transform: the solve's operands and result in fp32, cast for the product
+        return 3 * 4 * built + (held.act * whole if autocast else 0) + (4 * whole if built != whole else 0)
+    kept = 1 if terms == 2 else max(terms - 1, 3)  # Q, Q²…Qⁿ⁻³ and the result; the result alone for I + 2Q
+    if autocast:
+        kept = 2 * kept - 1  # each product's two half-precision operands in place of the fp32 ones
+        return held.act * ((kept - 1) * built + whole)
+    return held.adapter * ((kept - 1) * built + whole)
 
 
 def _mlp_half(step: Step, index: int) -> float:
@@ -211,6 +246,14 @@ def _linear_inputs(
                 shared = True
             else:
                 copies += held.act * width  # autocast casts the fp32 input once per layer
+        elif name in step.adapted and step.oft is not None:
+            # the rotation's input: a cast of its own where the adapter's dtype differs, else the shared one
+            if held.adapter != held.act:
+                copies += held.act * width  # peft casts to the fp32 adapter, autocast casts back for the product
+            elif input_bytes == held.adapter:
+                shared = True
+            else:
+                copies += held.adapter * width
         elif name in step.adapted:
             if step.lora_dropout > 0:
                 # A's input (the dropped-out copy, or autocast's cast of it) and dropout's mask

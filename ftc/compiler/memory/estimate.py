@@ -40,7 +40,7 @@ from ftc.compiler.memory.states import (
 )
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import freeze_selection
-from ftc.compiler.params import count_parameters
+from ftc.compiler.params import OftBlocks, count_parameters
 from ftc.compiler.plan import MemoryEstimate
 from ftc.errors import FtcError
 from ftc.methods import METHODS
@@ -81,7 +81,7 @@ CHECKPOINT_SHARD_BYTES = 5e9
 @dataclass(frozen=True)
 class MemoryInputs:
     arch: Architecture
-    method: str  # full | freeze | lora | qlora
+    method: str  # full | freeze | lora | qlora | oft
     stage: str  # pt | sft | rm | ppo | grpo | dpo | kto | orpo
     precision: str  # fp32 | bf16 | fp16: the compute dtype
     micro_batch_size: int
@@ -92,7 +92,8 @@ class MemoryInputs:
     offload: str = "none"  # none | optimizer | optimizer+params
     quantization_bits: int | None = None  # 4 | 8 for qlora
     lora_rank: int = 8
-    lora_targets: str | tuple[str, ...] = "all"
+    adapter_targets: str | tuple[str, ...] = "all"  # the layers the adapter (LoRA's or OFT's) adapts
+    oft: OftBlocks | None = None  # an OFT adapter's blocks: set where the method trains OFT rotations, not LoRA
     attention: str = "sdpa"  # eager | sdpa | flash
     optimizer: str = "adamw"  # a train.optimizer value (ftc.optimizers)
     optimizer_settings: OptimizerSettings = OptimizerSettings()
@@ -195,18 +196,19 @@ def _states(inputs: MemoryInputs) -> States:
         inputs.optimizer,
         inputs.quantization_bits,
         inputs.lora_rank,
-        inputs.lora_targets,
+        inputs.adapter_targets,
         inputs.freeze_trainable_layers,
         inputs.freeze_trainable_modules,
         inputs.freeze_extra_modules,
         inputs.stage,
-        inputs.optimizer_settings,
+        settings=inputs.optimizer_settings,
+        oft=inputs.oft,
     )
 
 
 def _step(inputs: MemoryInputs) -> Step:
     arch, method = inputs.arch, METHODS[inputs.method]
-    adapted = adapted_linears(arch, inputs.lora_targets) if method.has_adapter else frozenset()
+    adapted = adapted_linears(arch, inputs.adapter_targets) if method.has_adapter else frozenset()
     trained_layers, outside = (arch.num_layers if method.trains_all_weights else 0), frozenset()
     if method.trains_chosen_layers:
         freeze = freeze_selection(
@@ -226,6 +228,7 @@ def _step(inputs: MemoryInputs) -> Step:
         adapted=adapted,
         lora_rank=inputs.lora_rank,
         lora_dropout=inputs.lora_dropout,
+        oft=inputs.oft if method.has_adapter else None,
         trained_layers=trained_layers,
         trained_outside=outside,
         on_cpu=inputs.capacity_gib is None,
@@ -347,6 +350,11 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
     if method.has_adapter and not method.quantizes and autocast:
         said.append(
             f"peft's fp32 adapter under autocast: each adapted layer keeps its own {inputs.precision} copy of its input"
+        )
+    if inputs.oft is not None and method.has_adapter:
+        said.append(
+            "OFT: each adapted layer keeps its input for the rotation's gradient, and the block matrices of its "
+            "rotation (the Cayley–Neumann terms, or the exact solve's) from the forward to the backward"
         )
     if inputs.gradient_checkpointing:
         said.append("gradient checkpointing: each block keeps its input and one block is recomputed at a time")

@@ -5,7 +5,7 @@ Byte counts follow what ftc's runtime and the libraries under it really do, not 
 - full fine-tuning on one device or under DDP keeps fp32 weights and lets autocast compute in bf16/fp16
   (`ftc/runtime/model/loading.py`), so there is no separate master copy, and autocast holds a half-precision copy
   of every matrix from the forward until its backward;
-- LoRA keeps the frozen base in the compute dtype and peft upcasts the adapter to fp32
+- LoRA and OFT keep the frozen base in the compute dtype and peft upcasts the adapter to fp32
   (`autocast_adapter_dtype`); QLoRA's adapter is cast back to bf16 by trl;
 - DeepSpeed ZeRO with bf16/fp16 casts the whole module to half precision and keeps the fp32 master copy
   and the moments in the optimizer's partitions; FSDP keeps the fp32 shards as the weights themselves and
@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import FreezeSelection, freeze_selection
-from ftc.compiler.params import ParameterCount, count_parameters, decoder_linears, lora_parameters, selected_linears
+from ftc.compiler.params import (
+    OftBlocks,
+    ParameterCount,
+    adapted_layers,
+    count_parameters,
+    decoder_linears,
+    lora_parameters,
+    oft_parameters,
+)
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.stages import STAGES
@@ -55,7 +63,7 @@ class Holding:
     residual: int  # bytes of the hidden states passed between blocks (fp32 when the embeddings are fp32)
     trainable: int  # bytes per trainable base weight as held on the device
     frozen: int  # bytes per frozen, unquantized weight
-    adapter: int  # bytes per LoRA weight
+    adapter: int  # bytes per adapter weight (LoRA, OFT)
     autocast_copies: bool  # fp32-held matrices computed in half precision: autocast keeps a copy of each
     sharded_half: bool  # DeepSpeed/FSDP: the model computes from half-precision weights it holds or gathers
 
@@ -129,22 +137,24 @@ def model_states(
     optimizer: str,
     quantization_bits: int | None,
     lora_rank: int,
-    lora_targets: str | tuple[str, ...],
+    adapter_targets: str | tuple[str, ...],
     freeze_layers: int,
     freeze_modules: str | tuple[str, ...] = "all",
     freeze_extra: tuple[str, ...] = (),
     stage: str = "sft",
+    oft: OftBlocks | None = None,
     settings: OptimizerSettings = OptimizerSettings(),
 ) -> States:
+    """`oft`: the adapter is OFT's rotations, not LoRA's (lora_rank then goes unread)."""
     held = holding(method, precision, strategy, stage, optimizer)
     trains = METHODS[method]
     count = count_parameters(arch)
-    lora = lora_parameters(arch, lora_rank, lora_targets) if trains.has_adapter else 0
+    adapter = adapter_parameters(arch, lora_rank, adapter_targets, oft) if trains.has_adapter else 0
     freeze = None
     if trains.trains_chosen_layers:
         freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra)
     base_trainable = freeze.parameters if freeze else trainable_parameters(arch, method, freeze_layers)
-    trainable = base_trainable + lora
+    trainable = base_trainable + adapter
     frozen = count.total - base_trainable
     linear_elements = sum(linear.in_features * linear.out_features * linear.count for linear in decoder_linears(arch))
 
@@ -152,10 +162,10 @@ def model_states(
     if trains.quantizes:
         frozen_bytes = (frozen - linear_elements) * held.act + _quantized_linears(arch, quantization_bits or 4)
     weights = base_trainable * held.trainable + frozen_bytes
-    adapters = lora * held.adapter
+    adapters = adapter * held.adapter
     grad_bytes = held.adapter if trains.has_adapter else held.trainable
-    gradients = base_trainable * grad_bytes + lora * held.adapter
-    optimizer_bytes = optimizer_state(arch, optimizer, held, strategy, trainable, bool(lora), settings)
+    gradients = base_trainable * grad_bytes + adapter * held.adapter
+    optimizer_bytes = optimizer_state(arch, optimizer, held, strategy, trainable, bool(adapter), settings)
     # DeepSpeed in half precision updates an fp32 master copy of what trains; elsewhere the weights are fp32.
     master = trainable * 4 if held.sharded_half and strategy.startswith("zero") else 0.0
     if OPTIMIZERS[optimizer].states == "block":
@@ -168,7 +178,9 @@ def model_states(
     if held.autocast_copies:
         # Every trained matrix in the blocks, routed experts included, is cast once and cached.
         trained = linear_elements + count.experts if freeze is None else freeze.matrices
-        autocast = lora * held.act if trains.has_adapter else trained * held.act
+        autocast = adapter * held.act if trains.has_adapter else trained * held.act
+        if oft is not None and trains.has_adapter:
+            autocast = 0.0  # no matmul reads OFT's weights: the rotations built from them are activations
 
     head_gradient = arch.vocab_size * arch.hidden_size * grad_bytes if head_trains(method, freeze) else 0.0
     if OPTIMIZERS[optimizer].states == "block":
@@ -214,6 +226,13 @@ def model_states(
     )
 
 
+def adapter_parameters(
+    arch: Architecture, lora_rank: int, targets: str | tuple[str, ...], oft: OftBlocks | None
+) -> int:
+    """The adapter's trained values: OFT's rotations where `oft` is given, else LoRA's A and B matrices."""
+    return oft_parameters(arch, oft, targets) if oft is not None else lora_parameters(arch, lora_rank, targets)
+
+
 def head_trains(method: str, freeze: FreezeSelection | None) -> bool:
     """Whether the output head's weight trains: in full training, and where freeze's extra modules reach it."""
     return METHODS[method].trains_all_weights or (freeze is not None and freeze.head)
@@ -241,7 +260,7 @@ def optimizer_state(
         moment = ADAM_8BIT_BYTES / 2 if states == "low_rank_8bit" else value
         rest_moments = 2 * moment
         projected, low_rank = 0, 0.0
-        for linear in selected_linears(arch, settings.targets, "the optimizer's target"):
+        for linear in adapted_layers(arch, settings.targets, "the optimizer's target"):
             shorter, longer = sorted((linear.in_features, linear.out_features))
             rank = min(settings.rank, shorter)
             projected += linear.in_features * linear.out_features * linear.count

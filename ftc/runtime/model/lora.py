@@ -19,18 +19,11 @@ def lora_config(lora: LoraSection, model: Any) -> Any:
     """peft's LoraConfig for the spec's [lora] section; target "all" means every linear layer but the head."""
     from peft import LoraConfig
 
-    linear_names = linear_layer_names(model)
-    if lora.target == "all":
-        targets = sorted(linear_names)
-    else:
-        targets = [lora.target] if isinstance(lora.target, str) else list(lora.target)
-        if any(name not in linear_names for name in targets):
-            targets = _family_target_names(model, targets, linear_names)
     return LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=targets,
+        target_modules=target_module_names(lora.target, model),
         use_dora=lora.use_dora,
         use_rslora=lora.use_rslora,
         init_lora_weights=LORA_INITS[lora.init],
@@ -38,7 +31,18 @@ def lora_config(lora: LoraSection, model: Any) -> Any:
     )
 
 
-def _family_target_names(model: Any, targets: list[str], linear_names: set[str]) -> list[str]:
+def target_module_names(target: str | list[str], model: Any, key: str = "lora.target") -> list[str]:
+    """The module names an adapter's target (`key`: lora.target, oft.target) means in this model."""
+    linear_names = linear_layer_names(model)
+    if target == "all":
+        return sorted(linear_names)
+    targets = [target] if isinstance(target, str) else list(target)
+    if any(name not in linear_names for name in targets):
+        targets = _family_target_names(model, targets, linear_names, key)
+    return targets
+
+
+def _family_target_names(model: Any, targets: list[str], linear_names: set[str], key: str) -> list[str]:
     """Names as the plan reads them (q_proj, gate_proj, ...) → this family's own (qkv_proj, gate_up_proj, ...).
 
     The compiler's table of families decides, so the plan's LoRA estimate and the adapter trained agree.
@@ -54,7 +58,7 @@ def _family_target_names(model: Any, targets: list[str], linear_names: set[str])
     if not translated or any(name not in linear_names for name in translated):
         unknown = [name for name in targets if name not in linear_names]
         raise RuntimeUserError(
-            f"lora.target names no linear layer called {', '.join(map(repr, unknown))} in this model",
+            f"{key} names no linear layer called {', '.join(map(repr, unknown))} in this model",
             f'choose from: {", ".join(sorted(linear_names))}, or "all"',
         )
     return translated

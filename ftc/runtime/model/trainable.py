@@ -1,5 +1,5 @@
-"""The causal LM as the method trains it: every weight (`full`), the last layers (`freeze`), or a LoRA
-adapter on a base held in the plan's precision (`lora`) or in 4 or 8 bits (`qlora`)."""
+"""The causal LM as the method trains it: every weight (`full`), the last layers (`freeze`), a LoRA
+adapter on a base held in the plan's precision (`lora`) or in 4 or 8 bits (`qlora`), or OFT's rotations (`oft`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from ftc.runtime.model.freeze import freeze_all_but
 from ftc.runtime.model.loading import load_model
 from ftc.runtime.model.lora import lora_config, with_adapter
 from ftc.runtime.model.lora_inits import BASE_CHANGING_INITS, INITIAL_ADAPTER, loftq_init, save_initial_adapter
-from ftc.spec.models import Spec
+from ftc.runtime.model.oft import oft_config
+from ftc.spec.models import LoraSection, OftSection, Spec
+
+# peft's config for the section that shapes the method's adapter (Spec.adapter_section)
+ADAPTER_CONFIGS = {LoraSection: lora_config, OftSection: oft_config}
 
 
 def load_trainable(folder: RunFolder) -> Any:
@@ -27,7 +31,7 @@ def load_trainable(folder: RunFolder) -> Any:
 
 
 def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None = None) -> Any:
-    """The model as the method trains it: all weights, the last layers, or wrapped with a LoRA adapter.
+    """The model as the method trains it: all weights, the last layers, or wrapped with an adapter.
 
     `run_path` (the run folder) keeps the initial adapter of an init that changes the base weights.
     """
@@ -46,7 +50,8 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
     else:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(spec.lora, model))
+        section = spec.adapter_section
+        model = get_peft_model(model, ADAPTER_CONFIGS[type(section)](section, model))
     if spec.lora.init == "loftq":
         loftq_init(model, spec.model, plan)
     if plan.gradient_checkpointing.value:

@@ -1,4 +1,4 @@
-"""[train], [lora], [quantization], [freeze] and [output]: what trains, how, for how long, and where it goes."""
+"""[train], [lora], [oft], [quantization], [freeze] and [output]: what trains, how, for how long, and where it goes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ftc.methods import METHODS
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     LoraInit,
@@ -24,7 +25,12 @@ from ftc.spec.sections.base import (
 
 class TrainSection(Section):
     stage: Stage = Field(default="sft", description="Training stage.")
-    method: Method = Field(default="lora", description="Which parameters train.")
+    method: Method = Field(
+        default="lora",
+        description="Which parameters train: "
+        + "; ".join(f"{name} ({m.summary})" for name, m in METHODS.items())
+        + ".",
+    )
     global_batch_size: int = Field(
         default=16, ge=1, le=1_048_576, description="Examples per optimizer step, across all devices."
     )
@@ -102,6 +108,86 @@ class LoraSection(Section):
         "pissa_fast (PiSSA by 16 fast-SVD iterations), olora (QR), loftq (qlora 4-bit: the adapter starts as "
         "the quantization error's low-rank part).",
     )
+
+
+# peft's OFT block size when neither oft.block_size nor oft.rank is set.
+OFT_BLOCK_SIZE = 32
+
+
+class OftSection(Section):
+    block_size: int | None = Field(
+        default=None,
+        ge=2,
+        le=8192,
+        description=f"Size of the rotated blocks; it must divide each adapted layer's input width. Unset: "
+        f"{OFT_BLOCK_SIZE}, unless oft.rank is set. Each layer trains (blocks × block_size × (block_size - 1) / 2) "
+        "values.",
+    )
+    rank: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_536,
+        description="Blocks per adapted layer (peft's r), instead of oft.block_size: the block size is then each "
+        "layer's input width / rank, which rank must divide.",
+    )
+    target: str | list[str] = Field(
+        default="all", description="'all' for every linear layer but the head, or a list of module names."
+    )
+    block_share: bool = Field(
+        default=False,
+        description="One rotation shared by every block of a layer: block_size × (block_size - 1) / 2 "
+        "values per layer.",
+    )
+    coft: bool = Field(
+        default=False, description="Constrained OFT: each step projects the rotation back within oft.eps of identity."
+    )
+    eps: float = Field(
+        default=6e-5, gt=0, le=1, description="COFT's radius: how far from identity a rotation may move (oft.coft)."
+    )
+    cayley_neumann: bool = Field(
+        default=True,
+        description="Build each rotation by a truncated Neumann series of the Cayley transform (fast, nearly "
+        "orthogonal); false solves the exact transform (a matrix inverse per block).",
+    )
+    neumann_terms: int = Field(
+        default=5,
+        ge=2,
+        le=64,
+        description="Terms of that series: more are closer to orthogonal, and keep more block matrices for the "
+        "backward.",
+    )
+
+    @model_validator(mode="after")
+    def _one_size(self) -> OftSection:
+        if self.block_size is not None and self.rank is not None:
+            raise rule_error(
+                "oft.block_size and oft.rank both size the blocks (rank × block_size = a layer's input width)",
+                "keep one of oft.block_size and oft.rank",
+                at="oft.rank",
+                code=Code.CONFLICT,
+            )
+        if self.eps != OftSection.model_fields["eps"].default and not self.coft:
+            raise rule_error(
+                "oft.eps bounds constrained OFT's rotations, but oft.coft is off",
+                "set oft.coft = true, or remove oft.eps",
+                at="oft.eps",
+                code=Code.CONFLICT,
+            )
+        if self.neumann_terms != OftSection.model_fields["neumann_terms"].default and not self.cayley_neumann:
+            raise rule_error(
+                "oft.neumann_terms sizes the Neumann series, but oft.cayley_neumann is off",
+                "set oft.cayley_neumann = true, or remove oft.neumann_terms",
+                at="oft.neumann_terms",
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(block_size, rank) as peft's OFTConfig takes them: one of the two is 0, the other sizes the blocks."""
+        if self.rank is not None:
+            return 0, self.rank
+        return (self.block_size or OFT_BLOCK_SIZE), 0
 
 
 class QuantizationSection(Section):
