@@ -54,7 +54,7 @@ class Quantizer:
     default_bits: int
     storage: Storage
     read: Reader  # its checkpoints' quantization_config
-    package: str  # what the runtime imports (and `ftc doctor` looks for)
+    packages: tuple[str, ...]  # what transformers imports to run it (and `ftc doctor` looks for)
     extra: str  # ftc's extra that installs it (pip install 'ftc[<extra>]')
     devices: tuple[str, ...]  # the plan backends it runs on (ftc.devices.backends)
     on_the_fly: bool = False  # it quantizes a base as it loads: quantization.backend may name it
@@ -70,7 +70,7 @@ class Quantizer:
     def needs(self) -> str:
         """What a machine must have to run it, as a message says it."""
         where = " or ".join(_DEVICE_WORDS.get(device, device) for device in self.devices)
-        return f"{where} and package {self.package} (pip install 'ftc[{self.extra}]')"
+        return f"{where} and package {' with '.join(self.packages)} (pip install 'ftc[{self.extra}]')"
 
 
 _DEVICE_WORDS = {"cuda": "CUDA", "cpu": "the CPU", "npu": "an Ascend NPU"}
@@ -182,7 +182,7 @@ QUANTIZERS: dict[str, Quantizer] = _registry(
         default_bits=4,
         storage=_bitsandbytes_bytes,
         read=_read_bitsandbytes,
-        package="bitsandbytes",
+        packages=("bitsandbytes",),
         extra="qlora",
         devices=("cuda", "cpu"),
         on_the_fly=True,
@@ -197,7 +197,7 @@ QUANTIZERS: dict[str, Quantizer] = _registry(
         default_bits=4,
         storage=_hqq_bytes,
         read=_read_hqq,
-        package="hqq",
+        packages=("hqq",),
         extra="hqq",
         devices=("cuda", "cpu", "npu"),  # its PyTorch backend: whatever torch computes on
         on_the_fly=True,
@@ -205,12 +205,12 @@ QUANTIZERS: dict[str, Quantizer] = _registry(
     ),
     Quantizer(
         "eetq",
-        "int8 weights with an fp16 scale per output row, computed by EETQ's CUDA kernels",
+        "int8 weights with an fp16 scale per output row, EETQ's CUDA kernels (fetched by the kernels package)",
         bits=(8,),
         default_bits=8,
         storage=_eetq_bytes,
         read=_read_eetq,
-        package="eetq",
+        packages=("kernels",),
         extra="eetq",
         devices=("cuda",),
         on_the_fly=True,
@@ -222,7 +222,7 @@ QUANTIZERS: dict[str, Quantizer] = _registry(
         default_bits=4,
         storage=_gptq_bytes,
         read=_read_grouped("gptq"),
-        package="gptqmodel",
+        packages=("gptqmodel", "optimum"),
         extra="gptq",
         devices=("cuda",),
     ),
@@ -233,7 +233,7 @@ QUANTIZERS: dict[str, Quantizer] = _registry(
         default_bits=4,
         storage=_awq_bytes,
         read=_read_grouped("awq"),
-        package="awq",
+        packages=("gptqmodel",),  # transformers 5 runs AWQ checkpoints through GPTQModel
         extra="awq",
         devices=("cuda",),
     ),
@@ -244,7 +244,7 @@ QUANTIZERS: dict[str, Quantizer] = _registry(
         default_bits=2,
         storage=_aqlm_bytes,
         read=_read_aqlm,
-        package="aqlm",
+        packages=("aqlm",),
         extra="aqlm",
         devices=("cuda",),
     ),

@@ -122,7 +122,7 @@ def zero_mismatch(engine: Any, stage: int, offload: str) -> Mismatch | None:
 def quantization_mismatch(model: Any, plan: Plan) -> Mismatch | None:
     bits = plan.quantization_bits.value
     quantized = quantized_layers(model)
-    libraries = ("transformers", plan_quantizer(plan).package)
+    libraries = ("transformers", *plan_quantizer(plan).packages)
     if bits is None or bits >= 16:
         if quantized:
             return Mismatch("no quantization", f"{quantized} linear layers are quantized", libraries)

@@ -132,7 +132,10 @@ def test_a_gptq_checkpoint_is_planned_at_its_own_bits_and_groups():
              "nbits_per_codebook": 16},
             ("aqlm", 2, None),
         ),
-        ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}, ("bitsandbytes", 4, None)),
+        (
+            {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"},
+            ("bitsandbytes", 4, None),
+        ),
         (
             {"quant_method": "hqq", "quant_config": {"weight_quant_params": {"nbits": 2, "group_size": 16}}},
             ("hqq", 2, 16),
@@ -183,7 +186,7 @@ def test_keys_that_agree_with_the_checkpoint_are_accepted():
 def test_a_gptq_checkpoint_on_the_cpu_needs_cuda_and_gptqmodel():
     with pytest.raises(FtcError) as caught:
         compile_plan(qlora_spec(), parse_hardware("cpu"), GPTQ_ARCH)
-    assert "needs CUDA and package gptqmodel" in caught.value.message
+    assert "needs CUDA and package gptqmodel with optimum" in caught.value.message
     assert caught.value.message.startswith("model.name_or_path") and "unquantized" in caught.value.hint
 
 
@@ -192,7 +195,7 @@ def test_eetq_is_planned_on_cuda_and_refused_on_the_cpu():
     assert (plan.quantization_backend.value, plan.quantization_bits.value) == ("eetq", 8)
     with pytest.raises(FtcError) as caught:
         compile_plan(qlora_spec('backend = "eetq"'), parse_hardware("cpu"), LLAMA3_8B)
-    assert caught.value.message.startswith("quantization.backend: eetq 8-bit needs CUDA and package eetq")
+    assert caught.value.message.startswith("quantization.backend: eetq 8-bit needs CUDA and package kernels")
     assert "quantization.backend = 'bitsandbytes'" in caught.value.hint
 
 

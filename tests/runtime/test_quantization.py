@@ -98,15 +98,15 @@ def test_eetq_on_the_cpu_is_refused_with_what_it_needs(tiny_model_dir, alpaca, t
     spec = Spec.model_validate({**spec, "quantization": {"backend": "eetq"}})
     with pytest.raises(RuntimeUserError) as caught:
         load_model(spec.model, quantized_plan("eetq", 8), "qlora")
-    assert "needs CUDA and package eetq" in caught.value.message
+    assert "needs CUDA and package kernels" in caught.value.message  # transformers 5 fetches EETQ's kernels so
     assert "planned for cpu" in caught.value.message and "ftc[eetq]" in caught.value.hint
 
 
 @pytest.mark.parametrize(
     "quantization_config, package",
     [
-        ({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": True}, "gptqmodel"),
-        ({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True, "version": "gemm"}, "awq"),
+        ({"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False}, "gptqmodel with optimum"),
+        ({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True}, "gptqmodel"),
         (
             {"quant_method": "aqlm", "in_group_size": 8, "out_group_size": 1, "num_codebooks": 1,
              "nbits_per_codebook": 16},

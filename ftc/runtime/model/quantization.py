@@ -98,8 +98,9 @@ def require(quantizer: Quantizer, plan: Plan) -> None:
 
         if not torch.cuda.is_available():
             missing.append("torch sees no CUDA device")
-    if importlib.util.find_spec(quantizer.package) is None:
-        missing.append(f"{quantizer.package} is not installed")
+    absent = [package for package in quantizer.packages if importlib.util.find_spec(package) is None]
+    if absent:
+        missing.append(f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not installed")
     if missing:
         raise RuntimeUserError(
             f"{quantizer.name} quantization needs {quantizer.needs}; {' and '.join(missing)}",
