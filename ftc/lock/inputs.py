@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ftc import __version__
+from ftc.quantizers import QUANTIZERS
 
 # The libraries whose version changes what a run computes; absent ones are recorded as absent.
 TRAINING_LIBRARIES = (
@@ -24,9 +25,10 @@ TRAINING_LIBRARIES = (
     "datasets",
     "accelerate",
     "safetensors",
-    "bitsandbytes",
     "deepspeed",
     "torch_npu",
+    # every quantization backend's packages, bitsandbytes' among them (the plan names the one it uses)
+    *dict.fromkeys(package for quantizer in QUANTIZERS.values() for package in quantizer.packages),
 )
 NOT_INSTALLED = "not installed"
 _CHUNK = 1 << 20
