@@ -23,6 +23,7 @@ from ftc.cli.doctor_probes import (
     Row,
     library_row,
     others_row,
+    quantization_row,
     unpinned_row,
 )
 from ftc.devices.backends import BACKENDS
@@ -38,6 +39,7 @@ from ftc.install.tested_versions import (
     read_tested_set,
 )
 from ftc.optimizers import OPTIMIZERS
+from ftc.quantizers import DEFAULT_BACKEND, QUANTIZERS
 from ftc.targets import target_record
 
 if TYPE_CHECKING:
@@ -65,6 +67,13 @@ KEY_LIBRARIES = (
 # ftc.install.extras decides which extras a plan needs; these are the rows each one stands for here.
 EXTRA_ROWS = {
     "qlora": ("bitsandbytes", "bitsandbytes backend"),
+    **{
+        quantizer.extra: tuple(
+            quantization_row(name) for name, other in QUANTIZERS.items() if other.extra == quantizer.extra
+        )
+        for quantizer in QUANTIZERS.values()
+        if quantizer.extra != QUANTIZERS[DEFAULT_BACKEND].extra  # bitsandbytes' rows, just above
+    },
     "distributed": ("deepspeed",),
     "wandb": ("wandb",),
     "mlflow": ("mlflow",),

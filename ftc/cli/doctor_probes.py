@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 from ftc.devices.backends import BACKENDS
 from ftc.install.tested_versions import MISSING, OK, OTHER_VERSION, Lookup, VersionCheck
+from ftc.quantizers import QUANTIZERS
 
+BITSANDBYTES_ROWS = ("bitsandbytes",)  # the quantizers with a probe of their own
 WARN = "warn"  # a row's status: OK, WARN or MISSING
 NOT_INSTALLED = "not installed"
 PROBE_TIMEOUT_S = 5
@@ -187,6 +189,42 @@ def bitsandbytes_rows(installed: Lookup) -> list[Row]:
     return [Row("bitsandbytes backend", found, OK if loaded else MISSING, hint=hint)]
 
 
+def quantization_rows(installed: Lookup) -> list[Row]:
+    """Whether each quantization backend but bitsandbytes (its own row above) can run here: its packages, and
+    a CUDA device where it needs one (asked of torch only then, and only where torch is installed)."""
+    rows = []
+    for quantizer in QUANTIZERS.values():
+        if quantizer.name in BITSANDBYTES_ROWS:
+            continue
+        absent = [package for package in quantizer.packages if installed(package) is None]
+        found = [f"{package} {installed(package)}" for package in quantizer.packages if package not in absent]
+        problems = [f"{package} not installed" for package in absent]
+        if "cpu" not in quantizer.devices and not absent and not _cuda_seen(installed):
+            problems.append("no CUDA device")
+        where = ", ".join(quantizer.devices)
+        text = "; ".join(found + problems) + f" (runs on {where})"
+        hint = (
+            None
+            if not problems
+            else f"pip install 'ftc[{quantizer.extra}]'"
+            + ("" if "cpu" in quantizer.devices else " on a machine with a CUDA GPU")
+        )
+        rows.append(Row(quantization_row(quantizer.name), text, MISSING if problems else OK, hint=hint))
+    return rows
+
+
+def quantization_row(name: str) -> str:
+    return f"{name} quantization"
+
+
+def _cuda_seen(installed: Lookup) -> bool:
+    if installed("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def flash_attn_rows(installed: Lookup) -> list[Row]:
     version = installed("flash-attn")
     hint = "pip install flash-attn --no-build-isolation (CUDA only), or set model.attention = 'sdpa'"
@@ -245,6 +283,7 @@ MACHINE_PROBES: tuple[Probe, ...] = (
     torch_rows,
     deepspeed_rows,
     bitsandbytes_rows,
+    quantization_rows,
     flash_attn_rows,
     slurm_rows,
     docker_rows,

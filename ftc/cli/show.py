@@ -20,7 +20,9 @@ _LABELS = {
     "micro_batch_size": "micro-batch",
     "gradient_accumulation_steps": "accumulation steps",
     "gradient_checkpointing": "gradient checkpointing",
-    "quantization_bits": "quantization",
+    "quantization_bits": "quantization bits",
+    "quantization_backend": "quantization backend",
+    "quantization_group_size": "quantization group",
     "offload": "offload",
     "attention": "attention kernel",
 }

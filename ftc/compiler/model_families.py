@@ -10,11 +10,12 @@ the caller's business: this module is pure.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ftc.compiler.model_shapes import Architecture, Moe
 from ftc.errors import FtcError
+from ftc.quantizers import scheme_from_config
 
 Config = Mapping[str, Any]
 
@@ -53,10 +54,18 @@ def architecture_from_config(config: Config, source: str = "config.json") -> Arc
             f"with {_LLAMA_STYLE_KEYS}",
         )
     try:
-        return family.read(config)
+        arch = family.read(config)
     except _KeyProblem as problem:
         # The readers only see the dict; the file it came from is named here, once.
         raise FtcError(f"{source}: {problem.message}", problem.hint) from None
+    if config.get("quantization_config") is None:
+        return arch
+    try:  # a checkpoint published quantized: its decoder linears are held as it says
+        return replace(arch, quantization=scheme_from_config(config["quantization_config"], source))
+    except ValueError as problem:
+        raise FtcError(
+            str(problem), "start from the unquantized model, or from a gptq, awq, aqlm, bitsandbytes or hqq checkpoint"
+        ) from None
 
 
 def family_of(arch: Architecture) -> Family:

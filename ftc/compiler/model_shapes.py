@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ftc.quantizers import QuantScheme
+
 # gated: gate, up and down matrices (SwiGLU, GeGLU); plain: up and down only (Falcon, BLOOM, StarCoder2)
 Mlp = Literal["gated", "plain"]
 # qkv: biases on the q, k and v projections but not on the output projection (Qwen2, ChatGLM3)
@@ -55,6 +57,8 @@ class Architecture:
     embedding_norm: bool = False  # BLOOM normalizes the embeddings before the first block
     parallel_attention: bool = False  # attention and MLP both read the block's input (Falcon), not one another
     moe: Moe | None = None
+    # A checkpoint published quantized (config.json's quantization_config): how its decoder linears are held.
+    quantization: QuantScheme | None = None
 
     @property
     def q_width(self) -> int:

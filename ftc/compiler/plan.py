@@ -63,7 +63,10 @@ class Plan:
     micro_batch_size: Decision  # examples per device per forward pass
     gradient_accumulation_steps: Decision
     gradient_checkpointing: Decision
-    quantization_bits: Decision = Decision(None, "no quantization: the method is not qlora")  # None | 4 | 8
+    quantization_bits: Decision = Decision(None, "no quantization: the method is not qlora")  # None | 2 | 3 | 4 | 8
+    # None | a ftc.quantizers name: the library on-the-fly, or the checkpoint's quant_method
+    quantization_backend: Decision = Decision(None, "no quantization: the method is not qlora")
+    quantization_group_size: Decision = Decision(None, "no quantization: the method is not qlora")
     offload: Decision = Decision("none", "nothing is offloaded to host memory")  # none | optimizer | optimizer+params
     attention: Decision = Decision("sdpa", "torch's scaled-dot-product attention")  # eager | sdpa | flash
     loss_head: Decision = Decision("model", "the model's own loss")  # fused | model (ftc.stages.LossHead)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ftc.compiler.adapters import AdapterShape, spec_with_adapter
 from ftc.compiler.batch import (
@@ -37,6 +37,7 @@ from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
+from ftc.quantizers import DEFAULT_BACKEND, ON_THE_FLY, QUANTIZERS, QuantScheme, chosen_scheme
 from ftc.spec.models import LoraSection, OftSection, Spec
 from ftc.stages import STAGES
 
@@ -108,7 +109,9 @@ def _cpu_plan(
     train = spec.train
     world = hardware.world_size
     strategy = _cpu_strategy(train.strategy, world)
-    check_combination(spec.model.name_or_path, train.method, train.stage, strategy.value, record)
+    check_combination(
+        spec.model.name_or_path, train.method, train.stage, strategy.value, record, _published_quantized(arch)
+    )
     check_least_per_process(train.stage, train.global_batch_size, world)
     micro, steps = split_batch(
         train.global_batch_size, world, record.max_micro_batch, train.micro_batch_size, least_micro_batch(train.stage)
@@ -123,10 +126,20 @@ def _cpu_plan(
         else Decision(False, "CPU: activations live in host memory; recomputing them would cost ~30% more time")
     )
     loss_head = _loss_head(spec, record, arch, micro.value)
+    quantization = _quantization(spec, record, arch)
     memory = None
     if arch is not None:
         inputs = _memory_inputs(
-            spec, arch, record, precision.value, None, "sdpa", loss_head.value, micro.value, checkpointing.value, world
+            spec,
+            arch,
+            record,
+            precision.value,
+            quantization.scheme,
+            "sdpa",
+            loss_head.value,
+            micro.value,
+            checkpointing.value,
+            world,
         )
         memory = estimate(replace(inputs, strategy=strategy.value))  # fsdp and zero shard over the processes
     return Plan(
@@ -138,7 +151,7 @@ def _cpu_plan(
         micro_batch_size=micro,
         gradient_accumulation_steps=steps,
         gradient_checkpointing=checkpointing,
-        quantization_bits=_quantization(spec, record),
+        **quantization.plan_fields(),
         attention=Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel"),
         loss_head=loss_head,
         memory=memory,
@@ -173,11 +186,11 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
     per_process = per_process_batch(train.global_batch_size, world)
     check_least_per_process(train.stage, train.global_batch_size, world)
     precision = _precision(spec, record)
-    bits = _quantization(spec, record)
+    bits = _quantization(spec, record, arch)
     attention = _attention(spec, record, precision.value)
     loss_head = _loss_head(spec, record, arch, 1)
     base = _memory_inputs(
-        spec, arch, record, precision.value, bits.value, attention.value, loss_head.value, 1, False, world
+        spec, arch, record, precision.value, bits.scheme, attention.value, loss_head.value, 1, False, world
     )
     budget = budget_gib(record.memory_gib)
 
@@ -194,7 +207,9 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         ]
     for layout in layouts:
         if train.strategy != "auto":
-            check_combination(spec.model.name_or_path, train.method, train.stage, layout.strategy, record)
+            check_combination(
+                spec.model.name_or_path, train.method, train.stage, layout.strategy, record, _published_quantized(arch)
+            )
     check_combination(spec.model.name_or_path, train.method, train.stage, "single", record)
     checkpointing_choices = [False, True] if train.gradient_checkpointing is None else [train.gradient_checkpointing]
 
@@ -243,7 +258,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         micro_batch_size=micro,
         gradient_accumulation_steps=steps,
         gradient_checkpointing=_checkpointing_reason(fit, train.gradient_checkpointing),
-        quantization_bits=bits,
+        **bits.plan_fields(),
         offload=_offload_reason(fit.layout.offload, train.offload),
         attention=attention,
         loss_head=loss_head,
@@ -329,7 +344,7 @@ def _memory_inputs(
     arch: Architecture,
     record: Hardware,
     precision: str,
-    bits: int | None,
+    quantization: QuantScheme | None,
     attention: str,
     loss_head: str,
     micro: int,
@@ -347,7 +362,8 @@ def _memory_inputs(
         seq_len=spec.data.cutoff_len,
         gradient_checkpointing=checkpointing,
         world_size=world,
-        quantization_bits=bits,
+        quantization_bits=quantization.bits if quantization else None,
+        quantization=quantization,
         lora_rank=spec.lora.rank,
         adapter_targets=adapter_targets,
         attention=attention,
@@ -484,24 +500,95 @@ def _precision(spec: Spec, record: Hardware) -> Decision:
     return Decision(asked, "set in the spec (train.precision)")
 
 
-def _quantization(spec: Spec, record: Hardware) -> Decision:
-    bits = spec.quantization.bits
-    if not METHODS[spec.train.method].quantizes:
-        if bits is not None:
-            raise FtcError(
-                f"quantization.bits = {bits} is set but train.method is '{spec.train.method}'",
-                "use method = 'qlora', or remove [quantization]",
-            )
-        return Decision(None, "no quantization: the method is not qlora")
-    backend = BACKENDS[record.backend]
-    if not backend.bitsandbytes:
+@dataclass(frozen=True)
+class _Quantization:
+    """How the plan holds the base's decoder linears: the decisions it shows, and the scheme the estimate counts."""
+
+    bits: Decision
+    backend: Decision
+    group_size: Decision
+    scheme: QuantScheme | None = None
+
+    def plan_fields(self) -> dict[str, Decision]:
+        return {
+            "quantization_bits": self.bits,
+            "quantization_backend": self.backend,
+            "quantization_group_size": self.group_size,
+        }
+
+
+_NOT_QUANTIZED = "no quantization: the method is not qlora"
+
+
+def _quantization(spec: Spec, record: Hardware, arch: Architecture | None) -> _Quantization:
+    method = METHODS[spec.train.method]
+    checkpoint = arch.quantization if arch is not None else None
+    if checkpoint is not None:
+        return _checkpoint_quantization(spec, record, checkpoint)
+    if not method.quantizes:
+        nothing = Decision(None, _NOT_QUANTIZED)
+        return _Quantization(nothing, nothing, nothing)
+    asked = spec.quantization
+    scheme = chosen_scheme(asked.backend, asked.bits, asked.group_size)
+    _check_runs_on(scheme, record, "quantization.backend")
+    quantizer = QUANTIZERS[scheme.backend]
+    backend_said = "set in the spec (quantization.backend)" if asked.backend != DEFAULT_BACKEND else "the default"
+    bits_said = "set in the spec (quantization.bits)" if asked.bits is not None else f"{scheme.backend}'s default"
+    group_said = (
+        "set in the spec (quantization.group_size)" if asked.group_size is not None else f"{scheme.backend}'s default"
+    )
+    return _Quantization(
+        Decision(scheme.bits, f"{bits_said}: {scheme.title}"),
+        Decision(scheme.backend, f"{backend_said}: {quantizer.summary}, applied as the base loads"),
+        Decision(scheme.group_size, group_said if scheme.group_size else f"{scheme.backend} does not group weights"),
+        scheme,
+    )
+
+
+def _checkpoint_quantization(spec: Spec, record: Hardware, checkpoint: QuantScheme) -> _Quantization:
+    """A base published quantized: it trains only as qlora, held as its config.json says."""
+    method = spec.train.method
+    published = f"{spec.model.name_or_path} is a {checkpoint.title} checkpoint (config.json's quantization_config)"
+    if not METHODS[method].quantizes:
+        adapter_methods = [name for name, record in METHODS.items() if record.quantizes]
         raise FtcError(
-            f"train.method = 'qlora' needs bitsandbytes, which has no supported {backend.title} backend",
-            f"use method = 'lora' on {backend.devices}",
+            f"train.method = {method!r}: {published}, whose quantized weights "
+            + ("cannot take gradients" if not METHODS[method].has_adapter else "are not the plain weights lora adapts"),
+            f"set train.method = {adapter_methods[0]!r} (a LoRA adapter over the base as it was quantized), or start "
+            "from the unquantized model",
         )
-    if bits is not None:
-        return Decision(bits, "set in the spec (quantization.bits)")
-    return Decision(4, "qlora: 4-bit NF4 weights with double quantization, the QLoRA recipe")
+    written = {"backend": checkpoint.backend, "bits": checkpoint.bits, "group_size": checkpoint.group_size}
+    for key, value in written.items():
+        asked = getattr(spec.quantization, key)
+        if key in spec.quantization.model_fields_set and asked != value:
+            raise FtcError(
+                f"quantization.{key} = {asked!r}, but {published} with {key} {value!r}",
+                f"remove quantization.{key}: a quantized checkpoint is held as it was published",
+            )
+    _check_runs_on(checkpoint, record, "model.name_or_path")
+    said = "read from the checkpoint's config.json (quantization_config)"
+    return _Quantization(
+        Decision(checkpoint.bits, f"{said}: {checkpoint.title}"),
+        Decision(checkpoint.backend, f"{said}: {QUANTIZERS[checkpoint.backend].summary}"),
+        Decision(checkpoint.group_size, said if checkpoint.group_size else f"{checkpoint.backend} does not group"),
+        checkpoint,
+    )
+
+
+def _published_quantized(arch: Architecture | None) -> bool:
+    return arch is not None and arch.quantization is not None
+
+
+def _check_runs_on(scheme: QuantScheme, record: Hardware, key: str) -> None:
+    quantizer = QUANTIZERS[scheme.backend]
+    if record.backend not in quantizer.devices:
+        runs_on = [name for name in ON_THE_FLY if record.backend in QUANTIZERS[name].devices]
+        other = f"quantization.backend = {runs_on[0]!r}" if runs_on else "train.method = 'lora'"
+        raise FtcError(
+            f"{key}: {scheme.title} needs {quantizer.needs}, not the {BACKENDS[record.backend].title} of {record.name}",
+            f"plan for hardware it runs on, or use {other} on {BACKENDS[record.backend].devices}"
+            + (", starting from the unquantized model" if scheme.from_checkpoint else ""),
+        )
 
 
 def _attention(spec: Spec, record: Hardware, precision: str) -> Decision:
@@ -594,7 +681,7 @@ def _does_not_fit(
     budget: float,
     estimate: Estimator,
     precision: Decision,
-    bits: Decision,
+    bits: _Quantization,
     attention: Decision,
     loss_head: Decision,
 ) -> Plan:
@@ -618,7 +705,7 @@ def _does_not_fit(
         micro_batch_size=Decision(1, reason),
         gradient_accumulation_steps=accumulation(1, hardware.world_size, spec.train.global_batch_size),
         gradient_checkpointing=Decision(True, reason),
-        quantization_bits=bits,
+        **bits.plan_fields(),
         offload=Decision(last.offload, reason),
         attention=attention,
         loss_head=loss_head,

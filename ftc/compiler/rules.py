@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 from ftc.compiler.hardware import Hardware
-from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
 from ftc.methods import METHODS
 from ftc.stages import STAGES
@@ -20,14 +19,11 @@ def is_prequantized(name_or_path: str) -> bool:
     return bool(_PREQUANTIZED.search(name_or_path))
 
 
-def check_combination(name_or_path: str, method: str, stage: str, strategy: str, record: Hardware) -> None:
-    backend = BACKENDS[record.backend]
-    if METHODS[method].quantizes and not backend.bitsandbytes:
-        raise FtcError(
-            f"train.method = 'qlora' needs bitsandbytes, which has no supported {backend.title} backend",
-            f"use method = 'lora' on {backend.devices} (or 'full' with ZeRO)",
-        )
-    if strategy in ("zero3", "fsdp") and is_prequantized(name_or_path):
+def check_combination(
+    name_or_path: str, method: str, stage: str, strategy: str, record: Hardware, published_quantized: bool = False
+) -> None:
+    """`published_quantized`: the base's config.json says it was quantized before it was published."""
+    if strategy in ("zero3", "fsdp") and (published_quantized or is_prequantized(name_or_path)):
         raise FtcError(
             f"{name_or_path} is a pre-quantized checkpoint, which ZeRO-3 and FSDP cannot partition",
             "use strategy 'zero2' or 'ddp', or start from the unquantized model",

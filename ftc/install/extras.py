@@ -12,13 +12,32 @@ from dataclasses import dataclass
 from ftc.compiler.plan import Plan
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
+from ftc.quantizers import DEFAULT_BACKEND, QUANTIZERS
 from ftc.spec.models import Spec
 
+_BITSANDBYTES_EXTRA = QUANTIZERS[DEFAULT_BACKEND].extra  # bitsandbytes' layers and its 8-bit optimizers
 BASE_EXTRA = "train"  # torch, transformers, peft, trl, datasets, accelerate: every run needs these
 
 
-def needs_bitsandbytes(spec: Spec) -> bool:
-    return METHODS[spec.train.method].quantizes or OPTIMIZERS[spec.train.optimizer].library == "bitsandbytes"
+def needs_bitsandbytes(spec: Spec, plan: Plan | None = None) -> bool:
+    """Without a plan, the spec's quantization.backend stands for the backend a checkpoint may name instead."""
+    return (
+        _quantizes_with(spec, plan, _BITSANDBYTES_EXTRA)
+        or OPTIMIZERS[spec.train.optimizer].extra == _BITSANDBYTES_EXTRA
+    )
+
+
+def _quantizes_with(spec: Spec, plan: Plan | None, extra: str) -> bool:
+    """The run's quantization backend (chosen, or the checkpoint's) is installed by this extra."""
+    if plan is not None:
+        backend = plan.quantization_backend.value
+    else:
+        backend = spec.quantization.backend if METHODS[spec.train.method].quantizes else None
+    return backend is not None and QUANTIZERS[backend].extra == extra
+
+
+# One extra per quantization backend beside bitsandbytes' (the qlora extra), in the registry's order.
+_QUANTIZER_EXTRAS = {quantizer.extra: quantizer.summary for quantizer in QUANTIZERS.values()}
 
 
 @dataclass(frozen=True)
@@ -31,8 +50,13 @@ class Extra:
 EXTRAS: tuple[Extra, ...] = (
     Extra(
         "qlora",
-        lambda spec, plan: needs_bitsandbytes(spec),
+        lambda spec, plan: needs_bitsandbytes(spec, plan),
         "bitsandbytes: 4/8-bit weights (qlora) and 8-bit AdamW",
+    ),
+    *(
+        Extra(extra, lambda spec, plan, extra=extra: _quantizes_with(spec, plan, extra), why)
+        for extra, why in _QUANTIZER_EXTRAS.items()
+        if extra != _BITSANDBYTES_EXTRA
     ),
     Extra(
         "optimizers",

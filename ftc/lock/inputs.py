@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ftc import __version__
+from ftc.quantizers import QUANTIZERS
 
 # The libraries whose version changes what a run computes; absent ones are recorded as absent.
 TRAINING_LIBRARIES = (
@@ -24,7 +25,6 @@ TRAINING_LIBRARIES = (
     "datasets",
     "accelerate",
     "safetensors",
-    "bitsandbytes",
     "deepspeed",
     "torch_npu",
     # train.optimizer's own libraries (ftc.optimizers)
@@ -32,6 +32,8 @@ TRAINING_LIBRARIES = (
     "apollo-torch",
     "badam",
     "adam-mini",
+    # every quantization backend's packages, bitsandbytes' among them (the plan names the one it uses)
+    *dict.fromkeys(package for quantizer in QUANTIZERS.values() for package in quantizer.packages),
 )
 NOT_INSTALLED = "not installed"
 _CHUNK = 1 << 20

@@ -18,11 +18,11 @@ from ftc.compiler.memory.states import holding
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
 from ftc.methods import METHODS
+from ftc.runtime.model.quantization import plan_quantizer, quantized_layers
 
 # The libraries whose versions decide how a model is prepared; named in every mismatch.
 PREPARING_LIBRARIES = ("torch", "transformers", "accelerate", "peft", "deepspeed", "bitsandbytes")
 ZERO_STAGES = {"zero1": 1, "zero2": 2, "zero3": 3}
-QUANTIZERS = ("transformers", "bitsandbytes")
 DTYPE_NAMES = {4: "fp32", 2: "half precision (bf16/fp16)"}
 
 
@@ -129,26 +129,28 @@ def zero_mismatch(engine: Any, stage: int, offload: str) -> Mismatch | None:
 def quantization_mismatch(model: Any, plan: Plan) -> Mismatch | None:
     bits = plan.quantization_bits.value
     quantized = quantized_layers(model)
+    libraries = ("transformers", *plan_quantizer(plan).packages)
     if bits is None or bits >= 16:
         if quantized:
-            return Mismatch("no quantization", f"{quantized} linear layers are quantized", QUANTIZERS)
+            return Mismatch("no quantization", f"{quantized} linear layers are quantized", libraries)
         return None
     if quantized == 0:
-        return Mismatch(f"{bits}-bit quantized base weights", "no layer is quantized", QUANTIZERS)
+        return Mismatch(f"{bits}-bit quantized base weights", "no layer is quantized", libraries)
     return None
-
-
-def quantized_layers(model: Any) -> int:
-    """Linear layers bitsandbytes holds in 4 or 8 bits (read by class name: bitsandbytes may not be installed)."""
-    names = {"Linear4bit", "Linear8bitLt"}
-    return sum(type(module).__name__ in names for module in model.modules())
 
 
 def trainable_dtype_mismatch(
     model: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw"
 ) -> Mismatch | None:
     """What trains is held in the dtype the estimate counted (its bytes per trainable value)."""
-    held = holding(method, plan.precision.value, plan.strategy.value, stage, optimizer)
+    held = holding(
+        method,
+        plan.precision.value,
+        plan.strategy.value,
+        stage,
+        optimizer=optimizer,
+        quantizer=plan.quantization_backend.value,
+    )
     expected = held.adapter if METHODS[method].has_adapter else held.trainable
     different = sorted(
         {

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
+from ftc.quantizers import QUANTIZERS
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     Attention,
@@ -202,12 +203,16 @@ class Spec(Section):
                 at="model.adapter",
                 code=Code.CONFLICT,
             )
-        if self.quantization.bits is not None and not trains.quantizes:
+        quantization_set = [
+            key for key, default in QuantizationSection.model_construct() if getattr(self.quantization, key) != default
+        ]
+        if quantization_set and not trains.quantizes:
+            key = quantization_set[0]
             raise rule_error(
-                f"quantization.bits = {self.quantization.bits} quantizes the base for qlora, but train.method is "
-                f"{method!r}",
-                "set train.method = 'qlora', or remove quantization.bits",
-                at="quantization.bits",
+                f"quantization.{key} = {getattr(self.quantization, key)!r} says how qlora quantizes the base, but "
+                f"train.method is {method!r}",
+                f"set train.method = 'qlora', or remove quantization.{key}",
+                at=f"quantization.{key}",
                 code=Code.CONFLICT,
             )
         if self.model.adapter is not None and record.score_head:
@@ -224,11 +229,20 @@ class Spec(Section):
                 at="lora.init",
                 code=Code.CONFLICT,
             )
-        if self.lora.init == "loftq" and (not trains.quantizes or self.quantization.bits == 8):
+        loftq_backends = [name for name, quantizer in QUANTIZERS.items() if quantizer.loftq]
+        if self.lora.init == "loftq" and (
+            not trains.quantizes or self.quantization.bits == 8 or self.quantization.backend not in loftq_backends
+        ):
+            if not trains.quantizes:
+                why = f"train.method is {method!r}"
+            elif self.quantization.backend not in loftq_backends:
+                why = f"quantization.backend is {self.quantization.backend!r}"
+            else:
+                why = "quantization.bits is 8"
             raise rule_error(
-                "lora.init = 'loftq' corrects a 4-bit quantized base, but "
-                + (f"train.method is {method!r}" if not trains.quantizes else "quantization.bits is 8"),
-                "use it with train.method = 'qlora' and quantization.bits = 4 (or unset)",
+                f"lora.init = 'loftq' corrects a 4-bit {' or '.join(loftq_backends)} base, but {why}",
+                f"use it with train.method = 'qlora', quantization.backend = {loftq_backends[0]!r} and "
+                "quantization.bits = 4 (or unset)",
                 at="lora.init",
                 code=Code.CONFLICT,
             )

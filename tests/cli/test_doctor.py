@@ -176,3 +176,30 @@ def test_doctor_on_this_machine_passes_and_sees_the_cpu_build_of_torch():
         assert rows["other pinned packages"]["status"] == OK
     assert rows["bitsandbytes backend"]["found"].startswith("CPU")
     assert rows["deepspeed ops"]["status"] in (OK, WARN)  # WARN on a machine without a C++ compiler
+
+
+def test_each_quantization_backend_says_whether_it_runs_here_and_a_plan_needs_its_row():
+    from dataclasses import replace as changed
+
+    from ftc.cli.doctor_probes import quantization_rows
+    from ftc.compiler.plan import Decision
+    from ftc.spec.models import Spec
+    from tests.tiny_runs import cpu_plan
+
+    present = {"hqq": "0.2.8.post1", "torch": None}
+    rows = {row.what: row for row in quantization_rows(lambda name: present.get(name))}
+    assert rows["hqq quantization"].status == "ok" and "cpu" in rows["hqq quantization"].found
+    assert rows["eetq quantization"].status == "missing" and "kernels not installed" in rows["eetq quantization"].found
+    assert (
+        "gptqmodel not installed" in rows["gptq quantization"].found and "ftc[gptq]" in rows["gptq quantization"].hint
+    )
+    spec = Spec.model_validate(
+        {
+            "model": {"name_or_path": "m"},
+            "data": {"datasets": [{"path": "d.json"}]},
+            "train": {"method": "qlora", "max_steps": 1},
+            "quantization": {"backend": "hqq"},
+        }
+    )
+    plan = changed(cpu_plan(), quantization_backend=Decision("hqq", "test"), quantization_bits=Decision(4, "test"))
+    assert needs(spec, plan)["hqq quantization"] == "the plan: hqq"

@@ -24,8 +24,9 @@ from ftc.compiler.memory.estimate import (
     longest_seq_len,
 )
 from ftc.compiler.memory.logits import loss_head
-from ftc.compiler.memory.states import NF4_BYTES_PER_WEIGHT, holding, model_states
+from ftc.compiler.memory.states import holding, model_states
 from ftc.errors import FtcError
+from ftc.quantizers import NF4_BYTES_PER_WEIGHT
 
 GIB = 1024**3
 LLAMA3_8B = find_architecture("meta-llama/Meta-Llama-3-8B")

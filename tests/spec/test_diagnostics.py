@@ -118,8 +118,8 @@ def test_odd_documents_give_located_messages_not_exceptions(text):
 
 
 def test_numeric_choices_are_listed():
-    d = only(VALID + "\n[quantization]\nbits = 3\n")
-    assert (d.path, d.code) == ("quantization.bits", "E-ENUM") and d.message == "3 is not one of: 4, 8"
+    d = only(VALID + "\n[quantization]\nbits = 5\n")
+    assert (d.path, d.code) == ("quantization.bits", "E-ENUM") and d.message == "5 is not one of: 2, 3, 4, 8"
 
 
 # -- the codes: one per kind of problem, each documented, each reported by the mistake it names ---------

@@ -212,7 +212,7 @@ def layer_backward_transient(step: Step, largest_matrix: int) -> float:
     if step.held.autocast_copies and not METHODS[step.method].has_adapter:
         transient += largest_matrix * act  # a weight's gradient in half precision before it lands in fp32
     if METHODS[step.method].quantizes:
-        transient += largest_matrix * act  # bitsandbytes dequantizes one weight at a time
+        transient += largest_matrix * act  # the quantized layers dequantize one weight at a time
     return transient
 
 

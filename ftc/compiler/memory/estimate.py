@@ -45,6 +45,7 @@ from ftc.compiler.plan import MemoryEstimate
 from ftc.errors import FtcError
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
+from ftc.quantizers import DEFAULT_BACKEND, QUANTIZERS, QuantScheme, chosen_scheme
 from ftc.stages import STAGES
 
 TERMS = (
@@ -90,7 +91,8 @@ class MemoryInputs:
     world_size: int = 1  # data-parallel shards (ZeRO/FSDP divide by this)
     strategy: str = "single"  # single | ddp | zero1 | zero2 | zero3 | fsdp
     offload: str = "none"  # none | optimizer | optimizer+params
-    quantization_bits: int | None = None  # 4 | 8 for qlora
+    quantization_bits: int | None = None  # qlora's bits (the scheme's, where one is given)
+    quantization: QuantScheme | None = None  # qlora's backend, bits and group; None: bitsandbytes at quantization_bits
     lora_rank: int = 8
     adapter_targets: str | tuple[str, ...] = "all"  # the layers the adapter (LoRA's or OFT's) adapts
     oft: OftBlocks | None = None  # an OFT adapter's blocks: set where the method trains OFT rotations, not LoRA
@@ -181,8 +183,24 @@ def _check(inputs: MemoryInputs) -> None:
         value = getattr(inputs, field)
         if value not in allowed:
             raise FtcError(f"memory estimate: {field} = {value!r} is not one it knows", f"one of: {', '.join(allowed)}")
-    if METHODS[inputs.method].quantizes and inputs.quantization_bits not in (4, 8, None):
-        raise FtcError(f"memory estimate: quantization_bits = {inputs.quantization_bits} is not 4 or 8", "use 4 or 8")
+    if METHODS[inputs.method].quantizes:
+        scheme = held_scheme(inputs)
+        allowed = QUANTIZERS[scheme.backend].bits
+        if scheme.bits not in allowed:
+            raise FtcError(
+                f"memory estimate: {scheme.backend} does not hold {scheme.bits}-bit weights",
+                f"one of: {', '.join(map(str, allowed))}",
+            )
+
+
+def _keeps_int8_inputs(inputs: MemoryInputs) -> bool:
+    scheme = held_scheme(inputs)
+    return scheme.bits == 8 and QUANTIZERS[scheme.backend].keeps_int8_inputs
+
+
+def held_scheme(inputs: MemoryInputs) -> QuantScheme:
+    """qlora's scheme: the one given, else the default backend at the inputs' bits."""
+    return inputs.quantization or chosen_scheme(DEFAULT_BACKEND, inputs.quantization_bits, None)
 
 
 def _states(inputs: MemoryInputs) -> States:
@@ -194,7 +212,7 @@ def _states(inputs: MemoryInputs) -> States:
         inputs.world_size,
         inputs.offload,
         inputs.optimizer,
-        inputs.quantization_bits,
+        held_scheme(inputs) if METHODS[inputs.method].quantizes else None,
         inputs.lora_rank,
         inputs.adapter_targets,
         inputs.freeze_trainable_layers,
@@ -219,7 +237,14 @@ def _step(inputs: MemoryInputs) -> Step:
         outside = frozenset(name for name, trains in (("embedding", freeze.embedding), ("head", freeze.head)) if trains)
     return Step(
         arch=arch,
-        held=holding(inputs.method, inputs.precision, inputs.strategy, inputs.stage, inputs.optimizer),
+        held=holding(
+            inputs.method,
+            inputs.precision,
+            inputs.strategy,
+            inputs.stage,
+            optimizer=inputs.optimizer,
+            quantizer=held_scheme(inputs).backend,
+        ),
         method=inputs.method,
         rows=inputs.micro_batch_size * (2 if STAGES[inputs.stage].paired else 1),
         seq_len=inputs.seq_len,
@@ -232,7 +257,7 @@ def _step(inputs: MemoryInputs) -> Step:
         trained_layers=trained_layers,
         trained_outside=outside,
         on_cpu=inputs.capacity_gib is None,
-        int8_base=method.quantizes and inputs.quantization_bits == 8,
+        int8_base=method.quantizes and _keeps_int8_inputs(inputs),
     )
 
 
@@ -358,7 +383,7 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
         )
     if inputs.gradient_checkpointing:
         said.append("gradient checkpointing: each block keeps its input and one block is recomputed at a time")
-    if method.quantizes and inputs.quantization_bits == 8:
+    if method.quantizes and _keeps_int8_inputs(inputs):
         said.append("LLM.int8 layers keep their inputs on the autograd context, out of checkpointing's reach")
     said.append(
         "gradients of earlier micro-batches live through each forward (accumulation)"

@@ -29,16 +29,12 @@ from ftc.compiler.params import (
 )
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
+from ftc.quantizers import DEFAULT_BACKEND, QUANTIZERS, QuantScheme, chosen_scheme, linear_bytes
 from ftc.stages import STAGES
 
 GIB = 1024**3
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
-# bitsandbytes NF4: half a byte per weight, plus one absmax per block of 64 weights. Double quantization
-# stores those absmaxes as 8-bit with an fp32 absmax per 256 of them; without it each absmax is fp32.
-NF4_BYTES_PER_WEIGHT = 0.5 + 1 / 64 + 4 / (64 * 256)
-# LLM.int8: one byte per weight; the fp32 scale per output row is added per matrix below.
-INT8_BYTES_PER_WEIGHT = 1.0
 # bitsandbytes 8-bit Adam: two uint8 moments plus an fp32 absmax per block of 256 values each. Tensors
 # under 4096 values (norms, biases) keep fp32 moments, which the count below ignores as negligible.
 ADAM_8BIT_BYTES = 2 * (1 + 4 / 256)
@@ -68,7 +64,15 @@ class Holding:
     sharded_half: bool  # DeepSpeed/FSDP: the model computes from half-precision weights it holds or gathers
 
 
-def holding(method: str, precision: str, strategy: str, stage: str = "sft", optimizer: str = "adamw") -> Holding:
+def holding(
+    method: str,
+    precision: str,
+    strategy: str,
+    stage: str = "sft",
+    optimizer: str = "adamw",
+    quantizer: str | None = None,
+) -> Holding:
+    """`quantizer`: qlora's backend (ftc.quantizers); None is the default one."""
     trains = METHODS[method]
     act = DTYPE_BYTES[precision]
     half = act == 2
@@ -89,9 +93,10 @@ def holding(method: str, precision: str, strategy: str, stage: str = "sft", opti
     if trains.trains_chosen_layers:
         # The trained top layers are upcast to fp32 (as LLaMA-Factory does); the frozen rest stays half.
         return Holding(act, act, 4, act, 4, autocast_copies=half, sharded_half=False)
-    # Some of trl's trainers cast a quantized model's adapter to bf16 (the stage's record says which);
-    # peft upcasts a plain LoRA adapter to fp32.
-    adapter = 2 if trains.quantizes and STAGES[stage].bf16_quantized_adapter else 4
+    # Some of trl's trainers cast a quantized model's adapter to bf16 (the stage's record says which), when the
+    # backend marks the model as loaded in bits; peft upcasts a plain LoRA adapter to fp32.
+    marked = QUANTIZERS[quantizer or DEFAULT_BACKEND].marks_loaded_in_bits
+    adapter = 2 if trains.quantizes and marked and STAGES[stage].bf16_quantized_adapter else 4
     return Holding(act, act, act, act, adapter, autocast_copies=half and adapter != act, sharded_half=False)
 
 
@@ -135,7 +140,7 @@ def model_states(
     world_size: int,
     offload: str,
     optimizer: str,
-    quantization_bits: int | None,
+    quantization: QuantScheme | int | None,
     lora_rank: int,
     adapter_targets: str | tuple[str, ...],
     freeze_layers: int,
@@ -146,8 +151,17 @@ def model_states(
     settings: OptimizerSettings = OptimizerSettings(),
 ) -> States:
     """`oft`: the adapter is OFT's rotations, not LoRA's (lora_rank then goes unread)."""
-    held = holding(method, precision, strategy, stage, optimizer)
     trains = METHODS[method]
+    if trains.quantizes and not isinstance(quantization, QuantScheme):  # bits alone: the default backend's
+        quantization = chosen_scheme(DEFAULT_BACKEND, quantization, None)
+    held = holding(
+        method,
+        precision,
+        strategy,
+        stage,
+        optimizer=optimizer,
+        quantizer=quantization.backend if trains.quantizes else None,
+    )
     count = count_parameters(arch)
     adapter = adapter_parameters(arch, lora_rank, adapter_targets, oft) if trains.has_adapter else 0
     freeze = None
@@ -160,7 +174,7 @@ def model_states(
 
     frozen_bytes = frozen * held.frozen
     if trains.quantizes:
-        frozen_bytes = (frozen - linear_elements) * held.act + _quantized_linears(arch, quantization_bits or 4)
+        frozen_bytes = (frozen - linear_elements) * held.act + _quantized_linears(arch, quantization, held.act)
     weights = base_trainable * held.trainable + frozen_bytes
     adapters = adapter * held.adapter
     grad_bytes = held.adapter if trains.has_adapter else held.trainable
@@ -315,16 +329,13 @@ def frozen_copy_bytes(arch: Architecture, precision: str) -> float:
     return count_parameters(arch).total * DTYPE_BYTES[precision]
 
 
-def _quantized_linears(arch: Architecture, bits: int) -> float:
-    """bitsandbytes storage of the decoder's linear layers; the head and embeddings stay unquantized."""
-    total = 0.0
-    for linear in decoder_linears(arch):
-        elements = linear.in_features * linear.out_features * linear.count
-        if bits == 4:
-            total += elements * NF4_BYTES_PER_WEIGHT
-        else:
-            total += elements * INT8_BYTES_PER_WEIGHT + linear.out_features * linear.count * 4
-    return total
+def _quantized_linears(arch: Architecture, scheme: QuantScheme, act: int) -> float:
+    """The decoder's linear layers as the backend stores them (ftc.quantizers); the head and embeddings stay
+    unquantized. `act`: bytes of the compute dtype, which some backends keep their scales in."""
+    return sum(
+        linear_bytes(scheme, linear.in_features, linear.out_features, act) * linear.count
+        for linear in decoder_linears(arch)
+    )
 
 
 def _largest_unit(count: ParameterCount) -> int:

@@ -1,7 +1,8 @@
 """Load the tokenizer and the models the spec names, from a local folder or the hub, as the plan holds them.
 
 The method decides the causal LM's dtype: `full` keeps fp32 master weights, the others a base in the
-plan's precision, which `qlora` has bitsandbytes quantize (`ftc.runtime.model.quantization`). What then
+plan's precision, which `qlora` has its quantization backend hold in fewer bits, or finds already quantized
+(`ftc.runtime.model.quantization`). What then
 trains is `ftc.runtime.model.trainable`'s.
 """
 
@@ -18,7 +19,7 @@ from ftc.errors import RuntimeUserError
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.runtime.model.precision import compute_dtype
-from ftc.runtime.model.quantization import quantization_config
+from ftc.runtime.model.quantization import loading_options, quantize_loaded
 from ftc.runtime.model.rope import rope_scaling_arguments
 from ftc.spec.models import ModelSection
 
@@ -50,13 +51,15 @@ def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "a
     dtype = compute_dtype(plan)
     fp32_master = METHODS[method].trains_all_weights and not OPTIMIZERS[optimizer].own_fp32_copy
     extra: dict[str, Any] = {}
-    if METHODS[method].quantizes:
-        extra["quantization_config"] = quantization_config(plan, dtype)
-        # bitsandbytes layers cannot be moved after loading, so they are loaded where they will run.
+    quantizes = METHODS[method].quantizes
+    published = quantizes and _published_quantized(model)
+    if quantizes:
+        extra |= loading_options(plan, dtype, published)
+        # Quantized layers cannot be moved after loading, so they are loaded (or made) where they will run.
         if plan.backend.value != "cpu":
             extra["device_map"] = {"": f"{plan.backend.value}:{int(os.environ.get('LOCAL_RANK', 0))}"}
     with load_errors_explained(model):
-        return AutoModelForCausalLM.from_pretrained(
+        loaded = AutoModelForCausalLM.from_pretrained(
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
@@ -65,6 +68,20 @@ def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "a
             **extra,
             **rope_scaling_arguments(model),
         )
+    if quantizes:
+        quantize_loaded(loaded, plan, dtype, published)
+    return loaded
+
+
+def _published_quantized(model: ModelSection) -> bool:
+    """The checkpoint's config.json carries a quantization_config: it was quantized before it was published."""
+    from transformers import AutoConfig
+
+    with load_errors_explained(model):
+        config = AutoConfig.from_pretrained(
+            model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
+        )
+    return getattr(config, "quantization_config", None) is not None
 
 
 def load_score_model(model: ModelSection, plan: Plan, dtype: Any) -> Any:

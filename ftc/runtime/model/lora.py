@@ -10,6 +10,7 @@ from typing import Any
 from ftc.errors import RuntimeUserError
 from ftc.methods import METHODS
 from ftc.runtime.model.lora_inits import LORA_INITS
+from ftc.runtime.model.quantization import QUANTIZED_LINEAR_CLASSES
 from ftc.spec.models import LoraSection, Spec
 
 ADAPTER_METHODS = tuple(name for name, method in METHODS.items() if method.has_adapter)  # the stages' imports
@@ -65,7 +66,7 @@ def _family_target_names(model: Any, targets: list[str], linear_names: set[str],
 
 
 def linear_layer_names(model: Any) -> set[str]:
-    """Short names (e.g. "q_proj") of the model's linear layers (bitsandbytes' included), the output head excluded.
+    """Short names (e.g. "q_proj") of the model's linear layers (quantized ones included), the output head excluded.
 
     The head maps to the vocabulary; adapting it costs as much as the rest and rarely helps.
     """
@@ -75,7 +76,7 @@ def linear_layer_names(model: Any) -> set[str]:
     return {
         name.rsplit(".", 1)[-1]
         for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and module is not head
+        if (isinstance(module, nn.Linear) or type(module).__name__ in QUANTIZED_LINEAR_CLASSES) and module is not head
     }
 
 

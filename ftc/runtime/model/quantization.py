@@ -1,34 +1,114 @@
-"""Method `qlora`: the base held by bitsandbytes in the plan's 4 or 8 bits."""
+"""Method `qlora`: the frozen base held in the plan's bits by the plan's quantization backend (ftc.quantizers).
+
+bitsandbytes and EETQ quantize through transformers' config as the base loads; hqq's layers replace the
+decoder's linear layers once it is loaded (transformers' own HQQ loader does not run in the 5.x releases
+ftc supports); a checkpoint published quantized (GPTQ, AWQ, AQLM, ...) loads through the quantizer its
+config.json names. Each needs its package, and most a CUDA device: a missing one is said before loading.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from ftc.compiler.plan import Plan
 from ftc.errors import RuntimeUserError
+from ftc.quantizers import DEFAULT_BACKEND, QUANTIZERS, Quantizer
+
+# The layers each backend puts in place of nn.Linear, by class name (their packages may not be installed):
+# what the plan check counts and what lora.target = "all" adapts besides plain linear layers.
+QUANTIZED_LINEARS = {
+    "bitsandbytes": ("Linear4bit", "Linear8bitLt"),
+    "hqq": ("HQQLinear",),
+    "eetq": ("EetqLinear",),
+    "gptq": ("QuantLinear", "TorchQuantLinear", "TritonV2QuantLinear", "MarlinQuantLinear", "ExllamaV2QuantLinear"),
+    "awq": ("WQLinear_GEMM", "WQLinear_GEMV", "WQLinear_Exllama", "WQLinear_ExllamaV2"),
+    "aqlm": ("QuantizedLinear",),
+}
+QUANTIZED_LINEAR_CLASSES = frozenset(name for names in QUANTIZED_LINEARS.values() for name in names)
 
 
-def quantization_config(plan: Plan, compute_dtype: Any) -> Any:
-    """bitsandbytes' config for the plan's bits: NF4 with double quantization (the QLoRA recipe), or LLM.int8."""
+def plan_quantizer(plan: Plan) -> Quantizer:
+    # A plan written before quantization.backend existed quantized with bitsandbytes.
+    return QUANTIZERS[plan.quantization_backend.value or DEFAULT_BACKEND]
+
+
+def loading_options(plan: Plan, compute_dtype: Any, published: bool) -> dict[str, Any]:
+    """from_pretrained's keyword arguments for the plan's quantization. `published`: the checkpoint's config.json
+    carries its own quantization_config, which transformers follows."""
+    quantizer = plan_quantizer(plan)
     bits = plan.quantization_bits.value
-    if bits not in (4, 8):
+    if bits not in quantizer.bits:
         raise RuntimeUserError(
-            f"train.method = 'qlora' but the plan has quantization_bits = {bits!r}",
-            "regenerate the run folder with `ftc launch`; the plan chooses 4 or 8 bits for qlora",
+            f"train.method = 'qlora' but the plan has {quantizer.name} at quantization_bits = {bits!r}",
+            f"regenerate the run folder with `ftc launch`; {quantizer.name} holds "
+            f"{', '.join(map(str, quantizer.bits))} bits",
         )
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise RuntimeUserError(
-            "train.method = 'qlora' needs bitsandbytes, which is not installed", "pip install 'ftc[qlora]'"
-        ) from None
-    from transformers import BitsAndBytesConfig
+    require(quantizer, plan)
+    if published:
+        if quantizer.name == "hqq":
+            raise RuntimeUserError(
+                "this base is an hqq checkpoint, which the installed transformers cannot load",
+                "start from the unquantized model with quantization.backend = 'hqq': ftc quantizes it as it loads",
+            )
+        return {}
+    if quantizer.name == "bitsandbytes":
+        from transformers import BitsAndBytesConfig
 
-    if bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
-    )
+        if bits == 8:
+            return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
+        return {
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute_dtype,
+            )
+        }
+    if quantizer.name == "eetq":
+        from transformers import EetqConfig
+
+        return {"quantization_config": EetqConfig(weights="int8")}
+    return {}  # hqq: quantize_loaded, below
+
+
+def quantize_loaded(model: Any, plan: Plan, compute_dtype: Any, published: bool) -> None:
+    """hqq: each linear layer but the head becomes an HQQLinear in the plan's bits and group, on the model's device."""
+    if published or plan_quantizer(plan).name != "hqq":
+        return
+    from hqq.core.quantize import HQQLinear, hqq_base_quant_config
+    from torch import nn
+
+    config = hqq_base_quant_config(nbits=plan.quantization_bits.value, group_size=plan.quantization_group_size.value)
+    head = model.get_output_embeddings()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear) and child is not head:
+                device = str(child.weight.device)
+                setattr(parent, name, HQQLinear(child, config, compute_dtype=compute_dtype, device=device))
+
+
+def require(quantizer: Quantizer, plan: Plan) -> None:
+    """The backend's package is installed and the plan's device is one it runs on, or a message saying which not."""
+    missing = []
+    if plan.backend.value not in quantizer.devices:
+        missing.append(f"this run is planned for {plan.backend.value}")
+    elif "cpu" not in quantizer.devices:
+        import torch
+
+        if not torch.cuda.is_available():
+            missing.append("torch sees no CUDA device")
+    absent = [package for package in quantizer.packages if importlib.util.find_spec(package) is None]
+    if absent:
+        missing.append(f"{' and '.join(absent)} {'is' if len(absent) == 1 else 'are'} not installed")
+    if missing:
+        raise RuntimeUserError(
+            f"{quantizer.name} quantization needs {quantizer.needs}; {' and '.join(missing)}",
+            f"pip install 'ftc[{quantizer.extra}]'"
+            + ("" if "cpu" in quantizer.devices else " on a machine with a CUDA GPU, and plan for it"),
+        )
+
+
+def quantized_layers(model: Any) -> int:
+    """Linear layers a quantization backend holds in fewer bits (read by class name)."""
+    return sum(type(module).__name__ in QUANTIZED_LINEAR_CLASSES for module in model.modules())

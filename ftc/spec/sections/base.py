@@ -9,12 +9,14 @@ from pydantic_core import PydanticCustomError
 
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
+from ftc.quantizers import ON_THE_FLY
 from ftc.spec.diagnostics import Code
 from ftc.stages import STAGES
 
 # The names come from the records, so a new stage or method is its record (and its runtime), not a list here too.
 Stage = Literal[tuple(STAGES)]  # in the records' order: messages and the JSON Schema list them so
 Method = Literal[tuple(METHODS)]
+QuantBackend = Literal[ON_THE_FLY]  # the backends that quantize a base as it loads
 DataFormat = Literal["alpaca", "sharegpt", "messages", "preference", "kto", "text"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from ftc.methods import METHODS
+from ftc.quantizers import ON_THE_FLY, QUANTIZERS
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
     LoraInit,
@@ -15,6 +16,7 @@ from ftc.spec.sections.base import (
     Offload,
     Optimizer,
     Precision,
+    QuantBackend,
     Scheduler,
     Section,
     Stage,
@@ -191,9 +193,49 @@ class OftSection(Section):
 
 
 class QuantizationSection(Section):
-    bits: Literal[4, 8] | None = Field(
-        default=None, description="Weight bits for qlora (bitsandbytes NF4 or int8); unset lets the plan choose."
+    backend: QuantBackend = Field(
+        default="bitsandbytes",
+        description="The library that quantizes the base as it loads, for qlora: 'bitsandbytes' (NF4 or LLM.int8; "
+        "CUDA or CPU), 'hqq' (half-quadratic, no calibration; CUDA, CPU or NPU) or 'eetq' (int8; CUDA only). "
+        "A checkpoint published quantized (GPTQ, AWQ, AQLM, ...) is held as its config.json says instead.",
     )
+    bits: Literal[2, 3, 4, 8] | None = Field(
+        default=None,
+        description="Weight bits for qlora: bitsandbytes 4 or 8, hqq 2, 3, 4 or 8, eetq 8; unset lets the plan "
+        "choose (4, or eetq's 8).",
+    )
+    group_size: int | None = Field(
+        default=None,
+        ge=8,
+        le=4096,
+        multiple_of=8,
+        description="hqq: weights sharing one scale and zero (64 unless set); smaller groups are more precise "
+        "and hold more scales.",
+    )
+
+    @model_validator(mode="after")
+    def _backend_takes(self) -> QuantizationSection:
+        quantizer = QUANTIZERS[self.backend]
+        if self.bits is not None and self.bits not in quantizer.bits:
+            raise rule_error(
+                f"quantization.backend = {self.backend!r} holds {_listed(quantizer.bits)} bits, not {self.bits}",
+                f"set quantization.bits to {_listed(quantizer.bits)}, or choose another backend",
+                at="quantization.bits",
+                code=Code.CONFLICT,
+            )
+        if self.group_size is not None and quantizer.default_group_size is None:
+            grouping = [name for name in ON_THE_FLY if QUANTIZERS[name].default_group_size]
+            raise rule_error(
+                f"quantization.group_size is set, but {self.backend} has no group size to choose",
+                f"remove quantization.group_size, or use quantization.backend = {grouping[0]!r}",
+                at="quantization.group_size",
+                code=Code.CONFLICT,
+            )
+        return self
+
+
+def _listed(values: tuple[int, ...]) -> str:
+    return " or ".join(map(str, values))
 
 
 class FreezeSection(Section):
