@@ -73,7 +73,7 @@ CHECKPOINT_SHARD_BYTES = 5e9
 class MemoryInputs:
     arch: Architecture
     method: str  # full | freeze | lora | qlora
-    stage: str  # pt | sft | rm | ppo | grpo | dpo | kto | orpo
+    stage: str  # a name of ftc.stages.STAGES
     precision: str  # fp32 | bf16 | fp16: the compute dtype
     micro_batch_size: int
     seq_len: int  # tokens per row the estimate assumes (rows are padded to it)
@@ -122,7 +122,14 @@ def estimate_memory(inputs: MemoryInputs) -> MemoryEstimate:
     # A stage that can run trl's fused head logs its entropy and token accuracy; through the model's own
     # loss the runtime computes them from the logits (ftc.runtime.loss_head).
     metrics = not inputs.fused_cross_entropy and "fused" in record.loss_heads
-    head = loss_head(step, inputs.fused_cross_entropy, on_cpu, scalar_head=record.score_head, token_metrics=metrics)
+    head = loss_head(
+        step,
+        inputs.fused_cross_entropy,
+        on_cpu,
+        scalar_head=record.score_head,
+        token_metrics=metrics,
+        bytes_per_logit=record.logit_bytes,
+    )
     peak = max(_phases(inputs, states, step, head), key=lambda phase: phase.total)
 
     terms = {name: peak.terms.get(name, 0.0) / GIB for name in TERMS}
@@ -321,6 +328,11 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
         said.append("loss through trl's fused head: 4096 × 32768 logit tiles, never the full logits")
         if inputs.capacity_gib is None:
             said.append("CPU: trl folds each logit tile with torch ops, holding several fp32 copies of it")
+    elif stage.logit_bytes:
+        said.append(
+            f"{inputs.stage}: trl's trainer takes the log-probabilities from the full logits, {stage.logit_bytes:g} "
+            "bytes per logit at the start of the backward"
+        )
     else:
         said.append("unfused loss: full logits upcast to fp32, 12 bytes per logit at the start of the backward")
     said.append(
