@@ -43,6 +43,11 @@ class Stage:
     # How its trainer can compute the loss, the one accelerators use first: "fused" is trl's chunked head (no
     # batch × seq × vocab logits at once), "model" the model's own loss from its full logits (faster on the CPU).
     loss_heads: tuple[LossHead, ...] = ("model",)
+    # Its trainer takes each reply's log-probabilities (and the chosen reply's NLL) from the full logits its
+    # own way, instead of the model's loss: bytes held per logit at the start of the backward. The peak of
+    # trl's unfused path is in fp32 (a gradient per way the logits are used, and their sum); it is counted
+    # for every precision. None: the model's own loss (ftc.compiler.memory.logits).
+    logit_bytes: float | None = None
     # Its trl trainer casts a quantized model's adapter to bf16 (QLoRA's recipe) whatever the precision;
     # the others keep peft's fp32 adapter. The runtime checks the dtype it finds (ftc.runtime.plan_check).
     bf16_quantized_adapter: bool = False
@@ -61,6 +66,9 @@ class Stage:
     score_head: bool = False
     methods: tuple[str, ...] = ("full", "freeze", "lora", "qlora", "oft")  # the training methods it runs with
     reads: tuple[str, ...] = ()  # the keys of [preference] and [ppo] it reads ("section.key")
+    # The values of preference.loss_type its trainer runs (trl's names), when it reads that key; the spec
+    # language takes every stage's, and refuses one the stage in train.stage does not run.
+    loss_types: tuple[str, ...] = ()
     estimate_note: str = ""  # what the memory estimate assumes of it beyond the common terms
 
     @property
@@ -175,6 +183,21 @@ STAGES: dict[str, Stage] = _registry(
         loss_heads=("fused",),
         bf16_quantized_adapter=True,
         reads=("preference.beta", "preference.loss_type", "preference.ftx"),
+        loss_types=(
+            "sigmoid",
+            "hinge",
+            "ipo",
+            "robust",
+            "bco_pair",
+            "sppo_hard",
+            "nca_pair",
+            "aot",
+            "aot_unpaired",
+            "apo_zero",
+            "apo_down",
+            "discopop",
+            "sigmoid_norm",
+        ),
     ),
     Stage(
         "kto",
@@ -196,7 +219,23 @@ STAGES: dict[str, Stage] = _registry(
         data="preference",
         formats=("preference",),
         paired=True,
+        logit_bytes=18,  # measured, as cpo's: its odds ratio comes from the same log-probabilities
         reads=("preference.beta",),
+    ),
+    Stage(
+        "cpo",
+        "CPO and SimPO: reference-free preference losses on the policy's own log-probabilities",
+        "ftc.runtime.stages.cpo",
+        data="preference",
+        formats=("preference",),
+        paired=True,
+        # trl's CPO trainer takes the log-probabilities from the full logits, as ORPO's does; measured on the
+        # CPU in fp32: 18 bytes per logit with the NLL term (16 without it, SimPO), 10 under bf16 autocast.
+        logit_bytes=18,
+        reads=("preference.beta", "preference.loss_type", "preference.simpo_gamma", "preference.cpo_alpha"),
+        # sigmoid is CPO; simpo is SimPO (length-normalised, with a target margin). trl's "alphapo" is left
+        # out: it only switches to simpo with cpo_alpha 0, and AlphaPO's reward shape needs a key we lack.
+        loss_types=("sigmoid", "hinge", "ipo", "simpo"),
     ),
 )
 

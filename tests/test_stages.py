@@ -65,9 +65,22 @@ def test_the_records_hold_together():
         # a rollout stage scores its replies and reads [ppo]; the others do neither
         assert (record.samples is not None) == (record.reward_model is not None) == ("ppo" in record.sections)
         assert not (record.paired and not record.judged), record.name  # pairs are judged replies
+        # a trainer's own path from the full logits replaces the model's loss, never trl's chunked head
+        assert not record.logit_bytes or record.loss_heads == ("model",), record.name
 
 
 def test_readers_come_in_registry_order():
-    assert stages_reading("preference.beta") == ("dpo", "kto", "orpo")
+    assert stages_reading("preference.beta") == ("dpo", "kto", "orpo", "cpo")
     assert stages_reading("ppo.kl_coef") == ("ppo", "grpo")
     assert stages_reading("ppo.gamma") == ("ppo",)
+
+
+def test_the_loss_types_are_the_records_and_read_where_the_key_is():
+    # preference.loss_type takes every stage's loss types, each once, in the records' order
+    offered = [loss for record in STAGES.values() for loss in record.loss_types]
+    assert typing.get_args(PreferenceSection.model_fields["loss_type"].annotation) == tuple(dict.fromkeys(offered))
+    for record in STAGES.values():
+        assert bool(record.loss_types) == ("preference.loss_type" in record.reads), record.name
+        assert len(set(record.loss_types)) == len(record.loss_types), record.name
+        # the key's default is a loss every stage that reads it runs
+        assert not record.loss_types or PreferenceSection.model_fields["loss_type"].default in record.loss_types

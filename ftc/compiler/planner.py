@@ -614,6 +614,8 @@ def _loss_head(spec: Spec, record: Hardware, arch: Architecture | None, micro: i
         return Decision(spec.train.loss_head, "set in the spec (train.loss_head)")
     if len(heads) == 1:
         how = "trl's chunked head" if heads[0] == "fused" else "the model's own loss"
+        if STAGES[stage].logit_bytes:
+            how = "its trainer's log-probabilities from the full logits"
         return Decision(heads[0], f"{how}: the only way train.stage = '{stage}' computes its loss")
     if record.backend != "cpu":
         return Decision("fused", f"{record.name}: trl's chunked head, which never holds the full logits at once")

@@ -26,12 +26,14 @@ def _build_registry(*series: Series) -> dict[str, Series]:
     return {entry.name: entry for entry in series}
 
 
-# Logged per optimizer step beside the loss, by the stages that have them (rm, dpo, kto, orpo, ppo, grpo).
+# Logged per optimizer step beside the loss, by the stages that have them (rm, dpo, kto, orpo, cpo, ppo, grpo).
 SERIES: dict[str, Series] = _build_registry(
     Series("reward_chosen", ("rewards/chosen",), "reward of the chosen reply"),
     Series("reward_rejected", ("rewards/rejected",), "reward of the rejected reply"),
     Series("reward_margin", ("rewards/margins", "margin"), "reward margin (chosen − rejected)"),
     Series("reward_accuracy", ("rewards/accuracies", "accuracy"), "reward accuracy (chosen ranked first)"),
+    # orpo, cpo: the SFT term on the chosen reply inside their loss (cpo's is 0 where its weight is)
+    Series("nll_loss", ("nll_loss",), "NLL of the chosen reply (the SFT term)"),
     # the rollout stages (ppo, grpo): the mean score of the sampled replies, and how the policy moves
     Series("reward", ("reward",), "reward of the sampled replies (mean)"),
     Series("kl", ("kl",), "KL to the reference (nats per token)"),

@@ -44,7 +44,7 @@ from ftc.spec.sections.launch import (
 from ftc.spec.sections.model import ModelSection
 from ftc.spec.sections.monitor import Monitor, MonitorSection
 from ftc.spec.sections.optimizers import ApolloSection, BadamSection, GaloreSection, MuonSection
-from ftc.spec.sections.preference import DpoLoss, PreferenceSection
+from ftc.spec.sections.preference import LOSS_KEYS, PreferenceLoss, PreferenceSection
 from ftc.spec.sections.rollout import PpoSection, RewardFunction
 from ftc.spec.sections.train import (
     FreezeSection,
@@ -65,7 +65,6 @@ __all__ = [
     "DataSection",
     "DatasetSection",
     "DockerSection",
-    "DpoLoss",
     "ENV_NAME",
     "FORMAT_FIELDS",
     "FreezeSection",
@@ -83,6 +82,7 @@ __all__ = [
     "OutputSection",
     "PpoSection",
     "Precision",
+    "PreferenceLoss",
     "PreferenceSection",
     "GaloreSection",
     "ApolloSection",
@@ -357,6 +357,25 @@ class Spec(Section):
                 raise rule_error(
                     f"preference.{name} is read by {', '.join(readers)}, not by {stage!r}",
                     "remove it, or set train.stage to a stage that reads it",
+                    at=f"preference.{name}",
+                    code=Code.CONFLICT,
+                )
+        loss = self.preference.loss_type
+        if "preference.loss_type" in record.reads and loss not in record.loss_types:
+            runs = [name for name, other in STAGES.items() if loss in other.loss_types]
+            raise rule_error(
+                f"preference.loss_type = {loss!r} is not a loss train.stage = {stage!r} runs",
+                f"one of: {', '.join(record.loss_types)}; or set train.stage = {runs[0]!r}, which runs it",
+                at="preference.loss_type",
+                code=Code.CONFLICT,
+            )
+        for name, losses in LOSS_KEYS.items():
+            # trl reads the key under these loss types alone: a value set for another would be dropped unseen.
+            if getattr(self.preference, name) != PreferenceSection.model_fields[name].default and loss not in losses:
+                raise rule_error(
+                    f"preference.{name} is read with loss_type = {_listed(repr(each) for each in losses)}, "
+                    f"not {loss!r}",
+                    f"remove it, or set preference.loss_type = {losses[0]!r}",
                     at=f"preference.{name}",
                     code=Code.CONFLICT,
                 )

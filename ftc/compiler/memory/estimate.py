@@ -82,8 +82,8 @@ CHECKPOINT_SHARD_BYTES = 5e9
 @dataclass(frozen=True)
 class MemoryInputs:
     arch: Architecture
-    method: str  # full | freeze | lora | qlora | oft
-    stage: str  # pt | sft | rm | ppo | grpo | dpo | kto | orpo
+    method: str  # a name of ftc.methods.METHODS
+    stage: str  # a name of ftc.stages.STAGES
     precision: str  # fp32 | bf16 | fp16: the compute dtype
     micro_batch_size: int
     seq_len: int  # tokens per row the estimate assumes (rows are padded to it)
@@ -135,7 +135,14 @@ def estimate_memory(inputs: MemoryInputs) -> MemoryEstimate:
     # A stage that can run trl's fused head logs its entropy and token accuracy; through the model's own
     # loss the runtime computes them from the logits (ftc.runtime.loss_head).
     metrics = not inputs.fused_cross_entropy and "fused" in record.loss_heads
-    head = loss_head(step, inputs.fused_cross_entropy, on_cpu, scalar_head=record.score_head, token_metrics=metrics)
+    head = loss_head(
+        step,
+        inputs.fused_cross_entropy,
+        on_cpu,
+        scalar_head=record.score_head,
+        token_metrics=metrics,
+        bytes_per_logit=record.logit_bytes,
+    )
     peak = max(_phases(inputs, states, step, head), key=lambda phase: phase.total)
 
     terms = {name: peak.terms.get(name, 0.0) / GIB for name in TERMS}
@@ -360,6 +367,11 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
         said.append("loss through trl's fused head: 4096 × 32768 logit tiles, never the full logits")
         if inputs.capacity_gib is None:
             said.append("CPU: trl folds each logit tile with torch ops, holding several fp32 copies of it")
+    elif stage.logit_bytes:
+        said.append(
+            f"{inputs.stage}: trl's trainer takes the log-probabilities from the full logits, {stage.logit_bytes:g} "
+            "bytes per logit at the start of the backward"
+        )
     else:
         said.append("unfused loss: full logits upcast to fp32, 12 bytes per logit at the start of the backward")
     said.append(OPTIMIZERS[inputs.optimizer].estimate_note)

@@ -46,7 +46,14 @@ class LossHead:
     head_copy: float  # autocast's half-precision copy of an fp32 head, from the forward to its backward
 
 
-def loss_head(step: Step, fused: bool, on_cpu: bool, scalar_head: bool, token_metrics: bool = False) -> LossHead:
+def loss_head(
+    step: Step,
+    fused: bool,
+    on_cpu: bool,
+    scalar_head: bool,
+    token_metrics: bool = False,
+    bytes_per_logit: float | None = None,  # a trainer's own path from the full logits (ftc.stages.Stage.logit_bytes)
+) -> LossHead:
     arch, held = step.arch, step.held
     head_trains = step.head_trains
     hidden_bytes = max(held.residual, held.trainable if head_trains else held.frozen)
@@ -68,7 +75,7 @@ def loss_head(step: Step, fused: bool, on_cpu: bool, scalar_head: bool, token_me
     forward_peak = logits * (held.act + upcast + 4)
     if token_metrics:
         forward_peak += min(step.seq_len, METRIC_CHUNK_TOKENS) * arch.vocab_size * METRIC_COPIES * 4
-    backward_peak = logits * MODEL_LOSS_BYTES_PER_LOGIT
+    backward_peak = logits * (bytes_per_logit or MODEL_LOSS_BYTES_PER_LOGIT)
     return LossHead(saved, forward_peak, backward_peak, head_copy)
 
 
