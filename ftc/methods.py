@@ -21,6 +21,8 @@ class Method:
     trains: Trains
     quantizes: bool = False  # the frozen base is loaded in 4 or 8 bits (bitsandbytes, quantization.bits)
     sections: tuple[str, ...] = ()  # the spec sections that configure it; a starter writes them out live
+    # Why [llama_pro]'s added blocks cannot be what it trains (said after "train.method = 'x'"); empty where they can.
+    block_expansion_refused: str = ""
 
     @property
     def has_adapter(self) -> bool:
@@ -42,7 +44,13 @@ def _registry(*methods: Method) -> dict[str, Method]:
 
 # In the order of the spec language's train.method values.
 METHODS: dict[str, Method] = _registry(
-    Method("full", "every weight trains, held in fp32", "all weights"),
+    Method(
+        "full",
+        "every weight trains, held in fp32",
+        "all weights",
+        block_expansion_refused="trains every weight, while LLaMA Pro keeps the base's blocks as they were and trains "
+        "only the added copies",
+    ),
     Method(
         "freeze",
         "the last layers (or the modules [freeze] names) train; the rest is frozen",
@@ -56,5 +64,7 @@ METHODS: dict[str, Method] = _registry(
         "adapter",
         quantizes=True,
         sections=("lora", "quantization"),
+        block_expansion_refused="quantizes the base as it loads: its blocks cannot be copied with zeroed output "
+        "projections at full precision, nor saved whole with the copies",
     ),
 )

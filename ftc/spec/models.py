@@ -43,7 +43,14 @@ from ftc.spec.sections.model import ModelSection
 from ftc.spec.sections.monitor import Monitor, MonitorSection
 from ftc.spec.sections.preference import DpoLoss, PreferenceSection
 from ftc.spec.sections.rollout import PpoSection, RewardFunction
-from ftc.spec.sections.train import FreezeSection, LoraSection, OutputSection, QuantizationSection, TrainSection
+from ftc.spec.sections.train import (
+    FreezeSection,
+    LlamaProSection,
+    LoraSection,
+    OutputSection,
+    QuantizationSection,
+    TrainSection,
+)
 from ftc.stages import STAGES, stages_reading
 
 __all__ = [
@@ -58,6 +65,7 @@ __all__ = [
     "FreezeSection",
     "LAUNCHER_OWNED_ENV",
     "LaunchSection",
+    "LlamaProSection",
     "LoraInit",
     "LoraSection",
     "Method",
@@ -106,6 +114,7 @@ class Spec(Section):
     lora: LoraSection = Field(default_factory=LoraSection.model_construct)
     quantization: QuantizationSection = Field(default_factory=QuantizationSection.model_construct)
     freeze: FreezeSection = Field(default_factory=FreezeSection.model_construct)
+    llama_pro: LlamaProSection = Field(default_factory=LlamaProSection.model_construct)
     output: OutputSection = Field(default_factory=OutputSection.model_construct)
     preference: PreferenceSection = Field(default_factory=PreferenceSection.model_construct)
     monitor: MonitorSection = Field(default_factory=MonitorSection.model_construct)
@@ -185,6 +194,50 @@ class Spec(Section):
                 f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
                 "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
                 at="lora.init",
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _llama_pro_rules(self) -> Spec:
+        """[llama_pro]'s copies are what trains: methods, stages and keys that would train something else are refused.
+
+        Whether the count divides the base's blocks, and whether its family can be expanded, the planner says,
+        where the shapes are known (`ftc.compiler.block_expansion`)."""
+        if self.llama_pro.added_layers is None:
+            return self
+        method, stage, key = METHODS[self.train.method], self.train.stage, "llama_pro.added_layers"
+        if method.block_expansion_refused:
+            takes = [name for name, other in METHODS.items() if not other.block_expansion_refused]
+            raise rule_error(
+                f"train.method = {self.train.method!r} {method.block_expansion_refused}",
+                f"use train.method = {' or '.join(map(repr, takes))} with [llama_pro], or remove it",
+                at=key,
+                code=Code.CONFLICT,
+            )
+        if STAGES[stage].score_head:
+            raise rule_error(
+                f"train.stage = {stage!r} saves a reward model that ppo.reward_model loads on the base as published, "
+                "which lacks the added blocks",
+                "remove [llama_pro]; to score with an expanded model, expand it in a pt or sft run, export it "
+                "(ftc export) and train the reward model on the exported folder",
+                at=key,
+                code=Code.CONFLICT,
+            )
+        if self.freeze.trainable_layers is not None:
+            raise rule_error(
+                "freeze.trainable_layers picks the last blocks to train, but under [llama_pro] the added blocks are "
+                "what trains",
+                "remove freeze.trainable_layers (freeze.trainable_modules and extra_modules still apply)",
+                at="freeze.trainable_layers",
+                code=Code.CONFLICT,
+            )
+        if self.model.adapter is not None and method.has_adapter:
+            raise rule_error(
+                "model.adapter numbers its blocks as the base does, and [llama_pro] inserts new blocks among them",
+                "merge the adapter first (ftc export) and name the merged folder in model.name_or_path, or remove "
+                "[llama_pro]",
+                at="model.adapter",
                 code=Code.CONFLICT,
             )
         return self

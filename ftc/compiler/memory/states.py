@@ -95,12 +95,14 @@ def trainable_parameters(
     freeze_layers: int,
     freeze_modules: str | tuple[str, ...] = "all",
     freeze_extra: tuple[str, ...] = (),
+    added_blocks: tuple[int, ...] = (),
 ) -> int:
-    """Base parameters the optimizer updates: all, none (LoRA trains its adapter), or what freeze names."""
+    """Base parameters the optimizer updates: all, none (LoRA trains its adapter), or what freeze names
+    (in [llama_pro]'s `added_blocks` rather than the top layers, where there are some)."""
     if METHODS[method].trains_all_weights:
         return count_parameters(arch).total
     if METHODS[method].trains_chosen_layers:
-        return freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra).parameters
+        return freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra, added_blocks).parameters
     return 0
 
 
@@ -119,14 +121,17 @@ def model_states(
     freeze_modules: str | tuple[str, ...] = "all",
     freeze_extra: tuple[str, ...] = (),
     stage: str = "sft",
+    added_blocks: tuple[int, ...] = (),
 ) -> States:
+    """`added_blocks`: [llama_pro]'s copies in `arch`, the only blocks that train (freeze) or carry LoRA."""
     held = holding(method, precision, strategy, stage)
     trains = METHODS[method]
     count = count_parameters(arch)
-    lora = lora_parameters(arch, lora_rank, lora_targets) if trains.has_adapter else 0
+    adapted_blocks = len(added_blocks) if added_blocks else None
+    lora = lora_parameters(arch, lora_rank, lora_targets, adapted_blocks) if trains.has_adapter else 0
     freeze = None
     if trains.trains_chosen_layers:
-        freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra)
+        freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra, added_blocks)
     base_trainable = freeze.parameters if freeze else trainable_parameters(arch, method, freeze_layers)
     trainable = base_trainable + lora
     frozen = count.total - base_trainable
