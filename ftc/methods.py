@@ -24,6 +24,8 @@ class Method:
     adapter: str = ""  # the spec section that shapes the adapter it trains (one of `sections`); "" for none
     # model.adapter: it can train an earlier run's adapter further (a LoRA one: ftc.compiler.adapters reads it)
     continues_adapter: bool = False
+    # Why [llama_pro]'s added blocks cannot be what it trains (said after "train.method = 'x'"); empty where they can.
+    block_expansion_refused: str = ""
 
     @property
     def has_adapter(self) -> bool:
@@ -45,7 +47,13 @@ def _registry(*methods: Method) -> dict[str, Method]:
 
 # In the order of the spec language's train.method values.
 METHODS: dict[str, Method] = _registry(
-    Method("full", "every weight trains, held in fp32", "all weights"),
+    Method(
+        "full",
+        "every weight trains, held in fp32",
+        "all weights",
+        block_expansion_refused="trains every weight, while LLaMA Pro keeps the base's blocks as they were and trains "
+        "only the added copies",
+    ),
     Method(
         "freeze",
         "the last layers (or the modules [freeze] names) train; the rest is frozen",
@@ -68,6 +76,8 @@ METHODS: dict[str, Method] = _registry(
         sections=("lora", "quantization"),
         adapter="lora",
         continues_adapter=True,
+        block_expansion_refused="quantizes the base as it loads: its blocks cannot be copied with zeroed output "
+        "projections at full precision, nor saved whole with the copies",
     ),
     Method(
         "oft",
@@ -75,5 +85,6 @@ METHODS: dict[str, Method] = _registry(
         "adapter",
         sections=("oft",),
         adapter="oft",
+        block_expansion_refused="puts its rotations on every adapted layer, not on LLaMA Pro's copies alone",
     ),
 )

@@ -36,6 +36,8 @@ class Family:
     fused_gate_up: bool = False  # one linear layer makes the gate and up projections
     # Our module names (q_proj ... down_proj, qkv_proj, gate_up_proj) → this family's, where they differ.
     module_names: Mapping[str, str] = field(default_factory=dict)
+    # Why [llama_pro] cannot insert identity copies of its blocks (said after "model_type 'x'"); empty where it can.
+    block_expansion_refused: str = ""
 
 
 def architecture_from_config(config: Config, source: str = "config.json") -> Architecture:
@@ -402,6 +404,14 @@ _FALCON_STYLE_NAMES = {
     "down_proj": "dense_4h_to_h",
 }
 
+_MOE_EXPANSION = (
+    "routes each token to experts held as stacked tensors: a copy is not the identity by zeroing one down "
+    "projection, and LoRA cannot reach the experts; ftc expands dense blocks only"
+)
+_REMOTE_CODE_EXPANSION = (
+    "runs the repository's own modeling code, which ftc cannot rely on to number a copied block's KV cache"
+)
+
 FAMILIES: dict[str, Family] = {
     family.model_type: family
     for family in (
@@ -409,11 +419,11 @@ FAMILIES: dict[str, Family] = {
         # Early Yi releases: llama's layout and code under a model_type of their own.
         Family("yi", _llama, "LlamaDecoderLayer"),
         Family("mistral", _decoder, "MistralDecoderLayer"),
-        Family("mixtral", _mixtral, "MixtralDecoderLayer"),
+        Family("mixtral", _mixtral, "MixtralDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("qwen2", _qwen2, "Qwen2DecoderLayer"),
-        Family("qwen2_moe", _qwen2_moe, "Qwen2MoeDecoderLayer"),
+        Family("qwen2_moe", _qwen2_moe, "Qwen2MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("qwen3", _qwen3, "Qwen3DecoderLayer"),
-        Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer"),
+        Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("gemma", _gemma, "GemmaDecoderLayer"),
         Family("gemma2", _gemma2, "Gemma2DecoderLayer"),
         Family("phi3", _decoder, "Phi3DecoderLayer", fused_qkv=True, fused_gate_up=True),
@@ -433,6 +443,7 @@ FAMILIES: dict[str, Family] = {
             "InternLM2DecoderLayer",
             fused_qkv=True,
             module_names={"qkv_proj": "wqkv", "o_proj": "wo", "gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"},
+            block_expansion_refused=_REMOTE_CODE_EXPANSION,
         ),
         Family(
             "chatglm",
@@ -446,7 +457,15 @@ FAMILIES: dict[str, Family] = {
                 "gate_up_proj": "dense_h_to_4h",
                 "down_proj": "dense_4h_to_h",
             },
+            block_expansion_refused=_REMOTE_CODE_EXPANSION,
         ),
-        Family("baichuan", _decoder, "DecoderLayer", fused_qkv=True, module_names={"qkv_proj": "W_pack"}),
+        Family(
+            "baichuan",
+            _decoder,
+            "DecoderLayer",
+            fused_qkv=True,
+            module_names={"qkv_proj": "W_pack"},
+            block_expansion_refused=_REMOTE_CODE_EXPANSION,
+        ),
     )
 }

@@ -140,9 +140,14 @@ class FreezeSelection:
 
 
 def freeze_selection(
-    arch: Architecture, trainable_layers: int, trainable_modules: str | Sequence[str], extra_modules: Sequence[str]
+    arch: Architecture,
+    trainable_layers: int,
+    trainable_modules: str | Sequence[str],
+    extra_modules: Sequence[str],
+    blocks: Sequence[int] = (),
 ) -> FreezeSelection:
-    """The named modules of the top `trainable_layers` blocks, and the named modules outside the blocks.
+    """The named modules of the top `trainable_layers` blocks (or of `blocks`, [llama_pro]'s copies, in their
+    place), and the named modules outside the blocks.
 
     Names match the last part of a module's path, and a module brings everything inside it, as in
     `ftc.runtime.model.freeze.freeze_all_but`; a name that matches nothing is refused, as there.
@@ -150,7 +155,7 @@ def freeze_selection(
     tree, naming = module_tree(arch), NAMINGS.get(arch.model_type, Naming())
     trained: dict[object, Module] = {}
     first = arch.num_layers - min(trainable_layers, arch.num_layers)
-    for index in range(first, arch.num_layers):
+    for index in blocks or range(first, arch.num_layers):
         block = tree.blocks[index]
         if trainable_modules != "all":
             _check_names(trainable_modules, block, "freeze.trainable_modules", f"in decoder block {index}", arch)

@@ -173,9 +173,16 @@ def lora_target_modules(arch: Architecture, targets: str | Sequence[str], key: s
     return tuple(sorted({linear.name for linear in adapted_layers(arch, targets, key)}))
 
 
-def lora_parameters(arch: Architecture, rank: int, targets: str | Sequence[str]) -> int:
-    """Parameters a LoRA adapter of this rank adds: rank × (in + out) for each adapted linear layer."""
-    return sum(linear.lora_parameters(rank) for linear in adapted_layers(arch, targets))
+def lora_parameters(arch: Architecture, rank: int, targets: str | Sequence[str], blocks: int | None = None) -> int:
+    """Parameters a LoRA adapter of this rank adds: rank × (in + out) for each adapted linear layer.
+
+    `blocks`: how many blocks carry the adapter ([llama_pro]'s copies, in dense models, where each block holds
+    each linear layer once); every block when None.
+    """
+    selected = adapted_layers(arch, targets)
+    if blocks is None:
+        return sum(linear.lora_parameters(rank) for linear in selected)
+    return sum(rank * (linear.in_features + linear.out_features) * blocks for linear in selected)
 
 
 def oft_parameters(arch: Architecture, blocks: OftBlocks, targets: str | Sequence[str]) -> int:

@@ -13,6 +13,7 @@ from ftc.compiler.batch import (
     per_process_batch,
     split_batch,
 )
+from ftc.compiler.block_expansion import added_blocks, expanded_architecture
 from ftc.compiler.fitting import (
     Estimator,
     Fit,
@@ -57,8 +58,9 @@ def compile_plan(
     """`adapter`: model.adapter's shape (ftc.models.lookup.adapter_for), which a lora/qlora run trains further."""
     spec, adapter_notes = spec_with_adapter(spec, adapter, arch)
     arch, position_notes = _positions(spec, arch)
+    arch, expansion_notes = _expanded(spec, arch)
     plan = _plan(spec, hardware, arch, estimate)
-    notes = adapter_notes + position_notes
+    notes = adapter_notes + position_notes + expansion_notes
     return replace(plan, notes=plan.notes + notes) if notes else plan
 
 
@@ -87,6 +89,17 @@ def _positions(spec: Spec, arch: Architecture | None) -> tuple[Architecture | No
         hint = "raise model.rope_scaling's factor" if scaling else "set model.rope_scaling to stretch them"
         notes.append(f"data.cutoff_len = {cutoff} is past the model's {limit} positions: {hint}, or shorten the rows")
     return arch, tuple(notes)
+
+
+def _expanded(spec: Spec, arch: Architecture | None) -> tuple[Architecture | None, tuple[str, ...]]:
+    """The model as the run trains it: [llama_pro] inserts its copies, which the memory and time then count."""
+    added = spec.llama_pro.added_layers
+    if added is None:
+        return arch, ()
+    if arch is None:
+        return None, ("llama_pro: the base's blocks are unknown here; the run checks that the count divides them",)
+    grown, note = expanded_architecture(arch, added, spec.train.method)
+    return grown, (note,)
 
 
 def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:
@@ -353,6 +366,7 @@ def _memory_inputs(
 ) -> MemoryInputs:
     adapter = spec.adapter_section
     adapter_targets = _names((adapter or spec.lora).target)
+    added = spec.llama_pro.added_layers
     return MemoryInputs(
         arch=arch,
         method=spec.train.method,
@@ -372,9 +386,10 @@ def _memory_inputs(
         fused_cross_entropy=loss_head == "fused",
         lora_dropout=adapter.dropout if isinstance(adapter, LoraSection) else 0.0,
         oft=oft_blocks(adapter) if isinstance(adapter, OftSection) else None,
-        freeze_trainable_layers=spec.freeze.trainable_layers,
+        freeze_trainable_layers=spec.freeze.top_layers,
         freeze_trainable_modules=_names(spec.freeze.trainable_modules),
         freeze_extra_modules=tuple(spec.freeze.extra_modules),
+        added_blocks=added_blocks(arch.num_layers - added, added) if added else (),
         context_gib=record.context_gib,
         capacity_gib=record.memory_gib,
         examples_per_process=spec.train.global_batch_size // world,

@@ -1,9 +1,10 @@
 """`ftc export RUN_DIR`: the trained result as one standalone model folder (safetensors + tokenizer).
 
 A LoRA or QLoRA adapter is merged into its base, loaded at full precision from the spec's model
-(merging into 4-bit weights would round the update away); a full or freeze run's model is saved
-again in the dtype asked for. Written beside the run as RUN_DIR/merged (or --output), whole or not
-at all.
+(merging into 4-bit weights would round the update away) and, for a [llama_pro] run, expanded again
+as the run expanded it, since the adapter sits on the added blocks; a full or freeze run's model
+(an expanded one included) is saved again in the dtype asked for. Written beside the run as
+RUN_DIR/merged (or --output), whole or not at all.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def load_trained(folder: RunFolder, trained: Path, dtype: str = "auto") -> Any:
         dtype=loaded_dtype,
         **extra,
     )
+    if folder.spec.llama_pro.added_layers is not None:
+        from ftc.runtime.model.block_expansion import expand_blocks
+
+        # the copies are made from the base alone, so they are the ones the adapter was trained on
+        expand_blocks(base, folder.spec.llama_pro.added_layers)
     return PeftModel.from_pretrained(base, trained).merge_and_unload()
 
 

@@ -48,6 +48,7 @@ from ftc.spec.sections.preference import LOSS_KEYS, PreferenceLoss, PreferenceSe
 from ftc.spec.sections.rollout import PpoSection, RewardFunction
 from ftc.spec.sections.train import (
     FreezeSection,
+    LlamaProSection,
     LoraSection,
     OftSection,
     OutputSection,
@@ -70,6 +71,7 @@ __all__ = [
     "FreezeSection",
     "LAUNCHER_OWNED_ENV",
     "LaunchSection",
+    "LlamaProSection",
     "LoraInit",
     "LoraSection",
     "Method",
@@ -129,6 +131,7 @@ class Spec(Section):
     apollo: ApolloSection = Field(default_factory=ApolloSection.model_construct)
     badam: BadamSection = Field(default_factory=BadamSection.model_construct)
     muon: MuonSection = Field(default_factory=MuonSection.model_construct)
+    llama_pro: LlamaProSection = Field(default_factory=LlamaProSection.model_construct)
     output: OutputSection = Field(default_factory=OutputSection.model_construct)
     preference: PreferenceSection = Field(default_factory=PreferenceSection.model_construct)
     monitor: MonitorSection = Field(default_factory=MonitorSection.model_construct)
@@ -314,6 +317,50 @@ class Spec(Section):
                 f"set train.micro_batch_size = train.global_batch_size ({train.global_batch_size}), or remove "
                 f"{optimizer.section}.layerwise",
                 at=f"{optimizer.section}.layerwise",
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _llama_pro_rules(self) -> Spec:
+        """[llama_pro]'s copies are what trains: methods, stages and keys that would train something else are refused.
+
+        Whether the count divides the base's blocks, and whether its family can be expanded, the planner says,
+        where the shapes are known (`ftc.compiler.block_expansion`)."""
+        if self.llama_pro.added_layers is None:
+            return self
+        method, stage, key = METHODS[self.train.method], self.train.stage, "llama_pro.added_layers"
+        if method.block_expansion_refused:
+            takes = [name for name, other in METHODS.items() if not other.block_expansion_refused]
+            raise rule_error(
+                f"train.method = {self.train.method!r} {method.block_expansion_refused}",
+                f"use train.method = {' or '.join(map(repr, takes))} with [llama_pro], or remove it",
+                at=key,
+                code=Code.CONFLICT,
+            )
+        if STAGES[stage].score_head:
+            raise rule_error(
+                f"train.stage = {stage!r} saves a reward model that ppo.reward_model loads on the base as published, "
+                "which lacks the added blocks",
+                "remove [llama_pro]; to score with an expanded model, expand it in a pt or sft run, export it "
+                "(ftc export) and train the reward model on the exported folder",
+                at=key,
+                code=Code.CONFLICT,
+            )
+        if self.freeze.trainable_layers is not None:
+            raise rule_error(
+                "freeze.trainable_layers picks the last blocks to train, but under [llama_pro] the added blocks are "
+                "what trains",
+                "remove freeze.trainable_layers (freeze.trainable_modules and extra_modules still apply)",
+                at="freeze.trainable_layers",
+                code=Code.CONFLICT,
+            )
+        if self.model.adapter is not None and method.has_adapter:
+            raise rule_error(
+                "model.adapter numbers its blocks as the base does, and [llama_pro] inserts new blocks among them",
+                "merge the adapter first (ftc export) and name the merged folder in model.name_or_path, or remove "
+                "[llama_pro]",
+                at="model.adapter",
                 code=Code.CONFLICT,
             )
         return self

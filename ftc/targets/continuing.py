@@ -49,4 +49,7 @@ def changes_since(run_dir: Path, job: Job) -> list[str]:
     changes += [f"data.{key} changed" for key in new_data if old_data.get(key) != new_data[key] and key != "cutoff_len"]
     if before_spec.model.name_or_path != job.spec.model.name_or_path:
         changes.append(f"model.name_or_path {before_spec.model.name_or_path!r} → {job.spec.model.name_or_path!r}")
+    added_before, added_now = before_spec.llama_pro.added_layers, job.spec.llama_pro.added_layers
+    if added_before != added_now:  # the checkpoints hold the blocks of the other expansion
+        changes.append(f"llama_pro.added_layers {added_before!r} → {added_now!r}")
     return changes

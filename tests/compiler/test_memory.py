@@ -272,7 +272,7 @@ def _step(**changes) -> Step:
         adapted=adapted_linears(given.arch, "all"),
         lora_rank=8,
         lora_dropout=0.0,
-        trained_layers=0,
+        trained_blocks=frozenset(),
     )
 
 

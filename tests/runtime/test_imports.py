@@ -27,12 +27,12 @@ def test_stage_registry_names_sft():
     import typing
 
     from ftc.runtime.stages import METHODS, STAGES
-    from ftc.spec.models import Stage
+    from ftc.spec.models import Method, Stage
 
     assert set(STAGES) == set(typing.get_args(Stage))  # every stage of the spec language runs
 
     assert "sft" in STAGES and STAGES["sft"].module == "ftc.runtime.stages.sft"
-    assert set(METHODS) == {"full", "freeze", "lora", "qlora"}
+    assert set(METHODS) == set(typing.get_args(Method)) >= {"full", "freeze", "lora", "qlora", "oft"}
 
 
 def test_the_data_check_imports_nothing_heavy(tmp_path):

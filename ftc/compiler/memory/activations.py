@@ -43,8 +43,10 @@ class Step:
     adapted: frozenset[str]  # linear layers with an adapter, by our names and the names they answer to
     lora_rank: int
     lora_dropout: float
-    trained_layers: int  # blocks whose own weights train: all for full, the top N for freeze, none for LoRA
+    # blocks whose own weights train: all for full, freeze's (the top N, or [llama_pro]'s copies), none for LoRA
+    trained_blocks: frozenset[int]
     trained_outside: frozenset[str] = frozenset()  # freeze's extra modules that train: "embedding", "head"
+    adapted_blocks: frozenset[int] | None = None  # LoRA only in these blocks ([llama_pro]'s copies); None: in all
     on_cpu: bool = False  # the CPU's dropout keeps its mask in the input's dtype, CUDA's as booleans
     int8_base: bool = False  # LLM.int8 linear layers keep their input on the autograd context, whatever happens
     oft: OftBlocks | None = None  # the adapter is OFT's rotations (lora_rank and lora_dropout go unread)
@@ -58,12 +60,16 @@ class Step:
         return METHODS[self.method].trains_all_weights or "head" in self.trained_outside
 
     def layer_trains(self, index: int) -> bool:
-        return index >= self.arch.num_layers - self.trained_layers
+        return index in self.trained_blocks
 
     def first_saving_layer(self) -> int:
         """Blocks below this one need no gradient at all, so they keep nothing."""
-        if METHODS[self.method].trains_chosen_layers and "embedding" not in self.trained_outside:
-            return self.arch.num_layers - self.trained_layers
+        method = METHODS[self.method]
+        if method.trains_chosen_layers and "embedding" not in self.trained_outside:
+            return min(self.trained_blocks, default=self.arch.num_layers)
+        # Without checkpointing nothing asks the blocks below the lowest adapter for a gradient (see below).
+        if method.has_adapter and self.adapted_blocks is not None and not self.checkpointing:
+            return min(self.adapted_blocks, default=self.arch.num_layers)
         return 0
 
     def input_needs_grad(self, index: int) -> bool:
@@ -88,6 +94,8 @@ def saved_by_layer(step: Step, index: int) -> float:
     """Bytes block `index` keeps for the backward when nothing is checkpointed."""
     if index < step.first_saving_layer():
         return 0.0
+    if step.adapted_blocks is not None and index not in step.adapted_blocks:
+        step = replace(step, adapted=frozenset())
     arch, held = step.arch, step.held
     trains = step.layer_trains(index)
     hidden, q, kv = arch.hidden_size, arch.q_width, arch.kv_width

@@ -105,6 +105,8 @@ class MemoryInputs:
     freeze_trainable_layers: int = 2  # for method "freeze": the last N decoder layers train
     freeze_trainable_modules: str | tuple[str, ...] = "all"  # within them, the modules so named ("all": whole blocks)
     freeze_extra_modules: tuple[str, ...] = ()  # modules outside the blocks that train too (embed_tokens, lm_head)
+    # [llama_pro]: the identity copies inserted into `arch`; only they train (freeze) or carry LoRA (lora).
+    added_blocks: tuple[int, ...] = ()
     context_gib: float = 0.0  # runtime context the device holds before any tensor
     capacity_gib: float | None = None  # device memory; None on the CPU, where host RAM is the device
     # Gradients of earlier micro-batches live through each forward when a step accumulates several; one
@@ -228,20 +230,27 @@ def _states(inputs: MemoryInputs) -> States:
         inputs.stage,
         settings=inputs.optimizer_settings,
         oft=inputs.oft,
+        added_blocks=inputs.added_blocks,
     )
 
 
 def _step(inputs: MemoryInputs) -> Step:
     arch, method = inputs.arch, METHODS[inputs.method]
     adapted = adapted_linears(arch, inputs.adapter_targets) if method.has_adapter else frozenset()
-    trained_layers, outside = (arch.num_layers if method.trains_all_weights else 0), frozenset()
+    trained_blocks = frozenset(range(arch.num_layers)) if method.trains_all_weights else frozenset()
+    outside: frozenset[str] = frozenset()
     if method.trains_chosen_layers:
         freeze = freeze_selection(
-            arch, inputs.freeze_trainable_layers, inputs.freeze_trainable_modules, inputs.freeze_extra_modules
+            arch,
+            inputs.freeze_trainable_layers,
+            inputs.freeze_trainable_modules,
+            inputs.freeze_extra_modules,
+            inputs.added_blocks,
         )
         # A block with any trained module is counted as trained whole: its saved tensors are an upper bound.
-        trained_layers = len(freeze.blocks)
+        trained_blocks = freeze.blocks
         outside = frozenset(name for name, trains in (("embedding", freeze.embedding), ("head", freeze.head)) if trains)
+    adapted_blocks = frozenset(inputs.added_blocks) if method.has_adapter and inputs.added_blocks else None
     return Step(
         arch=arch,
         held=holding(
@@ -261,8 +270,9 @@ def _step(inputs: MemoryInputs) -> Step:
         lora_rank=inputs.lora_rank,
         lora_dropout=inputs.lora_dropout,
         oft=inputs.oft if method.has_adapter else None,
-        trained_layers=trained_layers,
+        trained_blocks=trained_blocks,
         trained_outside=outside,
+        adapted_blocks=adapted_blocks,
         on_cpu=inputs.capacity_gib is None,
         int8_base=method.quantizes and _keeps_int8_inputs(inputs),
     )
@@ -284,7 +294,8 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
     # them until each matrix's backward, with it the recompute casts one block's worth at a time.
     copies_forward = states.autocast_copies + head.head_copy
     copies_backward = head.head_copy if step.checkpointing else copies_forward
-    blocks_with_copies = step.trained_layers or inputs.arch.num_layers  # LoRA: every block's adapter
+    # LoRA: every adapted block's adapter
+    blocks_with_copies = len(step.trained_blocks) or len(step.adapted_blocks or ()) or inputs.arch.num_layers
     copies_recompute = states.autocast_copies / blocks_with_copies if step.checkpointing else 0.0
 
     held_gradients = states.gradients if inputs.gradient_accumulation else 0.0
@@ -330,7 +341,9 @@ def _reference_models(inputs: MemoryInputs) -> float:
     """Frozen models beside the policy: a reference (DPO, KTO, GRPO, PPO), and PPO's reward model."""
     stage = STAGES[inputs.stage]
     shards = inputs.world_size if inputs.strategy in ("zero3", "fsdp") else 1
-    frozen = frozen_copy_bytes(inputs.arch, inputs.precision) / max(shards, 1)
+    # [llama_pro]'s copies start as the identity: the reference is the base as published, without them.
+    base = replace(inputs.arch, num_layers=inputs.arch.num_layers - len(inputs.added_blocks))
+    frozen = frozen_copy_bytes(base, inputs.precision) / max(shards, 1)
     # peft gets the reference log-probabilities by disabling the adapter: no second model
     reference = frozen if stage.reference and not METHODS[inputs.method].has_adapter else 0.0
     # a reward model the stage needs is counted as a frozen copy of the policy's shape; an optional one

@@ -123,12 +123,14 @@ def trainable_parameters(
     freeze_layers: int,
     freeze_modules: str | tuple[str, ...] = "all",
     freeze_extra: tuple[str, ...] = (),
+    added_blocks: tuple[int, ...] = (),
 ) -> int:
-    """Base parameters the optimizer updates: all, none (LoRA trains its adapter), or what freeze names."""
+    """Base parameters the optimizer updates: all, none (LoRA trains its adapter), or what freeze names
+    (in [llama_pro]'s `added_blocks` rather than the top layers, where there are some)."""
     if METHODS[method].trains_all_weights:
         return count_parameters(arch).total
     if METHODS[method].trains_chosen_layers:
-        return freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra).parameters
+        return freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra, added_blocks).parameters
     return 0
 
 
@@ -149,8 +151,10 @@ def model_states(
     stage: str = "sft",
     oft: OftBlocks | None = None,
     settings: OptimizerSettings = OptimizerSettings(),
+    added_blocks: tuple[int, ...] = (),
 ) -> States:
-    """`oft`: the adapter is OFT's rotations, not LoRA's (lora_rank then goes unread)."""
+    """`oft`: the adapter is OFT's rotations, not LoRA's (lora_rank then goes unread). `added_blocks`: [llama_pro]'s
+    copies in `arch`, the only blocks that train (freeze) or carry LoRA."""
     trains = METHODS[method]
     if trains.quantizes and not isinstance(quantization, QuantScheme):  # bits alone: the default backend's
         quantization = chosen_scheme(DEFAULT_BACKEND, quantization, None)
@@ -163,10 +167,11 @@ def model_states(
         quantizer=quantization.backend if trains.quantizes else None,
     )
     count = count_parameters(arch)
-    adapter = adapter_parameters(arch, lora_rank, adapter_targets, oft) if trains.has_adapter else 0
+    adapted_blocks = len(added_blocks) if added_blocks else None
+    adapter = adapter_parameters(arch, lora_rank, adapter_targets, oft, adapted_blocks) if trains.has_adapter else 0
     freeze = None
     if trains.trains_chosen_layers:
-        freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra)
+        freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra, added_blocks)
     base_trainable = freeze.parameters if freeze else trainable_parameters(arch, method, freeze_layers)
     trainable = base_trainable + adapter
     frozen = count.total - base_trainable
@@ -241,10 +246,17 @@ def model_states(
 
 
 def adapter_parameters(
-    arch: Architecture, lora_rank: int, targets: str | tuple[str, ...], oft: OftBlocks | None
+    arch: Architecture,
+    lora_rank: int,
+    targets: str | tuple[str, ...],
+    oft: OftBlocks | None,
+    blocks: int | None = None,
 ) -> int:
-    """The adapter's trained values: OFT's rotations where `oft` is given, else LoRA's A and B matrices."""
-    return oft_parameters(arch, oft, targets) if oft is not None else lora_parameters(arch, lora_rank, targets)
+    """The adapter's trained values: OFT's rotations where `oft` is given, else LoRA's A and B matrices (on `blocks`
+    blocks only, [llama_pro]'s copies, where given)."""
+    if oft is not None:
+        return oft_parameters(arch, oft, targets)
+    return lora_parameters(arch, lora_rank, targets, blocks)
 
 
 def head_trains(method: str, freeze: FreezeSelection | None) -> bool:

@@ -6,14 +6,17 @@ estimate and what trains agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ftc.errors import RuntimeUserError
 from ftc.spec.models import FreezeSection
 
 
-def freeze_all_but(model: Any, freeze: FreezeSection) -> None:
+def freeze_all_but(model: Any, freeze: FreezeSection, blocks: Sequence[int] = ()) -> None:
     """Train only the last `trainable_layers` decoder layers (or the named modules in them) and `extra_modules`.
+
+    `blocks` ([llama_pro]'s copies) are the decoder layers that train in place of the last ones.
 
     The trained weights are held in fp32 whatever the plan's precision: autocast computes with them in
     half precision, and the optimizer's small updates are not lost to bf16 rounding.
@@ -22,7 +25,8 @@ def freeze_all_but(model: Any, freeze: FreezeSection) -> None:
 
     layers = decoder_layers(model)
     trained: list[Any] = []
-    for layer in list(layers)[len(layers) - min(freeze.trainable_layers, len(layers)) :]:
+    chosen = [layers[index] for index in blocks] or list(layers)[len(layers) - min(freeze.top_layers, len(layers)) :]
+    for layer in chosen:
         if freeze.trainable_modules == "all":
             trained.append(layer)
         else:

@@ -5,6 +5,7 @@ How an adapter starts (lora.init) is in `ftc.runtime.model.lora_inits`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ftc.errors import RuntimeUserError
@@ -16,8 +17,11 @@ from ftc.spec.models import LoraSection, Spec
 ADAPTER_METHODS = tuple(name for name, method in METHODS.items() if method.has_adapter)  # the stages' imports
 
 
-def lora_config(lora: LoraSection, model: Any) -> Any:
-    """peft's LoraConfig for the spec's [lora] section; target "all" means every linear layer but the head."""
+def lora_config(lora: LoraSection, model: Any, blocks: Sequence[int] = ()) -> Any:
+    """peft's LoraConfig for the spec's [lora] section; target "all" means every linear layer but the head.
+
+    `blocks` ([llama_pro]'s copies): the decoder blocks the adapter goes on; every block when empty.
+    """
     from peft import LoraConfig
 
     return LoraConfig(
@@ -28,6 +32,7 @@ def lora_config(lora: LoraSection, model: Any) -> Any:
         use_dora=lora.use_dora,
         use_rslora=lora.use_rslora,
         init_lora_weights=LORA_INITS[lora.init],
+        layers_to_transform=list(blocks) or None,
         task_type="CAUSAL_LM",
     )
 

@@ -1,5 +1,6 @@
 """The causal LM as the method trains it: every weight (`full`), the last layers (`freeze`), a LoRA
-adapter on a base held in the plan's precision (`lora`) or in 4 or 8 bits (`qlora`), or OFT's rotations (`oft`)."""
+adapter on a base held in the plan's precision (`lora`) or in 4 or 8 bits (`qlora`), or OFT's rotations (`oft`);
+with [llama_pro], the added blocks alone, whole (`freeze`) or through a LoRA adapter (`lora`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from ftc.compiler.plan import Plan
 from ftc.methods import METHODS
 from ftc.runs.folder import RunFolder
+from ftc.runtime.model.block_expansion import expand_for_spec
 from ftc.runtime.model.freeze import freeze_all_but
 from ftc.runtime.model.loading import load_model
 from ftc.runtime.model.lora import lora_config, with_adapter
@@ -39,8 +41,9 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
     adapter = spec.model.adapter
     if adapter is not None and not method.has_adapter:
         model = with_adapter(model, adapter).merge_and_unload()  # full/freeze start from base + adapter
+    added = expand_for_spec(model, spec.llama_pro.added_layers)
     if method.trains_chosen_layers:
-        freeze_all_but(model, spec.freeze)
+        freeze_all_but(model, spec.freeze, added)
     if not method.has_adapter:
         return model
     if adapter is not None:
@@ -51,7 +54,9 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
         from peft import get_peft_model
 
         section = spec.adapter_section
-        model = get_peft_model(model, ADAPTER_CONFIGS[type(section)](section, model))
+        # [llama_pro] takes LoRA only (the methods' records say so): its adapter goes on the copies alone.
+        config = lora_config(section, model, added) if added else ADAPTER_CONFIGS[type(section)](section, model)
+        model = get_peft_model(model, config)
     if spec.lora.init == "loftq":
         loftq_init(model, spec.model, plan)
     if plan.gradient_checkpointing.value:

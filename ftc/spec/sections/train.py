@@ -1,4 +1,5 @@
-"""[train], [lora], [oft], [quantization], [freeze] and [output]: what trains, how, for how long, and where it goes."""
+"""[train], [lora], [oft], [quantization], [freeze], [llama_pro] and [output]: what trains, how, for how long, and
+where it goes."""
 
 from __future__ import annotations
 
@@ -238,9 +239,17 @@ def _listed(values: tuple[int, ...]) -> str:
     return " or ".join(map(str, values))
 
 
+# freeze.trainable_layers when unset: under [llama_pro] the added blocks train instead, so unset is not 2 there.
+DEFAULT_TRAINABLE_LAYERS = 2
+
+
 class FreezeSection(Section):
-    trainable_layers: int = Field(
-        default=2, ge=0, le=4096, description="How many decoder layers train, counted from the last one."
+    trainable_layers: int | None = Field(
+        default=None,
+        ge=0,
+        le=4096,
+        description=f"How many decoder layers train, counted from the last one; {DEFAULT_TRAINABLE_LAYERS} when unset. "
+        "Under [llama_pro] the added blocks train instead, and this stays unset.",
     )
     trainable_modules: Literal["all"] | list[str] = Field(
         default="all",
@@ -251,6 +260,11 @@ class FreezeSection(Section):
         description="Modules outside the decoder layers that train too, e.g. 'embed_tokens', 'norm', 'lm_head'.",
     )
 
+    @property
+    def top_layers(self) -> int:
+        """How many of the last decoder layers train (without [llama_pro])."""
+        return DEFAULT_TRAINABLE_LAYERS if self.trainable_layers is None else self.trainable_layers
+
     @model_validator(mode="after")
     def _something_trains(self) -> FreezeSection:
         if self.trainable_layers == 0 and not self.extra_modules:
@@ -260,6 +274,22 @@ class FreezeSection(Section):
                 code=Code.CONFLICT,
             )
         return self
+
+
+class LlamaProSection(Section):
+    """LLaMA Pro block expansion: identity copies of decoder blocks inserted into the base; only they train."""
+
+    added_layers: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Decoder blocks to add: the base's blocks are split into this many equal groups (it must divide "
+        "their count) and a copy of each group's last block follows it, its attention and MLP output projections "
+        "zeroed so the model starts as the base. Only the copies train: whole under method freeze ([freeze]'s "
+        "trainable_modules and extra_modules still apply), through a LoRA adapter on them under lora. The run "
+        "saves the expanded model (freeze) or the adapter, which ftc export and ftc chat apply to the base "
+        "expanded again (lora).",
+    )
 
 
 class OutputSection(Section):
