@@ -23,6 +23,7 @@ _LABELS = {
     "quantization_bits": "quantization",
     "offload": "offload",
     "attention": "attention kernel",
+    "kernels": "speed kernels",
 }
 
 
@@ -116,6 +117,8 @@ def limits_line(plan: Plan) -> str:
 def _shown(value: object) -> str:
     if value is None:
         return "none"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

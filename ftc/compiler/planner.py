@@ -35,6 +35,7 @@ from ftc.compiler.rules import check_combination
 from ftc.compiler.timing import estimate_time
 from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
+from ftc.kernels import FLASH_ATTENTION, KERNELS
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.spec.models import LoraSection, OftSection, Spec
@@ -91,6 +92,7 @@ def _positions(spec: Spec, arch: Architecture | None) -> tuple[Architecture | No
 def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:
     record = hardware_record(hardware)
     _check_optimizer(spec, arch, hardware.world_size)
+    _check_kernels(spec, record, arch)
     if record.backend == "cpu":
         return _cpu_plan(spec, hardware, record, arch, estimate)
     if arch is None:
@@ -123,10 +125,20 @@ def _cpu_plan(
         else Decision(False, "CPU: activations live in host memory; recomputing them would cost ~30% more time")
     )
     loss_head = _loss_head(spec, record, arch, micro.value)
+    attention = _attention(spec, record, precision.value)
     memory = None
     if arch is not None:
         inputs = _memory_inputs(
-            spec, arch, record, precision.value, None, "sdpa", loss_head.value, micro.value, checkpointing.value, world
+            spec,
+            arch,
+            record,
+            precision.value,
+            None,
+            attention.value,
+            loss_head.value,
+            micro.value,
+            checkpointing.value,
+            world,
         )
         memory = estimate(replace(inputs, strategy=strategy.value))  # fsdp and zero shard over the processes
     return Plan(
@@ -139,11 +151,12 @@ def _cpu_plan(
         gradient_accumulation_steps=steps,
         gradient_checkpointing=checkpointing,
         quantization_bits=_quantization(spec, record),
-        attention=Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel"),
+        attention=attention,
         loss_head=loss_head,
+        kernels=_kernels(spec, loss_head),
         memory=memory,
         notes=(() if memory else ("memory not estimated: the model's shapes are unknown",))
-        + _feature_notes(spec, "sdpa")
+        + _feature_notes(spec, attention.value)
         + _adapter_notes(spec, arch),
     )
 
@@ -247,6 +260,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         offload=_offload_reason(fit.layout.offload, train.offload),
         attention=attention,
         loss_head=loss_head,
+        kernels=_kernels(spec, loss_head),
         memory=memory,
         time=time,
         limits=limits(fitted, budget, estimate),
@@ -354,6 +368,8 @@ def _memory_inputs(
         optimizer=spec.train.optimizer,
         optimizer_settings=optimizer_settings(spec),
         fused_cross_entropy=loss_head == "fused",
+        kernel_cross_entropy=loss_head in _KERNEL_HEADS,
+        kernels=tuple(spec.train.kernels),
         lora_dropout=adapter.dropout if isinstance(adapter, LoraSection) else 0.0,
         oft=oft_blocks(adapter) if isinstance(adapter, OftSection) else None,
         freeze_trainable_layers=spec.freeze.trainable_layers,
@@ -506,12 +522,20 @@ def _quantization(spec: Spec, record: Hardware) -> Decision:
 
 def _attention(spec: Spec, record: Hardware, precision: str) -> Decision:
     asked = spec.model.attention
+    if asked == "flash" and record.backend not in FLASH_ATTENTION.backends:
+        raise FtcError(
+            f"model.attention = 'flash' runs FlashAttention, whose {FLASH_ATTENTION.backends_why}: the plan is for "
+            f"{BACKENDS[record.backend].title} processes, which have no flash kernel",
+            f"use 'sdpa' (or 'auto') on {BACKENDS[record.backend].devices}, or plan for a GPU",
+        )
     if asked == "flash" and not record.flash_attention:
         raise FtcError(
             f"model.attention = 'flash' needs Ampere or newer; {record.name} has no flash kernel", "use 'sdpa'"
         )
     if asked != "auto":
         return Decision(asked, "set in the spec (model.attention)")
+    if record.backend == "cpu":
+        return Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel")
     if record.flash_attention and precision in ("bf16", "fp16"):
         return Decision(
             "sdpa", f"torch SDPA runs a flash kernel on {record.name} in {precision}: no seq × seq scores kept"
@@ -520,11 +544,20 @@ def _attention(spec: Spec, record: Hardware, precision: str) -> Decision:
 
 
 def _loss_head(spec: Spec, record: Hardware, arch: Architecture | None, micro: int) -> Decision:
-    """trl's chunked head where memory is scarce (accelerators); the model's own, faster loss on the CPU."""
+    """A listed kernel's loss where the stage's trainer lets it; else trl's chunked head where memory is scarce
+    (accelerators), and the model's own, faster loss on the CPU."""
     stage = spec.train.stage
-    heads = STAGES[stage].loss_heads
+    listed = {KERNELS[name].loss_head for name in spec.train.kernels} & _KERNEL_HEADS
+    heads = tuple(head for head in STAGES[stage].loss_heads if head not in _KERNEL_HEADS or head in listed)
     if spec.train.loss_head != "auto":
         return Decision(spec.train.loss_head, "set in the spec (train.loss_head)")
+    kernel = next((KERNELS[name] for name in spec.train.kernels if KERNELS[name].loss_head in heads), None)
+    if kernel is not None:
+        return Decision(
+            kernel.loss_head,
+            f"{kernel.library}'s fused linear cross-entropy (train.kernels): the loss and its gradient a chunk of "
+            "tokens at a time, never the full logits",
+        )
     if len(heads) == 1:
         how = "trl's chunked head" if heads[0] == "fused" else "the model's own loss"
         return Decision(heads[0], f"{how}: the only way train.stage = '{stage}' computes its loss")
@@ -544,6 +577,50 @@ def _loss_head(spec: Spec, record: Hardware, arch: Architecture | None, micro: i
         f"CPU: the model's own loss over the full logits ({_gib_text(logits_gib)} at the peak) is 1.5-2.2x faster than "
         "trl's chunked head; entropy and token accuracy are computed at logging steps",
     )
+
+
+# The loss heads a kernel brings (ftc.kernels), offered only where train.kernels lists it.
+_KERNEL_HEADS = {kernel.loss_head for kernel in KERNELS.values() if kernel.loss_head}
+
+
+def _check_kernels(spec: Spec, record: Hardware, arch: Architecture | None) -> None:
+    """What train.kernels cannot do on this hardware or with this model (the spec checked the stage)."""
+    for name in spec.train.kernels:
+        kernel = KERNELS[name]
+        if record.backend not in kernel.backends:
+            allowed = " or ".join(BACKENDS[backend].devices for backend in kernel.backends)
+            raise FtcError(
+                f"train.kernels = {list(spec.train.kernels)}: {kernel.library} runs on {allowed} only ("
+                f"{kernel.backends_why}); the plan is for {record.name}",
+                f"plan for a GPU (e.g. --hardware H100), or remove {name!r} from train.kernels",
+            )
+        if arch is not None and kernel.model_types and arch.model_type not in kernel.model_types:
+            raise FtcError(
+                f"train.kernels = {list(spec.train.kernels)}: {kernel.library} has no kernels for model_type "
+                f"{arch.model_type!r}, so it would patch nothing",
+                f"remove {name!r} from train.kernels; it has kernels for: {', '.join(kernel.model_types)}",
+            )
+
+
+def _kernels(spec: Spec, loss_head: Decision) -> Decision:
+    """What each listed kernel patches, and whether it computes the loss or the stage's trainer does."""
+    names = list(spec.train.kernels)
+    if not names:
+        return Decision([], "no speed kernels: the stock transformers layers")
+    said = []
+    for name in names:
+        kernel = KERNELS[name]
+        if loss_head.value == kernel.loss_head:
+            loss = "and computes the loss"
+        elif kernel.loss_head in STAGES[spec.train.stage].loss_heads:
+            loss = f"in the blocks only: train.loss_head = {loss_head.value!r} keeps that loss"
+        else:
+            loss = (
+                f"in the blocks only: the trainer of train.stage = {spec.train.stage!r} computes the loss itself "
+                f"(the {loss_head.value!r} head)"
+            )
+        said.append(f"{kernel.library} ({kernel.licence}) patches the model {loss}")
+    return Decision(names, "set in the spec (train.kernels); " + "; ".join(said))
 
 
 def _gib_text(gib: float) -> str:
@@ -622,6 +699,7 @@ def _does_not_fit(
         offload=Decision(last.offload, reason),
         attention=attention,
         loss_head=loss_head,
+        kernels=_kernels(spec, loss_head),
         memory=memory,
         limits=limits(tightest, budget, estimate),
         fits=False,

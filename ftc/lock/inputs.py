@@ -32,6 +32,10 @@ TRAINING_LIBRARIES = (
     "apollo-torch",
     "badam",
     "adam-mini",
+    # train.kernels' and model.attention's kernel packages (ftc.kernels)
+    "liger-kernel",
+    "triton",
+    "flash-attn",
 )
 NOT_INSTALLED = "not installed"
 _CHUNK = 1 << 20
