@@ -1,5 +1,6 @@
 """`ftc doctor`: this machine against what a run needs — the tested library versions, torch's build and
-devices, DeepSpeed's ops, bitsandbytes' backend, the speed kernels (liger-kernel, flash-attn), Slurm and docker — in one table or object.
+devices, DeepSpeed's ops, bitsandbytes' backend, the kernel packages (liger-kernel, flash-attn), Slurm and
+docker — in one table or object.
 
 A row is only a finding; what makes the exit status 1 is a row a planned run needs (the core training
 stack always, and with --spec what that spec's plan and target need) that is not ok.

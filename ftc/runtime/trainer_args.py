@@ -124,8 +124,9 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
 
 def kernel_arguments(run: RunFolder) -> dict[str, Any]:
     """The plan's speed kernels as TrainingArguments switch them on: transformers patches the model with them when
-    training starts. A kernel's loss is on only where the plan chose its head: trl's trainers refuse liger's for their
-    own, and on a score head (rm) or a trainer that reads the logits itself (orpo) it would replace the wrong forward."""
+    training starts. A kernel's loss is on only where the plan chose its head: trl's trainers refuse liger's for
+    their own, and on a score head (rm) or a trainer that reads the logits itself (orpo) it would replace the
+    wrong forward."""
     from ftc.kernels import KERNELS
 
     plan = run.plan

@@ -9,7 +9,6 @@ from pydantic import Field, model_validator
 from ftc.kernels import KERNELS
 from ftc.methods import METHODS
 from ftc.spec.diagnostics import Code
-from ftc.stages import STAGES
 from ftc.spec.sections.base import (
     KernelName,
     LoraInit,
@@ -24,6 +23,7 @@ from ftc.spec.sections.base import (
     Strategy,
     rule_error,
 )
+from ftc.stages import STAGES
 
 
 def _kernel_loss_stages() -> str:
