@@ -180,9 +180,8 @@ def test_doctor_on_this_machine_passes_and_sees_the_cpu_build_of_torch():
 
 def test_a_liger_plan_with_flash_attention_needs_both_packages_and_the_gpus(tmp_path):
     spec = tmp_path / "job.toml"
-    spec.write_text(
-        replace(replace(VALID, "seed = 42", 'seed = 42\nkernels = ["liger"]'), "[data]", 'attention = "flash"\n\n[data]')
-    )
+    with_liger = replace(VALID, "seed = 42", 'seed = 42\nkernels = ["liger"]')
+    spec.write_text(replace(with_liger, "[data]", 'attention = "flash"\n\n[data]'))
     loaded, plan = _load_and_plan(spec, "1xH100-80GB", 1)
     needed = needs(loaded.spec, plan)
     assert needed["liger-kernel"] == "the plan: liger" and needed["flash-attn"] == "the plan: flash"
