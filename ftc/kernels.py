@@ -58,7 +58,8 @@ KERNELS: dict[str, Kernel] = _registry(
         module="liger_kernel",
         extra="liger",
         backends=("cuda",),
-        backends_why="its kernels are written in Triton, which compiles for CUDA (and ROCm) GPUs only",
+        backends_why="its kernels are Triton's, installed for CUDA GPUs (its Ascend build pins torch and torch_npu "
+        "2.9, older than the torch ftc is tested with; the CPU has no Triton backend)",
         licence="BSD-2-Clause",
         install_hint="pip install 'ftc[liger]' where the run trains (CUDA), or remove train.kernels",
         loss_head="liger",
@@ -82,7 +83,7 @@ FLASH_ATTENTION = Kernel(
     module="flash_attn",
     extra="flash",
     backends=("cuda", "npu"),
-    backends_why="its kernels are CUDA's (Ampere or newer) and, on an Ascend NPU, torch_npu's fused attention",
+    backends_why="kernels are CUDA's (Ampere or newer) or, on an Ascend NPU, torch_npu's fused attention",
     licence="BSD-3-Clause",
     install_hint="pip install flash-attn --no-build-isolation (CUDA only), or set model.attention = 'sdpa'",
 )

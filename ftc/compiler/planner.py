@@ -590,8 +590,8 @@ def _check_kernels(spec: Spec, record: Hardware, arch: Architecture | None) -> N
         if record.backend not in kernel.backends:
             allowed = " or ".join(BACKENDS[backend].devices for backend in kernel.backends)
             raise FtcError(
-                f"train.kernels = {list(spec.train.kernels)}: {kernel.library} runs on {allowed} only ("
-                f"{kernel.backends_why}); the plan is for {record.name}",
+                f"train.kernels = {list(spec.train.kernels)}: {kernel.library} runs on {allowed} only: "
+                f"{kernel.backends_why}, and the plan is for {record.name}",
                 f"plan for a GPU (e.g. --hardware H100), or remove {name!r} from train.kernels",
             )
         if arch is not None and kernel.model_types and arch.model_type not in kernel.model_types:
