@@ -20,8 +20,9 @@ DataKind = Literal["text", "conversation", "preference", "kto"]
 Sampling = Literal["micro-batch", "step"]
 # Whether a stage scores its replies with a reward model: always, or where no built-in reward function does.
 RewardModel = Literal["needed", "optional"]
-# Where the loss meets the vocabulary: trl's chunked head, or the model's own loss (ftc.compiler.memory.logits).
-LossHead = Literal["fused", "model"]
+# Where the loss meets the vocabulary: trl's chunked head, the model's own loss, or liger-kernel's fused linear
+# cross-entropy where train.kernels lists it (ftc.compiler.memory.logits, ftc.kernels).
+LossHead = Literal["fused", "model", "liger"]
 
 CONVERSATION_FORMATS = ("alpaca", "sharegpt", "messages")
 
@@ -42,12 +43,16 @@ class Stage:
     samples: Sampling | None = None  # a rollout stage: it generates replies, then learns from them
     # How its trainer can compute the loss, the one accelerators use first: "fused" is trl's chunked head (no
     # batch × seq × vocab logits at once), "model" the model's own loss from its full logits (faster on the CPU).
+    # A kernel's head (ftc.kernels) is listed where the stage's trainer lets that kernel compute the loss: trl's
+    # SFT, DPO, KTO and GRPO trainers refuse liger's for their own fused head, ORPO reads the logits itself.
     loss_heads: tuple[LossHead, ...] = ("model",)
     # Its trainer takes each reply's log-probabilities (and the chosen reply's NLL) from the full logits its
     # own way, instead of the model's loss: bytes held per logit at the start of the backward. The peak of
     # trl's unfused path is in fp32 (a gradient per way the logits are used, and their sum); it is counted
     # for every precision. None: the model's own loss (ftc.compiler.memory.logits).
     logit_bytes: float | None = None
+    # Its trainer is transformers' Trainer or one of trl's, which apply train.kernels' layer kernels to the model.
+    trainer_kernels: bool = True
     # Its trl trainer casts a quantized model's adapter to bf16 (QLoRA's recipe) whatever the precision;
     # the others keep peft's fp32 adapter. The runtime checks the dtype it finds (ftc.runtime.plan_check).
     bf16_quantized_adapter: bool = False
@@ -104,6 +109,7 @@ STAGES: dict[str, Stage] = _registry(
         "ftc.runtime.stages.pt",
         data="text",
         formats=("text",),
+        loss_heads=("model", "liger"),  # transformers' Trainer: liger's default set, its loss included
         embedding_noise=True,
         packs=True,
         cached_rows=True,
@@ -146,6 +152,7 @@ STAGES: dict[str, Stage] = _registry(
         # Under ZeRO-3 or FSDP the rollout's generate() and the reference pass with the adapter off
         # would each need the shards gathered; ftc's loop keeps whole replicas instead.
         replicas_only=True,
+        trainer_kernels=False,  # ftc's own loop, not a transformers trainer
         reads=(*_ROLLOUT_KEYS, "ppo.gamma", "ppo.lam", "ppo.clip_range_value", "ppo.value_loss_coef"),
         estimate_note="PPO: reference and reward model (the policy's shape) beside the policy; sampling a "
         "micro-batch at a time with a KV cache as long as cutoff_len",

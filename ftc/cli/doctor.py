@@ -1,5 +1,6 @@
 """`ftc doctor`: this machine against what a run needs — the tested library versions, torch's build and
-devices, DeepSpeed's ops, bitsandbytes' backend, flash-attn, Slurm and docker — in one table or object.
+devices, DeepSpeed's ops, bitsandbytes' backend, the kernel packages (liger-kernel, flash-attn), Slurm and
+docker — in one table or object.
 
 A row is only a finding; what makes the exit status 1 is a row a planned run needs (the core training
 stack always, and with --spec what that spec's plan and target need) that is not ok.
@@ -77,10 +78,13 @@ EXTRA_ROWS = {
     "distributed": ("deepspeed",),
     "wandb": ("wandb",),
     "mlflow": ("mlflow",),
+    "liger": ("liger-kernel",),
+    "flash": ("flash-attn",),
 }
 BACKEND_ROWS = {backend.name: (backend.doctor_row,) if backend.doctor_row else () for backend in BACKENDS.values()}
-# Needed by some plans, pinned by no test (their servers are out of the tests' reach): found by metadata alone.
-UNPINNED_LIBRARIES = ("wandb", "mlflow")
+# Needed by some plans, pinned by no test: the monitors' servers are out of the tests' reach, and the kernel
+# packages are CUDA-only (triton, nvcc), which the CPU tests cannot install. Found by metadata where no probe ran.
+UNPINNED_LIBRARIES = ("wandb", "mlflow", "liger-kernel", "flash-attn")
 STATUS_STYLES = {OK: "green", WARN: "yellow"}  # anything else (missing) is red
 
 
@@ -95,8 +99,6 @@ def needs(spec: Spec | None = None, plan: Plan | None = None, target: str = "loc
         # On CPU processes ZeRO compiles its collective; with offload, its CPU Adam (see doctor_probes).
         if strategy.startswith("zero") and (backend == "cpu" or plan.offload.value != "none"):
             needed["deepspeed ops"] = f"the plan: {strategy} on the CPU"
-        if plan.attention.value == "flash":
-            needed["flash-attn"] = "the plan: flash attention"
         needed |= dict.fromkeys(BACKEND_ROWS.get(backend, ()), f"the plan: {backend}")
         optimizer = OPTIMIZERS[spec.train.optimizer]
         if optimizer.extra == "optimizers":

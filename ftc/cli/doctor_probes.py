@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ftc.devices.backends import BACKENDS
 from ftc.install.tested_versions import MISSING, OK, OTHER_VERSION, Lookup, VersionCheck
+from ftc.kernels import FLASH_ATTENTION, KERNELS
 from ftc.quantizers import QUANTIZERS
 
 BITSANDBYTES_ROWS = ("bitsandbytes",)  # the quantizers with a probe of their own
@@ -225,10 +226,20 @@ def _cuda_seen(installed: Lookup) -> bool:
     return torch.cuda.is_available()
 
 
-def flash_attn_rows(installed: Lookup) -> list[Row]:
-    version = installed("flash-attn")
-    hint = "pip install flash-attn --no-build-isolation (CUDA only), or set model.attention = 'sdpa'"
-    return [Row("flash-attn", version or NOT_INSTALLED, OK if version else MISSING, hint=hint)]
+def kernel_rows(installed: Lookup) -> list[Row]:
+    """The speed-kernel packages (ftc.kernels): installed, with what they import besides torch. Whether there is a
+    device for them to run on is the backend's row ("cuda devices"), which a plan that needs them needs too."""
+    rows = []
+    for kernel in (*KERNELS.values(), FLASH_ATTENTION):
+        version = installed(kernel.library)
+        if version is None:
+            rows.append(Row(kernel.library, NOT_INSTALLED, MISSING, hint=kernel.install_hint))
+            continue
+        absent = [name for name in kernel.requires if installed(name) is None]
+        beside = [f"{name} {installed(name)}" for name in kernel.requires if name not in absent]
+        found = ", ".join([version, *beside, *(f"{name} not installed" for name in absent)])
+        rows.append(Row(kernel.library, found, MISSING if absent else OK, hint=kernel.install_hint))
+    return rows
 
 
 def answer(command: list[str]) -> tuple[bool, str]:
@@ -284,7 +295,7 @@ MACHINE_PROBES: tuple[Probe, ...] = (
     deepspeed_rows,
     bitsandbytes_rows,
     quantization_rows,
-    flash_attn_rows,
+    kernel_rows,
     slurm_rows,
     docker_rows,
 )

@@ -25,6 +25,7 @@ _LABELS = {
     "quantization_group_size": "quantization group",
     "offload": "offload",
     "attention": "attention kernel",
+    "kernels": "speed kernels",
 }
 
 
@@ -118,6 +119,8 @@ def limits_line(plan: Plan) -> str:
 def _shown(value: object) -> str:
     if value is None:
         return "none"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

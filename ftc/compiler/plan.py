@@ -69,7 +69,8 @@ class Plan:
     quantization_group_size: Decision = Decision(None, "no quantization: the method is not qlora")
     offload: Decision = Decision("none", "nothing is offloaded to host memory")  # none | optimizer | optimizer+params
     attention: Decision = Decision("sdpa", "torch's scaled-dot-product attention")  # eager | sdpa | flash
-    loss_head: Decision = Decision("model", "the model's own loss")  # fused | model (ftc.stages.LossHead)
+    loss_head: Decision = Decision("model", "the model's own loss")  # fused | model | liger (ftc.stages.LossHead)
+    kernels: Decision = Decision([], "no speed kernels: the stock transformers layers")  # train.kernels (ftc.kernels)
     memory: MemoryEstimate | None = None
     time: TimeEstimate | None = None
     # max_cutoff_len, max_micro_batch_size under the plan's checkpointing; each also _with_checkpointing and

@@ -36,6 +36,7 @@ from ftc.compiler.rules import check_combination
 from ftc.compiler.timing import estimate_time
 from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
+from ftc.kernels import FLASH_ATTENTION, KERNELS
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.quantizers import DEFAULT_BACKEND, ON_THE_FLY, QUANTIZERS, QuantScheme, chosen_scheme
@@ -105,6 +106,7 @@ def _expanded(spec: Spec, arch: Architecture | None) -> tuple[Architecture | Non
 def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:
     record = hardware_record(hardware)
     _check_optimizer(spec, arch, hardware.world_size)
+    _check_kernels(spec, record, arch)
     if record.backend == "cpu":
         return _cpu_plan(spec, hardware, record, arch, estimate)
     if arch is None:
@@ -140,6 +142,7 @@ def _cpu_plan(
     )
     loss_head = _loss_head(spec, record, arch, micro.value)
     quantization = _quantization(spec, record, arch)
+    attention = _attention(spec, record, precision.value)
     memory = None
     if arch is not None:
         inputs = _memory_inputs(
@@ -148,7 +151,7 @@ def _cpu_plan(
             record,
             precision.value,
             quantization.scheme,
-            "sdpa",
+            attention.value,
             loss_head.value,
             micro.value,
             checkpointing.value,
@@ -165,11 +168,12 @@ def _cpu_plan(
         gradient_accumulation_steps=steps,
         gradient_checkpointing=checkpointing,
         **quantization.plan_fields(),
-        attention=Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel"),
+        attention=attention,
         loss_head=loss_head,
+        kernels=_kernels(spec, loss_head),
         memory=memory,
         notes=(() if memory else ("memory not estimated: the model's shapes are unknown",))
-        + _feature_notes(spec, "sdpa")
+        + _feature_notes(spec, attention.value)
         + _adapter_notes(spec, arch),
     )
 
@@ -275,6 +279,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         offload=_offload_reason(fit.layout.offload, train.offload),
         attention=attention,
         loss_head=loss_head,
+        kernels=_kernels(spec, loss_head),
         memory=memory,
         time=time,
         limits=limits(fitted, budget, estimate),
@@ -384,6 +389,8 @@ def _memory_inputs(
         optimizer=spec.train.optimizer,
         optimizer_settings=optimizer_settings(spec),
         fused_cross_entropy=loss_head == "fused",
+        kernel_cross_entropy=loss_head in _KERNEL_HEADS,
+        kernels=tuple(spec.train.kernels),
         lora_dropout=adapter.dropout if isinstance(adapter, LoraSection) else 0.0,
         oft=oft_blocks(adapter) if isinstance(adapter, OftSection) else None,
         freeze_trainable_layers=spec.freeze.top_layers,
@@ -608,12 +615,20 @@ def _check_runs_on(scheme: QuantScheme, record: Hardware, key: str) -> None:
 
 def _attention(spec: Spec, record: Hardware, precision: str) -> Decision:
     asked = spec.model.attention
+    if asked == "flash" and record.backend not in FLASH_ATTENTION.backends:
+        raise FtcError(
+            f"model.attention = 'flash' runs FlashAttention, whose {FLASH_ATTENTION.backends_why}: the plan is for "
+            f"{BACKENDS[record.backend].title} processes, which have no flash kernel",
+            f"use 'sdpa' (or 'auto') on {BACKENDS[record.backend].devices}, or plan for a GPU",
+        )
     if asked == "flash" and not record.flash_attention:
         raise FtcError(
             f"model.attention = 'flash' needs Ampere or newer; {record.name} has no flash kernel", "use 'sdpa'"
         )
     if asked != "auto":
         return Decision(asked, "set in the spec (model.attention)")
+    if record.backend == "cpu":
+        return Decision("sdpa", "torch's scaled-dot-product attention, the CPU's fastest kernel")
     if record.flash_attention and precision in ("bf16", "fp16"):
         return Decision(
             "sdpa", f"torch SDPA runs a flash kernel on {record.name} in {precision}: no seq × seq scores kept"
@@ -622,11 +637,20 @@ def _attention(spec: Spec, record: Hardware, precision: str) -> Decision:
 
 
 def _loss_head(spec: Spec, record: Hardware, arch: Architecture | None, micro: int) -> Decision:
-    """trl's chunked head where memory is scarce (accelerators); the model's own, faster loss on the CPU."""
+    """A listed kernel's loss where the stage's trainer lets it; else trl's chunked head where memory is scarce
+    (accelerators), and the model's own, faster loss on the CPU."""
     stage = spec.train.stage
-    heads = STAGES[stage].loss_heads
+    listed = {KERNELS[name].loss_head for name in spec.train.kernels} & _KERNEL_HEADS
+    heads = tuple(head for head in STAGES[stage].loss_heads if head not in _KERNEL_HEADS or head in listed)
     if spec.train.loss_head != "auto":
         return Decision(spec.train.loss_head, "set in the spec (train.loss_head)")
+    kernel = next((KERNELS[name] for name in spec.train.kernels if KERNELS[name].loss_head in heads), None)
+    if kernel is not None:
+        return Decision(
+            kernel.loss_head,
+            f"{kernel.library}'s fused linear cross-entropy (train.kernels): the loss and its gradient a chunk of "
+            "tokens at a time, never the full logits",
+        )
     if len(heads) == 1:
         how = "trl's chunked head" if heads[0] == "fused" else "the model's own loss"
         if STAGES[stage].logit_bytes:
@@ -648,6 +672,50 @@ def _loss_head(spec: Spec, record: Hardware, arch: Architecture | None, micro: i
         f"CPU: the model's own loss over the full logits ({_gib_text(logits_gib)} at the peak) is 1.5-2.2x faster than "
         "trl's chunked head; entropy and token accuracy are computed at logging steps",
     )
+
+
+# The loss heads a kernel brings (ftc.kernels), offered only where train.kernels lists it.
+_KERNEL_HEADS = {kernel.loss_head for kernel in KERNELS.values() if kernel.loss_head}
+
+
+def _check_kernels(spec: Spec, record: Hardware, arch: Architecture | None) -> None:
+    """What train.kernels cannot do on this hardware or with this model (the spec checked the stage)."""
+    for name in spec.train.kernels:
+        kernel = KERNELS[name]
+        if record.backend not in kernel.backends:
+            allowed = " or ".join(BACKENDS[backend].devices for backend in kernel.backends)
+            raise FtcError(
+                f"train.kernels = {list(spec.train.kernels)}: {kernel.library} runs on {allowed} only: "
+                f"{kernel.backends_why}, and the plan is for {record.name}",
+                f"plan for a GPU (e.g. --hardware H100), or remove {name!r} from train.kernels",
+            )
+        if arch is not None and kernel.model_types and arch.model_type not in kernel.model_types:
+            raise FtcError(
+                f"train.kernels = {list(spec.train.kernels)}: {kernel.library} has no kernels for model_type "
+                f"{arch.model_type!r}, so it would patch nothing",
+                f"remove {name!r} from train.kernels; it has kernels for: {', '.join(kernel.model_types)}",
+            )
+
+
+def _kernels(spec: Spec, loss_head: Decision) -> Decision:
+    """What each listed kernel patches, and whether it computes the loss or the stage's trainer does."""
+    names = list(spec.train.kernels)
+    if not names:
+        return Decision([], "no speed kernels: the stock transformers layers")
+    said = []
+    for name in names:
+        kernel = KERNELS[name]
+        if loss_head.value == kernel.loss_head:
+            loss = "and computes the loss"
+        elif kernel.loss_head in STAGES[spec.train.stage].loss_heads:
+            loss = f"in the blocks only: train.loss_head = {loss_head.value!r} keeps that loss"
+        else:
+            loss = (
+                f"in the blocks only: the trainer of train.stage = {spec.train.stage!r} computes the loss itself "
+                f"(the {loss_head.value!r} head)"
+            )
+        said.append(f"{kernel.library} ({kernel.licence}) patches the model {loss}")
+    return Decision(names, "set in the spec (train.kernels); " + "; ".join(said))
 
 
 def _gib_text(gib: float) -> str:
@@ -726,6 +794,7 @@ def _does_not_fit(
         offload=Decision(last.offload, reason),
         attention=attention,
         loss_head=loss_head,
+        kernels=_kernels(spec, loss_head),
         memory=memory,
         limits=limits(tightest, budget, estimate),
         fits=False,

@@ -1,7 +1,7 @@
 """The extras of ftc (pyproject.toml's optional dependencies) a run needs beside ftc[train].
 
 One table, read from the spec and the plan: the docker target installs what it names into the image,
-so a run whose method, optimizer, strategy or monitor needs a package finds it there at start-up.
+so a run whose method, optimizer, strategy, kernels or monitor needs a package finds it there at start-up.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ftc.compiler.plan import Plan
+from ftc.kernels import kernels_needing_package
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.quantizers import DEFAULT_BACKEND, QUANTIZERS
@@ -40,11 +41,20 @@ def _quantizes_with(spec: Spec, plan: Plan | None, extra: str) -> bool:
 _QUANTIZER_EXTRAS = {quantizer.extra: quantizer.summary for quantizer in QUANTIZERS.values()}
 
 
+def _kernel_extras(plan: Plan) -> set[str]:
+    """The extras of the kernel packages the plan's run imports (ftc.kernels)."""
+    needed = kernels_needing_package(plan.kernels.value, plan.attention.value, plan.backend.value)
+    return {kernel.extra for kernel in needed}
+
+
 @dataclass(frozen=True)
 class Extra:
     name: str  # the extra in pyproject.toml
     needed: Callable[[Spec, Plan], bool]
     why: str
+    # False: its package's build imports torch (flash-attn), so pip installs it after ftc[train], into the same
+    # environment (--no-build-isolation), not beside torch in one resolution.
+    isolated_build: bool = True
 
 
 EXTRAS: tuple[Extra, ...] = (
@@ -68,11 +78,23 @@ EXTRAS: tuple[Extra, ...] = (
         lambda spec, plan: str(plan.strategy.value).startswith("zero"),
         "DeepSpeed: the plan's ZeRO strategy",
     ),
+    Extra("liger", lambda spec, plan: "liger" in _kernel_extras(plan), "liger-kernel: train.kernels names liger"),
+    Extra(
+        "flash",
+        lambda spec, plan: "flash" in _kernel_extras(plan),
+        "flash-attn: model.attention = 'flash' on CUDA",
+        isolated_build=False,
+    ),
     Extra("wandb", lambda spec, plan: "wandb" in spec.monitor.report_to, "monitor.report_to names wandb"),
     Extra("mlflow", lambda spec, plan: "mlflow" in spec.monitor.report_to, "monitor.report_to names mlflow"),
 )
 
 
-def extras_for(spec: Spec, plan: Plan) -> tuple[str, ...]:
-    """The extras beyond ftc[train] this run needs, in the table's order."""
-    return tuple(extra.name for extra in EXTRAS if extra.needed(spec, plan))
+def extras_for(spec: Spec, plan: Plan, isolated: bool | None = None) -> tuple[str, ...]:
+    """The extras beyond ftc[train] this run needs, in the table's order; `isolated` keeps only those whose
+    packages build in isolation (True) or only those built against the installed torch (False)."""
+    return tuple(
+        extra.name
+        for extra in EXTRAS
+        if extra.needed(spec, plan) and (isolated is None or extra.isolated_build == isolated)
+    )

@@ -34,6 +34,10 @@ TRAINING_LIBRARIES = (
     "adam-mini",
     # every quantization backend's packages, bitsandbytes' among them (the plan names the one it uses)
     *dict.fromkeys(package for quantizer in QUANTIZERS.values() for package in quantizer.packages),
+    # train.kernels' and model.attention's kernel packages (ftc.kernels)
+    "liger-kernel",
+    "triton",
+    "flash-attn",
 )
 NOT_INSTALLED = "not installed"
 _CHUNK = 1 << 20

@@ -115,10 +115,27 @@ def training_arguments(run: RunFolder) -> dict[str, Any]:
         # NEFTune: transformers hooks the input embeddings for the length of train() (pt, sft; the spec checks)
         "neftune_noise_alpha": train.neftune_alpha,
         **optimizer_arguments(run.spec),  # transformers builds it by name, or ftc hands it over (training.py)
+        **kernel_arguments(run),
         **monitor_arguments(run),
         **strategy_arguments(run),
         "disable_tqdm": False,
     }
+
+
+def kernel_arguments(run: RunFolder) -> dict[str, Any]:
+    """The plan's speed kernels as TrainingArguments switch them on: transformers patches the model with them when
+    training starts. A kernel's loss is on only where the plan chose its head: trl's trainers refuse liger's for
+    their own, and on a score head (rm) or a trainer that reads the logits itself (orpo) it would replace the
+    wrong forward."""
+    from ftc.kernels import KERNELS
+
+    plan = run.plan
+    arguments: dict[str, Any] = {}
+    for name in plan.kernels.value:  # installed: the model's loading checked (ftc.runtime.model.loading)
+        kernel = KERNELS[name]
+        arguments[kernel.trainer_switch] = True
+        arguments[kernel.trainer_config] = {kernel.loss_option: plan.loss_head.value == kernel.loss_head}
+    return arguments
 
 
 def evaluation_arguments(run: RunFolder, evaluates: bool) -> dict[str, Any]:

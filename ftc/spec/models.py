@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from ftc.kernels import KERNELS
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.quantizers import QUANTIZERS
@@ -117,6 +118,20 @@ def _only_for_stages(stage: str, feature: str, key: str, value: Any, takes: Call
         )
 
 
+def _kernel_rules(stage: str, kernels: list[str], loss_head: str) -> None:
+    """train.kernels for a stage whose trainer applies them; a kernel's loss head only with that kernel listed."""
+    _only_for_stages(stage, "train.kernels", "train.kernels", kernels or None, lambda s: s.trainer_kernels)
+    owner = next((kernel for kernel in KERNELS.values() if kernel.loss_head == loss_head), None)
+    if owner is not None and owner.name not in kernels:
+        raise rule_error(
+            f"train.loss_head = {loss_head!r} is {owner.library}'s loss, but train.kernels does not list "
+            f"{owner.name!r}",
+            f"add {owner.name!r} to train.kernels, or remove train.loss_head",
+            at="train.loss_head",
+            code=Code.CONFLICT,
+        )
+
+
 class Spec(Section):
     # Optional sections default through model_construct: an instance built at import would build
     # every section's validator (~100 ms) before `ftc validate` has read a byte.
@@ -165,6 +180,7 @@ class Spec(Section):
                 at="train.loss_head",
                 code=Code.CONFLICT,
             )
+        _kernel_rules(stage, self.train.kernels, self.train.loss_head)
         _only_for_stages(stage, "NEFTune", "train.neftune_alpha", self.train.neftune_alpha, lambda s: s.embedding_noise)
         _only_for_stages(stage, "packing", "data.packing", self.data.packing, lambda s: s.packs)
         if self.data.streaming and self.train.max_steps is None:

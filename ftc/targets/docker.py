@@ -37,14 +37,22 @@ def image_name(job: Job) -> str:
     return "ftc-" + (re.sub(r"[^a-z0-9_.-]+", "-", job.run_dir.name.lower()).strip("-._") or "run")
 
 
-def ftc_requirements(job: Job) -> list[str]:
-    """What pip installs into the image, one install each: ftc with the extras this run needs (ftc.install.extras)."""
-    docker, extras = job.spec.docker, extras_for(job.spec, job.plan)
+def ftc_requirements(job: Job) -> list[list[str]]:
+    """pip's arguments for each install into the image: ftc with the extras this run needs (ftc.install.extras); then
+    the extras whose packages build against the installed torch (flash-attn), without build isolation."""
+    docker = job.spec.docker
+    extras, built_on_torch = extras_for(job.spec, job.plan, isolated=True), extras_for(job.spec, job.plan, False)
     if "ftc_requirement" not in docker.model_fields_set:
         # Unset, the image gets this very version: the runtime inside must read the run folder this ftc wrote.
-        return [f"ftc[{','.join((BASE_EXTRA, *extras))}]=={__version__}"]
-    # The user's own ftc (a version, a URL) first; pip then keeps it and adds only the extras' packages.
-    return [docker.ftc_requirement] + ([f"ftc[{','.join(extras)}]"] if extras else [])
+        installs = [[f"ftc[{','.join((BASE_EXTRA, *extras))}]=={__version__}"]]
+        pinned = f"=={__version__}"
+    else:
+        # The user's own ftc (a version, a URL) first; pip then keeps it and adds only the extras' packages.
+        installs = [[docker.ftc_requirement]] + ([[f"ftc[{','.join(extras)}]"]] if extras else [])
+        pinned = ""
+    if built_on_torch:
+        installs.append(["--no-build-isolation", f"ftc[{','.join(built_on_torch)}]{pinned}"])
+    return installs
 
 
 def container_command(job: Job) -> list[Word]:

@@ -203,3 +203,31 @@ def test_each_quantization_backend_says_whether_it_runs_here_and_a_plan_needs_it
     )
     plan = changed(cpu_plan(), quantization_backend=Decision("hqq", "test"), quantization_bits=Decision(4, "test"))
     assert needs(spec, plan)["hqq quantization"] == "the plan: hqq"
+
+
+def test_a_liger_plan_with_flash_attention_needs_both_packages_and_the_gpus(tmp_path):
+    spec = tmp_path / "job.toml"
+    with_liger = replace(VALID, "seed = 42", 'seed = 42\nkernels = ["liger"]')
+    spec.write_text(replace(with_liger, "[data]", 'attention = "flash"\n\n[data]'))
+    loaded, plan = _load_and_plan(spec, "1xH100-80GB", 1)
+    needed = needs(loaded.spec, plan)
+    assert needed["liger-kernel"] == "the plan: liger" and needed["flash-attn"] == "the plan: flash"
+    assert needed["cuda devices"] == "the plan: cuda"
+    # Neither is pinned by the tests (CUDA only): found by metadata, triton beside liger-kernel.
+    here = diagnose(needed, lookup({"liger-kernel": "0.8.5", "triton": "3.9.0"}), probes=[doctor_probes.kernel_rows])
+    rows = rows_by_name(here)
+    assert (rows["liger-kernel"].found, rows["liger-kernel"].status) == ("0.8.5, triton 3.9.0", OK)
+    assert rows["flash-attn"].status == MISSING and "--no-build-isolation" in rows["flash-attn"].hint
+    no_triton = rows_by_name(diagnose(needed, lookup({"liger-kernel": "0.8.5"}), probes=[doctor_probes.kernel_rows]))
+    assert no_triton["liger-kernel"].found == "0.8.5, triton not installed"
+    assert no_triton["liger-kernel"].status == MISSING and "ftc[liger]" in no_triton["liger-kernel"].hint
+    # Without the probe, the unpinned package is still looked up rather than left unchecked.
+    unprobed = rows_by_name(diagnose(needed, lookup({"liger-kernel": "0.8.5"}), probes=()))
+    assert (unprobed["liger-kernel"].found, unprobed["liger-kernel"].status) == ("0.8.5", OK)
+
+
+def test_flash_attention_on_an_npu_needs_no_flash_attn_package(tmp_path):
+    spec = tmp_path / "job.toml"
+    spec.write_text(replace(VALID, "[data]", 'attention = "flash"\n\n[data]'))
+    loaded, plan = _load_and_plan(spec, "1xAscend910B-64GB", 1)
+    assert plan.attention.value == "flash" and "flash-attn" not in needs(loaded.spec, plan)

@@ -109,6 +109,29 @@ def test_the_image_installs_what_the_method_strategy_and_monitor_need(tmp_path):
     assert installs("own-lora", docker=own) == ['"ftc[train]==0.1.0"']
 
 
+def test_the_image_installs_the_kernels_the_plan_runs_flash_attn_against_the_installed_torch(tmp_path):
+    model = tomllib.loads(VALID)["model"]
+
+    def installs(name: str, hardware: str = "1xH100-80GB", **sections) -> list[str]:
+        job = make_job(tmp_path, run_name=name, hardware=hardware, **sections)
+        return pip_installs(get_target("docker").render(job).files["Dockerfile"])
+
+    liger = {**TRAIN, "kernels": ["liger"]}
+    assert installs("liger", train=liger) == [f'"ftc[train,liger]=={__version__}"']
+    # flash-attn's build imports torch: a second install, after ftc[train], without build isolation.
+    flash = {**model, "attention": "flash"}
+    assert installs("flash", train=liger, model=flash) == [
+        f'"ftc[train,liger]=={__version__}"',
+        f'"--no-build-isolation", "ftc[flash]=={__version__}"',
+    ]
+    assert installs("npu-flash", hardware="1xAscend910B-64GB", model=flash) == [f'"ftc[train]=={__version__}"']
+    own = {"ftc_requirement": "ftc[train]==0.1.0"}
+    assert installs("own-flash", docker=own, model=flash) == [
+        '"ftc[train]==0.1.0"',
+        '"--no-build-isolation", "ftc[flash]"',
+    ]
+
+
 def launch_docker(tmp_path: Path, path_dirs: list[Path]) -> subprocess.CompletedProcess:
     spec = tmp_path / "job.toml"
     spec.write_text(VALID)

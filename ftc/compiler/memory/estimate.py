@@ -27,7 +27,7 @@ from ftc.compiler.memory.activations import (
     saved_layer_inputs,
     shared_inputs,
 )
-from ftc.compiler.memory.logits import LossHead, loss_head
+from ftc.compiler.memory.logits import LossHead, liger_chunk_tokens, loss_head
 from ftc.compiler.memory.sampling import sampling_memory
 from ftc.compiler.memory.states import (
     DTYPE_BYTES,
@@ -43,6 +43,7 @@ from ftc.compiler.module_tree import freeze_selection
 from ftc.compiler.params import OftBlocks, count_parameters
 from ftc.compiler.plan import MemoryEstimate
 from ftc.errors import FtcError
+from ftc.kernels import KERNELS
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.quantizers import DEFAULT_BACKEND, QUANTIZERS, QuantScheme, chosen_scheme
@@ -102,6 +103,9 @@ class MemoryInputs:
     # trl's chunked loss head: no batch × seq × vocab logits. trl's SFT, DPO and KTO trainers (1.x) install
     # it whenever they compute the loss themselves, so ftc's SFT runtime always trains through it.
     fused_cross_entropy: bool = False
+    # liger-kernel's fused linear cross-entropy computes the loss (plan.loss_head "liger"): no full logits either.
+    kernel_cross_entropy: bool = False
+    kernels: tuple[str, ...] = ()  # train.kernels (ftc.kernels): what they do in the blocks is said, not counted
     freeze_trainable_layers: int = 2  # for method "freeze": the last N decoder layers train
     freeze_trainable_modules: str | tuple[str, ...] = "all"  # within them, the modules so named ("all": whole blocks)
     freeze_extra_modules: tuple[str, ...] = ()  # modules outside the blocks that train too (embed_tokens, lm_head)
@@ -136,7 +140,8 @@ def estimate_memory(inputs: MemoryInputs) -> MemoryEstimate:
     record = STAGES[inputs.stage]
     # A stage that can run trl's fused head logs its entropy and token accuracy; through the model's own
     # loss the runtime computes them from the logits (ftc.runtime.loss_head).
-    metrics = not inputs.fused_cross_entropy and "fused" in record.loss_heads
+    chunked = inputs.fused_cross_entropy or inputs.kernel_cross_entropy
+    metrics = not chunked and "fused" in record.loss_heads
     head = loss_head(
         step,
         inputs.fused_cross_entropy,
@@ -144,6 +149,7 @@ def estimate_memory(inputs: MemoryInputs) -> MemoryEstimate:
         scalar_head=record.score_head,
         token_metrics=metrics,
         bytes_per_logit=record.logit_bytes,
+        liger=inputs.kernel_cross_entropy,
     )
     peak = max(_phases(inputs, states, step, head), key=lambda phase: phase.total)
 
@@ -316,7 +322,8 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
         terms["logits"] = logits
         return _Phase(name, terms)
 
-    fused_gradient = head_gradient if inputs.fused_cross_entropy else held_gradients
+    chunked = inputs.fused_cross_entropy or inputs.kernel_cross_entropy
+    fused_gradient = head_gradient if chunked else held_gradients
     rollout = []
     samples = STAGES[inputs.stage].samples
     if samples:  # sampling: no gradients (zero_grad set them to None), a KV cache
@@ -335,6 +342,11 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
         ),
         phase("the optimizer step", 0.0, states.gradients, 0.0, 0.0),
     ]
+
+
+def step_tokens(inputs: MemoryInputs) -> int:
+    """Tokens in one forward: the micro-batch's rows (two per example for paired stages) × seq_len."""
+    return inputs.micro_batch_size * (2 if STAGES[inputs.stage].paired else 1) * inputs.seq_len
 
 
 def _reference_models(inputs: MemoryInputs) -> float:
@@ -380,6 +392,12 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
         said.append("loss through trl's fused head: 4096 × 32768 logit tiles, never the full logits")
         if inputs.capacity_gib is None:
             said.append("CPU: trl folds each logit tile with torch ops, holding several fp32 copies of it")
+    elif inputs.kernel_cross_entropy:
+        chunk = liger_chunk_tokens(step_tokens(inputs), inputs.arch.vocab_size, inputs.arch.hidden_size)
+        said.append(
+            f"loss through liger-kernel's fused linear cross-entropy: {chunk}-token chunks of logits; the hidden "
+            "states' (and a trained head's) gradients kept from the forward, never the full logits"
+        )
     elif stage.logit_bytes:
         said.append(
             f"{inputs.stage}: trl's trainer takes the log-probabilities from the full logits, {stage.logit_bytes:g} "
@@ -387,6 +405,7 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
         )
     else:
         said.append("unfused loss: full logits upcast to fp32, 12 bytes per logit at the start of the backward")
+    said += [KERNELS[name].layers_note for name in inputs.kernels]
     said.append(OPTIMIZERS[inputs.optimizer].estimate_note)
     if inputs.optimizer_settings.layerwise:
         said.append("layer-wise stepping: each weight steps and frees its gradient as soon as it is complete")

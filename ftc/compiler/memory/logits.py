@@ -8,11 +8,16 @@ Two paths, both as measured through real steps:
 - trl's fused head (`add_fused_lm_head`, which trl's SFT, DPO and KTO trainers install) projects
   4096 tokens × 32768 vocabulary entries at a time into one reusable buffer and accumulates the
   gradients in fp32. On CUDA a Triton kernel folds each tile in place; on the CPU trl folds it with
-  torch ops, which hold a few fp32 copies of the tile at once.
+  torch ops, which hold a few fp32 copies of the tile at once;
+- liger-kernel's fused linear cross-entropy (train.kernels = ["liger"], where transformers' Trainer computes
+  the loss) projects the tokens a chunk at a time, sized so that a chunk's logits are about as large as the
+  hidden states, and computes the gradients of the hidden states and of the head in the forward: they, not
+  the logits, are what it keeps for the backward.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ftc.compiler.memory.activations import Step
@@ -53,6 +58,7 @@ def loss_head(
     scalar_head: bool,
     token_metrics: bool = False,
     bytes_per_logit: float | None = None,  # a trainer's own path from the full logits (ftc.stages.Stage.logit_bytes)
+    liger: bool = False,
 ) -> LossHead:
     arch, held = step.arch, step.held
     head_trains = step.head_trains
@@ -62,6 +68,8 @@ def loss_head(
         return LossHead(step.tokens * arch.hidden_size * hidden_bytes, 0.0, 0.0, 0.0)
     if fused:
         return _fused(step, hidden_bytes, head_trains, on_cpu)
+    if liger:
+        return _liger(step, hidden_bytes, head_trains)
     logits = step.tokens * arch.vocab_size
     saved = 0.0
     head_copy = 0.0
@@ -97,3 +105,28 @@ def _fused(step: Step, hidden_bytes: int, head_trains: bool, on_cpu: bool) -> Lo
         forward_peak += (CPU_FORWARD_TILE_COPIES + (1 if act != 4 else 0)) * tile * 4
         backward_peak += CPU_BACKWARD_TILE_COPIES * tile * 4
     return LossHead(saved, forward_peak, backward_peak, 0.0)
+
+
+def liger_chunk_tokens(tokens: int, vocab: int, hidden: int) -> int:
+    """The tokens liger-kernel's fused linear cross-entropy projects at once: the tokens divided by
+    ceil(vocab / hidden), rounded up to a power of two (liger_kernel.ops.fused_linear_cross_entropy)."""
+    chunk = 1 << (math.ceil(tokens / math.ceil(vocab / hidden)) - 1).bit_length()
+    return min(chunk, tokens)
+
+
+def _liger(step: Step, hidden_bytes: int, head_trains: bool) -> LossHead:
+    arch, held = step.arch, step.held
+    tokens = step.tokens  # the labels are shifted by padding, so every position is projected
+    chunk = liger_chunk_tokens(tokens, arch.vocab_size, arch.hidden_size)
+    # Kept from the forward to the backward: the hidden states' gradient (the input's dtype), each token's fp32
+    # loss, and the head's weight gradient where the head trains (the weight's dtype).
+    saved = tokens * arch.hidden_size * hidden_bytes + tokens * 4
+    head_copy = 0.0
+    if head_trains:
+        saved += arch.vocab_size * arch.hidden_size * held.trainable
+        if held.autocast_copies:  # autocast's half-precision copy of the fp32 head, for the chunks' products
+            head_copy = arch.vocab_size * arch.hidden_size * held.act
+    # One chunk's logits, turned into their gradient in place, and that chunk's product with the head.
+    forward_peak = chunk * arch.vocab_size * held.act + chunk * arch.hidden_size * held.act
+    # The backward only scales the gradients it kept (in place).
+    return LossHead(saved, forward_peak, 0.0, head_copy)

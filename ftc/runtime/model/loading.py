@@ -8,6 +8,7 @@ trains is `ftc.runtime.model.trainable`'s.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,21 @@ from ftc.spec.models import ModelSection
 
 # The plan's attention kernel → transformers' name for it.
 ATTENTION_KERNELS = {"eager": "eager", "sdpa": "sdpa", "flash": "flash_attention_2"}
+
+
+def require_kernel_packages(plan: Plan) -> None:
+    """The packages of the plan's speed kernels and flash attention, before a model is loaded with them: without
+    one, transformers would fail deep inside from_pretrained or train()."""
+    from ftc.kernels import kernels_needing_package
+
+    for kernel in kernels_needing_package(plan.kernels.value, plan.attention.value, plan.backend.value):
+        for module in (kernel.module, *kernel.requires):
+            if importlib.util.find_spec(module) is None:
+                raise RuntimeUserError(
+                    f"the plan runs {kernel.library} ({kernel.summary.split(':')[0]}), but {module} is not "
+                    "installed here",
+                    kernel.install_hint,
+                )
 
 
 def load_tokenizer(model: ModelSection) -> Any:
@@ -48,6 +64,7 @@ def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "a
     # optimizer cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
     # The other methods keep the frozen base in the plan's precision (what the plan's memory counts), as
     # does an optimizer that keeps its own fp32 copy of what it steps (BAdam's active block).
+    require_kernel_packages(plan)
     dtype = compute_dtype(plan)
     fp32_master = METHODS[method].trains_all_weights and not OPTIMIZERS[optimizer].own_fp32_copy
     extra: dict[str, Any] = {}
@@ -90,6 +107,7 @@ def load_score_model(model: ModelSection, plan: Plan, dtype: Any) -> Any:
     failed load in terms of its own key."""
     from transformers import AutoModelForSequenceClassification
 
+    require_kernel_packages(plan)
     return AutoModelForSequenceClassification.from_pretrained(
         model.name_or_path,
         revision=model.revision,

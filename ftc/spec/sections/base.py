@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import PydanticCustomError
 
+from ftc.kernels import KERNELS
 from ftc.methods import METHODS
 from ftc.optimizers import OPTIMIZERS
 from ftc.quantizers import ON_THE_FLY
@@ -24,7 +25,8 @@ Strategy = Literal["auto", "single", "ddp", "zero1", "zero2", "zero3", "fsdp"]
 Offload = Literal["auto", "none", "optimizer", "optimizer+params"]
 Optimizer = Literal[tuple(OPTIMIZERS)]
 Attention = Literal["auto", "eager", "sdpa", "flash"]
-LossHeadChoice = Literal["auto", "fused", "model"]
+LossHeadChoice = Literal["auto", "fused", "model", "liger"]
+KernelName = Literal[tuple(KERNELS)]
 RopeType = Literal["linear", "dynamic", "yarn", "llama3"]  # transformers' rope_type names
 # PiSSA and OLoRA move the adapter's starting point into the base weights (which they change).
 LoraInit = Literal["default", "gaussian", "pissa", "pissa_fast", "olora", "loftq"]

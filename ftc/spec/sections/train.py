@@ -7,10 +7,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from ftc.kernels import KERNELS
 from ftc.methods import METHODS
 from ftc.quantizers import ON_THE_FLY, QUANTIZERS
 from ftc.spec.diagnostics import Code
 from ftc.spec.sections.base import (
+    KernelName,
     LoraInit,
     LossHeadChoice,
     Method,
@@ -24,6 +26,16 @@ from ftc.spec.sections.base import (
     Strategy,
     rule_error,
 )
+from ftc.stages import STAGES
+
+
+def _kernel_loss_stages() -> str:
+    heads = {kernel.loss_head for kernel in KERNELS.values()}
+    return ", ".join(name for name, stage in STAGES.items() if heads & set(stage.loss_heads))
+
+
+def _no_kernel_stages() -> str:
+    return ", ".join(name for name, stage in STAGES.items() if not stage.trainer_kernels)
 
 
 class TrainSection(Section):
@@ -74,8 +86,29 @@ class TrainSection(Section):
     loss_head: LossHeadChoice = Field(
         default="auto",
         description="'fused': trl's chunked LM head, no full logits; 'model': the model's own loss over the full "
-        "logits (faster on the CPU, more memory); 'auto' lets the plan choose.",
+        "logits (faster on the CPU, more memory); 'liger': liger-kernel's fused linear cross-entropy, no full "
+        "logits (pt, with train.kernels = ['liger']); 'auto' lets the plan choose.",
     )
+    kernels: list[KernelName] = Field(
+        default=[],
+        description="Speed kernels patched into the model (CUDA only; the plan refuses them elsewhere): "
+        + "; ".join(f"{name} ({kernel.summary}; pip install 'ftc[{kernel.extra}]')" for name, kernel in KERNELS.items())
+        + f". A kernel's loss replaces the logits only in {_kernel_loss_stages()}, whose trainer lets it; the other "
+        f"stages compute their loss themselves and take only the layer kernels ({_no_kernel_stages()}: none). "
+        "unsloth is not offered: it requires datasets < 5.",
+    )
+
+    @model_validator(mode="after")
+    def _kernels_once(self) -> TrainSection:
+        repeated = sorted({name for name in self.kernels if self.kernels.count(name) > 1})
+        if repeated:
+            raise rule_error(
+                f"train.kernels names {', '.join(map(repr, repeated))} more than once",
+                "list each kernel once",
+                at="train.kernels",
+                code=Code.CONFLICT,
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainSection:
