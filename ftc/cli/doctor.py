@@ -88,6 +88,8 @@ def needs(spec: Spec | None = None, plan: Plan | None = None, target: str = "loc
             needed["deepspeed ops"] = f"the plan: {strategy} on the CPU"
         if plan.attention.value == "flash":
             needed["flash-attn"] = "the plan: flash attention"
+        if spec.train.shift_attention:
+            needed["attention interface"] = "train.shift_attention"
         needed |= dict.fromkeys(BACKEND_ROWS.get(backend, ()), f"the plan: {backend}")
         optimizer = OPTIMIZERS[spec.train.optimizer]
         if optimizer.extra == "optimizers":

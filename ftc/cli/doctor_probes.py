@@ -193,6 +193,19 @@ def flash_attn_rows(installed: Lookup) -> list[Row]:
     return [Row("flash-attn", version or NOT_INSTALLED, OK if version else MISSING, hint=hint)]
 
 
+# transformers' attention and mask registries (AttentionInterface, AttentionMaskInterface), and the models' own
+# statement of calling through them, all in the 5 series ftc pins: what train.shift_attention registers with.
+ATTENTION_INTERFACE_SINCE = 5
+
+
+def attention_interface_rows(installed: Lookup) -> list[Row]:
+    version = installed("transformers")
+    has_it = version is not None and int(version.split(".")[0]) >= ATTENTION_INTERFACE_SINCE
+    found = f"transformers {version}" if version else "transformers not installed"
+    hint = f"install the tested transformers ({ATTENTION_INTERFACE_SINCE}.x): ftc doctor's pip command does"
+    return [Row("attention interface", found, OK if has_it else MISSING, hint=None if has_it else hint)]
+
+
 def answer(command: list[str]) -> tuple[bool, str]:
     """Whether a command answers within the timeout, and its output (or why not) in one line."""
     try:
@@ -246,6 +259,7 @@ MACHINE_PROBES: tuple[Probe, ...] = (
     deepspeed_rows,
     bitsandbytes_rows,
     flash_attn_rows,
+    attention_interface_rows,
     slurm_rows,
     docker_rows,
 )

@@ -176,3 +176,17 @@ def test_doctor_on_this_machine_passes_and_sees_the_cpu_build_of_torch():
         assert rows["other pinned packages"]["status"] == OK
     assert rows["bitsandbytes backend"]["found"].startswith("CPU")
     assert rows["deepspeed ops"]["status"] in (OK, WARN)  # WARN on a machine without a C++ compiler
+
+
+def test_shifted_sparse_attention_needs_transformers_attention_interface(tmp_path):
+    from ftc.cli.doctor_probes import attention_interface_rows
+
+    spec = tmp_path / "job.toml"
+    spec.write_text(replace(VALID, "seed = 42", "seed = 42\nshift_attention = true"))
+    loaded, plan = _load_and_plan(spec, "1xH100-80GB", 1)
+    assert needs(loaded.spec, plan)["attention interface"] == "train.shift_attention"
+    assert "attention interface" not in needs()
+    (found,) = attention_interface_rows(environment_with(transformers="5.24.0"))
+    assert (found.found, found.status) == ("transformers 5.24.0", "ok")
+    (old,) = attention_interface_rows(environment_with(transformers="4.46.0"))
+    assert old.status == "missing" and "5.x" in old.hint

@@ -112,6 +112,8 @@ class MemoryInputs:
     lora_dropout: float = 0.0  # dropout on LoRA's input keeps a copy and a mask per adapted layer
     # Rollout stages: the rows each process samples replies for per step (ftc.compiler.memory.sampling).
     examples_per_process: int = 1
+    # train.shift_attention: tokens per attention group (SDPA only); None attends over whole rows.
+    attention_group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ def _check(inputs: MemoryInputs) -> None:
             raise FtcError(f"memory estimate: {field} = {value!r} is not one it knows", f"one of: {', '.join(allowed)}")
     if METHODS[inputs.method].quantizes and inputs.quantization_bits not in (4, 8, None):
         raise FtcError(f"memory estimate: quantization_bits = {inputs.quantization_bits} is not 4 or 8", "use 4 or 8")
+    if inputs.attention_group is not None and inputs.attention != "sdpa":
+        raise FtcError("memory estimate: an attention_group runs through sdpa only", "set attention = 'sdpa'")
 
 
 def _states(inputs: MemoryInputs) -> States:
@@ -233,6 +237,7 @@ def _step(inputs: MemoryInputs) -> Step:
         trained_outside=outside,
         on_cpu=inputs.capacity_gib is None,
         int8_base=method.quantizes and inputs.quantization_bits == 8,
+        attention_group=inputs.attention_group,
     )
 
 
@@ -328,6 +333,11 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
             "flash": "FlashAttention-2 (varlen): no seq² tensor, k/v not repeated",
         }[inputs.attention]
     )
+    if inputs.attention_group:
+        said.append(
+            f"shifted sparse attention: groups of {inputs.attention_group} tokens, a batch × 2 × seq × "
+            f"{inputs.attention_group} mask bias per layer in place of batch × seq²"
+        )
     stage, method = STAGES[inputs.stage], METHODS[inputs.method]
     if stage.score_head:
         said.append("reward model: a scalar head, no vocabulary-wide logits")
