@@ -20,6 +20,7 @@ from ftc.optimizers import OPTIMIZERS
 from ftc.runtime.model.precision import compute_dtype
 from ftc.runtime.model.quantization import quantization_config
 from ftc.runtime.model.rope import rope_scaling_arguments
+from ftc.runtime.model.shift_attention import check_model_takes_it, register_shifted_attention
 from ftc.spec.models import ModelSection
 
 # The plan's attention kernel → transformers' name for it.
@@ -39,7 +40,11 @@ def load_tokenizer(model: ModelSection) -> Any:
     return tokenizer
 
 
-def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "adamw") -> Any:
+def load_model(
+    model: ModelSection, plan: Plan, method: str, optimizer: str = "adamw", attention_group: int | None = None
+) -> Any:
+    """`attention_group`: train.shift_attention's tokens per group, which the model trains with in place of the
+    plan's kernel (sdpa)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -55,16 +60,22 @@ def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "a
         # bitsandbytes layers cannot be moved after loading, so they are loaded where they will run.
         if plan.backend.value != "cpu":
             extra["device_map"] = {"": f"{plan.backend.value}:{int(os.environ.get('LOCAL_RANK', 0))}"}
+    attention = ATTENTION_KERNELS[plan.attention.value]
+    if attention_group is not None:
+        attention = register_shifted_attention(attention_group)
     with load_errors_explained(model):
-        return AutoModelForCausalLM.from_pretrained(
+        loaded = AutoModelForCausalLM.from_pretrained(
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
             dtype=torch.float32 if fp32_master else dtype,
-            attn_implementation=ATTENTION_KERNELS[plan.attention.value],
+            attn_implementation=attention,
             **extra,
             **rope_scaling_arguments(model),
         )
+    if attention_group is not None:
+        check_model_takes_it(loaded, model.name_or_path)
+    return loaded
 
 
 def load_score_model(model: ModelSection, plan: Plan, dtype: Any) -> Any:
