@@ -120,6 +120,7 @@ class Point:
     lora_dropout: float = 0.0
     bits: int = 4  # qlora: bitsandbytes NF4 (double quantization) or LLM.int8
     strategy: str = "single"  # single | ddp (one gloo process: DDP's buckets are what is measured)
+    attention_group: int | None = None  # train.shift_attention's group: ftc's shifted sparse attention over sdpa
 
 
 MODELS = {
@@ -225,6 +226,8 @@ POINTS = (
     Point("full-bf16-sdpa",            "llama-small", "full", "bf16", "sdpa", False, 2, 128),
     Point("full-bf16-eager-ckpt",      "llama-small", "full", "bf16", "eager", True, 2, 128),
     Point("lora-fp32-sdpa",            "llama", "lora", "fp32", "sdpa",  False, 4, 512),
+    Point("lora-fp32-shift",           "llama", "lora", "fp32", "sdpa",  False, 4, 512, attention_group=128),
+    Point("full-fp32-shift",           "llama", "full", "fp32", "sdpa",  False, 2, 256, attention_group=64),
     Point("lora-fp32-sdpa-ckpt-fused", "llama", "lora", "fp32", "sdpa",  True,  4, 512, fused_loss=True),
     Point("lora-fp32-eager",           "llama", "lora", "fp32", "eager", False, 2, 512),
     Point("lora-fp32-eager-ckpt",      "qwen2", "lora", "fp32", "eager", True,  2, 512),
@@ -329,8 +332,13 @@ def build_model(point: Point, folder: Path, device: str = "cpu") -> torch.nn.Mod
     torch.manual_seed(0)
     # ftc loads the frozen base of LoRA in the plan's precision and full fine-tuning in fp32.
     dtype = DTYPES[point.precision] if point.method != "full" else torch.float32
+    attention = point.attention
+    if point.attention_group:
+        from ftc.runtime.model.shift_attention import register_shifted_attention
+
+        attention = register_shifted_attention(point.attention_group)
     with torch.device(device):  # drawn where it trains: a 3B model's random init on the CPU takes minutes
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=point.attention)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
     if point.method == "qlora":
         # Quantization happens while loading, so the random model goes through a folder, as a checkpoint would.
         model.save_pretrained(folder)
@@ -526,6 +534,7 @@ def memory_inputs(point: Point, capacity_gib: float | None = None) -> MemoryInpu
         lora_dropout=point.lora_dropout,
         freeze_trainable_layers=FREEZE_TRAINABLE_LAYERS,
         capacity_gib=capacity_gib,  # None on the CPU: no context, reserved = allocated
+        attention_group=point.attention_group,
     )
 
 

@@ -63,6 +63,9 @@ class Stage:
     # NEFTune (train.neftune_alpha): its transformers trainer adds noise to the input embeddings while it trains.
     embedding_noise: bool = False
     packs: bool = False  # data.packing: several examples share a row
+    # train.shift_attention: its rows are padded by ftc's collator, which pads them to whole groups; the others'
+    # trainers pad (or sample) their rows themselves.
+    shift_attention: bool = False
     streams: bool = False  # data.streaming: records are read while training runs
     # We tokenize its rows ourselves (the others hand records to trl): they are kept in the prepared-data cache.
     cached_rows: bool = False
@@ -112,6 +115,7 @@ STAGES: dict[str, Stage] = _registry(
         loss_heads=("model", "liger"),  # transformers' Trainer: liger's default set, its loss included
         embedding_noise=True,
         packs=True,
+        shift_attention=True,
         cached_rows=True,
         streams=True,
     ),
@@ -125,6 +129,7 @@ STAGES: dict[str, Stage] = _registry(
         bf16_quantized_adapter=True,
         embedding_noise=True,
         packs=True,
+        shift_attention=True,
         cached_rows=True,
         streams=True,
     ),

@@ -99,6 +99,8 @@ def needs(spec: Spec | None = None, plan: Plan | None = None, target: str = "loc
         # On CPU processes ZeRO compiles its collective; with offload, its CPU Adam (see doctor_probes).
         if strategy.startswith("zero") and (backend == "cpu" or plan.offload.value != "none"):
             needed["deepspeed ops"] = f"the plan: {strategy} on the CPU"
+        if spec.train.shift_attention:
+            needed["attention interface"] = "train.shift_attention"
         needed |= dict.fromkeys(BACKEND_ROWS.get(backend, ()), f"the plan: {backend}")
         optimizer = OPTIMIZERS[spec.train.optimizer]
         if optimizer.extra == "optimizers":

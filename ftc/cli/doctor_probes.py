@@ -242,6 +242,19 @@ def kernel_rows(installed: Lookup) -> list[Row]:
     return rows
 
 
+# transformers' attention and mask registries (AttentionInterface, AttentionMaskInterface), and the models' own
+# statement of calling through them, all in the 5 series ftc pins: what train.shift_attention registers with.
+ATTENTION_INTERFACE_SINCE = 5
+
+
+def attention_interface_rows(installed: Lookup) -> list[Row]:
+    version = installed("transformers")
+    has_it = version is not None and int(version.split(".")[0]) >= ATTENTION_INTERFACE_SINCE
+    found = f"transformers {version}" if version else "transformers not installed"
+    hint = f"install the tested transformers ({ATTENTION_INTERFACE_SINCE}.x): ftc doctor's pip command does"
+    return [Row("attention interface", found, OK if has_it else MISSING, hint=None if has_it else hint)]
+
+
 def answer(command: list[str]) -> tuple[bool, str]:
     """Whether a command answers within the timeout, and its output (or why not) in one line."""
     try:
@@ -296,6 +309,7 @@ MACHINE_PROBES: tuple[Probe, ...] = (
     bitsandbytes_rows,
     quantization_rows,
     kernel_rows,
+    attention_interface_rows,
     slurm_rows,
     docker_rows,
 )

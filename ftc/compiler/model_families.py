@@ -38,6 +38,9 @@ class Family:
     module_names: Mapping[str, str] = field(default_factory=dict)
     # Why [llama_pro] cannot insert identity copies of its blocks (said after "model_type 'x'"); empty where it can.
     block_expansion_refused: str = ""
+    # Why train.shift_attention cannot run on it; "" where its attention calls through transformers' attention
+    # interface (ALL_ATTENTION_FUNCTIONS), where ftc's shifted sparse attention is registered.
+    shift_attention_why_not: str = ""
 
 
 def architecture_from_config(config: Config, source: str = "config.json") -> Architecture:
@@ -397,6 +400,10 @@ def _internlm2(config: Config) -> Architecture:
     return _decoder(config, attention_bias=_flag_bias(config, "bias", default=True))
 
 
+# The families that compute attention in code of their own, which no registered attention function reaches.
+_OWN_ATTENTION_CODE = "computes attention in its own modeling code, not through transformers' attention interface"
+_REMOTE_CODE = "runs its repository's own modeling code, which does not call transformers' attention interface"
+
 _FALCON_STYLE_NAMES = {
     "qkv_proj": "query_key_value",
     "o_proj": "dense",
@@ -425,7 +432,13 @@ FAMILIES: dict[str, Family] = {
         Family("qwen3", _qwen3, "Qwen3DecoderLayer"),
         Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("gemma", _gemma, "GemmaDecoderLayer"),
-        Family("gemma2", _gemma2, "Gemma2DecoderLayer"),
+        Family(
+            "gemma2",
+            _gemma2,
+            "Gemma2DecoderLayer",
+            shift_attention_why_not="soft-caps its attention scores (attn_logit_softcapping), which torch's SDPA "
+            "does not compute",
+        ),
         Family("phi3", _decoder, "Phi3DecoderLayer", fused_qkv=True, fused_gate_up=True),
         Family(
             "starcoder2",
@@ -435,8 +448,22 @@ FAMILIES: dict[str, Family] = {
         ),
         Family("olmo", _olmo, "OlmoDecoderLayer"),
         Family("olmo2", _olmo2, "Olmo2DecoderLayer"),
-        Family("falcon", _falcon, "FalconDecoderLayer", fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
-        Family("bloom", _bloom, "BloomBlock", fused_qkv=True, module_names=_FALCON_STYLE_NAMES),
+        Family(
+            "falcon",
+            _falcon,
+            "FalconDecoderLayer",
+            fused_qkv=True,
+            module_names=_FALCON_STYLE_NAMES,
+            shift_attention_why_not=_OWN_ATTENTION_CODE + " (ALiBi biases, or its own call of torch's SDPA)",
+        ),
+        Family(
+            "bloom",
+            _bloom,
+            "BloomBlock",
+            fused_qkv=True,
+            module_names=_FALCON_STYLE_NAMES,
+            shift_attention_why_not=_OWN_ATTENTION_CODE + " (ALiBi biases added to the scores)",
+        ),
         Family(
             "internlm2",
             _internlm2,
@@ -444,6 +471,7 @@ FAMILIES: dict[str, Family] = {
             fused_qkv=True,
             module_names={"qkv_proj": "wqkv", "o_proj": "wo", "gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"},
             block_expansion_refused=_REMOTE_CODE_EXPANSION,
+            shift_attention_why_not=_REMOTE_CODE,
         ),
         Family(
             "chatglm",
@@ -458,6 +486,7 @@ FAMILIES: dict[str, Family] = {
                 "down_proj": "dense_4h_to_h",
             },
             block_expansion_refused=_REMOTE_CODE_EXPANSION,
+            shift_attention_why_not=_REMOTE_CODE,
         ),
         Family(
             "baichuan",
@@ -466,6 +495,7 @@ FAMILIES: dict[str, Family] = {
             fused_qkv=True,
             module_names={"qkv_proj": "W_pack"},
             block_expansion_refused=_REMOTE_CODE_EXPANSION,
+            shift_attention_why_not=_REMOTE_CODE,
         ),
     )
 }

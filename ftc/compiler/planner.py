@@ -29,6 +29,7 @@ from ftc.compiler.hardware import Hardware, hardware_record
 from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.memory.logits import MODEL_LOSS_BYTES_PER_LOGIT
 from ftc.compiler.memory.states import OptimizerSettings
+from ftc.compiler.model_families import family_of
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.params import Linear, OftBlocks, adapted_layers, oft_parameters
 from ftc.compiler.plan import Decision, HardwareRef, MemoryEstimate, Plan
@@ -60,6 +61,7 @@ def compile_plan(
     spec, adapter_notes = spec_with_adapter(spec, adapter, arch)
     arch, position_notes = _positions(spec, arch)
     arch, expansion_notes = _expanded(spec, arch)
+    _check_shift_attention(spec, arch)
     plan = _plan(spec, hardware, arch, estimate)
     notes = adapter_notes + position_notes + expansion_notes
     return replace(plan, notes=plan.notes + notes) if notes else plan
@@ -101,6 +103,26 @@ def _expanded(spec: Spec, arch: Architecture | None) -> tuple[Architecture | Non
         return None, ("llama_pro: the base's blocks are unknown here; the run checks that the count divides them",)
     grown, note = expanded_architecture(arch, added, spec.train.method)
     return grown, (note,)
+
+
+def _check_shift_attention(spec: Spec, arch: Architecture | None) -> None:
+    """What the model's family and heads allow train.shift_attention (the spec checked the rows and the stage)."""
+    if spec.attention_group is None or arch is None:
+        return
+    why_not = family_of(arch).shift_attention_why_not
+    if why_not:
+        raise FtcError(
+            f"train.shift_attention: {spec.model.name_or_path!r} ({arch.model_type}) {why_not}, so its attention "
+            "cannot be grouped",
+            "remove train.shift_attention; a family whose attention runs through transformers' interface (llama, "
+            "mistral, qwen2, qwen3, gemma, phi3, ...) takes it",
+        )
+    if arch.num_attention_heads % 2:
+        raise FtcError(
+            f"train.shift_attention shifts half of the heads, and {spec.model.name_or_path!r} has "
+            f"{arch.num_attention_heads}",
+            "remove train.shift_attention",
+        )
 
 
 def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:
@@ -264,7 +286,14 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
     memory = estimate(replace(fitted, micro_batch_size=micro.value, gradient_accumulation=steps.value > 1))
     tokens = train.max_steps * train.global_batch_size * spec.data.cutoff_len if train.max_steps else None
     time = estimate_time(
-        arch, train.method, spec.data.cutoff_len, fit.gradient_checkpointing, world, record.peak_tflops, tokens
+        arch,
+        train.method,
+        spec.data.cutoff_len,
+        fit.gradient_checkpointing,
+        world,
+        record.peak_tflops,
+        tokens,
+        spec.attention_group,
     )
     return Plan(
         hardware=hardware,
@@ -316,6 +345,14 @@ def _feature_notes(spec: Spec, attention: str) -> tuple[str, ...]:
         notes += (
             f"NEFTune: uniform noise (alpha {spec.train.neftune_alpha:g}) on the input embeddings while training; "
             "a transient the size of the embeddings' output, below the forward's peak, so no term changes",
+        )
+    group, cutoff = spec.attention_group, spec.data.cutoff_len
+    if group is not None:
+        notes += (
+            f"shifted sparse attention (LongLoRA): rows padded to whole groups of {group} tokens ({cutoff // group} "
+            f"per {cutoff}-token row), half of the heads grouped {group // 2} tokens further on; each query attends "
+            f"to at most {group} keys, not {cutoff}, which scales the attention FLOPs and each layer's mask bias "
+            "(two layouts: batch × 2 × seq × group); evaluation and the saved model attend over whole rows",
         )
     return notes
 
@@ -400,6 +437,7 @@ def _memory_inputs(
         context_gib=record.context_gib,
         capacity_gib=record.memory_gib,
         examples_per_process=spec.train.global_batch_size // world,
+        attention_group=spec.attention_group,
     )
 
 

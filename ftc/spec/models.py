@@ -58,6 +58,8 @@ from ftc.spec.sections.train import (
 )
 from ftc.stages import STAGES, stages_reading
 
+# train.shift_attention's default: a row in quarters, the LongLoRA paper's group size.
+SHIFT_GROUPS_PER_ROW = 4
 # The sections that configure an optimizer, in the records' order.
 OPTIMIZER_SECTIONS = tuple(dict.fromkeys(o.section for o in OPTIMIZERS.values() if o.section))
 
@@ -270,6 +272,74 @@ class Spec(Section):
                 f"lora.init = {self.lora.init!r} starts from the full-precision weights, which qlora quantizes",
                 "use method = 'lora' with it, or lora.init = 'default' / 'gaussian'",
                 at="lora.init",
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @property
+    def attention_group(self) -> int | None:
+        """Tokens per group of train.shift_attention (a quarter of the row unless set); None when it is off."""
+        if not self.train.shift_attention:
+            return None
+        return self.train.shift_group_size or self.data.cutoff_len // SHIFT_GROUPS_PER_ROW
+
+    @model_validator(mode="after")
+    def _shift_attention_rules(self) -> Spec:
+        train, cutoff = self.train, self.data.cutoff_len
+        if train.shift_group_size is not None and not train.shift_attention:
+            raise rule_error(
+                "train.shift_group_size sizes the groups of train.shift_attention, which is off",
+                "set train.shift_attention = true, or remove train.shift_group_size",
+                at="train.shift_group_size",
+                code=Code.CONFLICT,
+            )
+        if not train.shift_attention:
+            return self
+        _only_for_stages(
+            train.stage, "shifted sparse attention", "train.shift_attention", True, lambda s: s.shift_attention
+        )
+        if self.model.attention not in ("auto", "sdpa"):
+            raise rule_error(
+                f"train.shift_attention computes each group through torch's SDPA, not model.attention = "
+                f"{self.model.attention!r}",
+                "remove model.attention, or set it to 'sdpa'",
+                at="model.attention",
+                code=Code.CONFLICT,
+            )
+        if train.shift_group_size is None:
+            if cutoff % (2 * SHIFT_GROUPS_PER_ROW):
+                raise rule_error(
+                    f"train.shift_attention groups a row in quarters by default, and a quarter of data.cutoff_len = "
+                    f"{cutoff} is not an even number of tokens (half the heads shift by half a group)",
+                    f"set data.cutoff_len to a multiple of {2 * SHIFT_GROUPS_PER_ROW}, or set train.shift_group_size "
+                    "to an even divisor of it",
+                    at="train.shift_attention",
+                    code=Code.CONFLICT,
+                )
+            return self
+        group, at = train.shift_group_size, "train.shift_group_size"
+        if group % 2:
+            raise rule_error(
+                f"train.shift_group_size = {group} is odd: half of the heads shift their groups by half a group",
+                "choose an even group size",
+                at=at,
+                code=Code.CONFLICT,
+            )
+        if group >= cutoff:
+            raise rule_error(
+                f"train.shift_group_size = {group} is not shorter than data.cutoff_len = {cutoff}: one group per row "
+                "is full attention",
+                f"choose a divisor of {cutoff} below it ({cutoff // SHIFT_GROUPS_PER_ROW} is the paper's quarter), or "
+                "remove train.shift_attention",
+                at=at,
+                code=Code.CONFLICT,
+            )
+        if cutoff % group:
+            raise rule_error(
+                f"train.shift_group_size = {group} does not divide data.cutoff_len = {cutoff}: rows are padded to "
+                "whole groups, so the longest row must be whole groups too",
+                f"choose an even divisor of {cutoff}, or change data.cutoff_len",
+                at=at,
                 code=Code.CONFLICT,
             )
         return self

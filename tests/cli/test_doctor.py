@@ -231,3 +231,17 @@ def test_flash_attention_on_an_npu_needs_no_flash_attn_package(tmp_path):
     spec.write_text(replace(VALID, "[data]", 'attention = "flash"\n\n[data]'))
     loaded, plan = _load_and_plan(spec, "1xAscend910B-64GB", 1)
     assert plan.attention.value == "flash" and "flash-attn" not in needs(loaded.spec, plan)
+
+
+def test_shifted_sparse_attention_needs_transformers_attention_interface(tmp_path):
+    from ftc.cli.doctor_probes import attention_interface_rows
+
+    spec = tmp_path / "job.toml"
+    spec.write_text(replace(VALID, "seed = 42", "seed = 42\nshift_attention = true"))
+    loaded, plan = _load_and_plan(spec, "1xH100-80GB", 1)
+    assert needs(loaded.spec, plan)["attention interface"] == "train.shift_attention"
+    assert "attention interface" not in needs()
+    (found,) = attention_interface_rows(environment_with(transformers="5.24.0"))
+    assert (found.found, found.status) == ("transformers 5.24.0", "ok")
+    (old,) = attention_interface_rows(environment_with(transformers="4.46.0"))
+    assert old.status == "missing" and "5.x" in old.hint

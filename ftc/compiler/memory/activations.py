@@ -15,7 +15,10 @@ storages through real training steps, `benchmarks/memory_accuracy.py`):
 - SDPA with a padding mask (transformers' default for padded batches) gets k and v repeated to every
   head (its GQA path needs a mask-free call), turns the boolean mask into a float bias of
   batch × seq² per layer and keeps it for the backward; eager attention keeps the fp32 softmax output
-  (and its half-precision copy) of batch × heads × seq²; FlashAttention-2 keeps neither.
+  (and its half-precision copy) of batch × heads × seq²; FlashAttention-2 keeps neither;
+- LongLoRA's shifted sparse attention (ftc.runtime.model.shift_attention) copies q, k and v into groups (k and v
+  at every head), one layout per half of the heads, and masks each group: the bias it keeps is
+  batch × 2 × seq × group per layer, and its output is copied back into the row for o_proj.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Step:
     on_cpu: bool = False  # the CPU's dropout keeps its mask in the input's dtype, CUDA's as booleans
     int8_base: bool = False  # LLM.int8 linear layers keep their input on the autograd context, whatever happens
     oft: OftBlocks | None = None  # the adapter is OFT's rotations (lora_rank and lora_dropout go unread)
+    attention_group: int | None = None  # train.shift_attention's tokens per group; None: every row attends whole
 
     @property
     def tokens(self) -> int:
@@ -107,11 +111,22 @@ def saved_by_layer(step: Step, index: int) -> float:
     per_token += _linear_inputs(step, norm_out, hidden, attention_inputs, trains)
     if arch.qk_norm != "none":
         per_token += 4 * (q + kv) + (_norm_output_bytes(held, trains) * (q + kv) if trains else 0)
-    core, per_key = _attention_core(arch, held.act, step.attention)
-    # o_proj reads the attention's output, which the attention already keeps: only copies of it count.
-    per_token += core + _linear_inputs(step, held.act, q, ("o_proj",), trains, kept_already=True)
+    grouped = step.attention_group is not None
+    core, per_key = (
+        _shifted_attention_core(arch, held.act) if grouped else _attention_core(arch, held.act, step.attention)
+    )
+    # o_proj reads the attention's output, which the attention already keeps (only copies of it count), unless
+    # the groups are copied back into the row first.
+    per_token += core + _linear_inputs(step, held.act, q, ("o_proj",), trains, kept_already=not grouped)
     per_token += _mlp_half(step, index)
-    return step.tokens * per_token + step.rows * step.seq_len**2 * per_key + oft_rotations(step)
+    return step.tokens * per_token + step.tokens * keys_per_query(step) * per_key + oft_rotations(step)
+
+
+def keys_per_query(step: Step) -> int:
+    """Key positions each query's attention bias spans: the whole row, or its group in each half of the heads."""
+    if step.attention_group is None:
+        return step.seq_len
+    return 2 * min(step.attention_group, step.seq_len)
 
 
 def oft_rotations(step: Step) -> float:
@@ -298,6 +313,16 @@ def _attention_core(arch: Architecture, act: int, attention: str) -> tuple[float
     fused_rest = q + kv if family_of(arch).fused_qkv and not copied else 0
     # q, k and v, its output (also o_proj's input), the log-sum-exp, and the float bias it made of the mask.
     return act * (2 * q + 2 * keys + fused_rest) + 4 * heads, act
+
+
+def _shifted_attention_core(arch: Architecture, act: int) -> tuple[float, float]:
+    """(bytes per token, bytes per row, query and key of its group) shifted sparse attention keeps.
+
+    SDPA keeps the grouped copies of q, k and v (k and v repeated to every head before grouping), its grouped
+    output and log-sum-exp, and the float bias of each group's mask; the fused qkv tensor is not kept whole.
+    """
+    q, heads = arch.q_width, arch.num_attention_heads
+    return act * 4 * q + 4 * heads, act
 
 
 def _mlp(step: Step, input_bytes: int, hidden: int, width: int, trains: bool) -> float:

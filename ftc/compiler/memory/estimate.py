@@ -120,6 +120,8 @@ class MemoryInputs:
     lora_dropout: float = 0.0  # dropout on LoRA's input keeps a copy and a mask per adapted layer
     # Rollout stages: the rows each process samples replies for per step (ftc.compiler.memory.sampling).
     examples_per_process: int = 1
+    # train.shift_attention: tokens per attention group (SDPA only); None attends over whole rows.
+    attention_group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +209,9 @@ def _check(inputs: MemoryInputs) -> None:
                 f"one of: {', '.join(map(str, allowed))}",
             )
 
+    if inputs.attention_group is not None and inputs.attention != "sdpa":
+        raise FtcError("memory estimate: an attention_group runs through sdpa only", "set attention = 'sdpa'")
+
 
 def _keeps_int8_inputs(inputs: MemoryInputs) -> bool:
     scheme = held_scheme(inputs)
@@ -281,6 +286,7 @@ def _step(inputs: MemoryInputs) -> Step:
         adapted_blocks=adapted_blocks,
         on_cpu=inputs.capacity_gib is None,
         int8_base=method.quantizes and _keeps_int8_inputs(inputs),
+        attention_group=inputs.attention_group,
     )
 
 
@@ -385,6 +391,11 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
             "flash": "FlashAttention-2 (varlen): no seq² tensor, k/v not repeated",
         }[inputs.attention]
     )
+    if inputs.attention_group:
+        said.append(
+            f"shifted sparse attention: groups of {inputs.attention_group} tokens, a batch × 2 × seq × "
+            f"{inputs.attention_group} mask bias per layer in place of batch × seq²"
+        )
     stage, method = STAGES[inputs.stage], METHODS[inputs.method]
     if stage.score_head:
         said.append("reward model: a scalar head, no vocabulary-wide logits")

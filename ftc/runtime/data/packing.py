@@ -76,11 +76,12 @@ class PackedCollator:
 
     pad_token_id: int
     flatten: bool = False
+    multiple_of: int = 1  # rows padded to a multiple of this many tokens (train.shift_attention's groups)
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        width = 0 if self.flatten else max(len(row["input_ids"]) for row in rows)
+        width = 0 if self.flatten else padded_width(rows, self.multiple_of)
         input_ids, labels, position_ids = [], [], []
         for row in rows:
             pad = max(width - len(row["input_ids"]), 0)
@@ -99,9 +100,15 @@ class PackedCollator:
         }
 
 
-def packed_collator(pad_token_id: int, attention: str) -> PackedCollator:
+def packed_collator(pad_token_id: int, attention: str, multiple_of: int = 1) -> PackedCollator:
     """The collator for the plan's attention kernel: flash gets one flat row, sdpa and eager a padded batch."""
-    return PackedCollator(pad_token_id, flatten=attention == "flash")
+    return PackedCollator(pad_token_id, flatten=attention == "flash", multiple_of=multiple_of)
+
+
+def padded_width(rows: list[dict[str, Any]], multiple_of: int) -> int:
+    """The batch's longest row, rounded up to a multiple of `multiple_of`."""
+    longest = max(len(row["input_ids"]) for row in rows)
+    return -(-longest // multiple_of) * multiple_of
 
 
 def _lengths(row: dict[str, Any]) -> list[int]:
@@ -114,11 +121,12 @@ class PaddingCollator:
     """One example per row, right-padded, with an attention mask: the unpacked baseline."""
 
     pad_token_id: int
+    multiple_of: int = 1  # rows padded to a multiple of this many tokens (train.shift_attention's groups)
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        width = max(len(row["input_ids"]) for row in rows)
+        width = padded_width(rows, self.multiple_of)
         batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "attention_mask": []}
         for row in rows:
             pad = width - len(row["input_ids"])

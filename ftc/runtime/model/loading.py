@@ -22,6 +22,7 @@ from ftc.optimizers import OPTIMIZERS
 from ftc.runtime.model.precision import compute_dtype
 from ftc.runtime.model.quantization import loading_options, quantize_loaded
 from ftc.runtime.model.rope import rope_scaling_arguments
+from ftc.runtime.model.shift_attention import check_model_takes_it, register_shifted_attention
 from ftc.spec.models import ModelSection
 
 # The plan's attention kernel → transformers' name for it.
@@ -56,15 +57,19 @@ def load_tokenizer(model: ModelSection) -> Any:
     return tokenizer
 
 
-def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "adamw") -> Any:
+def load_model(
+    model: ModelSection, plan: Plan, method: str, optimizer: str = "adamw", attention_group: int | None = None
+) -> Any:
+    """`attention_group`: train.shift_attention's tokens per group, which the model trains with in place of the
+    plan's kernel (sdpa)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    require_kernel_packages(plan)
     # Full training keeps fp32 master weights and lets autocast compute in bf16/fp16, since the
     # optimizer cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
     # The other methods keep the frozen base in the plan's precision (what the plan's memory counts), as
     # does an optimizer that keeps its own fp32 copy of what it steps (BAdam's active block).
-    require_kernel_packages(plan)
     dtype = compute_dtype(plan)
     fp32_master = METHODS[method].trains_all_weights and not OPTIMIZERS[optimizer].own_fp32_copy
     extra: dict[str, Any] = {}
@@ -75,18 +80,23 @@ def load_model(model: ModelSection, plan: Plan, method: str, optimizer: str = "a
         # Quantized layers cannot be moved after loading, so they are loaded (or made) where they will run.
         if plan.backend.value != "cpu":
             extra["device_map"] = {"": f"{plan.backend.value}:{int(os.environ.get('LOCAL_RANK', 0))}"}
+    attention = ATTENTION_KERNELS[plan.attention.value]
+    if attention_group is not None:
+        attention = register_shifted_attention(attention_group)
     with load_errors_explained(model):
         loaded = AutoModelForCausalLM.from_pretrained(
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
             dtype=torch.float32 if fp32_master else dtype,
-            attn_implementation=ATTENTION_KERNELS[plan.attention.value],
+            attn_implementation=attention,
             **extra,
             **rope_scaling_arguments(model),
         )
     if quantizes:
         quantize_loaded(loaded, plan, dtype, published)
+    if attention_group is not None:
+        check_model_takes_it(loaded, model.name_or_path)
     return loaded
 
 

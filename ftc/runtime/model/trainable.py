@@ -28,7 +28,10 @@ def load_trainable(folder: RunFolder) -> Any:
     its initial adapter in the run folder."""
     spec, plan = folder.spec, folder.plan
     return prepare_trainable(
-        load_model(spec.model, plan, spec.train.method, spec.train.optimizer), spec, plan, folder.path
+        load_model(spec.model, plan, spec.train.method, spec.train.optimizer, spec.attention_group),
+        spec,
+        plan,
+        folder.path,
     )
 
 

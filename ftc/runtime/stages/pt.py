@@ -24,9 +24,10 @@ def run(folder: RunFolder) -> None:
     from transformers import Trainer, TrainingArguments
 
     tokenizer = stage_tokenizer(spec)
-    collator = PaddingCollator(tokenizer.pad_token_id)
+    whole_groups = spec.attention_group or 1  # train.shift_attention computes rows in whole groups
+    collator = PaddingCollator(tokenizer.pad_token_id, whole_groups)
     if spec.data.packing:
-        collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
+        collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value, whole_groups)
     data = token_stage_data(spec, tokenizer, stream=lambda: streamed_texts(spec, tokenizer))
     fit(
         folder,

@@ -27,9 +27,10 @@ def run(folder: RunFolder) -> None:
 
     tokenizer = stage_tokenizer(spec)
     # Our rows come with their labels: padding them is all a batch needs (trl's own collator does more, slower).
-    collator = PaddingCollator(tokenizer.pad_token_id)
+    whole_groups = spec.attention_group or 1  # train.shift_attention computes rows in whole groups
+    collator = PaddingCollator(tokenizer.pad_token_id, whole_groups)
     if spec.data.packing:
-        collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value)
+        collator = packed_collator(tokenizer.pad_token_id, folder.plan.attention.value, whole_groups)
     data = token_stage_data(spec, tokenizer, stream=lambda: streamed_examples(spec, tokenizer))
     fit(
         folder,

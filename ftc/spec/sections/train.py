@@ -83,6 +83,21 @@ class TrainSection(Section):
         description="NEFTune: uniform noise of scale alpha / sqrt(seq_len × hidden) on the input embeddings while "
         "training (pt, sft); 5 is the paper's usual value.",
     )
+    shift_attention: bool = Field(
+        default=False,
+        description="LongLoRA's shifted sparse attention (S²-Attn) while training (pt, sft): each token attends "
+        "only within its group of train.shift_group_size tokens, and half of the heads group the row shifted by "
+        "half a group, so neighbouring groups meet. Evaluation, generation and the saved model use full "
+        "attention. Runs through torch's SDPA, for the families whose attention goes through transformers' "
+        "attention interface.",
+    )
+    shift_group_size: int | None = Field(
+        default=None,
+        ge=2,
+        le=1_048_576,
+        description="Tokens per group of train.shift_attention: even, and a divisor of data.cutoff_len smaller "
+        "than it. Unset: a quarter of data.cutoff_len, the LongLoRA paper's ratio.",
+    )
     loss_head: LossHeadChoice = Field(
         default="auto",
         description="'fused': trl's chunked LM head, no full logits; 'model': the model's own loss over the full "
