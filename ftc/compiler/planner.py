@@ -860,6 +860,18 @@ def _what_would_fit(
                 f"train.optimizer = 'adamw', which can shard ({fit.layout.strategy}, offload {fit.layout.offload}), "
                 f"would need {fit.estimate.reserved_gib:.1f} GiB"
             )
+    section = optimizer.section
+    if section in ("galore", "apollo") and not _layerwise(spec) and hardware.world_size == 1:
+        # Layer-wise stepping frees each gradient as it is used, but takes the whole batch in one micro-batch.
+        settings = replace(tightest.optimizer_settings, layerwise=True)
+        per_process = per_process_batch(spec.train.global_batch_size, 1)
+        layerwise = replace(tightest, optimizer_settings=settings, micro_batch_size=per_process)
+        needed = estimate(replace(layerwise, gradient_accumulation=False)).reserved_gib
+        if needed <= budget:
+            ideas.append(
+                f"{section}.layerwise = true (one gradient alive at a time, micro-batch {per_process}) would need "
+                f"{needed:.1f} GiB"
+            )
     if not METHODS[spec.train.method].quantizes:
         quantized = replace(tightest, method="qlora", quantization_bits=4, oft=None, **adamw)  # LoRA at [lora]'s rank
         needed = estimate(quantized).reserved_gib

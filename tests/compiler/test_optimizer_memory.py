@@ -160,3 +160,14 @@ def test_one_device_optimizers_refuse_several():
 
 def replace_model(text: str, name: str) -> str:
     return text.replace("meta-llama/Meta-Llama-3-8B-Instruct", name)
+
+
+def test_a_projecting_optimizer_that_does_not_fit_is_told_what_layer_wise_stepping_would_need():
+    mini = '\n[apollo]\nrank = 1\nscale_type = "tensor"\nscale = 128.0\n'
+    plan = _plan("apollo_adamw", mini)
+    assert not plan.fits
+    (idea,) = [note for note in plan.notes if note.startswith("apollo.layerwise = true")]
+    needed = float(idea.rsplit("need ", 1)[1].removesuffix(" GiB"))
+    layerwise = _plan("apollo_adamw", mini + "layerwise = true\n")
+    assert layerwise.fits and (layerwise.strategy.value, layerwise.offload.value) == ("single", "none")
+    assert layerwise.memory.reserved_gib == pytest.approx(needed, abs=0.05)
