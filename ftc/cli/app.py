@@ -310,6 +310,28 @@ def chat(args: argparse.Namespace) -> None:
 
 
 @command(
+    arg("target", type=Path, help="A run folder written by `ftc launch`, or a model folder (e.g. an export)."),
+    arg("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1); beyond loopback needs a key."),
+    arg("--port", type=at_least(1), default=8000, help="Port (default 8000)."),
+    arg(
+        "--backend",
+        choices=("auto", "transformers", "vllm"),
+        default="auto",
+        help="auto: vllm where CUDA and vllm are present, else transformers (default auto).",
+    ),
+    arg("--api-key-env", metavar="NAME", help="Require Bearer auth with the key held in this environment variable."),
+    arg("--concurrency", type=at_least(1), default=1, help="Generations at once; the rest queue (default 1)."),
+    arg("--model-name", help="The model id clients ask for (default: the folder's name)."),
+    CHECKPOINT,
+)
+def serve(args: argparse.Namespace) -> None:
+    """Serve a trained run behind an OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming)."""
+    from ftc.cli.trained import serve_run
+
+    serve_run(args)
+
+
+@command(
     arg("--format", "-f", dest="output_format", choices=("table", "json"), default="table", help="Output format."),
     arg("--spec", type=Path, help="Also require what this spec's plan needs (qlora: bitsandbytes, zero*: DeepSpeed)."),
     HARDWARE,
@@ -319,15 +341,16 @@ def chat(args: argparse.Namespace) -> None:
         default="local",
         help="Also require what launching there needs (slurm: sbatch; docker: its daemon).",
     ),
+    arg("--serve", action="store_true", help="Also require what `ftc serve` needs (fastapi, uvicorn)."),
 )
 def doctor(args: argparse.Namespace) -> int:
     """Compare installed libraries with the tested set; check torch's build, devices, DeepSpeed, Slurm, docker."""
     from ftc.cli.doctor import run_doctor
 
     if args.spec is None:
-        return run_doctor(args.output_format, target=args.target)
+        return run_doctor(args.output_format, target=args.target, serve=args.serve)
     loaded, resolved_plan = _load_and_plan(args.spec, args.hardware, 1)
-    return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target)
+    return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target, serve=args.serve)
 
 
 @command(

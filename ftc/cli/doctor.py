@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 # Every run imports these (ftc[train]); they are needed whatever the spec says.
 CORE_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
+# `ftc serve` (the serve extra); vLLM, CUDA only, is the server's choice where present, not a need.
+SERVE_STACK = ("fastapi", "uvicorn")
 KEY_LIBRARIES = (
     *CORE_STACK,
     "deepspeed",
@@ -64,6 +66,7 @@ KEY_LIBRARIES = (
     "pydantic",
     "jinja2",
     "rich",
+    *SERVE_STACK,
 )
 # ftc.install.extras decides which extras a plan needs; these are the rows each one stands for here.
 EXTRA_ROWS = {
@@ -88,9 +91,13 @@ UNPINNED_LIBRARIES = ("wandb", "mlflow", "liger-kernel", "flash-attn")
 STATUS_STYLES = {OK: "green", WARN: "yellow"}  # anything else (missing) is red
 
 
-def needs(spec: Spec | None = None, plan: Plan | None = None, target: str = "local") -> dict[str, str]:
-    """Row → why a run needs it."""
+def needs(
+    spec: Spec | None = None, plan: Plan | None = None, target: str = "local", serve: bool = False
+) -> dict[str, str]:
+    """Row → why a run (and with serve, `ftc serve`) needs it."""
     needed = dict.fromkeys(CORE_STACK, "every run")
+    if serve:
+        needed |= dict.fromkeys(SERVE_STACK, "ftc serve")
     if spec is not None and plan is not None:
         for extra in EXTRAS:
             if extra.needed(spec, plan):
@@ -184,8 +191,9 @@ def run_doctor(
     target: str = "local",
     installed: Lookup = installed_version,
     probes: Iterable[Probe] = MACHINE_PROBES,
+    serve: bool = False,
 ) -> int:
-    diagnosis = diagnose(needs(spec, plan, target), installed, probes)
+    diagnosis = diagnose(needs(spec, plan, target, serve), installed, probes)
     if output_format == "json":
         print(json.dumps(diagnosis.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -6,8 +6,11 @@ trained with. `/reset` starts over, `/exit` (or end of input) leaves.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from ftc.errors import RuntimeUserError
@@ -15,6 +18,7 @@ from ftc.runs.folder import load_run_folder
 from ftc.runtime.export import load_trained, trained_folder
 from ftc.stages import STAGES
 
+_POLICY = "use a policy run (or model) instead"
 HELP = "type a message; /reset starts over, /exit leaves"
 
 
@@ -26,17 +30,9 @@ def chat(
     lines: Iterable[str] | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    folder = load_run_folder(run_dir)
-    if STAGES[folder.spec.train.stage].score_head:
-        raise RuntimeUserError("a reward model scores text; it does not write any", "chat with a policy run instead")
-    from transformers import AutoTokenizer
-
-    trained = trained_folder(folder, checkpoint)
-    tokenizer = AutoTokenizer.from_pretrained(trained)
-    if not tokenizer.chat_template:
-        raise RuntimeUserError(f"the tokenizer in {trained} has no chat template", "set model.template and retrain")
-    model = load_trained(folder, trained).eval()
-    print(f"chatting with {trained} ({HELP})", file=out, flush=True)
+    loaded = load_chat_model(run_dir, checkpoint)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    print(f"chatting with {loaded.source} ({HELP})", file=out, flush=True)
     messages: list[dict[str, str]] = []
     for line in lines if lines is not None else _prompts():
         text = line.strip()
@@ -53,6 +49,40 @@ def chat(
         messages.append({"role": "assistant", "content": reply})
         print(f"assistant> {reply}", file=out, flush=True)
     return 0
+
+
+@dataclass(frozen=True)
+class ChatModel:
+    model: Any  # in eval mode
+    tokenizer: Any  # carries the chat template the run trained with
+    source: Path  # the adapter, model or checkpoint folder it was loaded from
+    name: str  # what a server calls it: the run folder's (or model folder's) name
+
+
+def load_chat_model(path: str | Path, checkpoint: str | None = None, merge: bool = True) -> ChatModel:
+    """A run folder's trained model (or a model folder, e.g. an export) with its tokenizer, for `ftc chat` and
+    `ftc serve`. merge=False keeps a LoRA adapter on its base, unmerged."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not (path / "spec.toml").is_file() and (path / "config.json").is_file():
+        from transformers import AutoModelForCausalLM
+
+        source = path.resolve()
+        architectures = json.loads((source / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+        if any("SequenceClassification" in name for name in architectures):
+            raise RuntimeUserError(f"{source} holds a reward model: it scores text and writes none", _POLICY)
+        model = AutoModelForCausalLM.from_pretrained(source)
+    else:
+        folder = load_run_folder(path)
+        if STAGES[folder.spec.train.stage].score_head:
+            raise RuntimeUserError("a reward model scores text; it does not write any", _POLICY)
+        source = trained_folder(folder, checkpoint)
+        model = load_trained(folder, source, merge=merge)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not tokenizer.chat_template:
+        raise RuntimeUserError(f"the tokenizer in {source} has no chat template", "set model.template and retrain")
+    return ChatModel(model.eval(), tokenizer, source, path.resolve().name)
 
 
 def respond(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new_tokens: int, temperature: float) -> str:

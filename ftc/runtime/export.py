@@ -47,8 +47,9 @@ def is_adapter(path: Path) -> bool:
     return (path / "adapter_config.json").is_file()
 
 
-def load_trained(folder: RunFolder, trained: Path, dtype: str = "auto") -> Any:
-    """The trained model as one torch module: adapter merged into its base, or the saved full model."""
+def load_trained(folder: RunFolder, trained: Path, dtype: str = "auto", merge: bool = True) -> Any:
+    """The trained model as one torch module: adapter merged into its base, or the saved full model. With
+    merge=False an adapter stays a peft wrapper over its base, as `ftc serve` runs it (no merged copy made)."""
     from ftc.runtime.model.precision import torch_dtype
 
     loaded_dtype = "auto" if dtype == "auto" else torch_dtype(dtype)
@@ -71,7 +72,8 @@ def load_trained(folder: RunFolder, trained: Path, dtype: str = "auto") -> Any:
 
         # the copies are made from the base alone, so they are the ones the adapter was trained on
         expand_blocks(base, folder.spec.llama_pro.added_layers)
-    return PeftModel.from_pretrained(base, trained).merge_and_unload()
+    adapted = PeftModel.from_pretrained(base, trained)
+    return adapted.merge_and_unload() if merge else adapted
 
 
 def _model_class(trained: Path, task: str | None = None) -> tuple[Any, dict[str, Any]]:
