@@ -186,8 +186,8 @@ class TransformersBackend(Backend):
             arguments |= {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
         else:
             arguments |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        if sampling.stop:  # generation ends at a stop string; the text is cut before it below
-            arguments |= {"stop_strings": list(sampling.stop), "tokenizer": self.tokenizer}
+        # stop strings cut the text (StopCutter), not generate: its stop_strings criterion, on the tiny test
+        # tokenizer, ended generation before the first token
         return arguments
 
     def _generate(self, arguments: dict[str, Any]) -> list[int]:
