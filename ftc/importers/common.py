@@ -82,7 +82,13 @@ def batch(job: Import, micro_key: str, accumulation_key: str) -> None:
         raise job.fail(bad, "must be at least 1", "write a whole number above 0")
     world = job.options.get("world_size", 1)
     job.set("train.global_batch_size", micro * accumulation * world)
-    job.set("train.micro_batch_size", micro)
+    stage = STAGES[job.lookup("train.stage", "sft")]
+    if micro >= stage.least_micro_batch:
+        job.set("train.micro_batch_size", micro)
+    else:
+        job.notes.append(
+            f"{micro_key} = {micro} is left to the plan: train.stage = {stage.name!r} {stage.least_micro_batch_why}"
+        )
     job.notes.append(
         f"train.global_batch_size = {micro} ({micro_key}) × {accumulation} ({accumulation_key}) × {world} "
         f"process{'es' if world != 1 else ''} (--world-size {world}); the plan picks the accumulation for the "

@@ -231,6 +231,16 @@ def _method_key(section: str, field: str, convert, methods: tuple[str, ...]):
     return apply
 
 
+def _oft_size(field: str):
+    """OFT is sized by its rank or its block size; LF writes 0 for the one left to the other."""
+
+    def apply(job: Import, value: Any) -> None:
+        if job.lookup("train.method") == "oft" and whole(value) != 0:
+            job.set(f"oft.{field}", whole(value))
+
+    return apply
+
+
 def _optimizer_key(section: str, field: str, convert):
     def apply(job: Import, value: Any) -> None:
         if str(job.lookup("train.optimizer", "")).startswith(section):
@@ -271,8 +281,8 @@ RULES: tuple[Rule, ...] = (
     Rule("pissa_convert", why="ftc keeps the PiSSA adapter as trained; ftc export merges it"),
     Rule("additional_target", why="ftc's LoRA trains adapters only; use method full or freeze for whole modules"),
     Rule("create_new_adapter", why="ftc trains model.adapter further, or a new adapter on a merged base"),
-    Rule("oft_rank", apply=_method_key("oft", "rank", whole, ("oft",))),
-    Rule("oft_block_size", apply=_method_key("oft", "block_size", whole, ("oft",))),
+    Rule("oft_rank", apply=_oft_size("rank")),
+    Rule("oft_block_size", apply=_oft_size("block_size")),
     Rule("oft_target", apply=_method_key("oft", "target", targets, ("oft",))),
     Rule("use_llama_pro", apply=_llama_pro),
     Rule("freeze_trainable_layers", apply=_freeze_layers),
