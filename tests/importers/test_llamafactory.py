@@ -36,7 +36,8 @@ ddp_timeout: 180000000
 
 
 def lf(method: str, dataset: str, extra: str = "") -> str:
-    return f"{MODEL}\n### method\n{method}\n### dataset\ndataset: {dataset}\ntemplate: llama3\ncutoff_len: 2048\n{extra}\n{OUTPUT}"
+    data = f"### dataset\ndataset: {dataset}\ntemplate: llama3\ncutoff_len: 2048\n"
+    return f"{MODEL}\n### method\n{method}\n{data}{extra}\n{OUTPUT}"
 
 
 LORA = "finetuning_type: lora\nlora_rank: 8\nlora_target: all\n"
