@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ftc.records.formats import FORMATS
 from ftc.records.files import dataset_files, records_of_files
+from ftc.records.formats import FORMATS
 from ftc.spec import SpecError, load_spec, parse_spec
 from ftc.spec.resolve import resolve_paths
 from tests.importers.helpers import BASE, write_data_folder
