@@ -41,11 +41,12 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {}
 
 
-def command(*arguments: Arg) -> Callable:
-    """Register a function as `ftc NAME`, NAME being its name; its docstring is the help."""
+def command(*arguments: Arg, name: str | None = None) -> Callable:
+    """Register a function as `ftc NAME`, NAME being its name (or `name`, for a Python keyword); its docstring
+    is the help."""
 
     def register(run: Callable[[argparse.Namespace], int | None]) -> Callable:
-        COMMANDS[run.__name__] = Command(run.__name__, run, arguments)
+        COMMANDS[name or run.__name__] = Command(name or run.__name__, run, arguments)
         return run
 
     return register
@@ -275,6 +276,25 @@ def init(args: argparse.Namespace) -> None:
     from ftc.cli.docs import write_starter
 
     write_starter(args.path, args.stage, args.method, args.model, args.force)
+
+
+@command(
+    arg("tool", choices=("llamafactory", "axolotl"), help="The tool the config is written for."),
+    arg("config", type=Path, help="Its training config (YAML)."),
+    arg("--output", "-o", type=Path, default=Path("job.toml"), help="The spec to write (default job.toml)."),
+    arg("--dataset-info", type=Path, help="LLaMA-Factory's dataset_info.json (default: dataset_dir's, by the config)."),
+    arg("--world-size", type=at_least(1), default=1, help="Processes the config ran on: the global batch counts them."),
+    arg("--force", action="store_true", help="Replace an existing output file."),
+    arg("--format", "-f", dest="output_format", choices=("text", "json"), default="text", help="Report format."),
+    name="import",
+)
+def import_(args: argparse.Namespace) -> int:
+    """Turn a LLaMA-Factory or Axolotl training config into an ftc spec; keys with no equivalent are listed."""
+    from ftc.importers import write_import
+
+    return write_import(
+        args.tool, args.config, args.output, args.dataset_info, args.world_size, args.force, args.output_format
+    )
 
 
 @command(

@@ -177,7 +177,10 @@ def parse_messages(value: Any, name: str) -> list[Message]:
 
 
 def checked_message(raw: Any, where: str) -> Message:
-    """One OpenAI-style message, each rule checked in turn so that a broken one is named."""
+    """One OpenAI-style message, each rule checked in turn so that a broken one is named. A ShareGPT turn
+    ({from, value}) is read as its message: LLaMA-Factory's preference and kto files hold such turns."""
+    if isinstance(raw, dict) and "role" not in raw and "from" in raw:
+        return checked_sharegpt_turn(raw, where)
     if not isinstance(raw, dict):
         raise BadRecord(f"{where} must be an object with 'role' and 'content'")
     role = raw.get("role")
@@ -283,6 +286,8 @@ def reply_text(record: Record, field: str) -> str:
     value, name = record.get(field), record.column(field)
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
+    if isinstance(value, dict) and "role" not in value and "from" in value:
+        value = checked_sharegpt_turn(value, repr(name))
     if isinstance(value, dict):
         if value.get("role") != "assistant" or not isinstance(value.get("content"), str):
             raise BadRecord(f"{name!r} must be an assistant message with a string 'content'")
@@ -332,6 +337,14 @@ def _label(record: Record) -> bool:
 
 
 def kto_parts(record: Record) -> tuple[list[Message], str, bool]:
+    if not record.has("completion") and record.has("messages"):
+        # The reply as the conversation's last turn, as LLaMA-Factory's kto files keep it.
+        messages, name = parse_messages(record.get("messages"), record.column("messages")), record.column("messages")
+        if messages[-1]["role"] != "assistant" or len(messages) < 2 or messages[-2]["role"] != "user":
+            raise BadRecord(
+                f"without {record.column('completion')!r}, {name!r} must end with a user turn and the reply"
+            )
+        return messages[:-1], messages[-1]["content"], _label(record)
     return prompt_messages(record), reply_text(record, "completion"), _label(record)
 
 

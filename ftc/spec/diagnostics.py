@@ -43,6 +43,7 @@ class Code(StrEnum):
     RESERVED = "E-RESERVED", "a setting ftc's launcher makes itself"
     CONFLICT = "E-CONFLICT", "keys that cannot go together; the message names the other side"
     INVALID = "E-INVALID", "a value refused for a reason no other code names; the message says which"
+    REGISTRY = "E-REGISTRY", "data.registry cannot be read, lacks a named dataset, or describes it as ftc cannot read"
 
 
 # pydantic's error types, by the code they report as; a type not here is E-TYPE when pydantic names

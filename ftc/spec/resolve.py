@@ -38,6 +38,7 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
     datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.datasets]
     eval_datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.eval_datasets]
     cache_dir = spec.data.cache_dir and str(anchored(spec.data.cache_dir, base_dir))
+    registry = spec.data.registry and str(anchored(spec.data.registry, base_dir))
     output_dir = Path(spec.output.dir).expanduser()
     output = spec.output.model_copy(
         update={"dir": str(output_dir if output_dir.is_absolute() else base_dir / output_dir)}
@@ -46,7 +47,12 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
         update={
             "model": model,
             "data": spec.data.model_copy(
-                update={"datasets": datasets, "eval_datasets": eval_datasets, "cache_dir": cache_dir}
+                update={
+                    "datasets": datasets,
+                    "eval_datasets": eval_datasets,
+                    "cache_dir": cache_dir,
+                    "registry": registry,
+                }
             ),
             "output": output,
             "ppo": spec.ppo.model_copy(update={"reward_model": reward_model}),

@@ -19,7 +19,17 @@ FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 class DatasetSection(Section):
-    path: str = Field(min_length=1, description="Local file or folder (relative to the spec), or a hub id.")
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Local file or folder (relative to the spec), or a hub id; or give name instead.",
+    )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A dataset named in data.registry (an LLaMA-Factory dataset_info.json): its file or hub id, "
+        "format and column mapping come from there when the spec is loaded; keys written here win.",
+    )
     format: DataFormat = Field(default="alpaca", description="How records are shaped.")
     split: str = Field(
         default="train", min_length=1, description="Split to read from a hub dataset or a saved DatasetDict folder."
@@ -51,9 +61,26 @@ class DatasetSection(Section):
             )
         return columns
 
+    @model_validator(mode="after")
+    def _path_or_name(self) -> DatasetSection:
+        if self.path is None:
+            raise rule_error(
+                "a dataset needs a path" + (f"; name = {self.name!r} was not looked up" if self.name else ""),
+                "give path, or name with data.registry (read when the spec is loaded from its file)",
+                code=Code.MISSING,
+            )
+        return self
+
 
 class DataSection(Section):
     datasets: list[DatasetSection] = Field(min_length=1, description="One or more datasets, mixed.")
+    registry: str | None = Field(
+        default=None,
+        min_length=1,
+        description="An LLaMA-Factory dataset_info.json (relative to the spec) that names datasets: a "
+        "[[data.datasets]] entry with name = '...' reads its file or hub id, formatting (alpaca, sharegpt), "
+        "ranking, columns and tags from there, so an LLaMA-Factory data folder works as it is.",
+    )
     cutoff_len: int = Field(default=1024, ge=8, le=1_048_576, description="Maximum tokens per example.")
     packing: bool = Field(
         default=False,
@@ -103,6 +130,13 @@ class DataSection(Section):
                 "mix_size sizes a weighted mixture, but no dataset has a weight",
                 "set datasets' weight",
                 code=Code.CONFLICT,
+            )
+        named = [d.name for d in (*self.datasets, *self.eval_datasets) if d.name is not None]
+        if named and self.registry is None:
+            raise rule_error(
+                f"dataset name {named[0]!r} needs a registry to look it up in",
+                "set data.registry = 'data/dataset_info.json', or give the dataset's path",
+                code=Code.MISSING,
             )
         if self.eval_ratio > 0 and self.eval_datasets:
             raise rule_error(
