@@ -74,7 +74,10 @@ def score_multiple_choice(
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir():
         raise RuntimeUserError(f"{data_dir} is not a folder", f"point it at {benchmark.name}'s files")
+    import datasets
+
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # its per-task notes would bury the table
+    datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory(prefix="ftc-eval-") as cache_dir:
         configs = task_configs(benchmark, data_dir, Path(cache_dir))
         outcome = lm_eval.simple_evaluate(
