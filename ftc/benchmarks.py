@@ -52,8 +52,7 @@ BENCHMARKS: dict[str, Benchmark] = _registry(
     ),
     Benchmark(
         "cmmlu",
-        "CMMLU, as its release lays it out (dev/<subject>.csv, test/<subject>.csv with a header; 67 subjects, "
-        "Chinese)",
+        "CMMLU, as its release lays it out (dev/<subject>.csv, test/<subject>.csv with a header; 67 subjects, Chinese)",
         file_pattern="{split}/{subject}.csv",
         scored_split="test",
         scored_split_why="the test split holds the answers the benchmark reports on",

@@ -33,7 +33,9 @@ def load_scored(target: str | Path, checkpoint: str | None = None) -> Scored:
                 "evaluate a policy run (sft, dpo, ...) instead",
             )
         trained = trained_folder(folder, checkpoint)
-        return Scored(load_trained(folder, trained).eval(), AutoTokenizer.from_pretrained(trained), trained, folder.path)
+        return Scored(
+            load_trained(folder, trained).eval(), AutoTokenizer.from_pretrained(trained), trained, folder.path
+        )
     if checkpoint is not None:
         raise RuntimeUserError(f"--checkpoint is for a run folder; {path} is not one", "remove --checkpoint")
     if not (path / "config.json").is_file():

@@ -46,6 +46,8 @@ def task_configs(benchmark: Benchmark, data_dir: Path, cache_dir: Path) -> dict[
         read = {"data_files": files, "cache_dir": str(cache_dir)}
         if benchmark.columns is not None:
             read |= {"column_names": list(benchmark.columns), "header": None}
+        else:  # only the columns asked about: C-Eval's dev files carry an explanation its val files lack
+            read["usecols"] = [benchmark.question, *LETTERS, benchmark.answer]
         options = "\n".join(f"{letter}. {{{{{letter}}}}}" for letter in LETTERS)
         configs[subject] = {
             "task": f"{_TASK_PREFIX}_{benchmark.name}_{subject}",

@@ -97,7 +97,9 @@ def _reply(model: Any, tokenizer: Any, prompt: list[dict[str, Any]], chat_templa
     import torch
 
     if chat_template:
-        encoded = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        encoded = tokenizer.apply_chat_template(
+            prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
     else:  # a base model: the turns' text, one per line
         encoded = tokenizer("\n".join(str(message["content"]) for message in prompt), return_tensors="pt")
     encoded = encoded.to(model.device)

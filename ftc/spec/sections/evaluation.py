@@ -47,5 +47,7 @@ class EvalSection(Section):
                 code=Code.MISSING,
             )
         if len(set(self.tasks)) != len(self.tasks):
-            raise rule_error("eval.tasks names a task twice", "list each task once", at="eval.tasks", code=Code.CONFLICT)
+            raise rule_error(
+                "eval.tasks names a task twice", "list each task once", at="eval.tasks", code=Code.CONFLICT
+            )
         return self
