@@ -51,9 +51,9 @@ def eval_run(args: argparse.Namespace) -> None:
     from ftc.quickstart.workspace import require_training_extra
 
     require_training_extra()
-    from ftc.errors import RuntimeUserError
-
     import importlib.util
+
+    from ftc.errors import RuntimeUserError
 
     missing = [name for name in ("lm_eval", "sacrebleu", "rouge_score") if importlib.util.find_spec(name) is None]
     if missing:
