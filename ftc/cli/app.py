@@ -352,6 +352,37 @@ def serve(args: argparse.Namespace) -> None:
 
 
 @command(
+    arg("target", metavar="RUN_DIR|MODEL", type=Path, help="A run folder written by `ftc launch`, or a model folder."),
+    arg("--task", help="Benchmark: mmlu, cmmlu or ceval (`ftc explain eval.tasks` shows their layouts)."),
+    arg("--data", type=Path, help="The benchmark's folder, in its published layout (dev/, test/ or val/)."),
+    arg("--shots", type=at_least(0), default=5, help="Solved dev questions before each question (default 5)."),
+    arg(
+        "--no-chat-template",
+        dest="chat_template",
+        action="store_false",
+        help="Ask in the plain prompt of the benchmarks' own harnesses, not in the run's chat template.",
+    ),
+    arg("--predict", type=Path, metavar="FILE", help="Also generate for held-out records; BLEU-4 and ROUGE."),
+    arg(
+        "--predict-format",
+        choices=("alpaca", "sharegpt", "messages"),
+        default="alpaca",
+        help="The ftc data format of --predict's file (default alpaca).",
+    ),
+    arg("--max-new-tokens", type=at_least(1), default=128, help="Longest generated reply (default 128)."),
+    arg("--limit", type=at_least(1), help="At most this many questions per subject (and predict records)."),
+    CHECKPOINT,
+    arg("--format", "-f", dest="output_format", choices=("table", "json"), default="table", help="Output format."),
+    arg("--output", "-o", type=Path, help="Also write the results as JSON here (predictions go beside it)."),
+)
+def eval(args: argparse.Namespace) -> None:  # noqa: A001 - the command's name
+    """Score a run or model on MMLU, CMMLU or C-Eval from local files (lm-eval), or BLEU/ROUGE on --predict."""
+    from ftc.cli.trained import eval_run
+
+    eval_run(args)
+
+
+@command(
     arg("--format", "-f", dest="output_format", choices=("table", "json"), default="table", help="Output format."),
     arg("--spec", type=Path, help="Also require what this spec's plan needs (qlora: bitsandbytes, zero*: DeepSpeed)."),
     HARDWARE,

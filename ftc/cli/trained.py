@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 from ftc.errors import FtcError
@@ -62,3 +63,77 @@ def serve_run(args: argparse.Namespace) -> None:
         )
     except RuntimeUserError as error:
         raise FtcError(error.message, error.hint) from None
+
+
+def eval_run(args: argparse.Namespace) -> None:
+    from ftc.benchmarks import BENCHMARKS
+
+    if args.task is None and args.predict is None:
+        raise FtcError("nothing to evaluate", f"name a benchmark (--task {'|'.join(BENCHMARKS)}) or --predict FILE")
+    if args.task is not None and args.task not in BENCHMARKS:
+        raise FtcError(f"no benchmark {args.task!r}", f"use one of: {', '.join(BENCHMARKS)}")
+    if args.task is not None and args.data is None:
+        raise FtcError(
+            f"{args.task} is read from local files: --data is missing",
+            f"--data DIR, the folder of {BENCHMARKS[args.task].summary}",
+        )
+    from ftc.quickstart.workspace import require_training_extra
+
+    require_training_extra()
+    import importlib.util
+
+    from ftc.errors import RuntimeUserError
+
+    missing = [name for name in ("lm_eval", "sacrebleu", "rouge_score") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise FtcError(f"ftc eval needs {', '.join(missing)}, which are not installed", "pip install 'ftc[eval]'")
+    from ftc.runtime.benchmark.run import evaluate
+
+    try:
+        results = evaluate(
+            args.target,
+            [args.task] if args.task else [],
+            args.data,
+            args.shots,
+            args.chat_template,
+            checkpoint=args.checkpoint,
+            predict_file=args.predict,
+            predict_format=args.predict_format,
+            out_dir=args.output.parent if args.output else None,
+            max_new_tokens=args.max_new_tokens,
+            limit=args.limit,
+        )
+    except RuntimeUserError as error:
+        raise FtcError(error.message, error.hint) from None
+    text = json.dumps(results, indent=2, ensure_ascii=False)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n", encoding="utf-8")
+    if args.output_format == "json":
+        print(text)
+    else:
+        _print_results(results)
+    if args.output is not None:
+        print(f"results: {args.output}")
+
+
+def _print_results(results: dict) -> None:
+    from rich.table import Table
+
+    from ftc.cli.output import console
+
+    for task, result in results["benchmarks"].items():
+        prompt = "chat template" if result["chat_template"] else "plain prompt"
+        table = Table(title=f"{task}: {result['split']} split, {result['shots']}-shot, {prompt} ({result['engine']})")
+        for column in ("subject", "accuracy", "correct", "questions"):
+            table.add_column(column, justify="left" if column == "subject" else "right")
+        for subject, entry in result["subjects"].items():
+            table.add_row(subject, f"{entry['accuracy']:.4f}", str(entry["correct"]), str(entry["questions"]))
+        table.add_section()
+        table.add_row("overall", f"{result['accuracy']:.4f}", str(result["correct"]), str(result["questions"]))
+        console().print(table)
+    if "predict" in results:
+        predicted = results["predict"]
+        scores = ", ".join(f"{name} {value:.2f}" for name, value in predicted["scores"].items())
+        console().print(f"predict: {predicted['records']} records of {predicted['file']}: {scores}")
+        console().print(f"replies: {predicted['predictions']}")

@@ -85,6 +85,7 @@ EXTRAS: tuple[Extra, ...] = (
         "flash-attn: model.attention = 'flash' on CUDA",
         isolated_build=False,
     ),
+    Extra("eval", lambda spec, plan: bool(spec.eval.tasks), "lm-eval: [eval] scores the result on benchmarks"),
     Extra("wandb", lambda spec, plan: "wandb" in spec.monitor.report_to, "monitor.report_to names wandb"),
     Extra("mlflow", lambda spec, plan: "mlflow" in spec.monitor.report_to, "monitor.report_to names mlflow"),
 )

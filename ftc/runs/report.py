@@ -92,6 +92,15 @@ def _legend(name: str) -> str:
     return {"loss": "training loss", "eval_loss": "evaluation loss"}.get(name, name)
 
 
+def benchmark_lines(benchmarks: dict[str, Any]) -> list[str]:
+    """One line per benchmark [eval] scored the result on (metrics.json's "benchmarks")."""
+    return [
+        f"{task} ({result['shots']}-shot, {result['split']}): accuracy {result['accuracy']:.3f} "
+        f"({result['correct']}/{result['questions']} questions, {len(result['subjects'])} subjects)"
+        for task, result in benchmarks.items()
+    ]
+
+
 def summary_lines(metrics: dict[str, Any], trained: Path | None, plots: list[Path]) -> list[str]:
     losses = [entry["loss"] for entry in metrics["log"]]
     lines = []
@@ -103,6 +112,7 @@ def summary_lines(metrics: dict[str, Any], trained: Path | None, plots: list[Pat
             lines.append(f"{series.label}: {values[0]:.3f} → {values[-1]:.3f}  {sparkline(values)}")
     if metrics.get("eval_log"):
         lines.append(f"evaluation loss (last): {metrics['eval_log'][-1]['eval_loss']:.3f}")
+    lines += benchmark_lines(metrics.get("benchmarks") or {})
     timing = [f"trained in {metrics['train_runtime_s']:.1f} s"] if metrics.get("train_runtime_s") is not None else []
     if metrics.get("startup_s") is not None:
         timing.append(f"startup {metrics['startup_s']:.1f} s (process start → first step)")

@@ -32,7 +32,19 @@ def finish(folder: RunFolder, metrics: dict[str, Any]) -> None:
     metrics["peak_memory"] = peak_memory(folder.plan)  # every rank: the largest over them is kept
     if rank() != 0:  # under torchrun, rank 0 writes the results and prints the summary
         return
+    if folder.spec.eval.tasks:
+        metrics["benchmarks"] = score_after_training(folder)
     write_metrics(folder.metrics, metrics)
     plots = write_plots(metrics, folder.path, plot_title(metrics, folder.path.name))
     for line in summary_lines(metrics, folder.trained, plots):
         print(line)
+
+
+def score_after_training(folder: RunFolder) -> dict[str, Any]:
+    """[eval]: the saved result scored on each benchmark; the trainer's copy is left as it is (under
+    DeepSpeed or FSDP it is sharded), so the folder's weights are what is scored, as `ftc eval` would."""
+    from ftc.runtime.benchmark.run import benchmarks_after_training
+
+    section = folder.spec.eval
+    print(f"scoring {folder.trained.name}/ on {', '.join(section.tasks)} ({section.shots}-shot)", flush=True)
+    return benchmarks_after_training(folder.path, section.tasks, section.data_dir, section.shots, section.chat_template)

@@ -33,6 +33,7 @@ from ftc.spec.sections.base import (
     rule_error,
 )
 from ftc.spec.sections.data import FORMAT_FIELDS, DataSection, DatasetSection
+from ftc.spec.sections.evaluation import EvalSection
 from ftc.spec.sections.launch import (
     ENV_NAME,
     LAUNCHER_OWNED_ENV,
@@ -69,6 +70,7 @@ __all__ = [
     "DataSection",
     "DatasetSection",
     "DockerSection",
+    "EvalSection",
     "ENV_NAME",
     "FORMAT_FIELDS",
     "FreezeSection",
@@ -152,6 +154,7 @@ class Spec(Section):
     output: OutputSection = Field(default_factory=OutputSection.model_construct)
     preference: PreferenceSection = Field(default_factory=PreferenceSection.model_construct)
     monitor: MonitorSection = Field(default_factory=MonitorSection.model_construct)
+    eval: EvalSection = Field(default_factory=EvalSection.model_construct)
     ppo: PpoSection = Field(default_factory=PpoSection.model_construct)
     launch: LaunchSection = Field(default_factory=LaunchSection.model_construct)
     slurm: SlurmSection = Field(default_factory=SlurmSection.model_construct)
@@ -185,6 +188,8 @@ class Spec(Section):
         _kernel_rules(stage, self.train.kernels, self.train.loss_head)
         _only_for_stages(stage, "NEFTune", "train.neftune_alpha", self.train.neftune_alpha, lambda s: s.embedding_noise)
         _only_for_stages(stage, "packing", "data.packing", self.data.packing, lambda s: s.packs)
+        # a score head ranks replies; the benchmarks score the answer letters with the language-model head
+        _only_for_stages(stage, "eval.tasks", "eval.tasks", self.eval.tasks or None, lambda s: not s.score_head)
         if self.data.streaming and self.train.max_steps is None:
             raise rule_error(
                 "a streamed dataset has no length to count train.epochs in",
