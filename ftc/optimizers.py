@@ -53,6 +53,8 @@ class Optimizer:
     methods_why: str = ""  # why not the others (said after "train.optimizer = 'x'")
     strategies: tuple[str, ...] = ALL_STRATEGIES
     strategies_why: str = ""  # why not the others (said after "train.optimizer = 'x'")
+    backends: tuple[str, ...] = ("cuda", "npu", "cpu")  # the device backends its library steps on
+    backends_why: str = ""  # why not the others (said after "train.optimizer = 'x'")
     paper_saving: str = ""  # what its authors publish of its optimizer memory against AdamW's
     estimate_note: str = ""  # what the memory estimate assumes of it
     licence: str = ""  # said where its licence limits its use
@@ -135,6 +137,9 @@ OPTIMIZERS: dict[str, Optimizer] = _registry(
         methods_why=_LOW_RANK_METHODS_WHY,
         strategies=WHOLE_WEIGHTS,
         strategies_why=_LOW_RANK_STRATEGIES_WHY,
+        # Found by running it: galore-torch 1.0's 8-bit step synchronizes CUDA whatever the device.
+        backends=("cuda",),
+        backends_why="steps through galore-torch's 8-bit AdamW, which calls torch.cuda.synchronize() every step",
         paper_saving="GaLore's projected moments in 8 bits: Llama 7B pre-trained on one 24 GB GPU (Zhao et al., 2024)",
         estimate_note="8-bit GaLore: rank-r uint8 moments with block scales, fp32 projection",
     ),

@@ -127,7 +127,7 @@ def _check_shift_attention(spec: Spec, arch: Architecture | None) -> None:
 
 def _plan(spec: Spec, hardware: HardwareRef, arch: Architecture | None, estimate: Estimator) -> Plan:
     record = hardware_record(hardware)
-    _check_optimizer(spec, arch, hardware.world_size)
+    _check_optimizer(spec, arch, hardware.world_size, record.backend)
     _check_kernels(spec, record, arch)
     if record.backend == "cpu":
         return _cpu_plan(spec, hardware, record, arch, estimate)
@@ -459,10 +459,16 @@ def _layerwise(spec: Spec) -> str | None:
     return section if section in ("galore", "apollo") and getattr(spec, section).layerwise else None
 
 
-def _check_optimizer(spec: Spec, arch: Architecture | None, world: int) -> None:
-    """What train.optimizer cannot do with this model or this many processes (the spec checked the rest)."""
+def _check_optimizer(spec: Spec, arch: Architecture | None, world: int, backend: str) -> None:
+    """What train.optimizer cannot do on this backend, with this model or this many processes (the spec checked
+    the rest)."""
     name = spec.train.optimizer
     optimizer = OPTIMIZERS[name]
+    if backend not in optimizer.backends:
+        raise FtcError(
+            f"train.optimizer = {name!r} runs on {', '.join(optimizer.backends)} only: it {optimizer.backends_why}",
+            "plan for a CUDA device, or use " + ("galore_adamw" if optimizer.section == "galore" else "adamw"),
+        )
     if world > 1 and optimizer.strategies == ("single",):
         raise FtcError(
             f"train.optimizer = {name!r} runs on one device: it {optimizer.strategies_why}",

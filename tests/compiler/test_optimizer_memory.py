@@ -171,3 +171,10 @@ def test_a_projecting_optimizer_that_does_not_fit_is_told_what_layer_wise_steppi
     layerwise = _plan("apollo_adamw", mini + "layerwise = true\n")
     assert layerwise.fits and (layerwise.strategy.value, layerwise.offload.value) == ("single", "none")
     assert layerwise.memory.reserved_gib == pytest.approx(needed, abs=0.05)
+
+
+def test_8bit_galore_is_refused_off_cuda_with_what_breaks():
+    spec = parse_spec(_with("galore_adamw_8bit"), "job.toml")
+    with pytest.raises(FtcError, match=r"runs on cuda only: it steps through galore-torch's 8-bit AdamW"):
+        compile_plan(spec, parse_hardware("cpu"), LLAMA3)
+    assert compile_plan(parse_spec(_with("galore_adamw"), "job.toml"), parse_hardware("cpu"), LLAMA3).memory

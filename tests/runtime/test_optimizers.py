@@ -4,11 +4,13 @@ changed are the ones the optimizer says it steps."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from ftc.compiler.plan import Decision
 from ftc.quickstart.tiny import tiny_records
 from ftc.runtime.optimizers import ALL_DECODER_LINEARS, trainer_arguments
 from ftc.spec.models import Spec
@@ -33,12 +35,17 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _train(tmp_path, tiny_model_dir, run_folder, train_in_process, optimizer, sections=None, **train):
+    # Layer-wise stepping takes the global batch in one micro-batch, as its plan does.
+    layerwise = any(section.get("layerwise") for section in (sections or {}).values())
     spec = tiny_spec(
         tmp_path / "run", tiny_model_dir, _data(tmp_path), preset=FULL, sections=sections, optimizer=optimizer, **train
     )
     spec["lora"] = {}  # full fine-tuning: no adapter settings
     Spec.model_validate(spec)
-    metrics = train_in_process(run_folder(spec, cpu_plan()))
+    plan = cpu_plan()
+    if layerwise:
+        plan = replace(plan, micro_batch_size=Decision(8, "test"), gradient_accumulation_steps=Decision(1, "test"))
+    metrics = train_in_process(run_folder(spec, plan))
     before, after = _weights(tiny_model_dir), _weights(tmp_path / "run" / "model")
     changed = {name for name in before if not torch.equal(before[name], after[name])}
     return series(metrics, "loss"), changed, before, after
@@ -49,6 +56,7 @@ def _train(tmp_path, tiny_model_dir, run_folder, train_in_process, optimizer, se
     ("optimizer", "sections"),
     [
         ("galore_adamw", {"galore": SMALL_RANK}),
+        ("galore_adamw", {"galore": {**SMALL_RANK, "layerwise": True}}),
         ("apollo_adamw", {"apollo": SMALL_RANK}),
         ("adam_mini", None),
         ("muon", None),
