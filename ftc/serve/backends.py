@@ -186,8 +186,13 @@ class TransformersBackend(Backend):
             arguments |= {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
         else:
             arguments |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        # stop strings cut the text (StopCutter), not generate: its stop_strings criterion, on the tiny test
-        # tokenizer, ended generation before the first token
+        if sampling.stop:
+            from transformers import StoppingCriteriaList
+
+            from ftc.serve.stopping import StopOnShownText
+
+            stop = StopOnShownText(self.tokenizer, sampling.stop, ids.shape[1])
+            arguments["stopping_criteria"] = StoppingCriteriaList([stop])
         return arguments
 
     def _generate(self, arguments: dict[str, Any]) -> list[int]:
