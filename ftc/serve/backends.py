@@ -113,11 +113,13 @@ class Templating:
         """(content, tool calls in OpenAI's shape) read from a reply by the tokenizer's response_template."""
         try:
             parsed = self.tokenizer.parse_response(reply, prefix=prompt.text, tools=prompt.tools)
-        except (ValueError, KeyError, TypeError):
-            return reply, []  # not the template's format: the model answered in text
+        except Exception:  # noqa: BLE001 - a model's text is whatever it wrote: unreadable calls are plain content
+            return reply, []
         calls = []
         for call in parsed.get("tool_calls") or []:
-            function = call.get("function", call) if isinstance(call, dict) else {}
+            function = call.get("function", call) if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
             name, arguments = function.get("name"), function.get("arguments", {})
             if not isinstance(name, str):
                 continue
