@@ -113,11 +113,13 @@ class Templating:
         """(content, tool calls in OpenAI's shape) read from a reply by the tokenizer's response_template."""
         try:
             parsed = self.tokenizer.parse_response(reply, prefix=prompt.text, tools=prompt.tools)
-        except (ValueError, KeyError, TypeError):
-            return reply, []  # not the template's format: the model answered in text
+        except Exception:  # noqa: BLE001 - a model's text is whatever it wrote: unreadable calls are plain content
+            return reply, []
         calls = []
         for call in parsed.get("tool_calls") or []:
-            function = call.get("function", call) if isinstance(call, dict) else {}
+            function = call.get("function", call) if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
             name, arguments = function.get("name"), function.get("arguments", {})
             if not isinstance(name, str):
                 continue
@@ -186,8 +188,13 @@ class TransformersBackend(Backend):
             arguments |= {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
         else:
             arguments |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        # stop strings cut the text (StopCutter), not generate: its stop_strings criterion, on the tiny test
-        # tokenizer, ended generation before the first token
+        if sampling.stop:
+            from transformers import StoppingCriteriaList
+
+            from ftc.serve.stopping import StopOnShownText
+
+            stop = StopOnShownText(self.tokenizer, sampling.stop, ids.shape[1])
+            arguments["stopping_criteria"] = StoppingCriteriaList([stop])
         return arguments
 
     def _generate(self, arguments: dict[str, Any]) -> list[int]:

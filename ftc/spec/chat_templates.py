@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 # {"role": "system" | "user" | "assistant" | "tool", "content": str}; an assistant turn may carry OpenAI-style
-# "tool_calls", a tool turn "tool_call_id". Only tokenizers' own templates (template = "auto") render tool use.
+# "tool_calls", a tool turn "tool_call_id". Templates with a ToolFormat render tool use at inference only.
 Message = dict[str, Any]
 
 
@@ -41,6 +41,46 @@ class Segment(NamedTuple):  # a tuple: a dataset makes millions of them
 
 
 @dataclass(frozen=True)
+class ToolFormat:
+    """How a template offers tools, writes a tool call and hands a tool's result back; and how a reply's tool calls
+    are read (transformers' declarative `response_template` for `tokenizer.parse_response`)."""
+
+    name: str
+    offer: Wrap  # after the system prompt, around the tool signatures (one JSON object a line)
+    call: Wrap  # around one call's JSON object {"name": ..., "arguments": {...}}
+    result: Wrap  # around one tool result; consecutive results share one user turn
+    response_template: dict[str, Any]
+
+
+# Hermes' format, which Qwen 2.5 and later speak: tools in <tools>, each call a JSON object in <tool_call>.
+HERMES_TOOLS = ToolFormat(
+    name="hermes",
+    offer=Wrap(
+        "\n\n# Tools\n\nYou may call functions to answer. Their signatures, one JSON object a line:\n<tools>",
+        "\n</tools>\n\nTo call one, write a JSON object with its name and arguments inside <tool_call></tool_call> "
+        'tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>',
+    ),
+    call=Wrap("<tool_call>\n", "\n</tool_call>"),
+    result=Wrap("<tool_response>\n", "\n</tool_response>"),
+    response_template={
+        "defaults": {"role": "assistant"},
+        "start_anchor": "<|im_start|>assistant\n",
+        "fields": {
+            "tool_calls": {
+                # the leading whitespace belongs to no region: text before a call keeps no trailing newline
+                "open_pattern": r"\s*<tool_call>",
+                "close": "</tool_call>",
+                "repeats": True,
+                "content": "json",
+                "transform": {"type": "function", "function": "{content}"},
+            },
+            "content": {"close_pattern": r"\s*<\|im_end\|>", "content": "text"},
+        },
+    },
+)
+
+
+@dataclass(frozen=True)
 class ChatTemplate:
     name: str
     bos: str  # written once, at the very start
@@ -56,6 +96,9 @@ class ChatTemplate:
     # ChatGLM3 ends a reply by writing the next user turn's role token: the end marker is trained, and
     # the user turn that follows writes only the rest of its opening (user.before must start with it).
     end_opens_next_turn: bool = False
+    # None: the format has no tool use. Tools render only at inference (the jinja); training data with tool
+    # calls is refused by the segment renderer.
+    tools: ToolFormat | None = None
 
     @property
     def supports_system(self) -> bool:
@@ -117,7 +160,10 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
     _CHATML,
     # Qwen speaks ChatML and brings its own system prompt when the conversation has none.
     replace(
-        _CHATML, name="qwen", default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+        _CHATML,
+        name="qwen",
+        default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+        tools=HERMES_TOOLS,
     ),
     ChatTemplate(
         # Every user turn opens a new sequence with its own <s>; the system prompt sits inside the first one.
@@ -317,7 +363,20 @@ def to_jinja(template: ChatTemplate) -> str:
         "{%- set system = " + _literal(template.default_system) + " -%}{%- set turns = messages -%}",
         "{%- endif -%}",
     ]
-    if own_turn:
+    tools = template.tools
+    if own_turn and tools is not None:
+        lines += [
+            "{%- if system is not none or tools -%}",
+            "{{- " + _literal(system_wrap.before) + " + (system if system is not none else '') -}}",
+            "{%- if tools -%}",
+            "{{- " + _literal(tools.offer.before) + " -}}",
+            "{%- for tool in tools -%}{{- '\\n' + tool | tojson -}}{%- endfor -%}",
+            "{{- " + _literal(tools.offer.after) + " -}}",
+            "{%- endif -%}",
+            "{{- " + _literal(system_wrap.after) + " -}}",
+            "{%- endif -%}",
+        ]
+    elif own_turn:
         lines += [
             "{%- if system is not none -%}",
             "{{- " + _literal(system_wrap.before) + " + system + " + _literal(system_wrap.after) + " -}}",
@@ -346,11 +405,18 @@ def to_jinja(template: ChatTemplate) -> str:
         + " -%}",
         "{{- before + content + " + _literal(template.user.after) + " -}}",
         "{%- elif message['role'] == 'assistant' -%}",
-        "{{- "
-        + _literal(template.assistant_header)
-        + " + message['content'] + "
-        + _literal(template.assistant_end + template.after_assistant)
-        + " -}}",
+    ]
+    if tools is None:
+        lines.append(
+            "{{- "
+            + _literal(template.assistant_header)
+            + " + message['content'] + "
+            + _literal(template.assistant_end + template.after_assistant)
+            + " -}}"
+        )
+    else:
+        lines += _tool_use_jinja(template, tools)
+    lines += [
         "{%- else -%}",
         "{{- raise_exception('turns alternate user, assistant after an optional system message') -}}",
         "{%- endif -%}",
@@ -360,3 +426,29 @@ def to_jinja(template: ChatTemplate) -> str:
         "{%- endif -%}",
     ]
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def _tool_use_jinja(template: ChatTemplate, tools: ToolFormat) -> list[str]:
+    """An assistant turn with its tool calls, then the branch for tool results (the loop's next `elif`)."""
+    return [
+        "{{- " + _literal(template.assistant_header) + " + (message['content'] or '') -}}",
+        "{%- for call in message.tool_calls or [] -%}",
+        "{%- set function = call.function if call.function is defined else call -%}",
+        "{%- set arguments = function.arguments if function.arguments is string else function.arguments | tojson -%}",
+        "{{- ('\\n' if message['content'] or not loop.first else '') + "
+        + _literal(tools.call.before)
+        + " + '{\"name\": ' + function.name | tojson + ', \"arguments\": ' + arguments + '}' + "
+        + _literal(tools.call.after)
+        + " -}}",
+        "{%- endfor -%}",
+        "{{- " + _literal(template.assistant_end + template.after_assistant) + " -}}",
+        "{%- elif message['role'] == 'tool' -%}",
+        # consecutive results share one user turn
+        "{%- if loop.first or turns[loop.index0 - 1]['role'] != 'tool' -%}",
+        "{{- " + _literal(template.user_after_reply) + " -}}",
+        "{%- else -%}{{- '\\n' -}}{%- endif -%}",
+        "{{- " + _literal(tools.result.before) + " + message['content'] + " + _literal(tools.result.after) + " -}}",
+        "{%- if loop.last or turns[loop.index0 + 1]['role'] != 'tool' -%}",
+        "{{- " + _literal(template.user.after) + " -}}",
+        "{%- endif -%}",
+    ]

@@ -155,17 +155,45 @@ def model_client(tiny_model_dir):
         yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
 
 
-def test_a_stop_string_cuts_the_answer(model_client):
+def test_a_stop_string_ends_generation_early_and_cuts_the_answer(model_client):
     asked = {"model": "model", "messages": [{"role": "user", "content": "hello"}], "temperature": 0}
-    whole = model_client.chat.completions.create(**asked, max_tokens=12).choices[0]
-    free = whole.message.content
-    assert len(free) >= 2 and whole.finish_reason == "length", free
+    whole = model_client.chat.completions.create(**asked, max_tokens=12)
+    free = whole.choices[0].message.content
+    assert len(free) >= 2 and whole.choices[0].finish_reason == "length", free
+    assert whole.usage.completion_tokens == 12
     stop = free[1]
     client = model_client
-    cut = client.chat.completions.create(**asked, max_tokens=12, stop=[stop]).choices[0]
+    answer = client.chat.completions.create(**asked, max_tokens=12, stop=[stop])
+    cut = answer.choices[0]
     assert cut.message.content == free[: free.index(stop)] and cut.finish_reason == "stop"
-    streamed = client.chat.completions.create(**asked, max_tokens=12, stop=stop, stream=True)
+    # generation ended on the token that completed the stop string, not at max_tokens
+    assert 1 <= answer.usage.completion_tokens < 12
+    streamed = list(
+        client.chat.completions.create(
+            **asked, max_tokens=12, stop=stop, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices) == cut.message.content
+    assert streamed[-1].usage.completion_tokens == answer.usage.completion_tokens
+
+
+def test_the_stop_criterion_reads_the_reply_as_shown_not_special_tokens_or_the_prompt(tiny_model_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    from ftc.serve.stopping import StopOnShownText
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    criterion = StopOnShownText(tokenizer, ("e",), len(prompt))
+
+    def stops(reply: str) -> bool:
+        ids = prompt + tokenizer(reply, add_special_tokens=False)["input_ids"]
+        return bool(criterion(torch.tensor([ids]), None)[0])
+
+    # "<|begin_of_text|>" is one special token whose raw text holds an "e"; "hello" is the prompt's
+    assert not stops("<|begin_of_text|>") and not stops("g")
+    assert stops("<|begin_of_text|>ge") and stops("green")
 
 
 def test_four_requests_at_once_with_concurrency_two_are_all_answered(client):

@@ -42,7 +42,10 @@ def use_template(tokenizer: Any, template_name: str) -> None:
         return
     if template_name not in TEMPLATES:
         raise RuntimeUserError(f"unknown chat template {template_name!r}", _NAME_A_TEMPLATE)
-    tokenizer.chat_template = TEMPLATES[template_name].jinja()
+    template = TEMPLATES[template_name]
+    tokenizer.chat_template = template.jinja()
+    if template.tools is not None:  # saved with the tokenizer, so a served model reads its tool calls back
+        tokenizer.response_template = template.tools.response_template
 
 
 def untokenized_end_marker(tokenizer: Any, template_name: str) -> str | None:

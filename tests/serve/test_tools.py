@@ -1,0 +1,153 @@
+"""Tool calls through ftc serve on the qwen template (Hermes' format): the tools rendered into the prompt by the
+template, the reply's calls read back into OpenAI's shape, plain and streamed, asked through OpenAI's client. The
+tiny model's generation is replaced by a fixed reply: the parsing and the response shape are under test."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from ftc.serve.app import build_app
+from ftc.serve.backends import Prompt, Templating, TransformersBackend
+from ftc.spec.chat_templates import TEMPLATES
+from tests.serve.test_server import Running
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+ASKED = {"model": "qwen-tiny", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER]}
+
+
+def qwen_tokenizer(folder):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    qwen = TEMPLATES["qwen"]
+    tokenizer.chat_template, tokenizer.response_template = qwen.jinja(), qwen.tools.response_template
+    return tokenizer
+
+
+class Replies:
+    """What the patched generate writes: the next reply, as token ids ending with the end-of-turn token."""
+
+    def __init__(self, backend: TransformersBackend) -> None:
+        self.backend, self.text, self.prompts = backend, "", []
+
+    def __call__(self, arguments) -> list[int]:
+        self.prompts.append(self.backend.tokenizer.decode(arguments["input_ids"][0]))
+        return self.backend.tokenizer(self.text, add_special_tokens=False)["input_ids"] + [self.backend.ends[0]]
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    backend = TransformersBackend(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), qwen_tokenizer(tiny_model_dir), "qwen-tiny"
+    )
+    replies = Replies(backend)
+    backend._generate = replies
+    with Running(build_app(backend)) as url:
+        yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0), replies
+
+
+def test_a_tool_call_is_read_from_the_reply(served):
+    client, replies = served
+    replies.text = CALL
+    answer = client.chat.completions.create(**ASKED, max_tokens=64)
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.id.startswith("call_") and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    # the template wrote the tools into the prompt the model saw
+    assert "<tools>" in replies.prompts[-1] and '"name": "get_weather"' in replies.prompts[-1]
+
+
+def test_text_before_two_calls_stays_the_content_and_the_calls_keep_their_order(served):
+    client, replies = served
+    replies.text = "Checking.\n" + CALL + "\n" + CALL.replace("Paris", "Oslo")
+    choice = client.chat.completions.create(**ASKED, max_tokens=64).choices[0]
+    assert choice.message.content == "Checking."
+    cities = [json.loads(call.function.arguments)["city"] for call in choice.message.tool_calls]
+    assert cities == ["Paris", "Oslo"] and len({call.id for call in choice.message.tool_calls}) == 2
+
+
+def test_a_streamed_tool_call(served):
+    client, replies = served
+    replies.text = CALL
+    chunks = list(client.chat.completions.create(**ASKED, max_tokens=64, stream=True))
+    calls = [call for chunk in chunks if chunk.choices for call in chunk.choices[0].delta.tool_calls or []]
+    assert [(call.index, call.function.name, json.loads(call.function.arguments)) for call in calls] == [
+        (0, "get_weather", {"city": "Paris"})
+    ]
+    assert calls[0].id.startswith("call_") and calls[0].type == "function"
+    finals = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
+    assert finals == ["tool_calls"]
+
+
+def test_tool_choice_none_offers_no_tools_and_reads_no_calls(served):
+    client, replies = served
+    replies.text = CALL
+    choice = client.chat.completions.create(**ASKED, tool_choice="none", max_tokens=64).choices[0]
+    assert choice.finish_reason == "stop" and not choice.message.tool_calls
+    assert "<tool_call>" in choice.message.content and "<tools>" not in replies.prompts[-1]
+
+
+def test_a_tool_result_goes_back_to_the_model_in_the_template_s_format(served):
+    client, replies = served
+    replies.text = "Sunny."
+    messages = [
+        *ASKED["messages"],
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 22C"},
+    ]
+    choice = client.chat.completions.create(**{**ASKED, "messages": messages}, max_tokens=64).choices[0]
+    assert choice.message.content == "Sunny." and choice.finish_reason == "stop"
+    assert replies.prompts[-1].endswith(
+        "<|im_start|>assistant\n" + CALL + "<|im_end|>\n"
+        "<|im_start|>user\n<tool_response>\nsunny, 22C\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>',  # broken JSON
+        '<tool_call>\n{"name": "get_weather"',  # cut off
+        "<tool_call>[1, 2]</tool_call>",  # JSON, not a call
+        '<tool_call>{"arguments": {}}</tool_call>',  # no name
+        "It is sunny.",
+    ],
+)
+def test_a_reply_without_a_readable_call_is_plain_content(tiny_model_dir, reply):
+    templating = Templating(qwen_tokenizer(tiny_model_dir))
+    prompt = templating.prompt([{"role": "user", "content": "hi"}], [WEATHER])
+    assert isinstance(prompt, Prompt) and prompt.tools
+    assert templating.tool_calls(prompt, reply) == (reply, [])
+
+
+def test_the_qwen_jinja_renders_plain_conversations_as_before(tiny_model_dir):
+    tokenizer = qwen_tokenizer(tiny_model_dir)
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert rendered == TEMPLATES["qwen"].render(messages)
+    assert TEMPLATES["qwen"].system is not None and TEMPLATES["qwen"].system_placement == "own_turn"
