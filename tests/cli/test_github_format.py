@@ -52,7 +52,10 @@ def test_every_mistake_of_every_file_is_one_annotation_at_its_place(tmp_path):
     assert result.returncode == 1
     assert "5 problems in 3 of 4 file(s)" in result.stderr and "Traceback" not in result.stderr
     annotations = [parse(line) for line in result.stdout.splitlines()]
-    assert [(kind, where["file"], where.get("line"), where.get("col"), where["title"]) for kind, where, _ in annotations] == [
+    located = [
+        (kind, where["file"], where.get("line"), where.get("col"), where["title"]) for kind, where, _ in annotations
+    ]
+    assert located == [
         ("error", "bad.toml", "10", "1", "data.datasets[0].format"),
         ("error", "bad.toml", "15", "1", "train.global_batch_size"),
         ("error", "bad.toml", "21", "1", "lora.rnak"),
