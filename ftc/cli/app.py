@@ -106,7 +106,14 @@ CHECKPOINT = arg("--checkpoint", help="Use a checkpoint (e.g. checkpoint-20) ins
 
 @command(
     arg("specs", nargs="+", metavar="spec", help="Spec files or globs."),
-    arg("--format", "-f", dest="output_format", choices=("text", "json"), default="text", help="Report format."),
+    arg(
+        "--format",
+        "-f",
+        dest="output_format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="Report format; github: workflow commands that annotate a pull request's diff.",
+    ),
     OVERRIDES,
     arg("--data", action="store_true", help="Also read every record of each spec's local datasets and check it."),
 )

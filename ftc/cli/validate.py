@@ -56,6 +56,19 @@ def validate_files(
         if data:
             report["data"] = [{"spec": file, **check.to_dict()} for file, check in data_checks.items()]
         print(json.dumps(report, indent=2, ensure_ascii=False))
+    elif output_format == "github":
+        from ftc.cli.github import command, diagnostic_command
+
+        for found in problems.values():
+            for diagnostic in found:
+                print(diagnostic_command(diagnostic))
+        for file, check in data_checks.items():
+            if check.problems:
+                error = check.error()
+                print(command("error", f"{error.message} (hint: {error.hint})", file=file, title="data"))
+            else:
+                print(f"{file}: {check.summary()}", file=sys.stderr)
+        _print_tally(files, problems, data_checks)
     else:
         for found in problems.values():
             for diagnostic in found:
@@ -66,13 +79,18 @@ def validate_files(
                 print(f"{file}: {error.message}\n  hint: {error.hint}")
             else:
                 print(f"{file}: {check.summary()}", file=sys.stderr)
-        count = sum(len(found) for found in problems.values()) + sum(check.problems for check in bad_data.values())
-        if problems or bad_data:
-            failed = len(problems) + len(bad_data)
-            print(f"{count} problem{'s' if count != 1 else ''} in {failed} of {len(files)} file(s)", file=sys.stderr)
-        else:
-            print(f"ok: {len(files)} spec file{'s' if len(files) != 1 else ''} valid", file=sys.stderr)
+        _print_tally(files, problems, data_checks)
     return 1 if problems or bad_data else 0
+
+
+def _print_tally(files: list[str], problems: dict[str, list[Diagnostic]], data_checks: dict[str, DataCheck]) -> None:
+    bad_data = {file: check for file, check in data_checks.items() if check.problems}
+    count = sum(len(found) for found in problems.values()) + sum(check.problems for check in bad_data.values())
+    if problems or bad_data:
+        failed = len(problems) + len(bad_data)
+        print(f"{count} problem{'s' if count != 1 else ''} in {failed} of {len(files)} file(s)", file=sys.stderr)
+    else:
+        print(f"ok: {len(files)} spec file{'s' if len(files) != 1 else ''} valid", file=sys.stderr)
 
 
 def check_spec_data(loaded: LoadedSpec) -> DataCheck:
