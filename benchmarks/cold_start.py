@@ -99,12 +99,13 @@ def main() -> None:
         f"({'met' if validate < GOAL_S else 'not met'})"
     )
 
+    # CPU time: on a shared machine the wall medians of two interleaved cases drift apart by load alone.
     ratios = {
-        name: results[f"typer: {name}"]["median_s"] / results[f"argparse: {name}"]["median_s"]
+        name: results[f"typer: {name}"]["cpu_median_s"] / results[f"argparse: {name}"]["cpu_median_s"]
         for name in ("validate", "validate (2 errors)", "plan --format json")
     }
     for name, ratio in ratios.items():
-        print(f"typer / argparse, {name}: {ratio:.2f}x (median wall)")
+        print(f"typer / argparse, {name}: {ratio:.2f}x (median CPU time)")
     met = "met" if ratios["validate"] <= TYPER_BOUND else "not met"
     print(f"bound: typer validate at most {TYPER_BOUND}x argparse — {met}")
 
