@@ -89,7 +89,19 @@ def _hardware_help() -> str:
     )
 
 
-HARDWARE = arg("--hardware", "-H", default="auto", help=_hardware_help)
+def _complete(name: str) -> Callable[[str], list[str]]:
+    """A completion function of ftc.cli.completion, imported only when the shell asks."""
+
+    def complete(incomplete: str) -> list[str]:
+        from ftc.cli import completion
+
+        return getattr(completion, name)(incomplete)
+
+    complete.__name__ = name
+    return complete
+
+
+HARDWARE = arg("--hardware", "-H", default="auto", help=_hardware_help, complete=_complete("hardware"))
 NODES = arg("--nodes", type=at_least(1), default=1, help="Number of nodes (default 1).")
 OVERRIDES = arg(
     "--set",
@@ -99,8 +111,10 @@ OVERRIDES = arg(
     default=[],
     metavar="KEY=VALUE",
     help="Override a key, typed by the schema: --set train.learning_rate=2e-4 (repeatable).",
+    complete=_complete("override"),
 )
-RUN_DIR = arg("run_dir", type=Path, help="A run folder written by `ftc launch`.")
+RUN_FOLDER = _complete("run_folder")
+RUN_DIR = arg("run_dir", type=Path, help="A run folder written by `ftc launch`.", complete=RUN_FOLDER)
 CHECKPOINT = arg("--checkpoint", help="Use a checkpoint (e.g. checkpoint-20) instead of the result.")
 
 
@@ -142,7 +156,13 @@ def plan(args: argparse.Namespace) -> int:
 
 @command(
     SPEC,
-    arg("--target", "-t", default="local", help="Where to run: local, slurm or docker (default local)."),
+    arg(
+        "--target",
+        "-t",
+        default="local",
+        help="Where to run: local, slurm or docker (default local).",
+        complete=_complete("target"),
+    ),
     HARDWARE,
     NODES,
     arg("--dry-run", action="store_true", help="Write the run folder and show the command; run nothing."),
@@ -223,7 +243,7 @@ def verify(args: argparse.Namespace) -> int:
     return verify_lock(*_load_and_plan(args.spec, hardware, nodes, args.overrides))
 
 
-@command(arg("run_dir", type=Path, help="A run folder (holds metrics.json)."))
+@command(arg("run_dir", type=Path, help="A run folder (holds metrics.json).", complete=RUN_FOLDER))
 def report(args: argparse.Namespace) -> int:
     """Summarise a run from its metrics.json and (re)write its curves as PNGs beside it."""
     from ftc.cli.report import report_run
@@ -263,7 +283,7 @@ def schema(args: argparse.Namespace) -> None:
     write_schema(args.output)
 
 
-@command(arg("key", help="A key path, e.g. train.learning_rate, or a section."))
+@command(arg("key", help="A key path, e.g. train.learning_rate, or a section.", complete=_complete("key_path")))
 def explain(args: argparse.Namespace) -> None:
     """Print a key's description, type, default and range (or a section's keys)."""
     from ftc.cli.docs import explain_key
@@ -337,7 +357,12 @@ def chat(args: argparse.Namespace) -> None:
 
 
 @command(
-    arg("target", type=Path, help="A run folder written by `ftc launch`, or a model folder (e.g. an export)."),
+    arg(
+        "target",
+        type=Path,
+        help="A run folder written by `ftc launch`, or a model folder (e.g. an export).",
+        complete=RUN_FOLDER,
+    ),
     arg("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1); beyond loopback needs a key."),
     arg("--port", type=at_least(1), default=8000, help="Port (default 8000)."),
     arg(
@@ -465,7 +490,8 @@ def parser(only: str | None = None) -> argparse.ArgumentParser:
     for entry in COMMANDS.values() if only is None else [COMMANDS[only]]:
         sub = commands.add_parser(entry.name, help=entry.summary, description=entry.summary)
         for argument in entry.arguments:
-            sub.add_argument(*argument.flags, **_built_help(argument.options, only is not None))
+            options = {key: value for key, value in argument.options.items() if key != "complete"}
+            sub.add_argument(*argument.flags, **_built_help(options, only is not None))
         sub.set_defaults(run=entry.run)
     return top
 

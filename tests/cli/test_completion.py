@@ -1,0 +1,108 @@
+"""Completion that knows ftc, and the lazy typer CLI beside the argparse one it would replace."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ftc.cli import completion
+from ftc.compiler.hardware import HARDWARE
+from ftc.spec.schema import known_keys
+from ftc.targets import TARGETS
+from tests.specs import VALID
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def typer_ftc(*args: str, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ftc.cli.typer_app", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
+    )
+
+
+def test_hardware_lists_the_registry_its_aliases_and_counted_forms():
+    offered = completion.hardware("")
+    assert "auto" in offered and set(HARDWARE) <= set(offered) and "4090" in offered
+    assert completion.hardware("8xH1") == ["8xH100-80GB", "8xH100"]
+    assert completion.hardware("4xa10g") == ["4xA10G-24GB", "4xA10G"]
+    assert "4xcpu" in completion.hardware("4x") and completion.hardware("zz") == []
+
+
+def test_keys_come_from_the_schema_and_set_offers_them_ready_for_a_value():
+    assert completion.key_path("train.learning") == ["train.learning_rate"]
+    assert set(completion.key_path("")) == set(known_keys())
+    assert completion.override("lora.ra") == ["lora.rank="]
+    assert completion.override("lora.rank=1") == []
+
+
+def test_targets_and_run_folders(tmp_path, monkeypatch):
+    assert completion.target("") == list(TARGETS) and completion.target("sl") == ["slurm"]
+    (tmp_path / "runs" / "done").mkdir(parents=True)
+    (tmp_path / "runs" / "done" / "plan.json").write_text("{}")
+    (tmp_path / "runs" / "more").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert completion.run_folder("") == ["runs/"]
+    assert completion.run_folder("runs/") == ["runs/done", "runs/more/"]
+    assert completion.run_folder("runs/d") == ["runs/done"]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("ftc pl", ["plan"]),
+        ("ftc plan job.toml --hardware 8xH2", ["8xH200-141GB", "8xH200"]),
+        ("ftc plan job.toml --set train.learning", ["train.learning_rate="]),
+        ("ftc explain lora.ra", ["lora.rank"]),
+        ("ftc launch job.toml --target sl", ["slurm"]),
+        ("ftc plan job.toml -f ", ["table", "json"]),
+        ("ftc report ru", ["runs/"]),
+    ],
+)
+def test_bash_completion_through_the_shell_protocol(tmp_path, line, expected):
+    (tmp_path / "runs").mkdir()
+    words = line.split()
+    cword = len(words) if line.endswith(" ") else len(words) - 1
+    env = {"_FTC_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(cword)}
+    result = typer_ftc(cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["plan", "job.toml", "--nodes", "0"], "argument --nodes: 0 is below the least allowed, 1"),
+        (["plan", "job.toml", "--nodes", "two"], "argument --nodes: 'two' is not a whole number"),
+        (["plan", "job.toml", "--format", "yaml"], "argument --format/-f: invalid choice: 'yaml'"),
+        (["plan", "job.toml", "--hardwre", "cpu"], "unrecognized arguments: --hardwre cpu"),
+        (["lanch", "job.toml"], "invalid choice: 'lanch'"),
+        (["validate"], "the following arguments are required: spec"),
+    ],
+)
+def test_the_typer_cli_words_usage_mistakes_as_the_argparse_one(tmp_path, args, expected):
+    (tmp_path / "job.toml").write_text(VALID)
+    result = typer_ftc(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr and "usage: ftc" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_typer_cli_validates_and_plans_as_the_argparse_one(tmp_path):
+    (tmp_path / "job.toml").write_text(VALID)
+    for args in (
+        ["validate", "job.toml", "-f", "json"],
+        ["plan", "job.toml", "-H", "2xa10g", "-f", "json", "-s", "train.seed=7"],
+    ):
+        typed = typer_ftc(*args, cwd=tmp_path)
+        parsed = subprocess.run(
+            [sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": ROOT},
+        )  # fmt: skip
+        assert (typed.returncode, typed.stdout) == (parsed.returncode, parsed.stdout) and typed.returncode == 0
+    assert typer_ftc("--version", cwd=tmp_path).stdout.startswith("ftc ")
