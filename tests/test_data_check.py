@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ftc.cli.app import run
+from ftc.cli.typer_app import run
 from ftc.errors import RuntimeUserError
 from ftc.records.check import SHOWN, check_data
 from ftc.runtime.data.loading import dataset_conversations

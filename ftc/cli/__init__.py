@@ -24,6 +24,6 @@ def main() -> None:
     args = sys.argv[1:]
     if args[:1] and args[0] in _QUICK_COMMANDS:
         _skip_pydantic_plugin_discovery()
-    from ftc.cli.app import run
+    from ftc.cli.typer_app import run
 
     sys.exit(run(args))

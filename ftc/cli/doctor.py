@@ -66,6 +66,7 @@ KEY_LIBRARIES = (
     "pydantic",
     "jinja2",
     "rich",
+    "typer",
     *SERVE_STACK,
 )
 # ftc.install.extras decides which extras a plan needs; these are the rows each one stands for here.

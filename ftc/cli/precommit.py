@@ -24,7 +24,7 @@ def locked_specs(files: list[str]) -> list[Path]:
 
 
 def verify_all(files: list[str]) -> int:
-    from ftc.cli.app import run
+    from ftc.cli.typer_app import run
 
     # Every spec is verified, not just up to the first drift: one commit should show all that needs locking again.
     failed = [spec for spec in locked_specs(files) if run(["verify", str(spec)]) != 0]

@@ -210,16 +210,3 @@ def run(argv: list[str]) -> int:
         print("Aborted!", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
-
-
-def main() -> None:
-    import ftc.cli
-
-    args = sys.argv[1:]
-    if args[:1] and args[0] in ftc.cli._QUICK_COMMANDS:
-        ftc.cli._skip_pydantic_plugin_discovery()
-    sys.exit(run(args))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftc.cli.app import run
 from ftc.cli.cache import age_text, human_size
 from ftc.cli.output import console
+from ftc.cli.typer_app import run
 from ftc.data_cache.entries import LOCK, TEMPORARY, WRITING_GRACE_S, entries
 from ftc.data_cache.key import PreparedKey
 from ftc.runtime.data.prepared import write_entry

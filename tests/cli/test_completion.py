@@ -1,8 +1,10 @@
-"""Completion that knows ftc, and the lazy typer CLI beside the argparse one it would replace."""
+"""Completion that knows ftc, through the lazy typer CLI that `ftc` runs."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -17,9 +19,9 @@ from tests.specs import VALID
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def typer_ftc(*args: str, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
+def ftc(*args: str, cwd, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ftc.cli.typer_app", *args],
+        [sys.executable, "-m", "ftc", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -70,7 +72,7 @@ def test_bash_completion_through_the_shell_protocol(tmp_path, line, expected):
     words = line.split()
     cword = len(words) if line.endswith(" ") else len(words) - 1
     env = {"_FTC_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(cword)}
-    result = typer_ftc(cwd=tmp_path, env=env)
+    result = ftc(cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == expected
 
@@ -86,23 +88,62 @@ def test_bash_completion_through_the_shell_protocol(tmp_path, line, expected):
         (["validate"], "the following arguments are required: spec"),
     ],
 )
-def test_the_typer_cli_words_usage_mistakes_as_the_argparse_one(tmp_path, args, expected):
+def test_usage_mistakes_keep_their_argparse_wording(tmp_path, args, expected):
     (tmp_path / "job.toml").write_text(VALID)
-    result = typer_ftc(*args, cwd=tmp_path)
+    result = ftc(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert expected in result.stderr and "usage: ftc" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_typer_cli_validates_and_plans_as_the_argparse_one(tmp_path):
+@pytest.mark.parametrize(
+    ("shell", "written"),
+    [
+        ("bash", ".bash_completions/ftc.sh"),
+        ("zsh", ".zfunc/_ftc"),
+        ("fish", ".config/fish/completions/ftc.fish"),
+    ],
+)
+def test_completion_scripts_for_each_shell_call_back_through_the_completion_variable(tmp_path, shell, written):
+    # typer detects the shell from the parent process; its documented switch lets the shell be named instead.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    shown = ftc("--show-completion", shell, cwd=tmp_path, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "_FTC_COMPLETE" in shown.stdout and f"complete_{shell}" in shown.stdout
+    assert not any(home.iterdir())  # showing writes nothing
+    installed = ftc("--install-completion", shell, cwd=tmp_path, env=env)
+    assert installed.returncode == 0, installed.stderr
+    assert f"{shell} completion installed" in installed.stdout
+    assert "_FTC_COMPLETE" in (home / written).read_text()
+
+
+def test_install_completion_detects_bash_as_the_shell_it_runs_in(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": ROOT}
+    line = f"{shlex.quote(sys.executable)} -m ftc --show-completion"
+    shown = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert shown.returncode == 0 and "complete_bash" in shown.stdout, shown.stderr
+
+
+def test_no_chat_template_turns_the_template_off_and_only_off(monkeypatch, capsys):
+    from ftc.cli import trained
+    from ftc.cli.typer_app import run
+
+    seen = []
+    monkeypatch.setattr(trained, "eval_run", lambda args: seen.append(args.chat_template))
+    assert run(["eval", "run"]) == 0 and run(["eval", "run", "--no-chat-template"]) == 0
+    assert seen == [True, False]
+    assert run(["eval", "run", "--chat-template"]) == 2  # argparse had no such flag either
+    assert "unrecognized arguments: --chat-template" in capsys.readouterr().err
+
+
+def test_ftc_validates_and_plans_with_the_json_contract(tmp_path):
     (tmp_path / "job.toml").write_text(VALID)
-    for args in (
-        ["validate", "job.toml", "-f", "json"],
-        ["plan", "job.toml", "-H", "2xa10g", "-f", "json", "-s", "train.seed=7"],
-    ):
-        typed = typer_ftc(*args, cwd=tmp_path)
-        parsed = subprocess.run(
-            [sys.executable, "-m", "ftc", *args], capture_output=True, text=True, cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": ROOT},
-        )  # fmt: skip
-        assert (typed.returncode, typed.stdout) == (parsed.returncode, parsed.stdout) and typed.returncode == 0
-    assert typer_ftc("--version", cwd=tmp_path).stdout.startswith("ftc ")
+    validated = ftc("validate", "job.toml", "-f", "json", cwd=tmp_path)
+    assert validated.returncode == 0
+    assert json.loads(validated.stdout) == {"files": 1, "valid": 1, "diagnostics": []}
+    planned = ftc("plan", "job.toml", "-H", "2xa10g", "-f", "json", "-s", "train.seed=7", cwd=tmp_path)
+    assert planned.returncode == 0 and json.loads(planned.stdout)["hardware"]["devices_per_node"] == 2
+    assert ftc("--version", cwd=tmp_path).stdout.startswith("ftc ")

@@ -187,7 +187,7 @@ def test_chinese_replies_are_scored_by_character():
 
 @pytest.mark.slow
 def test_the_tiny_model_through_the_real_engine_and_predict(mmlu, tiny_model_dir, tmp_path, capsys):
-    from ftc.cli import app
+    from ftc.cli import typer_app as app
 
     records = [{"instruction": f"Add {i} and {i}.", "input": "", "output": str(2 * i)} for i in range(3)]
     predict_file = tmp_path / "held_out.json"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ftc.cli.app import run
+from ftc.cli.typer_app import run
 from ftc.quickstart.tiny import write_tiny_alpaca
 from ftc.targets.dry_run_folder import LAUNCH_FILE
 from ftc.targets.local import LocalTarget
