@@ -1,8 +1,8 @@
 """The commands: thin functions that load, compile, render and report. Work lives in the packages.
 
-Each command is registered with its arguments as small records, and the parser is argparse: a cold
-`ftc validate` or `ftc plan` should cost the spec and the compiler, not a CLI framework (typer built
-a pydantic adapter per option, about 130 ms of every run).
+Each command is registered with its arguments as small records, in argparse's vocabulary; `ftc.cli.typer_app`
+turns only the invoked command's records into typer parameters, so a cold `ftc validate` or `ftc plan`
+costs the spec and the compiler, not every command's options (typer builds a pydantic adapter per option).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ftc.errors import FtcError
 from ftc.methods import METHODS
 from ftc.stages import STAGES
 
 
 class Arg(NamedTuple):
-    """One argparse argument: its names (a positional has one without dashes) and its options."""
+    """One argument: its names (a positional has one without dashes) and argparse-style options."""
 
     flags: tuple[str, ...]
     options: dict[str, Any]
@@ -476,45 +475,3 @@ def _hardware(hardware: str, nodes: int):
     from ftc.compiler import parse_hardware
 
     return parse_hardware(hardware, nodes)
-
-
-def parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The command line; with `only`, just that command's arguments: building all of them costs every run."""
-    from ftc import __version__
-
-    top = argparse.ArgumentParser(
-        prog="ftc", description="Validate, plan and launch fine-tuning jobs from one TOML spec."
-    )
-    top.add_argument("--version", action="version", version=f"ftc {__version__}")
-    commands = top.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for entry in COMMANDS.values() if only is None else [COMMANDS[only]]:
-        sub = commands.add_parser(entry.name, help=entry.summary, description=entry.summary)
-        for argument in entry.arguments:
-            options = {key: value for key, value in argument.options.items() if key != "complete"}
-            sub.add_argument(*argument.flags, **_built_help(options, only is not None))
-        sub.set_defaults(run=entry.run)
-    return top
-
-
-def _built_help(options: dict[str, Any], shown: bool) -> dict[str, Any]:
-    """A help given as a function is built only where it can be shown: listing every command (`ftc`,
-    `ftc --version`) shows no argument's help, and should not pay for what building it imports."""
-    if not callable(options.get("help")):
-        return options
-    return {**options, "help": options["help"]() if shown else None}
-
-
-def run(argv: list[str]) -> int:
-    """Parse and run one command; a user error is a message on stderr and exit 1, never a traceback."""
-    from ftc.cli.output import print_error
-
-    top = parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    args = top.parse_args(argv)
-    if args.command is None:
-        top.print_help()
-        return 2
-    try:
-        return args.run(args) or 0
-    except FtcError as error:
-        print_error(error)
-        return 1
