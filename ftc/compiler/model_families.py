@@ -103,6 +103,9 @@ _COUNT = _Kind("an integer of 0 or more", _is_index)
 _FLAG = _Kind("true or false", lambda value: isinstance(value, bool))
 _LAYER_LIST = _Kind("a list of layer indices", lambda value: isinstance(value, list) and all(map(_is_index, value)))
 
+# LLaVA's vision_feature_select_strategy: "default" drops CLIP's class token from the image tokens, the other keeps it.
+_FEATURE_STRATEGIES = frozenset({"default", "full"})
+
 # Every key a family reader reads, and what it must hold: a string where a number belongs (or a bool
 # where a count belongs) would otherwise surface as a TypeError, or as arithmetic on nonsense.
 _KEY_KINDS: dict[str, _Kind] = {
@@ -152,7 +155,9 @@ _KEY_KINDS: dict[str, _Kind] = {
     "vision_feature_layer": _Kind(
         "a layer index or a list of them", lambda value: _is_int(value) or (isinstance(value, list) and value != [])
     ),
-    "vision_feature_select_strategy": _Kind("'default' or 'full'", lambda value: value in ("default", "full")),
+    "vision_feature_select_strategy": _Kind(
+        "'default' or 'full'", lambda value: isinstance(value, str) and value in _FEATURE_STRATEGIES
+    ),
     # A Qwen MoE config may turn its experts off (0), and the shared expert with them.
     **dict.fromkeys(("num_experts", "num_local_experts", "shared_expert_intermediate_size"), _COUNT),
     **dict.fromkeys(
@@ -282,7 +287,7 @@ def _llava(config: Config) -> Architecture:
             post_norm=True,
             feature_layers=len(layers) if isinstance(layers, list) else 1,
             projector_hidden=language.hidden_size,
-            keeps_class_token=_value(config, "vision_feature_select_strategy", default="default") == "full",
+            keeps_class_token=_value(config, "vision_feature_select_strategy", default="default") != "default",
         ),
     )
 
