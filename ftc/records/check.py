@@ -21,7 +21,8 @@ from typing import Any
 from ftc.errors import FtcError, RuntimeUserError
 from ftc.records.collector import collector_paused
 from ftc.records.files import dataset_files, dataset_source, file_entries
-from ftc.records.formats import FORMATS, BadRecord, DataFormat
+from ftc.records.formats import FORMATS, BadRecord, Chat, DataFormat
+from ftc.records.images import image_path, image_problem
 from ftc.spec.models import DataSection, DatasetSection
 
 SHOWN = 20  # problems listed; the rest are counted
@@ -151,9 +152,26 @@ def _check_file(
         except BadRecord as error:
             check.add(f"{where}: {error}", hint)
             continue
+        if isinstance(parts, Chat) and parts.images and _bad_images(check, where, file, parts, columns):
+            continue
         if kept is not None:
             kept.append((where, parts))
     return left
+
+
+def _bad_images(check: DataCheck, where: str, file: Path, chat: Chat, columns: dict[str, str]) -> bool:
+    """Reports each image of the record that cannot be read; True if there was one."""
+    name = columns.get("images", "images")
+    bad = False
+    for index, image in enumerate(chat.images):
+        problem = image_problem(image_path(image, file))
+        if problem:
+            bad = True
+            check.add(
+                f"{where}: {name!r}[{index}] {image!r} {problem}",
+                "image paths are absolute or relative to the dataset file's folder; fix the path or the file",
+            )
+    return bad
 
 
 def _count(number: int, noun: str) -> str:

@@ -9,9 +9,9 @@ from ftc.spec.sections.base import DataFormat, Section, rule_error
 
 # The fields each data format reads from a record, by our names; [data.datasets.columns] maps them to the file's.
 FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
-    "alpaca": ("instruction", "input", "output", "system", "history"),
-    "sharegpt": ("conversations", "system", "tools"),
-    "messages": ("messages", "tools"),
+    "alpaca": ("instruction", "input", "output", "system", "history", "images"),
+    "sharegpt": ("conversations", "system", "tools", "images"),
+    "messages": ("messages", "tools", "images"),
     "preference": ("messages", "prompt", "instruction", "input", "system", "history", "chosen", "rejected"),
     "kto": ("messages", "prompt", "instruction", "input", "system", "history", "completion", "label"),
     "text": ("text",),
