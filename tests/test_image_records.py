@@ -105,3 +105,24 @@ def test_a_mapped_images_column_is_named_as_the_file_names_it(tmp_path):
     path.write_text(json.dumps({"instruction": "Caption.", "output": "Red.", "pictures": ["gone.jpg"]}) + "\n")
     check = check_data(DataSection(datasets=[DatasetSection(path=str(path), columns={"images": "pictures"})]))
     assert check.shown == [f"{path} line 1: 'pictures'[0] 'gone.jpg' does not exist"]
+
+
+def test_image_paths_are_relative_to_media_dir_when_it_is_set(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    png(media / "red.png")
+    path = tmp_path / "c.jsonl"
+    records = [{"instruction": "Caption.", "output": "Red.", "images": [name]} for name in ("red.png", "blue.png")]
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    check = check_data(DataSection(datasets=[DatasetSection(path=str(path))], media_dir=str(media)))
+    assert check.shown == [f"{path} line 2: 'images'[0] 'blue.png' does not exist"]
+    assert f"relative to data.media_dir ({media})" in check.error().hint
+
+
+def test_media_dir_is_anchored_at_the_specs_folder(tmp_path):
+    from ftc.spec import parse_spec
+    from ftc.spec.resolve import resolve_paths
+    from tests.specs import VALID, replace
+
+    spec = parse_spec(replace(VALID, "cutoff_len = 1024", 'cutoff_len = 1024\nmedia_dir = "images"'), "job.toml")
+    assert resolve_paths(spec, tmp_path, Path.exists).data.media_dir == str(tmp_path / "images")

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def image_path(name: str, dataset_file: Path) -> Path:
-    """An image as a record names it: absolute, or relative to the dataset file's folder."""
+def image_path(name: str, dataset_file: Path, media_dir: str | None = None) -> Path:
+    """An image as a record names it: absolute, or relative to data.media_dir (resolved), else to the dataset
+    file's folder."""
     path = Path(name).expanduser()
-    return path if path.is_absolute() else dataset_file.parent / path
+    return path if path.is_absolute() else (Path(media_dir) if media_dir else dataset_file.parent) / path
 
 
 def image_problem(path: Path) -> str | None:

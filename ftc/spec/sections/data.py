@@ -110,6 +110,12 @@ class DataSection(Section):
         description="Where prepared data is kept (relative to the spec); default $FTC_CACHE/prepared, else "
         "ftc/prepared beside the Hugging Face hub cache. On a cluster: a folder every node sees.",
     )
+    media_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Folder (relative to the spec) that records' image paths are relative to; default: each "
+        "dataset file's own folder. An absolute image path is read as it is.",
+    )
     image_max_pixels: int | None = Field(
         default=None,
         ge=1,
