@@ -19,7 +19,15 @@ from ftc.compiler.model_families import architecture_from_config
 from ftc.compiler.model_shapes import Architecture, Moe
 
 # Callers need one import site for the shapes, however they were found.
-__all__ = ["ARCHITECTURES", "Architecture", "KnownModel", "Moe", "architecture_from_config", "find_architecture"]
+__all__ = [
+    "ARCHITECTURES",
+    "VISION_ARCHITECTURES",
+    "Architecture",
+    "KnownModel",
+    "Moe",
+    "architecture_from_config",
+    "find_architecture",
+]
 
 # Words that name a variant trained from the same weights' shapes, not a different model.
 _VARIANT_WORDS = frozenset({"instruct", "chat", "it", "hf", "base", "meta"})
@@ -212,7 +220,69 @@ _KNOWN = (
 )
 # fmt: on
 
+
+_CLIP_VIT_L_336 = {
+    "model_type": "clip_vision_model",
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 336,
+    "patch_size": 14,
+    "projection_dim": 768,
+}
+
+
+def _llava(hub_id: str, text: dict[str, Any]) -> KnownModel:
+    """LLaVA-1.5 as converted for transformers: CLIP ViT-L/14 at 336 px, features from its second-last layer."""
+    return _known(
+        hub_id,
+        "llava",
+        text_config={"model_type": "llama", "max_position_embeddings": 4096, "vocab_size": 32064, **text},
+        vision_config=_CLIP_VIT_L_336,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_token_index=32000,
+        tie_word_embeddings=False,
+    )
+
+
+def _qwen2_vl(hub_id: str, *decoder: int, tied: bool) -> KnownModel:
+    """Qwen2-VL: the language model's keys at the top level, a 32-block 1280-wide ViT with MLP ratio 4."""
+    model = _llama_style(hub_id, "qwen2_vl", *decoder, 32768, tie_word_embeddings=tied)
+    tower = {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3, "patch_size": 14}
+    tower |= {"spatial_merge_size": 2, "temporal_patch_size": 2, "hidden_size": decoder[0]}
+    return KnownModel(hub_id, MappingProxyType({**model.config, "vision_config": tower}))
+
+
+def _qwen2_5_vl(hub_id: str, *decoder: int, tied: bool, tower_intermediate: int) -> KnownModel:
+    """Qwen2.5-VL: a gated-MLP, RMS-normed ViT whose width stays 1280 while the language model grows."""
+    model = _llama_style(hub_id, "qwen2_5_vl", *decoder, 128000, tie_word_embeddings=tied)
+    tower = {"depth": 32, "hidden_size": 1280, "intermediate_size": tower_intermediate, "num_heads": 16}
+    tower |= {"in_chans": 3, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}
+    tower |= {"out_hidden_size": decoder[0], "window_size": 112}
+    return KnownModel(hub_id, MappingProxyType({**model.config, "vision_config": tower}))
+
+
+# fmt: off
+# Image+text models. The instruct releases are the published ones; their shapes are the language model's
+# columns as above (hidden, intermediate, layers, heads, key-value heads, vocab) plus the vision tower.
+_KNOWN_VISION = (
+    _llava("llava-hf/llava-1.5-7b-hf", {}),
+    _llava("llava-hf/llava-1.5-13b-hf", {"hidden_size": 5120, "intermediate_size": 13824,
+                                          "num_hidden_layers": 40, "num_attention_heads": 40}),
+    _qwen2_vl("Qwen/Qwen2-VL-2B-Instruct",      1536,  8960, 28, 12, 2, 151936, tied=True),
+    _qwen2_vl("Qwen/Qwen2-VL-7B-Instruct",      3584, 18944, 28, 28, 4, 152064, tied=False),
+    _qwen2_5_vl("Qwen/Qwen2.5-VL-3B-Instruct",  2048, 11008, 36, 16, 2, 151936, tied=True, tower_intermediate=3420),
+    _qwen2_5_vl("Qwen/Qwen2.5-VL-7B-Instruct",  3584, 18944, 28, 28, 4, 152064, tied=False, tower_intermediate=3420),
+    _qwen2_5_vl("Qwen/Qwen2.5-VL-32B-Instruct", 5120, 27648, 64, 40, 8, 152064, tied=False, tower_intermediate=3456),
+    _qwen2_5_vl("Qwen/Qwen2.5-VL-72B-Instruct", 8192, 29568, 80, 64, 8, 152064, tied=False, tower_intermediate=3456),
+)
+# fmt: on
+
 ARCHITECTURES: dict[str, KnownModel] = {model.hub_id: model for model in _KNOWN}
+# Kept apart from the text models because their tests build them with transformers' image+text classes.
+VISION_ARCHITECTURES: dict[str, KnownModel] = {model.hub_id: model for model in _KNOWN_VISION}
 
 
 def repository_key(name_or_path: str) -> str:
@@ -222,7 +292,7 @@ def repository_key(name_or_path: str) -> str:
 
 
 _BY_KEY: dict[str, KnownModel] = {
-    repository_key(hub_id): model for model in _KNOWN for hub_id in (model.hub_id, *model.also)
+    repository_key(hub_id): model for model in (*_KNOWN, *_KNOWN_VISION) for hub_id in (model.hub_id, *model.also)
 }
 
 

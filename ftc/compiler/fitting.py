@@ -133,12 +133,14 @@ def limits(fitted: MemoryInputs, budget: float, estimate: Estimator = estimate_m
 
 def longest_cutoff_len(inputs: MemoryInputs, budget: float, estimate: Estimator = estimate_memory) -> int:
     """The longest context that fits at micro-batch 1 under the inputs' own checkpointing (0: none), and that the
-    model's positions reach (as model.rope_scaling leaves them)."""
+    model's positions reach (as model.rope_scaling leaves them). With images, the text beside each row's image:
+    the row is this many tokens and the image's."""
+    image = inputs.images.tokens if inputs.images is not None else 0
 
     def length_fits(tokens: int) -> bool:
-        return estimate(replace(inputs, micro_batch_size=1, seq_len=tokens)).reserved_gib <= budget
+        return estimate(replace(inputs, micro_batch_size=1, seq_len=tokens + image)).reserved_gib <= budget
 
-    return largest_fitting(length_fits, inputs.arch.max_position_embeddings or 1_048_576)
+    return largest_fitting(length_fits, (inputs.arch.max_position_embeddings or 1_048_576) - image)
 
 
 def _limits_at(inputs: MemoryInputs, budget: float, estimate: Estimator) -> dict[str, int]:

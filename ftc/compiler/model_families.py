@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ftc.compiler.model_shapes import Architecture, Moe
+from ftc.compiler.model_shapes import Architecture, Moe, Vision
 from ftc.errors import FtcError
 from ftc.quantizers import scheme_from_config
 
@@ -103,6 +103,9 @@ _COUNT = _Kind("an integer of 0 or more", _is_index)
 _FLAG = _Kind("true or false", lambda value: isinstance(value, bool))
 _LAYER_LIST = _Kind("a list of layer indices", lambda value: isinstance(value, list) and all(map(_is_index, value)))
 
+# LLaVA's vision_feature_select_strategy: "default" drops CLIP's class token from the image tokens, the other keeps it.
+_FEATURE_STRATEGIES = frozenset({"default", "full"})
+
 # Every key a family reader reads, and what it must hold: a string where a number belongs (or a bool
 # where a count belongs) would otherwise surface as a TypeError, or as arithmetic on nonsense.
 _KEY_KINDS: dict[str, _Kind] = {
@@ -132,8 +135,28 @@ _KEY_KINDS: dict[str, _Kind] = {
             "num_experts_per_tok",
             "decoder_sparse_step",
             "num_ln_in_parallel_attn",
+            # vision towers (vision_config)
+            "depth",
+            "embed_dim",
+            "num_heads",
+            "num_channels",
+            "in_channels",
+            "in_chans",
+            "patch_size",
+            "image_size",
+            "spatial_merge_size",
+            "temporal_patch_size",
+            "out_hidden_size",
         ),
         _POSITIVE,
+    ),
+    "mlp_ratio": _Kind("a positive number", lambda value: isinstance(value, int | float) and value > 0),
+    **dict.fromkeys(("text_config", "vision_config"), _Kind("an object", lambda value: isinstance(value, dict))),
+    "vision_feature_layer": _Kind(
+        "a layer index or a list of them", lambda value: _is_int(value) or (isinstance(value, list) and value != [])
+    ),
+    "vision_feature_select_strategy": _Kind(
+        "'default' or 'full'", lambda value: isinstance(value, str) and value in _FEATURE_STRATEGIES
     ),
     # A Qwen MoE config may turn its experts off (0), and the shared expert with them.
     **dict.fromkeys(("num_experts", "num_local_experts", "shared_expert_intermediate_size"), _COUNT),
@@ -210,6 +233,96 @@ def _decoder(
         tied_embeddings=bool(_value(config, "tie_word_embeddings", default=tied_by_default)),
         max_position_embeddings=_value(config, "max_position_embeddings", "model_max_length", default=None),
         **layout,
+    )
+
+
+# transformers' LlamaConfig defaults, which LLaVA's text_config leaves out where it agrees with them.
+_LLAMA_DEFAULTS = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "vocab_size": 32000,
+    "max_position_embeddings": 2048,
+}
+
+
+def _sub_config(config: Config, key: str) -> Config:
+    """A nested config (text_config, vision_config) that the model's config must carry."""
+    return _value(config, key)
+
+
+def _llava(config: Config) -> Architecture:
+    """LLaVA: a CLIP vision tower, a two-layer MLP projector, and a language model read by its own family."""
+    text = dict(_value(config, "text_config", default={}))
+    text.setdefault("model_type", "llama")
+    if str(text["model_type"]).lower() == "llama":
+        text = {**_LLAMA_DEFAULTS, **text}
+    family = FAMILIES.get(str(text["model_type"]).lower())
+    if family is None:
+        raise _KeyProblem(
+            f"text_config has model_type '{text['model_type']}', whose layout ftc does not know",
+            f"known: {', '.join(sorted(FAMILIES))}",
+        )
+    language = family.read(text)
+    tower = _sub_config(config, "vision_config")
+    layers = _value(config, "vision_feature_layer", default=-2)
+    hidden = _value(tower, "hidden_size")
+    return replace(
+        language,
+        model_type="llava",
+        vision=Vision(
+            model_type=str(tower.get("model_type", "clip_vision_model")),
+            hidden_size=hidden,
+            num_layers=_value(tower, "num_hidden_layers"),
+            num_heads=_value(tower, "num_attention_heads"),
+            intermediate_size=_value(tower, "intermediate_size"),
+            patch_size=_value(tower, "patch_size"),
+            image_size=_value(tower, "image_size"),
+            in_channels=_value(tower, "num_channels", default=3),
+            out_size=language.hidden_size,
+            class_token=True,
+            learned_positions=True,
+            pre_norm=True,
+            post_norm=True,
+            feature_layers=len(layers) if isinstance(layers, list) else 1,
+            projector_hidden=language.hidden_size,
+            keeps_class_token=_value(config, "vision_feature_select_strategy", default="default") != "default",
+        ),
+    )
+
+
+def _qwen_vl(config: Config, model_type: str) -> Architecture:
+    """Qwen2-VL and Qwen2.5-VL: a qwen2 language model (its keys at the top level of the published
+    config.json, or in text_config) and a dynamic-resolution ViT whose merger folds 2×2 patches into a token."""
+    text = {**config, **_value(config, "text_config", default={})}
+    language = _qwen2(text)
+    tower = _sub_config(config, "vision_config")
+    if model_type == "qwen2_vl":  # embed_dim is the tower's width and hidden_size the language model's
+        width = _value(tower, "embed_dim")
+        shape = {"intermediate_size": int(width * _value(tower, "mlp_ratio")), "out_size": _value(tower, "hidden_size")}
+        shape |= {"mlp": "plain", "norm": "layer"}
+    else:
+        width = _value(tower, "hidden_size")
+        shape = {"intermediate_size": _value(tower, "intermediate_size"), "out_size": _value(tower, "out_hidden_size")}
+        shape |= {"mlp": "gated", "norm": "rms"}
+    merge = _value(tower, "spatial_merge_size")
+    return replace(
+        language,
+        model_type=model_type,
+        vision=Vision(
+            model_type=model_type,
+            hidden_size=width,
+            num_layers=_value(tower, "depth"),
+            num_heads=_value(tower, "num_heads"),
+            patch_size=_value(tower, "patch_size"),
+            in_channels=_value(tower, "in_channels", "in_chans", default=3),
+            temporal_patch_size=_value(tower, "temporal_patch_size"),
+            spatial_merge=merge,
+            projector_norm=True,
+            projector_hidden=width * merge * merge,
+            **shape,
+        ),
     )
 
 
@@ -428,6 +541,10 @@ FAMILIES: dict[str, Family] = {
         Family("mistral", _decoder, "MistralDecoderLayer"),
         Family("mixtral", _mixtral, "MixtralDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("qwen2", _qwen2, "Qwen2DecoderLayer"),
+        # Image+text models: the decoder block named is the language model's; the vision tower is its own part.
+        Family("llava", _llava, "LlamaDecoderLayer"),
+        Family("qwen2_vl", lambda config: _qwen_vl(config, "qwen2_vl"), "Qwen2VLDecoderLayer"),
+        Family("qwen2_5_vl", lambda config: _qwen_vl(config, "qwen2_5_vl"), "Qwen2_5_VLDecoderLayer"),
         Family("qwen2_moe", _qwen2_moe, "Qwen2MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("qwen3", _qwen3, "Qwen3DecoderLayer"),
         Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),

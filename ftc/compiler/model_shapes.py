@@ -35,6 +35,56 @@ class Moe:
     dense_layers: tuple[int, ...] = ()  # indices of blocks that keep a dense MLP of intermediate_size
 
 
+# How a vision tower's blocks normalize: CLIP's LayerNorm (weight and bias), Qwen2.5-VL's RMSNorm (weight)
+VisionNorm = Literal["layer", "rms"]
+
+
+@dataclass(frozen=True)
+class Vision:
+    """An image encoder and the projector that turns its patches into language-model tokens.
+
+    Two designs are described by these fields alone. A fixed-resolution tower (LLaVA's CLIP ViT) embeds
+    an `image_size` square into (image_size / patch_size)² patches plus a class token, learns one position
+    per patch, and hands one token per patch to a two-layer MLP projector. A dynamic-resolution tower
+    (Qwen2-VL's ViT) cuts any image into patch_size squares (`temporal_patch_size` frames deep), uses
+    rotary positions, and its merger folds each `spatial_merge`² neighbours into one token.
+    """
+
+    model_type: str  # vision_config's model_type, or the whole model's where the tower has none of its own
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    patch_size: int
+    out_size: int  # the language model's hidden size: what one image token is projected to
+    in_channels: int = 3
+    image_size: int | None = None  # the fixed square every image is resized to; None: dynamic resolution
+    temporal_patch_size: int = 1  # frames in one patch (Qwen2-VL treats an image as two equal frames)
+    spatial_merge: int = 1  # each spatial_merge × spatial_merge patches become one language-model token
+    class_token: bool = False  # CLIP's learned [CLS] embedding, counted among the tower's tokens
+    learned_positions: bool = False  # one position embedding per patch (and class token); else rotary
+    pre_norm: bool = False  # CLIP normalizes the embeddings before the first block
+    post_norm: bool = False  # CLIP's post_layernorm after the last block (built, though LLaVA reads layer -2)
+    mlp: Mlp = "plain"  # every linear in a vision block is biased, whichever shape its MLP has
+    norm: VisionNorm = "layer"
+    projector_norm: bool = False  # Qwen's merger normalizes each patch before folding
+    projector_hidden: int = 0  # width of the projector's middle layer
+    feature_layers: int = 1  # tower layers whose outputs LLaVA concatenates before projecting
+    # LLaVA's "default" feature strategy drops the class token; "full" keeps it as an image token.
+    keeps_class_token: bool = False
+
+    @property
+    def patches_per_token(self) -> int:
+        return self.spatial_merge * self.spatial_merge
+
+    @property
+    def fixed_image_tokens(self) -> int | None:
+        """Language-model tokens per image for a fixed-resolution tower (576 for LLaVA-1.5); None for dynamic."""
+        if self.image_size is None:
+            return None
+        return (self.image_size // self.patch_size) ** 2 // self.patches_per_token + self.keeps_class_token
+
+
 @dataclass(frozen=True)
 class Architecture:
     model_type: str  # config.json's model_type; it also decides what the linear layers are called
@@ -59,6 +109,9 @@ class Architecture:
     moe: Moe | None = None
     # A checkpoint published quantized (config.json's quantization_config): how its decoder linears are held.
     quantization: QuantScheme | None = None
+    # An image+text model's encoder and projector; None for a text-only model. The fields above are then
+    # those of its language model.
+    vision: Vision | None = None
 
     @property
     def q_width(self) -> int:

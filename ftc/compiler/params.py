@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ftc.compiler.model_families import family_of
-from ftc.compiler.model_shapes import Architecture
+from ftc.compiler.model_shapes import Architecture, Vision
 from ftc.errors import FtcError
 
 # A fused layer answers to the names of its parts, so a target list written for llama still means
@@ -29,10 +29,13 @@ class ParameterCount:
     head: int  # output projection to the vocabulary; 0 when tied to the embedding
     per_layer: tuple[int, ...]  # each decoder block, in order: what one pipeline stage or FSDP unit holds
     active: int  # parameters one token uses: all but the routed experts it is not sent to
+    vision: int = 0  # an image+text model's vision tower: patch and position embeddings, blocks, norms
+    projector: int = 0  # what maps the tower's patches to language-model tokens (LLaVA's MLP, Qwen's merger)
 
     @property
     def total(self) -> int:
-        return self.embedding + self.attention + self.mlp + self.experts + self.router + self.norms + self.head
+        language = self.embedding + self.attention + self.mlp + self.experts + self.router + self.norms + self.head
+        return language + self.vision + self.projector
 
     @property
     def largest_layer(self) -> int:
@@ -113,11 +116,43 @@ def count_parameters(arch: Architecture) -> ParameterCount:
         "norms": arch.num_layers * norms + norm_size(arch) * (arch.final_norm + arch.embedding_norm),
         "head": 0 if arch.tied_embeddings else embedding,
     }
+    tower, projector = (
+        (vision_tower_parameters(arch.vision), projector_parameters(arch.vision)) if arch.vision else (0, 0)
+    )
     return ParameterCount(
         **parts,
         per_layer=tuple(attention + norms + (experts + router + shared if s else dense_mlp) for s in sparse),
-        active=sum(parts.values()) - n_sparse * (experts - active_experts),
+        active=sum(parts.values()) - n_sparse * (experts - active_experts) + tower + projector,
+        vision=tower,
+        projector=projector,
     )
+
+
+def _vision_norm(vision: Vision, width: int) -> int:
+    return {"layer": 2, "rms": 1}[vision.norm] * width
+
+
+def vision_tower_parameters(vision: Vision) -> int:
+    """The tower as transformers builds it: every block linear biased, the patch convolution not."""
+    h, i = vision.hidden_size, vision.intermediate_size
+    patch = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2 * h
+    positions = 0
+    if vision.learned_positions and vision.image_size is not None:
+        positions = ((vision.image_size // vision.patch_size) ** 2 + vision.class_token) * h
+    embeddings = patch + positions + vision.class_token * h
+    attention = 4 * h * h + 4 * h  # q, k and v (one fused qkv in Qwen's towers: the same count) and the output
+    mlp = 2 * h * i + i + h if vision.mlp == "plain" else 3 * h * i + 2 * i + h
+    block = attention + mlp + 2 * _vision_norm(vision, h)
+    outer_norms = (vision.pre_norm + vision.post_norm) * _vision_norm(vision, h)
+    return embeddings + vision.num_layers * block + outer_norms
+
+
+def projector_parameters(vision: Vision) -> int:
+    """Two biased linears: the merged patches (or the concatenated feature layers) → the middle → the LM's width."""
+    features = vision.hidden_size * vision.patches_per_token * vision.feature_layers
+    norm = _vision_norm(vision, vision.hidden_size) if vision.projector_norm else 0
+    middle, out = vision.projector_hidden, vision.out_size
+    return norm + features * middle + middle + middle * out + out
 
 
 def decoder_linears(arch: Architecture) -> tuple[Linear, ...]:

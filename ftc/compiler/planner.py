@@ -28,13 +28,14 @@ from ftc.compiler.fitting import (
 from ftc.compiler.hardware import Hardware, hardware_record
 from ftc.compiler.memory.estimate import MemoryInputs, estimate_memory
 from ftc.compiler.memory.logits import MODEL_LOSS_BYTES_PER_LOGIT
-from ftc.compiler.memory.states import OptimizerSettings
+from ftc.compiler.memory.states import ImageSide, OptimizerSettings
 from ftc.compiler.model_families import family_of
 from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.params import Linear, OftBlocks, adapted_layers, oft_parameters
 from ftc.compiler.plan import Decision, HardwareRef, MemoryEstimate, Plan
 from ftc.compiler.rules import check_combination
 from ftc.compiler.timing import estimate_time
+from ftc.compiler.vision import ImageBudget, image_budget
 from ftc.devices.backends import BACKENDS
 from ftc.errors import FtcError
 from ftc.kernels import FLASH_ATTENTION, KERNELS
@@ -62,9 +63,58 @@ def compile_plan(
     arch, position_notes = _positions(spec, arch)
     arch, expansion_notes = _expanded(spec, arch)
     _check_shift_attention(spec, arch)
+    vision_notes = _vision_notes(spec, arch)
     plan = _plan(spec, hardware, arch, estimate)
-    notes = adapter_notes + position_notes + expansion_notes
+    notes = adapter_notes + position_notes + expansion_notes + vision_notes
     return replace(plan, notes=plan.notes + notes) if notes else plan
+
+
+# The keys that mean something only for an image+text model.
+_IMAGE_KEYS = ("data.image_max_pixels", "data.image_min_pixels")
+
+
+def _images(spec: Spec, arch: Architecture | None) -> ImageBudget | None:
+    """The largest image a row holds, for a model with a vision tower; None for a text model or unknown shapes."""
+    if arch is None or arch.vision is None:
+        return None
+    return image_budget(arch.vision, spec.data.image_min_pixels, spec.data.image_max_pixels)
+
+
+def row_tokens(spec: Spec, arch: Architecture | None) -> int:
+    """Tokens of the longest row: data.cutoff_len of text, and an image's tokens beside them."""
+    budget = _images(spec, arch)
+    return spec.data.cutoff_len + (budget.tokens if budget else 0)
+
+
+def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
+    """What the images cost the plan, or a refusal where the spec sets image keys for a text-only model."""
+    set_here = [key for key in _IMAGE_KEYS if getattr(spec.data, key.split(".")[1]) is not None]
+    set_here += ["[vision]"] if spec.vision.model_fields_set else []
+    if arch is not None and arch.vision is None and set_here:
+        raise FtcError(
+            f"{set_here[0]} is set, but {spec.model.name_or_path!r} ({arch.model_type}) has no vision tower",
+            "remove it, or train an image+text model (model_type llava, qwen2_vl or qwen2_5_vl)",
+        )
+    budget = _images(spec, arch)
+    if budget is None:
+        return ()
+    vision = spec.vision
+    trains = (
+        "the projector alone"
+        if vision.projector_only
+        else ", ".join(
+            part
+            for part, frozen in (("the vision tower", vision.freeze_tower), ("the projector", vision.freeze_projector))
+            if not frozen
+        )
+        or "neither the vision tower nor the projector"
+    )
+    return (
+        f"images: {budget.reason}; the estimate assumes one such image in every row, so each row is "
+        f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens",
+        f"vision: {trains} trains beside the method's weights; vision_activations holds the image side's "
+        f"activations ({budget.tower_tokens} tower tokens per image)",
+    )
 
 
 def _positions(spec: Spec, arch: Architecture | None) -> tuple[Architecture | None, tuple[str, ...]]:
@@ -284,11 +334,12 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
     steps = accumulation(micro.value, world, train.global_batch_size)
     # Gradients live through the forward only when micro-batches accumulate; the search assumed they do.
     memory = estimate(replace(fitted, micro_batch_size=micro.value, gradient_accumulation=steps.value > 1))
-    tokens = train.max_steps * train.global_batch_size * spec.data.cutoff_len if train.max_steps else None
+    # an image's tokens pass through the language model like text; the tower's own compute is not counted
+    tokens = train.max_steps * train.global_batch_size * row_tokens(spec, arch) if train.max_steps else None
     time = estimate_time(
         arch,
         train.method,
-        spec.data.cutoff_len,
+        row_tokens(spec, arch),
         fit.gradient_checkpointing,
         world,
         record.peak_tflops,
@@ -312,7 +363,7 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
         memory=memory,
         time=time,
         limits=limits(fitted, budget, estimate),
-        notes=_notes(spec, hardware, memory, fit.layout)
+        notes=_notes(spec, hardware, memory, fit.layout, arch)
         + _feature_notes(spec, attention.value)
         + _adapter_notes(spec, arch),
     )
@@ -328,8 +379,12 @@ def _require_least_micro(stage: str, chosen: int, per_process: int, budget: floa
         )
 
 
-def _notes(spec: Spec, hardware: HardwareRef, memory: MemoryEstimate, layout: Layout) -> tuple[str, ...]:
-    notes = [f"the estimate assumes every row is {spec.data.cutoff_len} tokens (cutoff_len): an upper bound"]
+def _notes(
+    spec: Spec, hardware: HardwareRef, memory: MemoryEstimate, layout: Layout, arch: Architecture
+) -> tuple[str, ...]:
+    row = spec.data.cutoff_len
+    image = f" and an image's {row_tokens(spec, arch) - row}" if row_tokens(spec, arch) > row else ""
+    notes = [f"the estimate assumes every row is {row} tokens (cutoff_len){image}: an upper bound"]
     if layout.offload != "none":
         per_node = memory.host_gib * hardware.devices_per_node
         notes.append(
@@ -415,7 +470,7 @@ def _memory_inputs(
         stage=spec.train.stage,
         precision=precision,
         micro_batch_size=micro,
-        seq_len=spec.data.cutoff_len,
+        seq_len=row_tokens(spec, arch),
         gradient_checkpointing=checkpointing,
         world_size=world,
         quantization_bits=quantization.bits if quantization else None,
@@ -438,6 +493,12 @@ def _memory_inputs(
         capacity_gib=record.memory_gib,
         examples_per_process=spec.train.global_batch_size // world,
         attention_group=spec.attention_group,
+        images=_images(spec, arch),
+        image_side=ImageSide(
+            tower=not spec.vision.freeze_tower,
+            projector=spec.vision.projector_only or not spec.vision.freeze_projector,
+            language=not spec.vision.projector_only,
+        ),
     )
 
 
@@ -704,7 +765,7 @@ def _loss_head(spec: Spec, record: Hardware, arch: Architecture | None, micro: i
         return Decision("fused", f"{record.name}: trl's chunked head, which never holds the full logits at once")
     if arch is None:
         return Decision("fused", "the vocabulary is unknown, so the full logits cannot be bounded: trl's chunked head")
-    logits_gib = micro * spec.data.cutoff_len * arch.vocab_size * MODEL_LOSS_BYTES_PER_LOGIT / GIB
+    logits_gib = micro * row_tokens(spec, arch) * arch.vocab_size * MODEL_LOSS_BYTES_PER_LOGIT / GIB
     if logits_gib > MODEL_LOSS_MAX_LOGITS_GIB:
         return Decision(
             "fused",

@@ -21,7 +21,8 @@ from typing import Any
 from ftc.errors import FtcError, RuntimeUserError
 from ftc.records.collector import collector_paused
 from ftc.records.files import dataset_files, dataset_source, file_entries
-from ftc.records.formats import FORMATS, BadRecord, DataFormat
+from ftc.records.formats import FORMATS, BadRecord, Chat, DataFormat
+from ftc.records.images import image_path, image_problem
 from ftc.spec.models import DataSection, DatasetSection
 
 SHOWN = 20  # problems listed; the rest are counted
@@ -83,7 +84,7 @@ def check_data(data: DataSection, keep: bool = False) -> DataCheck:
         for key, dataset in keyed:
             # data.streaming changes only when the runtime reads a file, not what is in it: a streamed file is
             # checked whole too, one extra pass at the speed of reading it. Only the hub streams without a copy.
-            _check_dataset(check, key, dataset)
+            _check_dataset(check, key, dataset, data.media_dir)
     check.seconds = time.perf_counter() - started
     return check
 
@@ -96,7 +97,7 @@ def require_good_data(data: DataSection, keep: bool = False) -> DataCheck:
     return check
 
 
-def _check_dataset(check: DataCheck, key: str, dataset: DatasetSection) -> None:
+def _check_dataset(check: DataCheck, key: str, dataset: DatasetSection, media_dir: str | None = None) -> None:
     source = dataset_source(dataset)
     if source != "files":
         # Reading these needs `datasets` (and the hub, a download): the runtime checks them as it reads them.
@@ -118,7 +119,7 @@ def _check_dataset(check: DataCheck, key: str, dataset: DatasetSection) -> None:
             return
         check.files += 1
         try:
-            left = _check_file(check, file, data_format, dataset.columns, hint, left, kept)
+            left = _check_file(check, file, data_format, dataset.columns, hint, left, kept, media_dir)
         except ImportError as error:  # Parquet without pyarrow, where only ftc is installed
             check.unchecked.append(f"{file} (needs {error.name or 'a library'}, not installed here)")
             if check.parsed is not None:
@@ -133,6 +134,7 @@ def _check_file(
     hint: str,
     left: int | None,
     kept: list[tuple[str, Any]] | None,
+    media_dir: str | None = None,
 ) -> int | None:
     """Checks the records of one file, at most `left` of them; returns how many the dataset may still read."""
     for where, entry in file_entries(file):
@@ -151,9 +153,29 @@ def _check_file(
         except BadRecord as error:
             check.add(f"{where}: {error}", hint)
             continue
+        if isinstance(parts, Chat) and parts.images and _bad_images(check, where, file, parts, columns, media_dir):
+            continue
         if kept is not None:
             kept.append((where, parts))
     return left
+
+
+def _bad_images(
+    check: DataCheck, where: str, file: Path, chat: Chat, columns: dict[str, str], media_dir: str | None
+) -> bool:
+    """Reports each image of the record that cannot be read; True if there was one."""
+    name = columns.get("images", "images")
+    relative_to = f"data.media_dir ({media_dir})" if media_dir else "the dataset file's folder"
+    bad = False
+    for index, image in enumerate(chat.images):
+        problem = image_problem(image_path(image, file, media_dir))
+        if problem:
+            bad = True
+            check.add(
+                f"{where}: {name!r}[{index}] {image!r} {problem}",
+                f"image paths are absolute or relative to {relative_to}; fix the path or the file",
+            )
+    return bad
 
 
 def _count(number: int, noun: str) -> str:

@@ -37,6 +37,10 @@ _PLAIN_SHAREGPT_ROLES = {speaker: role for speaker, role in SHAREGPT_ROLES.items
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")  # labels as a CSV file spells them
 
 
+# Where each image of a record goes in its text; the model's processor expands it to the image's tokens.
+IMAGE = "<image>"
+
+
 class BadRecord(ValueError):
     """A record that does not fit its format; the message says which field and why."""
 
@@ -47,6 +51,8 @@ class Chat:
 
     messages: list[Message]
     tools: list[dict[str, Any]] | None = None  # OpenAI function definitions, for templates that render tools
+    # Image files, as the record names them, in the order of the IMAGE placeholders in `messages`.
+    images: tuple[str, ...] = ()
 
     def parts(self) -> tuple[list[Message], list[dict[str, Any]] | None]:
         return self.messages, self.tools
@@ -120,7 +126,32 @@ def alpaca_to_chat(record: Record) -> Chat:
     output = record.text("output")
     if not output.strip():  # how a CSV file spells a missing cell
         raise BadRecord(f"{record.column('output')!r} is empty")
-    return Chat(alpaca_prompt(record) + [{"role": "assistant", "content": output}])
+    return _with_images(record, Chat(alpaca_prompt(record) + [{"role": "assistant", "content": output}]))
+
+
+def _with_images(record: Record, chat: Chat) -> Chat:
+    """The record's `images`, each matched to an IMAGE placeholder in the text. A record whose text has no
+    placeholder gets one per image at the start of its first user turn."""
+    if not record.has("images"):
+        return chat
+    images, name = record.get("images"), record.column("images")
+    if not isinstance(images, list) or not all(isinstance(path, str) and path.strip() for path in images):
+        raise BadRecord(f"{name!r} must be a list of image file paths")
+    texts = [message["content"] for message in chat.messages if isinstance(message.get("content"), str)]
+    placed = sum(text.count(IMAGE) for text in texts)
+    if placed == 0 and images:
+        first = next((i for i, message in enumerate(chat.messages) if message["role"] == "user"), None)
+        if first is None:
+            raise BadRecord(f"{name!r} names {len(images)} image(s), but there is no user turn to put them in")
+        messages = list(chat.messages)
+        messages[first] = {**messages[first], "content": IMAGE * len(images) + messages[first]["content"]}
+        return Chat(messages, chat.tools, tuple(images))
+    if placed != len(images):
+        raise BadRecord(
+            f"{name!r} names {len(images)} image(s), but the text has {placed} {IMAGE} placeholder(s): "
+            "one placeholder per image, in order (or none, to put them all before the first user turn)"
+        )
+    return Chat(chat.messages, chat.tools, tuple(images))
 
 
 def _content(message: dict, where: str) -> str:
@@ -221,7 +252,9 @@ def _tools(record: Record) -> list[dict[str, Any]] | None:
 
 def messages_to_chat(record: Record) -> Chat:
     name = record.column("messages")
-    return Chat(_needs_a_reply(parse_messages(record.get("messages"), name), name), _tools(record))
+    return _with_images(
+        record, Chat(_needs_a_reply(parse_messages(record.get("messages"), name), name), _tools(record))
+    )
 
 
 def checked_sharegpt_turn(turn: Any, where: str) -> Message:
@@ -257,7 +290,7 @@ def sharegpt_to_chat(record: Record) -> Chat:
     system = record.text("system", required=False)
     if system and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system})
-    return Chat(_needs_a_reply(messages, name), _tools(record))
+    return _with_images(record, Chat(_needs_a_reply(messages, name), _tools(record)))
 
 
 # --- preference and kto: a prompt, then replies --------------------------------------------------
@@ -383,19 +416,24 @@ def _build_registry(*formats: DataFormat) -> dict[str, DataFormat]:
 
 
 FORMATS: dict[str, DataFormat] = _build_registry(
-    DataFormat("alpaca", "conversation", alpaca_to_chat, "instruction, input, output (+ optional system, history)"),
+    DataFormat(
+        "alpaca",
+        "conversation",
+        alpaca_to_chat,
+        "instruction, input, output (+ optional system, history, images)",
+    ),
     DataFormat(
         "sharegpt",
         "conversation",
         sharegpt_to_chat,
-        "conversations: [{from: human|gpt|system|function_call|observation, value}] (+ optional system, tools)",
+        "conversations: [{from: human|gpt|system|function_call|observation, value}] (+ optional system, tools, images)",
     ),
     DataFormat(
         "messages",
         "conversation",
         messages_to_chat,
         "messages: [{role: system|user|assistant|tool, content}] (assistant turns may carry tool_calls; "
-        "+ optional tools)",
+        "+ optional tools, images)",
     ),
     DataFormat(
         "preference",

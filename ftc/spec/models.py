@@ -57,6 +57,7 @@ from ftc.spec.sections.train import (
     QuantizationSection,
     TrainSection,
 )
+from ftc.spec.sections.vision import VisionSection
 from ftc.stages import STAGES, stages_reading
 
 # train.shift_attention's default: a row in quarters, the LongLoRA paper's group size.
@@ -151,6 +152,7 @@ class Spec(Section):
     badam: BadamSection = Field(default_factory=BadamSection.model_construct)
     muon: MuonSection = Field(default_factory=MuonSection.model_construct)
     llama_pro: LlamaProSection = Field(default_factory=LlamaProSection.model_construct)
+    vision: VisionSection = Field(default_factory=VisionSection.model_construct)
     output: OutputSection = Field(default_factory=OutputSection.model_construct)
     preference: PreferenceSection = Field(default_factory=PreferenceSection.model_construct)
     monitor: MonitorSection = Field(default_factory=MonitorSection.model_construct)
@@ -408,6 +410,21 @@ class Spec(Section):
                 f"set train.micro_batch_size = train.global_batch_size ({train.global_batch_size}), or remove "
                 f"{optimizer.section}.layerwise",
                 at=f"{optimizer.section}.layerwise",
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _projector_only_needs_a_method_that_trains_weights_whole(self) -> Spec:
+        """[vision] projector_only freezes the language model: an adapter or a layer choice for it contradicts that."""
+        method = METHODS[self.train.method]
+        if self.vision.projector_only and not method.trains_all_weights:
+            whole = " or ".join(repr(name) for name, record in METHODS.items() if record.trains_all_weights)
+            raise rule_error(
+                f"projector_only trains the projector alone, but train.method = '{self.train.method}' trains the "
+                "language model's layers too",
+                f"set train.method = {whole}: under projector_only it updates the projector and nothing else",
+                at="vision.projector_only",
                 code=Code.CONFLICT,
             )
         return self

@@ -39,6 +39,7 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
     eval_datasets = [d.model_copy(update={"path": anchor(d.path)}) for d in spec.data.eval_datasets]
     cache_dir = spec.data.cache_dir and str(anchored(spec.data.cache_dir, base_dir))
     registry = spec.data.registry and str(anchored(spec.data.registry, base_dir))
+    media_dir = spec.data.media_dir and str(anchored(spec.data.media_dir, base_dir))
     benchmark_dir = spec.eval.data_dir and str(anchored(spec.eval.data_dir, base_dir))
     output_dir = Path(spec.output.dir).expanduser()
     output = spec.output.model_copy(
@@ -53,6 +54,7 @@ def resolve_paths(spec: Spec, base_dir: Path, is_local: Callable[[Path], bool]) 
                     "eval_datasets": eval_datasets,
                     "cache_dir": cache_dir,
                     "registry": registry,
+                    "media_dir": media_dir,
                 }
             ),
             "output": output,

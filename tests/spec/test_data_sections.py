@@ -35,7 +35,7 @@ def test_a_column_the_format_does_not_read_is_named_with_the_formats_fields():
     d = only(replace(VALID, DATASET, DATASET + '[data.datasets.columns]\nprompt = "q"\n'))
     assert (d.line, d.path, d.code) == (11, "data.datasets[0].columns", "E-UNKNOWN-KEY")  # the table's header
     assert "'prompt' is no field of the 'alpaca' format" in d.message
-    assert d.hint == "the fields of 'alpaca' are: instruction, input, output, system, history"
+    assert d.hint == "the fields of 'alpaca' are: instruction, input, output, system, history, images"
 
 
 @pytest.mark.parametrize(

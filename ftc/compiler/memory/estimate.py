@@ -32,6 +32,7 @@ from ftc.compiler.memory.sampling import sampling_memory
 from ftc.compiler.memory.states import (
     DTYPE_BYTES,
     GIB,
+    ImageSide,
     OptimizerSettings,
     States,
     frozen_copy_bytes,
@@ -42,6 +43,7 @@ from ftc.compiler.model_shapes import Architecture
 from ftc.compiler.module_tree import freeze_selection
 from ftc.compiler.params import OftBlocks, count_parameters
 from ftc.compiler.plan import MemoryEstimate
+from ftc.compiler.vision import ImageBudget, TowerActivations, tower_activations
 from ftc.errors import FtcError
 from ftc.kernels import KERNELS
 from ftc.methods import METHODS
@@ -56,6 +58,7 @@ TERMS = (
     "master_weights",
     "adapters",
     "activations",
+    "vision_activations",
     "logits",
     "reference_model",
     "context",
@@ -122,6 +125,10 @@ class MemoryInputs:
     examples_per_process: int = 1
     # train.shift_attention: tokens per attention group (SDPA only); None attends over whole rows.
     attention_group: int | None = None
+    # An image+text model: the image each row holds (its tokens are already in seq_len), and what trains of
+    # the image side ([vision]).
+    images: ImageBudget | None = None
+    image_side: ImageSide = ImageSide()
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,7 @@ def _states(inputs: MemoryInputs) -> States:
         settings=inputs.optimizer_settings,
         oft=inputs.oft,
         added_blocks=inputs.added_blocks,
+        image_side=inputs.image_side if inputs.images is not None else None,
     )
 
 
@@ -320,13 +328,21 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
         "reference_model": _reference_models(inputs),
     }
 
+    image_side = _image_side(inputs, step.rows)
+
     def phase(name: str, copies: float, gradients: float, activations: float, logits: float) -> _Phase:
         terms = dict(lasting)
         terms["weights"] += copies
         terms["gradients"] = gradients + states.ddp_buckets
         terms["activations"] = activations
+        terms["vision_activations"] = image_side.saved if activations else 0.0
         terms["logits"] = logits
         return _Phase(name, terms)
+
+    towers = []
+    if inputs.images is not None:  # the tower runs first: what it saves, plus its one block at work
+        towers.append(phase("the vision tower's forward", copies_forward, held_gradients, 0.0, 0.0))
+        towers[0].terms["vision_activations"] = image_side.saved + image_side.working
 
     chunked = inputs.fused_cross_entropy or inputs.kernel_cross_entropy
     fused_gradient = head_gradient if chunked else held_gradients
@@ -336,18 +352,36 @@ def _phases(inputs: MemoryInputs, states: States, step: Step, head: LossHead) ->
         rows = inputs.examples_per_process if samples == "step" else inputs.micro_batch_size
         sampled = sampling_memory(inputs.arch, rows, inputs.seq_len, inputs.precision)
         rollout.append(phase("sampling (the KV cache)", 0.0, 0.0, sampled.cache, sampled.logits))
-    return rollout + [
-        phase("the loss's forward", copies_forward, held_gradients, kept, head.saved + head.forward_peak),
-        phase("the loss's backward", copies_backward, fused_gradient, kept, head.saved + head.backward_peak),
-        phase(
-            "the top block's backward",
-            copies_backward + copies_recompute,
-            head_gradient,
-            kept + recompute + block_transient,
-            head.saved,
-        ),
-        phase("the optimizer step", 0.0, states.gradients, 0.0, 0.0),
-    ]
+    return (
+        rollout
+        + towers
+        + [
+            phase("the loss's forward", copies_forward, held_gradients, kept, head.saved + head.forward_peak),
+            phase("the loss's backward", copies_backward, fused_gradient, kept, head.saved + head.backward_peak),
+            phase(
+                "the top block's backward",
+                copies_backward + copies_recompute,
+                head_gradient,
+                kept + recompute + block_transient,
+                head.saved,
+            ),
+            phase("the optimizer step", 0.0, states.gradients, 0.0, 0.0),
+        ]
+    )
+
+
+def _image_side(inputs: MemoryInputs, rows: int) -> TowerActivations:
+    """The image side's activations: one image per row, each of the budget's size."""
+    if inputs.images is None or inputs.arch.vision is None:
+        return TowerActivations(0.0, 0.0)
+    return tower_activations(
+        inputs.arch.vision,
+        inputs.images,
+        rows,
+        DTYPE_BYTES[inputs.precision],
+        tower_trains=inputs.image_side.tower,
+        projector_trains=inputs.image_side.projector,
+    )
 
 
 def step_tokens(inputs: MemoryInputs) -> int:

@@ -101,6 +101,18 @@ def holding(
 
 
 @dataclass(frozen=True)
+class ImageSide:
+    """What of an image+text model's image side trains ([vision]): each part trains whole or not at all."""
+
+    tower: bool = False
+    projector: bool = True
+    language: bool = True  # False: [vision] projector_only, the language model frozen whatever the method
+
+    def trainable(self, count: ParameterCount) -> int:
+        return count.vision * self.tower + count.projector * self.projector
+
+
+@dataclass(frozen=True)
 class States:
     """Bytes each device holds for the model's states, before activations."""
 
@@ -152,9 +164,11 @@ def model_states(
     oft: OftBlocks | None = None,
     settings: OptimizerSettings = OptimizerSettings(),
     added_blocks: tuple[int, ...] = (),
+    image_side: ImageSide | None = None,
 ) -> States:
     """`oft`: the adapter is OFT's rotations, not LoRA's (lora_rank then goes unread). `added_blocks`: [llama_pro]'s
-    copies in `arch`, the only blocks that train (freeze) or carry LoRA."""
+    copies in `arch`, the only blocks that train (freeze) or carry LoRA. `image_side`: what of an image+text
+    model's tower and projector trains whole, whatever the method does to the language model."""
     trains = METHODS[method]
     if trains.quantizes and not isinstance(quantization, QuantScheme):  # bits alone: the default backend's
         quantization = chosen_scheme(DEFAULT_BACKEND, quantization, None)
@@ -173,6 +187,13 @@ def model_states(
     if trains.trains_chosen_layers:
         freeze = freeze_selection(arch, freeze_layers, freeze_modules, freeze_extra, added_blocks)
     base_trainable = freeze.parameters if freeze else trainable_parameters(arch, method, freeze_layers)
+    if image_side is not None and arch.vision is not None:
+        # the method's rule covers the language model; the image side trains as [vision] says
+        if not image_side.language:
+            base_trainable = 0
+        elif trains.trains_all_weights:
+            base_trainable -= count.vision + count.projector
+        base_trainable += image_side.trainable(count)
     trainable = base_trainable + adapter
     frozen = count.total - base_trainable
     linear_elements = sum(linear.in_features * linear.out_features * linear.count for linear in decoder_linears(arch))

@@ -9,9 +9,9 @@ from ftc.spec.sections.base import DataFormat, Section, rule_error
 
 # The fields each data format reads from a record, by our names; [data.datasets.columns] maps them to the file's.
 FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
-    "alpaca": ("instruction", "input", "output", "system", "history"),
-    "sharegpt": ("conversations", "system", "tools"),
-    "messages": ("messages", "tools"),
+    "alpaca": ("instruction", "input", "output", "system", "history", "images"),
+    "sharegpt": ("conversations", "system", "tools", "images"),
+    "messages": ("messages", "tools", "images"),
     "preference": ("messages", "prompt", "instruction", "input", "system", "history", "chosen", "rejected"),
     "kto": ("messages", "prompt", "instruction", "input", "system", "history", "completion", "label"),
     "text": ("text",),
@@ -110,6 +110,26 @@ class DataSection(Section):
         description="Where prepared data is kept (relative to the spec); default $FTC_CACHE/prepared, else "
         "ftc/prepared beside the Hugging Face hub cache. On a cluster: a folder every node sees.",
     )
+    media_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Folder (relative to the spec) that records' image paths are relative to; default: each "
+        "dataset file's own folder. An absolute image path is read as it is.",
+    )
+    image_max_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        description="Largest image, in pixels (height × width), an image+text model's processor keeps: a larger one is "
+        "scaled down, its aspect kept, as the processor does (Qwen2-VL's max_pixels). It bounds the image tokens "
+        "the plan adds to each row; default: the processor's own bound. A fixed-resolution tower (LLaVA-1.5) "
+        "resizes every image to its own size, so there it changes neither the tokens nor the plan.",
+    )
+    image_min_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        description="Smallest image, in pixels, an image+text model's processor keeps: a smaller one is scaled up "
+        "(Qwen2-VL's min_pixels); default: the processor's own bound.",
+    )
     streaming: bool = Field(
         default=False,
         description="Read and encode records while training instead of loading them first (pt and sft, with "
@@ -118,6 +138,14 @@ class DataSection(Section):
 
     @model_validator(mode="after")
     def _one_mixing_and_eval_rule(self) -> DataSection:
+        low, high = self.image_min_pixels, self.image_max_pixels
+        if low is not None and high is not None and low > high:
+            raise rule_error(
+                f"image_min_pixels ({low}) is above image_max_pixels ({high}): no image size satisfies both",
+                "lower data.image_min_pixels or raise data.image_max_pixels",
+                at="data.image_min_pixels",
+                code=Code.CONFLICT,
+            )
         weighted = [dataset.weight is not None for dataset in self.datasets]
         if any(weighted) and not all(weighted):
             raise rule_error(
