@@ -80,6 +80,14 @@ _LOW_RANK_METHODS_WHY = (
 _LOW_RANK_STRATEGIES_WHY = (
     "projects each target matrix's whole 2-D gradient, which ZeRO and FSDP hand the optimizer as flat shards"
 )
+# What GaLore and APOLLO share: their packages, and what projecting whole matrices rules out.
+_PROJECTING = {
+    "extra": "optimizers",
+    "methods": ("full",),
+    "methods_why": _LOW_RANK_METHODS_WHY,
+    "strategies": WHOLE_WEIGHTS,
+    "strategies_why": _LOW_RANK_STRATEGIES_WHY,
+}
 
 # In the order of the spec language's train.optimizer values.
 OPTIMIZERS: dict[str, Optimizer] = _registry(
@@ -116,12 +124,8 @@ OPTIMIZERS: dict[str, Optimizer] = _registry(
         "low_rank",
         library="galore-torch",
         trainer_optim="galore_adamw",
-        extra="optimizers",
         section="galore",
-        methods=("full",),
-        methods_why=_LOW_RANK_METHODS_WHY,
-        strategies=WHOLE_WEIGHTS,
-        strategies_why=_LOW_RANK_STRATEGIES_WHY,
+        **_PROJECTING,
         paper_saving="optimizer states of a target m × n matrix (m ≤ n): mr + 2nr instead of 2mn (Zhao et al., 2024)",
         estimate_note="GaLore: rank-r moments and projection for the target matrices, AdamW's for the rest",
     ),
@@ -131,12 +135,8 @@ OPTIMIZERS: dict[str, Optimizer] = _registry(
         "low_rank_8bit",
         library="galore-torch",
         trainer_optim="galore_adamw_8bit",
-        extra="optimizers",
         section="galore",
-        methods=("full",),
-        methods_why=_LOW_RANK_METHODS_WHY,
-        strategies=WHOLE_WEIGHTS,
-        strategies_why=_LOW_RANK_STRATEGIES_WHY,
+        **_PROJECTING,
         # Found by running it: galore-torch 1.0's 8-bit step synchronizes CUDA whatever the device.
         backends=("cuda",),
         backends_why="steps through galore-torch's 8-bit AdamW, which calls torch.cuda.synchronize() every step",
@@ -150,12 +150,8 @@ OPTIMIZERS: dict[str, Optimizer] = _registry(
         "low_rank",
         library="apollo-torch",
         trainer_optim="apollo_adamw",
-        extra="optimizers",
         section="apollo",
-        methods=("full",),
-        methods_why=_LOW_RANK_METHODS_WHY,
-        strategies=WHOLE_WEIGHTS,
-        strategies_why=_LOW_RANK_STRATEGIES_WHY,
+        **_PROJECTING,
         paper_saving="SGD-like memory: rank-r (APOLLO) or rank-1 (APOLLO-Mini) moments (Zhu et al., 2025)",
         estimate_note="APOLLO: rank-r moments and random projection for the target matrices, AdamW's for the rest",
         licence="apollo-torch is released under CC BY-NC 4.0: non-commercial use only",
