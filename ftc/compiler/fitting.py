@@ -29,9 +29,16 @@ class Layout:
     offload: str  # none | optimizer | optimizer+params
 
 
-def candidate_layouts(world: int, method: str, stage: str, optimizer: str = "adamw") -> list[Layout]:
-    """The layouts to try, least sharded first, that the stage, the method and the optimizer run under."""
+def candidate_layouts(
+    world: int, method: str, stage: str, optimizer: str = "adamw", pure_bf16: bool = False
+) -> list[Layout]:
+    """The layouts to try, least sharded first, that the stage, the method and the optimizer run under.
+
+    `pure_bf16` (train.pure_bf16) keeps to replicas: DeepSpeed's and FSDP's mixed precision keep an fp32 master copy
+    of their own."""
     allowed = OPTIMIZERS[optimizer].strategies
+    if pure_bf16:
+        allowed = tuple(strategy for strategy in allowed if strategy in ("single", "ddp"))
     return [layout for layout in _layouts(world, method, stage) if layout.strategy in allowed]
 
 

@@ -285,12 +285,12 @@ def _device_plan(spec: Spec, hardware: HardwareRef, record: Hardware, arch: Arch
 
     layouts = [
         layout
-        for layout in candidate_layouts(world, train.method, train.stage, train.optimizer)
+        for layout in candidate_layouts(world, train.method, train.stage, train.optimizer, train.pure_bf16)
         if train.strategy in ("auto", layout.strategy) and train.offload in ("auto", layout.offload)
     ]
     if not layouts:
         if train.strategy == "auto":  # only the offload was asked for, and no layout of this run has it
-            _refuse_offload(train.offload, train.stage, train.method, world)
+            _refuse_offload(train.offload, train.stage, train.method, world, train.pure_bf16)
         layouts = [
             Layout(_requested_strategy(train.strategy, world), "none" if train.offload == "auto" else train.offload)
         ]
@@ -480,6 +480,7 @@ def _memory_inputs(
         attention=attention,
         optimizer=spec.train.optimizer,
         optimizer_settings=optimizer_settings(spec),
+        pure_bf16=spec.train.pure_bf16,
         fused_cross_entropy=loss_head == "fused",
         kernel_cross_entropy=loss_head in _KERNEL_HEADS,
         kernels=tuple(spec.train.kernels),
@@ -574,8 +575,8 @@ def _names(names: str | list[str]) -> str | tuple[str, ...]:
     return names if isinstance(names, str) else tuple(names)
 
 
-def _refuse_offload(offload: str, stage: str, method: str, world: int) -> None:
-    offered = sorted({layout.offload for layout in candidate_layouts(world, method, stage)})
+def _refuse_offload(offload: str, stage: str, method: str, world: int, pure_bf16: bool = False) -> None:
+    offered = sorted({layout.offload for layout in candidate_layouts(world, method, stage, pure_bf16=pure_bf16)})
     why = (
         f"train.stage = '{stage}' runs only as whole replicas (single or ddp), which offload nothing"
         if STAGES[stage].replicas_only
@@ -607,6 +608,17 @@ def _largest_terms(found: MemoryEstimate, count: int = 3) -> str:
 
 # -- reasons -------------------------------------------------------------------------------------------
 def _precision(spec: Spec, record: Hardware) -> Decision:
+    chosen = _chosen_precision(spec, record)
+    if spec.train.pure_bf16 and chosen.value != "bf16":
+        raise FtcError(
+            f"train.pure_bf16 holds the trained weights in bf16, but the plan computes in {chosen.value} on "
+            f"{record.name} ({chosen.reason})",
+            "set train.precision = 'bf16' on hardware that supports it, or remove train.pure_bf16",
+        )
+    return chosen
+
+
+def _chosen_precision(spec: Spec, record: Hardware) -> Decision:
     asked = spec.train.precision
     if asked == "auto":
         if record.backend == "cpu":
@@ -920,7 +932,9 @@ def _what_would_fit(
     # The other ideas step with AdamW where this optimizer cannot take them (adapters, sharding).
     adamw = {"optimizer": "adamw", "optimizer_settings": OptimizerSettings()}
     if optimizer.whole_weights_only:
-        layouts = candidate_layouts(hardware.world_size, spec.train.method, spec.train.stage)
+        layouts = candidate_layouts(
+            hardware.world_size, spec.train.method, spec.train.stage, pure_bf16=spec.train.pure_bf16
+        )
         fit = first_fit(replace(tightest, **adamw), layouts, [True], budget, estimate)
         if fit is not None:
             ideas.append(

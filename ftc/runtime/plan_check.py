@@ -40,15 +40,20 @@ def check_prepared(
     stage: str,
     layer_classes: list[str] | None = None,
     optimizer: str = "adamw",
+    pure_bf16: bool = False,
 ) -> None:
     """Raise on the first promise of the plan the prepared model breaks; nothing otherwise."""
     refuse(strategy_mismatch(trainer, plan, layer_classes))
-    check_model(trainer.model, plan, method, stage, optimizer)
+    check_model(trainer.model, plan, method, stage, optimizer, pure_bf16)
 
 
-def check_model(model: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw") -> None:
+def check_model(
+    model: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw", pure_bf16: bool = False
+) -> None:
     """What holds without a trainer (ppo's own loop): the quantized layers and the dtype of what trains."""
-    refuse(quantization_mismatch(model, plan) or trainable_dtype_mismatch(model, plan, method, stage, optimizer))
+    refuse(
+        quantization_mismatch(model, plan) or trainable_dtype_mismatch(model, plan, method, stage, optimizer, pure_bf16)
+    )
 
 
 def refuse(mismatch: Mismatch | None) -> None:
@@ -140,7 +145,7 @@ def quantization_mismatch(model: Any, plan: Plan) -> Mismatch | None:
 
 
 def trainable_dtype_mismatch(
-    model: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw"
+    model: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw", pure_bf16: bool = False
 ) -> Mismatch | None:
     """What trains is held in the dtype the estimate counted (its bytes per trainable value)."""
     held = holding(
@@ -150,6 +155,7 @@ def trainable_dtype_mismatch(
         stage,
         optimizer=optimizer,
         quantizer=plan.quantization_backend.value,
+        pure_half=pure_bf16,
     )
     expected = held.adapter if METHODS[method].has_adapter else held.trainable
     different = sorted(
@@ -169,14 +175,16 @@ def trainable_dtype_mismatch(
     )
 
 
-def plan_check_callback(trainer: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw") -> Any:
+def plan_check_callback(
+    trainer: Any, plan: Plan, method: str, stage: str, optimizer: str = "adamw", pure_bf16: bool = False
+) -> Any:
     """A trainer callback that runs the check once the trainer prepared the model (on_train_begin follows it)."""
     from transformers import TrainerCallback
 
     class PreparedAsPlanned(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             layer_classes = (args.fsdp_config or {}).get("transformer_layer_cls_to_wrap")
-            check_prepared(trainer, plan, method, stage, layer_classes, optimizer)
+            check_prepared(trainer, plan, method, stage, layer_classes, optimizer, pure_bf16)
             return control
 
     return PreparedAsPlanned()

@@ -78,7 +78,14 @@ def train(trainer: Any, folder: RunFolder) -> None:
     attach_optimizer(trainer, folder.spec)
     train_section = folder.spec.train
     trainer.add_callback(
-        plan_check_callback(trainer, folder.plan, train_section.method, train_section.stage, train_section.optimizer)
+        plan_check_callback(
+            trainer,
+            folder.plan,
+            train_section.method,
+            train_section.stage,
+            train_section.optimizer,
+            train_section.pure_bf16,
+        )
     )
     trainer.add_callback(SealCheckpoints(keep=folder.spec.train.save_total_limit))
     checkpoint = resume_point(trainer, folder)  # the newest sealed one, handed over by path: not the trainer's pick

@@ -415,6 +415,40 @@ class Spec(Section):
         return self
 
     @model_validator(mode="after")
+    def _pure_bf16_rules(self) -> Spec:
+        """train.pure_bf16 holds trained base weights in bf16: a method that trains them, in bf16, on replicas."""
+        train, key = self.train, "train.pure_bf16"
+        if not train.pure_bf16:
+            return self
+        method = METHODS[train.method]
+        if not (method.trains_all_weights or method.trains_chosen_layers):
+            takers = [name for name, m in METHODS.items() if m.trains_all_weights or m.trains_chosen_layers]
+            raise rule_error(
+                f"train.pure_bf16 holds the trained base weights in bf16, but train.method = '{train.method}' "
+                "trains no base weights",
+                f"use train.method = {_either(takers)}, or remove train.pure_bf16",
+                at=key,
+                code=Code.CONFLICT,
+            )
+        if train.precision not in ("auto", "bf16"):
+            raise rule_error(
+                f"train.pure_bf16 computes in the bf16 it holds, but train.precision = '{train.precision}'",
+                "set train.precision = 'bf16' (or 'auto'), or remove train.pure_bf16",
+                at=key,
+                code=Code.CONFLICT,
+            )
+        if train.strategy not in ("auto", "single", "ddp"):
+            raise rule_error(
+                f"train.pure_bf16 keeps no fp32 copy, but train.strategy = '{train.strategy}' is "
+                f"{'FSDP' if train.strategy == 'fsdp' else 'DeepSpeed'}'s mixed precision, which keeps its own fp32 "
+                "master copy of the weights",
+                "use train.strategy = 'single' or 'ddp' (or 'auto'), or remove train.pure_bf16",
+                at=key,
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @model_validator(mode="after")
     def _projector_only_needs_a_method_that_trains_weights_whole(self) -> Spec:
         """[vision] projector_only freezes the language model: an adapter or a layer choice for it contradicts that."""
         method = METHODS[self.train.method]

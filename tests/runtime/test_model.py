@@ -41,6 +41,27 @@ def test_the_plan_decides_the_dtype(tiny_model_dir):
     assert load_model(section, bf16_plan, "full").dtype == torch.float32  # fp32 master weights under autocast
 
 
+def test_pure_bf16_holds_what_trains_in_bf16_as_the_plan_counts(tiny_model_dir):
+    import torch
+
+    from ftc.runtime.model.freeze import freeze_all_but
+    from ftc.runtime.plan_check import trainable_dtype_mismatch
+    from ftc.spec.sections.train import FreezeSection
+
+    plan, section = cpu_plan("bf16"), ModelSection(name_or_path=str(tiny_model_dir))
+    full = load_model(section, plan, "full", pure_bf16=True)
+    assert {param.dtype for param in full.parameters()} == {torch.bfloat16}
+    assert trainable_dtype_mismatch(full, plan, "full", "sft", pure_bf16=True) is None
+    assert trainable_dtype_mismatch(full, plan, "full", "sft") is not None  # the default plan counts fp32 weights
+
+    freeze = load_model(section, plan, "freeze", pure_bf16=True)
+    freeze_all_but(freeze, FreezeSection(trainable_layers=1), upcast=False)
+    trained = [param for param in freeze.parameters() if param.requires_grad]
+    assert trained and {param.dtype for param in trained} == {torch.bfloat16}
+    assert trainable_dtype_mismatch(freeze, plan, "freeze", "sft", pure_bf16=True) is None
+    assert trainable_dtype_mismatch(freeze, plan, "freeze", "sft") is not None
+
+
 def test_a_missing_model_folder_is_a_user_error(tmp_path):
     from ftc.runtime.model.loading import load_tokenizer
 

@@ -103,6 +103,7 @@ class MemoryInputs:
     attention: str = "sdpa"  # eager | sdpa | flash
     optimizer: str = "adamw"  # a train.optimizer value (ftc.optimizers)
     optimizer_settings: OptimizerSettings = OptimizerSettings()
+    pure_bf16: bool = False  # train.pure_bf16: full/freeze hold what trains in bf16, with no fp32 copy
     # trl's chunked loss head: no batch × seq × vocab logits. trl's SFT, DPO and KTO trainers (1.x) install
     # it whenever they compute the loss themselves, so ftc's SFT runtime always trains through it.
     fused_cross_entropy: bool = False
@@ -250,6 +251,7 @@ def _states(inputs: MemoryInputs) -> States:
         oft=inputs.oft,
         added_blocks=inputs.added_blocks,
         image_side=inputs.image_side if inputs.images is not None else None,
+        pure_half=inputs.pure_bf16,
     )
 
 
@@ -279,6 +281,7 @@ def _step(inputs: MemoryInputs) -> Step:
             inputs.stage,
             optimizer=inputs.optimizer,
             quantizer=held_scheme(inputs).backend,
+            pure_half=inputs.pure_bf16,
         ),
         method=inputs.method,
         rows=inputs.micro_batch_size * (2 if STAGES[inputs.stage].paired else 1),
@@ -456,7 +459,13 @@ def _assumptions(inputs: MemoryInputs, peak: str) -> tuple[str, ...]:
         said.append("layer-wise stepping: each weight steps and frees its gradient as soon as it is complete")
     autocast = inputs.precision != "fp32" and inputs.strategy in ("single", "ddp")
     autocast = autocast and OPTIMIZERS[inputs.optimizer].states != "block"
-    if method.trains_all_weights and autocast:
+    trains_base = method.trains_all_weights or method.trains_chosen_layers
+    if inputs.pure_bf16 and trains_base:
+        said.append(
+            "pure bf16: what trains is held in bf16 with no fp32 copy; its gradients and the optimizer's moments "
+            "are bf16 too"
+        )
+    elif method.trains_all_weights and autocast:
         said.append(
             f"fp32 weights with {inputs.precision} autocast: a {inputs.precision} copy of each matrix lives "
             "from its forward to its backward"

@@ -7,6 +7,8 @@ Byte counts follow what ftc's runtime and the libraries under it really do, not 
   of every matrix from the forward until its backward;
 - LoRA and OFT keep the frozen base in the compute dtype and peft upcasts the adapter to fp32
   (`autocast_adapter_dtype`); QLoRA's adapter is cast back to bf16 by trl;
+- train.pure_bf16 holds what full and freeze train in bf16 itself: no fp32 copy, no autocast copies, and the
+  gradients and AdamW's moments in bf16 with it;
 - DeepSpeed ZeRO with bf16/fp16 casts the whole module to half precision and keeps the fp32 master copy
   and the moments in the optimizer's partitions; FSDP keeps the fp32 shards as the weights themselves and
   gathers half-precision copies one unit at a time.
@@ -71,11 +73,16 @@ def holding(
     stage: str = "sft",
     optimizer: str = "adamw",
     quantizer: str | None = None,
+    pure_half: bool = False,
 ) -> Holding:
-    """`quantizer`: qlora's backend (ftc.quantizers); None is the default one."""
+    """`quantizer`: qlora's backend (ftc.quantizers); None is the default one. `pure_half` (train.pure_bf16): full
+    and freeze hold their trained weights in the compute dtype, with no fp32 copy."""
     trains = METHODS[method]
     act = DTYPE_BYTES[precision]
     half = act == 2
+    if pure_half and (trains.trains_all_weights or trains.trains_chosen_layers):
+        # Nothing is fp32, so autocast has nothing to copy; the residual stream follows the bf16 embeddings.
+        return Holding(act, act, act, act, 4, autocast_copies=False, sharded_half=False)
     if OPTIMIZERS[optimizer].own_fp32_copy:
         # BAdam holds the model in the compute dtype and gives only the active block an fp32 copy to step.
         return Holding(act, act, act, act, 4, autocast_copies=False, sharded_half=False)
@@ -165,10 +172,12 @@ def model_states(
     settings: OptimizerSettings = OptimizerSettings(),
     added_blocks: tuple[int, ...] = (),
     image_side: ImageSide | None = None,
+    pure_half: bool = False,
 ) -> States:
     """`oft`: the adapter is OFT's rotations, not LoRA's (lora_rank then goes unread). `added_blocks`: [llama_pro]'s
     copies in `arch`, the only blocks that train (freeze) or carry LoRA. `image_side`: what of an image+text
-    model's tower and projector trains whole, whatever the method does to the language model."""
+    model's tower and projector trains whole, whatever the method does to the language model. `pure_half`:
+    train.pure_bf16 (see `holding`)."""
     trains = METHODS[method]
     if trains.quantizes and not isinstance(quantization, QuantScheme):  # bits alone: the default backend's
         quantization = chosen_scheme(DEFAULT_BACKEND, quantization, None)
@@ -179,6 +188,7 @@ def model_states(
         stage,
         optimizer=optimizer,
         quantizer=quantization.backend if trains.quantizes else None,
+        pure_half=pure_half,
     )
     count = count_parameters(arch)
     adapted_blocks = len(added_blocks) if added_blocks else None

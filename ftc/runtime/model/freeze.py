@@ -13,13 +13,14 @@ from ftc.errors import RuntimeUserError
 from ftc.spec.models import FreezeSection
 
 
-def freeze_all_but(model: Any, freeze: FreezeSection, blocks: Sequence[int] = ()) -> None:
+def freeze_all_but(model: Any, freeze: FreezeSection, blocks: Sequence[int] = (), upcast: bool = True) -> None:
     """Train only the last `trainable_layers` decoder layers (or the named modules in them) and `extra_modules`.
 
     `blocks` ([llama_pro]'s copies) are the decoder layers that train in place of the last ones.
 
     The trained weights are held in fp32 whatever the plan's precision: autocast computes with them in
-    half precision, and the optimizer's small updates are not lost to bf16 rounding.
+    half precision, and the optimizer's small updates are not lost to bf16 rounding; `upcast` False
+    (train.pure_bf16) leaves them in the dtype they were loaded in.
     """
     import torch
 
@@ -39,7 +40,7 @@ def freeze_all_but(model: Any, freeze: FreezeSection, blocks: Sequence[int] = ()
     for module in trained:
         for param in module.parameters():
             param.requires_grad_(True)
-            if param.is_floating_point() and param.dtype != torch.float32:
+            if upcast and param.is_floating_point() and param.dtype != torch.float32:
                 param.data = param.data.float()
 
 

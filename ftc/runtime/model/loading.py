@@ -58,10 +58,15 @@ def load_tokenizer(model: ModelSection) -> Any:
 
 
 def load_model(
-    model: ModelSection, plan: Plan, method: str, optimizer: str = "adamw", attention_group: int | None = None
+    model: ModelSection,
+    plan: Plan,
+    method: str,
+    optimizer: str = "adamw",
+    attention_group: int | None = None,
+    pure_bf16: bool = False,
 ) -> Any:
     """`attention_group`: train.shift_attention's tokens per group, which the model trains with in place of the
-    plan's kernel (sdpa)."""
+    plan's kernel (sdpa). `pure_bf16` (train.pure_bf16): full training holds its weights in the plan's bf16."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -69,9 +74,10 @@ def load_model(
     # Full training keeps fp32 master weights and lets autocast compute in bf16/fp16, since the
     # optimizer cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
     # The other methods keep the frozen base in the plan's precision (what the plan's memory counts), as
-    # does an optimizer that keeps its own fp32 copy of what it steps (BAdam's active block).
+    # does an optimizer that keeps its own fp32 copy of what it steps (BAdam's active block), and train.pure_bf16,
+    # which trades the small updates for half the memory.
     dtype = compute_dtype(plan)
-    fp32_master = METHODS[method].trains_all_weights and not OPTIMIZERS[optimizer].own_fp32_copy
+    fp32_master = METHODS[method].trains_all_weights and not OPTIMIZERS[optimizer].own_fp32_copy and not pure_bf16
     extra: dict[str, Any] = {}
     quantizes = METHODS[method].quantizes
     published = quantizes and _published_quantized(model)

@@ -28,7 +28,9 @@ def load_trainable(folder: RunFolder) -> Any:
     its initial adapter in the run folder."""
     spec, plan = folder.spec, folder.plan
     return prepare_trainable(
-        load_model(spec.model, plan, spec.train.method, spec.train.optimizer, spec.attention_group),
+        load_model(
+            spec.model, plan, spec.train.method, spec.train.optimizer, spec.attention_group, spec.train.pure_bf16
+        ),
         spec,
         plan,
         folder.path,
@@ -46,7 +48,7 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
         model = with_adapter(model, adapter).merge_and_unload()  # full/freeze start from base + adapter
     added = expand_for_spec(model, spec.llama_pro.added_layers)
     if method.trains_chosen_layers:
-        freeze_all_but(model, spec.freeze, added)
+        freeze_all_but(model, spec.freeze, added, upcast=not spec.train.pure_bf16)
     if not method.has_adapter:
         return model
     if adapter is not None:

@@ -113,7 +113,9 @@ def load_actors(folder: RunFolder, tokenizer: Any, device: Any) -> Actors:
     spec, plan = folder.spec, folder.plan
     reward_model, reward_tokenizer = load_reward_model(spec.ppo.reward_model, plan)
     policy = load_trainable(folder)
-    check_model(policy, plan, spec.train.method, "ppo")  # ppo's loop has no trainer to prepare it: checked as loaded
+    check_model(
+        policy, plan, spec.train.method, "ppo", pure_bf16=spec.train.pure_bf16
+    )  # ppo's loop has no trainer to prepare it: checked as loaded
     if spec.train.method != "qlora":  # bitsandbytes layers were loaded where they run, and cannot move
         policy.to(device)
     for module in policy.modules():  # a sampled reply's log-probability must not change with dropout's draw

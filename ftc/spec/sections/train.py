@@ -76,6 +76,14 @@ class TrainSection(Section):
         description="What steps the weights: adamw, adamw_8bit, paged_adamw_8bit, galore_adamw, galore_adamw_8bit, "
         "apollo_adamw, badam, adam_mini or muon ([galore], [apollo], [badam], [muon] hold their settings).",
     )
+    pure_bf16: bool = Field(
+        default=False,
+        description="Hold the trained weights in bf16 with no fp32 copy (full and freeze): weights, gradients and "
+        "the optimizer's moments are all bf16, about half of full fine-tuning's memory. An update smaller than "
+        "bf16's resolution (about 1/256 of the weight) is lost, so small learning rates may stall. Needs "
+        "train.precision bf16 (or auto resolving to it) and a strategy of single or ddp: DeepSpeed's and FSDP's "
+        "mixed precision keep their own fp32 master copy.",
+    )
     neftune_alpha: float | None = Field(
         default=None,
         gt=0,
