@@ -157,3 +157,18 @@ def test_badam_holds_the_model_in_the_compute_dtype_as_the_plan_counts(tiny_mode
     assert holding("full", "bf16", "single", "sft", "badam").trainable == 2
     assert trainable_dtype_mismatch(model, plan, "full", "sft", "badam") is None
     assert trainable_dtype_mismatch(model, plan, "full", "sft", "adamw") is not None  # AdamW's plan wants fp32
+
+
+@pytest.mark.slow
+def test_pure_bf16_full_fine_tuning_trains_bf16_weights(tmp_path, tiny_model_dir, run_folder, train_in_process):
+    spec = tiny_spec(tmp_path / "run", tiny_model_dir, _data(tmp_path), preset=FULL, precision="bf16", pure_bf16=True)
+    spec["lora"] = {}
+    metrics = train_in_process(run_folder(spec, cpu_plan("bf16")))
+    loss = series(metrics, "loss")
+    assert loss[-1] < loss[0] - 0.5, loss
+    before, after = _weights(tiny_model_dir), _weights(tmp_path / "run" / "model")
+    assert {name for name in before if not torch.equal(before[name], after[name])} == set(before)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "model" / "model.safetensors"), "pt") as saved:
+        assert {saved.get_tensor(name).dtype for name in saved.keys()} == {torch.bfloat16}  # no fp32 copy was kept
