@@ -919,6 +919,30 @@ def _does_not_fit(
     )
 
 
+def _pure_bf16_would_fit(
+    spec: Spec, hardware: HardwareRef, tightest: MemoryInputs, budget: float, estimate: Estimator
+) -> list[str]:
+    """train.pure_bf16 where the spec could take it: a method that trains base weights, computing in bf16, on
+    replicas (the rules `_pure_bf16_rules` keeps)."""
+    method, train = METHODS[spec.train.method], spec.train
+    takes_it = method.trains_all_weights or method.trains_chosen_layers
+    if (
+        train.pure_bf16
+        or not takes_it
+        or tightest.precision != "bf16"
+        or train.strategy not in ("auto", "single", "ddp")
+    ):
+        return []
+    layouts = candidate_layouts(hardware.world_size, train.method, train.stage, train.optimizer, pure_bf16=True)
+    fit = first_fit(replace(tightest, pure_bf16=True), layouts, [True], budget, estimate)
+    if fit is None:
+        return []
+    return [
+        f"train.pure_bf16 = true (weights, gradients and moments in bf16, no fp32 copy) would need "
+        f"{fit.estimate.reserved_gib:.1f} GiB at micro-batch 1 ({fit.layout.strategy})"
+    ]
+
+
 def _what_would_fit(
     spec: Spec, hardware: HardwareRef, tightest: MemoryInputs, budget: float, estimate: Estimator
 ) -> list[str]:
@@ -953,6 +977,7 @@ def _what_would_fit(
                 f"{section}.layerwise = true (one gradient alive at a time, micro-batch {per_process}) would need "
                 f"{needed:.1f} GiB"
             )
+    ideas += _pure_bf16_would_fit(spec, hardware, tightest, budget, estimate)
     if not METHODS[spec.train.method].quantizes:
         quantized = replace(tightest, method="qlora", quantization_bits=4, oft=None, **adamw)  # LoRA at [lora]'s rank
         needed = estimate(quantized).reserved_gib

@@ -38,6 +38,21 @@ def test_muon_full_fine_tuning_of_llama3_8b_fits_one_a100_in_pure_bf16():
     assert any(line.startswith("pure bf16:") for line in pure.memory.assumptions)
 
 
+def test_a_full_run_that_does_not_fit_is_told_what_pure_bf16_would_need():
+    mixed = _plan(_with("muon"))
+    (idea,) = [note for note in mixed.notes if note.startswith("train.pure_bf16 = true")]
+    assert idea.endswith("GiB at micro-batch 1 (single)")
+    needed = float(idea.rsplit("need ", 1)[1].split(" GiB")[0])
+    at_one = replace(
+        _pure(_with("muon")),
+        "pure_bf16 = true",
+        "pure_bf16 = true\nmicro_batch_size = 1\ngradient_checkpointing = true",
+    )
+    assert _plan(at_one).memory.reserved_gib == pytest.approx(needed, abs=0.05)
+    adapters = _plan(replace(_with("adamw"), 'method = "full"', 'method = "lora"'), "1xT4-16GB")
+    assert not any(note.startswith("train.pure_bf16") for note in adapters.notes)  # LoRA trains no base weights
+
+
 def test_holding_counts_bf16_trained_weights_and_no_autocast_copies():
     for method in ("full", "freeze"):
         held = holding(method, "bf16", "single", pure_half=True)
