@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ftc.spec.chat_templates import Message
+from ftc.spec.chat_templates import IMAGE, Message
 from ftc.spec.models import FORMAT_FIELDS
 
 Kind = Literal["conversation", "preference", "kto", "text"]
@@ -35,10 +35,6 @@ SHAREGPT_ROLES = {
 # The speakers whose turn is its text as is (a function_call's value is JSON to parse).
 _PLAIN_SHAREGPT_ROLES = {speaker: role for speaker, role in SHAREGPT_ROLES.items() if speaker != "function_call"}
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")  # labels as a CSV file spells them
-
-
-# Where each image of a record goes in its text; the model's processor expands it to the image's tokens.
-IMAGE = "<image>"
 
 
 class BadRecord(ValueError):
