@@ -80,3 +80,15 @@ def save_processor_parts(folder: str | Path, processor_class_name: str, tokenize
         (folder / CHAT_TEMPLATE).write_text(tokenizer.chat_template, encoding="utf-8")
     config = {"processor_class": processor_class_name}
     (folder / PROCESSOR_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def save_processor(processor: Any, folder: str | Path) -> None:
+    """The processor beside a trained model, so that it loads as the image+text model it is (one writer)."""
+    import os
+
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    if getattr(processor, "video_processor", True) is None:  # assembled without its video part
+        save_processor_parts(folder, type(processor).__name__, processor.tokenizer, processor.image_processor)
+    else:
+        processor.save_pretrained(str(folder))
