@@ -35,9 +35,11 @@ def vision_spec(run_dir: Path, model_dir: Path, data: Path, template: str, **tra
 
 
 def weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
+    """Parameters by their module names (the file's keys follow transformers' older layout)."""
+    from transformers import AutoModelForImageTextToText
 
-    return load_file(str(folder / "model.safetensors"))
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    return {name: param.detach().clone() for name, param in model.named_parameters()}
 
 
 def changed(before: dict, after: dict) -> set[str]:
@@ -84,7 +86,6 @@ def test_the_label_mask_of_a_collated_batch(vision_models, shapes):
 FAMILIES_END = {"llava": "</s>", "qwen2_vl": "<|im_end|>"}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("template", ["llava", "qwen2_vl"])
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_sft_trains_the_language_model_and_leaves_the_tower(
@@ -106,10 +107,9 @@ def test_sft_trains_the_language_model_and_leaves_the_tower(
         assert lora and all(".language_model." in name for name in lora)  # no adapter on the tower or projector
         whole = {name for name in saved if "lora_" not in name}
         assert whole and all(part(name.replace("base_model.model.", ""), template) == "projector" for name in whole)
-    assert (trained / "preprocessor_config.json").is_file()  # the processor is saved with the result
+    assert (trained / "processor_config.json").is_file()  # the processor is saved with the result
 
 
-@pytest.mark.slow
 def test_projector_only_changes_the_projector_alone(vision_models, shapes, tmp_path, run_folder, train_in_process):
     spec = vision_spec(tmp_path / "run", vision_models["llava"], shapes, "llava", method="full", max_steps=4)
     spec["vision"] = {"projector_only": True}
@@ -127,9 +127,9 @@ def test_an_unfrozen_tower_trains_whole_beside_the_adapter(vision_models):
     from ftc.spec.models import Spec
 
     model = AutoModelForImageTextToText.from_pretrained(vision_models["qwen2_vl"])
-    spec = Spec.model_validate(
-        {**tiny_spec(Path("run"), Path("m"), Path("d.json"), "sharegpt"), "vision": {"freeze_tower": False}}
-    )
+    written = tiny_spec(Path("run"), Path("m"), Path("d.json"), "sharegpt")
+    written["lora"]["target"] = ["q_proj", "v_proj", "qkv"]
+    spec = Spec.model_validate({**written, "vision": {"freeze_tower": False}})
     scope = adapter_scope(model, spec, ["q_proj", "v_proj", "qkv"], FAMILIES["qwen2_vl"].vision)
     assert scope["modules_to_save"] == ["visual"]  # the merger trains inside it
     import re

@@ -59,14 +59,16 @@ def apply_vision_section(model: Any, spec: Spec, parts: VisionParts) -> None:
 
 
 def _linear_names_by_part(model: Any, parts: VisionParts) -> dict[str, set[str]]:
-    from ftc.runtime.model.lora import linear_layer_names
+    from torch import nn
+
+    from ftc.runtime.model.quantization import QUANTIZED_LINEAR_CLASSES
 
     found: dict[str, set[str]] = {"language_model": set(), "tower": set(), "projector": set()}
-    linear = linear_layer_names(model)
-    for name, _ in model.named_modules():
-        short = name.rsplit(".", 1)[-1]
-        if short in linear:
-            found[part_of(name, parts)].add(short)
+    head = model.get_output_embeddings()
+    for name, module in model.named_modules():
+        linear = isinstance(module, nn.Linear) or type(module).__name__ in QUANTIZED_LINEAR_CLASSES
+        if linear and module is not head:
+            found[part_of(name, parts)].add(name.rsplit(".", 1)[-1])
     return found
 
 
@@ -75,7 +77,9 @@ def adapter_scope(model: Any, spec: Spec, targets: list[str], parts: VisionParts
     where a target is theirs alone) and modules_to_save (the parts that train whole)."""
     names = _linear_names_by_part(model, parts)
     in_language_model = sorted(set(targets) & names["language_model"])
-    elsewhere = sorted(set(targets) - names["language_model"])
+    # target "all" means the language model's every linear layer; a tower's or projector's layer only by name
+    named = getattr(spec.adapter_section, "target", "all") != "all"
+    elsewhere = sorted(set(targets) - names["language_model"]) if named else []
     outside = "|".join(re.escape(prefix) + r"\." for prefix in (parts.tower, parts.projector))
     patterns = []
     if in_language_model:
