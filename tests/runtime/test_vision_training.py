@@ -7,6 +7,10 @@ mask is read off a real collated batch.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +152,34 @@ def test_qlora_keeps_the_tower_and_projector_unquantized(vision_models):
 
     assert skipped_by_quantization(FAMILIES["llava"].vision) == ["vision_tower", "multi_modal_projector", "lm_head"]
     assert skipped_by_quantization(FAMILIES["qwen2_vl"].vision) == ["visual", "merger", "lm_head"]
+
+
+def test_the_qwen2_vl_template_writes_its_image_markers_in_jinja_alike(vision_models):
+    """The segments and the saved jinja agree, each <image> becoming Qwen2-VL's start, pad and end."""
+    from ftc.runtime.model.processor import load_processor
+    from ftc.spec.chat_templates import TEMPLATES
+
+    messages = [{"role": "user", "content": "<image>What is it?"}, {"role": "assistant", "content": "A red circle."}]
+    tokenizer = load_processor(str(vision_models["qwen2_vl"])).tokenizer
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert rendered == TEMPLATES["qwen2_vl"].render(messages)
+    assert "user\n<|vision_start|><|image_pad|><|vision_end|>What is it?" in rendered
+
+
+@pytest.mark.slow
+def test_quickstart_vision_trains_a_tiny_llava_with_the_loss_falling(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "ftc", "quickstart", str(tmp_path / "qs"), "--vision", "--steps", "20"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "qs" / "runs" / "quickstart-vision"
+    loss = series(json.loads((run / "metrics.json").read_text(encoding="utf-8")), "loss")
+    assert loss[-1] < loss[0] * 0.5
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    assert 'template = "llava"' in (tmp_path / "qs" / "quickstart.toml").read_text(encoding="utf-8")
