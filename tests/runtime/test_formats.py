@@ -148,7 +148,7 @@ def test_preference_as_two_whole_conversations_shares_all_but_the_last_reply():
         "chosen": prompt + [{"role": "assistant", "content": "good"}],
         "rejected": prompt + [{"role": "assistant", "content": "bad"}],
     }
-    assert parse("preference", record) == (prompt, "good", "bad")
+    assert parse("preference", record) == (prompt, "good", "bad", ())
     record["rejected"] = [{"role": "user", "content": "other"}, {"role": "assistant", "content": "bad"}]
     with pytest.raises(BadRecord, match="differ before their last turn"):
         parse("preference", record)

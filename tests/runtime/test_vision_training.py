@@ -90,6 +90,7 @@ def test_the_label_mask_of_a_collated_batch(vision_models, shapes):
 FAMILIES_END = {"llava": "</s>", "qwen2_vl": "<|im_end|>"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("template", ["llava", "qwen2_vl"])
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_sft_trains_the_language_model_and_leaves_the_tower(
@@ -114,6 +115,7 @@ def test_sft_trains_the_language_model_and_leaves_the_tower(
     assert (trained / "processor_config.json").is_file()  # the processor is saved with the result
 
 
+@pytest.mark.slow
 def test_projector_only_changes_the_projector_alone(vision_models, shapes, tmp_path, run_folder, train_in_process):
     spec = vision_spec(tmp_path / "run", vision_models["llava"], shapes, "llava", method="full", max_steps=4)
     spec["vision"] = {"projector_only": True}
