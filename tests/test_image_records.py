@@ -126,3 +126,11 @@ def test_media_dir_is_anchored_at_the_specs_folder(tmp_path):
 
     spec = parse_spec(replace(VALID, "cutoff_len = 1024", 'cutoff_len = 1024\nmedia_dir = "images"'), "job.toml")
     assert resolve_paths(spec, tmp_path, Path.exists).data.media_dir == str(tmp_path / "images")
+
+
+def test_preference_records_carry_images_placed_in_the_prompt():
+    from ftc.records.formats import FORMATS
+
+    record = {"prompt": "What is it?", "chosen": "A red circle.", "rejected": "A blue circle.", "images": ["a.png"]}
+    pair = FORMATS["preference"].parse(record, {})
+    assert pair.images == ("a.png",) and pair.prompt[-1]["content"] == "<image>What is it?"

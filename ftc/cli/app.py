@@ -206,13 +206,18 @@ def launch(args: argparse.Namespace) -> int:
         help="Where to build the tiny model, data and spec (default ftc-quickstart).",
     ),
     arg("--steps", type=at_least(1), default=60, help="Optimizer steps to train (default 60)."),
+    arg(
+        "--vision",
+        action="store_true",
+        help="An image+text model instead: a tiny LLaVA (CLIP tower, projector, Llama) on pictures of shapes.",
+    ),
 )
 def quickstart(args: argparse.Namespace) -> int:
     """Build a tiny model, tokenizer and dataset offline, and train a LoRA on the CPU."""
     from ftc.cli.launching import launch_spec
     from ftc.quickstart.workspace import write_quickstart
 
-    spec_path = write_quickstart(args.folder, steps=args.steps)
+    spec_path = write_quickstart(args.folder, steps=args.steps, vision=args.vision)
     loaded, resolved_plan = _load_and_plan(spec_path, "cpu", 1)
     return launch_spec(loaded, resolved_plan, "local", dry_run=False, overwrite=True)
 

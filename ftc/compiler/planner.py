@@ -98,6 +98,14 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
     budget = _images(spec, arch)
     if budget is None:
         return ()
+    if spec.data.packing:
+        raise FtcError(
+            f"data.packing = true, but {spec.model.name_or_path!r} ({arch.model_type}) is an image+text model: "
+            "packed rows join several examples in one sequence, and the processor's image tokens and their pixels "
+            "(with Qwen2-VL's image grids and multimodal positions) are matched per row, so one example's images "
+            "would be read into another's",
+            "set data.packing = false; image rows are padded in their batch",
+        )
     vision = spec.vision
     trains = (
         "the projector alone"

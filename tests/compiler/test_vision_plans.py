@@ -140,3 +140,10 @@ def test_contradicting_image_keys_are_located(text, path, words):
         parse_spec(spec_text, "job.toml")
     (diagnostic,) = caught.value.diagnostics
     assert (diagnostic.path, diagnostic.code) == (path, "E-CONFLICT") and words in diagnostic.message
+
+
+def test_packing_image_rows_is_refused_with_the_reason():
+    with pytest.raises(FtcError, match=r"data.packing = true, but .* is an image\+text model") as caught:
+        plan_for("Qwen/Qwen2-VL-7B-Instruct", "packing = true")
+    assert "set data.packing = false" in caught.value.hint
+    assert plan_for("Qwen/Qwen2-VL-7B-Instruct").notes  # unpacked, it plans
