@@ -7,11 +7,12 @@ from pathlib import Path
 
 from ftc.errors import FtcError, RuntimeUserError
 
-BOARD_LIBRARIES = ("fastapi", "uvicorn", "tomlkit")  # the board extra
 
 
 def run_board(folder: Path, host: str = "127.0.0.1", port: int = 7860, auth_env: str | None = None) -> None:
-    missing = [name for name in BOARD_LIBRARIES if importlib.util.find_spec(name) is None]
+    from ftc.cli.doctor import BOARD_STACK
+
+    missing = [name for name in BOARD_STACK if importlib.util.find_spec(name) is None]
     if missing:
         raise FtcError(f"the board needs {', '.join(missing)}, which are not installed", "pip install 'ftc[board]'")
     if not folder.is_dir():

@@ -424,15 +424,18 @@ def eval(args: argparse.Namespace) -> None:  # noqa: A001 - the command's name
         help="Also require what launching there needs (slurm: sbatch; docker: its daemon).",
     ),
     arg("--serve", action="store_true", help="Also require what `ftc serve` needs (fastapi, uvicorn)."),
+    arg("--board", action="store_true", help="Also require what `ftc board` needs (fastapi, uvicorn, tomlkit)."),
 )
 def doctor(args: argparse.Namespace) -> int:
     """Compare installed libraries with the tested set; check torch's build, devices, DeepSpeed, Slurm, docker."""
     from ftc.cli.doctor import run_doctor
 
     if args.spec is None:
-        return run_doctor(args.output_format, target=args.target, serve=args.serve)
+        return run_doctor(args.output_format, target=args.target, serve=args.serve, board=args.board)
     loaded, resolved_plan = _load_and_plan(args.spec, args.hardware, 1)
-    return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target, serve=args.serve)
+    return run_doctor(
+        args.output_format, loaded.spec, resolved_plan, args.target, serve=args.serve, board=args.board
+    )
 
 
 @command(

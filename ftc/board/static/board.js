@@ -232,8 +232,15 @@ async function launch() {
   } catch (error) { status(error.message); }
 }
 
-// One check at a time; an edit made meanwhile is checked after it, on the text it returns.
-async function runCheck(edits = []) {
+// One check at a time, in the order asked, each reading the text when its turn comes: an edit's answer (the
+// text with the edit written in) is never overtaken by an older check's.
+let checks = Promise.resolve();
+function runCheck(edits = []) {
+  checks = checks.then(() => checkNow(edits));
+  return checks;
+}
+
+async function checkNow(edits) {
   if (!editor.path) return;
   const asked = {
     path: editor.path, text: $("#toml").value, hardware: $("#hardware").value,
@@ -355,6 +362,8 @@ function showDiagnostics(diagnostics) {
     $("#diagnostics").append(make("li", {"data-key": diagnostic.path,
       text: (diagnostic.line ? `line ${diagnostic.line}: ` : "") + text}));
   }
+  const first = document.querySelector("#form .field-error");
+  if (first) $("#form").scrollTop = first.closest(".field, details").offsetTop - 8;  // the form scrolls on its own
 }
 
 function showPlan(plan, problem) {
