@@ -81,7 +81,10 @@ def build_app(folder: Path, token: str | None = None) -> FastAPI:
             return response
         if not secrets.compare_digest(_token_given(request).encode(), token.encode()):
             return JSONResponse(
-                {"error": "this board needs its token", "hint": "open it once with ?token=TOKEN, or send a Bearer header"},
+                {
+                    "error": "this board needs its token",
+                    "hint": "open it once with ?token=TOKEN, or send a Bearer header",
+                },
                 status_code=401,
             )
         return await call_next(request)

@@ -118,14 +118,19 @@ def run_state(run: RunFolder) -> tuple[str, str, float | None, float | None]:
         except FtcError as error:  # this machine has no Slurm client
             return "unknown", f"slurm job {record.job_id}: {error.message}", record.submitted_at, None
         state = SLURM_STATES.get(job.state, "done" if job.state == "UNKNOWN" and trained else "failed")
-        return state, f"slurm job {record.job_id}: {job.state}" + (f" ({job.reason})" if job.reason else ""), (
-            record.submitted_at
-        ), None
+        return (
+            state,
+            f"slurm job {record.job_id}: {job.state}" + (f" ({job.reason})" if job.reason else ""),
+            (record.submitted_at),
+            None,
+        )
     local = read_local_record(run.path)
     if local is None:
         if _launch_record(run.path).get("dry_run"):
             return "prepared", "a dry run: written, not started", None, None
-        return ("done", "its result is saved", None, None) if trained else ("unknown", "no process recorded", None, None)
+        return (
+            ("done", "its result is saved", None, None) if trained else ("unknown", "no process recorded", None, None)
+        )
     if local.exit_code is None:
         if process_alive(local, run.path):
             return "running", f"process {local.pid}", local.started_at, None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from ftc.errors import FtcError, RuntimeUserError
-
 
 
 def run_board(folder: Path, host: str = "127.0.0.1", port: int = 7860, auth_env: str | None = None) -> None:
@@ -23,7 +23,7 @@ def run_board(folder: Path, host: str = "127.0.0.1", port: int = 7860, auth_env:
     from ftc.serve.server import read_api_key
 
     try:
-        token = read_api_key(auth_env, host, flag="--auth-env", what="the board")
+        token = read_api_key(auth_env, host, sys.stderr, flag="--auth-env", what="the board")
     except RuntimeUserError as error:
         raise FtcError(error.message, error.hint) from None
     shown = f"[{host}]" if ":" in host else host

@@ -433,9 +433,7 @@ def doctor(args: argparse.Namespace) -> int:
     if args.spec is None:
         return run_doctor(args.output_format, target=args.target, serve=args.serve, board=args.board)
     loaded, resolved_plan = _load_and_plan(args.spec, args.hardware, 1)
-    return run_doctor(
-        args.output_format, loaded.spec, resolved_plan, args.target, serve=args.serve, board=args.board
-    )
+    return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target, serve=args.serve, board=args.board)
 
 
 @command(

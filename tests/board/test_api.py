@@ -4,7 +4,6 @@ plans, saving with comments kept, the folder it never leaves, and its token."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -42,7 +41,9 @@ def a_run(run_folder, root: Path, name: str, losses: list[float], record: dict |
 def test_the_runs_list_shows_each_run_with_its_state_and_progress(board, run_folder):
     root, client = board
     now = time.time()
-    a_run(run_folder, root, "good", [2.0, 1.5, 1.2], {"pid": 1, "started_at": now - 60, "exit_code": 0, "ended_at": now})
+    a_run(
+        run_folder, root, "good", [2.0, 1.5, 1.2], {"pid": 1, "started_at": now - 60, "exit_code": 0, "ended_at": now}
+    )
     a_run(run_folder, root, "bad", [2.0], {"pid": 1, "started_at": now - 10, "exit_code": 1, "ended_at": now})
     runs = {run["path"]: run for run in client.get("/api/runs").json()["runs"]}
     assert set(runs) == {"runs/good", "runs/bad"}
@@ -193,7 +194,7 @@ def test_with_a_token_every_request_needs_it_as_a_bearer_header_or_the_login_coo
     assert client.get("/api/runs").status_code == 200
 
 
-def test_beyond_loopback_the_board_warns_and_needs_a_token(tmp_path, monkeypatch, capsys):
+def test_beyond_loopback_the_board_warns_and_needs_a_token(tmp_path, capsys):
     from ftc.board.server import run_board
 
     with pytest.raises(FtcError, match="no API key guards it") as refused:

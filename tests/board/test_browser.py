@@ -35,7 +35,9 @@ def free_port() -> int:
 def start_board(folder: Path, *options: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     command = [sys.executable, "-m", "ftc", "board", str(folder), "--port", str(port), *options]
-    board = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    board = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -147,7 +149,10 @@ def test_the_editor_puts_a_typo_at_its_key_and_plans_the_fixed_spec(browser, boa
 
     set_toml(browser, spec)
     browser.find_element(By.CSS_SELECTOR, '#hardware option[value="A10G-24GB"]').click()
-    fits = wait(browser, lambda: "A10G" in browser.find_element(By.ID, "plan-fits").text and browser.find_element(By.ID, "plan-fits"))
+    fits = wait(
+        browser,
+        lambda: "A10G" in browser.find_element(By.ID, "plan-fits").text and browser.find_element(By.ID, "plan-fits"),
+    )
     assert fits.text.startswith("fits on 1xA10G-24GB") and "of 22.50 GiB per device" in fits.text
     terms = {bar.get_attribute("data-term") for bar in browser.find_elements(By.CSS_SELECTOR, "#plan-memory .bar")}
     assert {"weights", "activations", "reserved"} <= terms
