@@ -18,6 +18,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # the quickstart trains the tiny model first
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -104,13 +105,16 @@ def screenshots(tmp_path_factory) -> Path:
 
 
 def wait(driver, until, seconds: float = 15):
-    return WebDriverWait(driver, seconds, poll_frequency=0.1).until(lambda _: until())
+    # The page redraws what it shows on each answer: an element found a moment ago may be gone, so ask again.
+    ignored = (StaleElementReferenceException, NoSuchElementException)
+    return WebDriverWait(driver, seconds, poll_frequency=0.1, ignored_exceptions=ignored).until(lambda _: until())
 
 
 def test_the_runs_list_shows_the_quickstarts_run(browser, board_url, screenshots):
     browser.get(board_url + "#runs")
     row = wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, 'tr[data-path="qs/runs/quickstart"]'))[0]
-    assert row.find_element(By.CSS_SELECTOR, ".state").text == "done"
+    state = row.find_element(By.CSS_SELECTOR, ".state")
+    assert state.text == "done" and state.get_attribute("title") == "exit status 0"  # the local target's record
     assert row.find_element(By.CSS_SELECTOR, ".run-step").text == "5 of 6"  # logged every 5 steps, of max_steps 6
     assert {"sft", "lora", "local"} <= {cell.text for cell in row.find_elements(By.TAG_NAME, "td")}
     browser.save_screenshot(str(screenshots / "runs.png"))
@@ -185,3 +189,25 @@ def test_beyond_loopback_the_page_needs_its_token(browser, workspace, screenshot
         browser.save_screenshot(str(screenshots / "login.png"))
     finally:
         stop(board)
+
+
+def test_launch_runs_the_saved_spec_and_its_page_follows_it_to_the_end(browser, board_url, workspace, screenshots):
+    spec_file = workspace / "qs" / "quickstart.toml"
+    browser.get(board_url + "#editor=qs/quickstart.toml")
+    wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#plan-memory .bar[data-term]"))
+    set_toml(browser, spec_file.read_text().replace('dir = "runs/quickstart"', 'dir = "runs/from-board"'))
+    browser.find_element(By.CSS_SELECTOR, '#hardware option[value="cpu"]').click()
+    wait(browser, lambda: "on 1xcpu" in browser.find_element(By.ID, "plan-fits").text)
+    browser.find_element(By.ID, "launch").click()
+    wait(browser, lambda: "#run=" in browser.current_url, seconds=30)
+    assert 'dir = "runs/from-board"' in spec_file.read_text()  # Launch saves first
+    run_dir = workspace / "qs" / "runs" / "from-board"
+    # Read in one script: the page redraws the run every 2 s, so elements found earlier go stale.
+    state = "return document.querySelector('#run-summary .state')?.textContent"
+    wait(browser, lambda: browser.execute_script(state) == "done", seconds=180)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    points = "return document.querySelectorAll('svg#chart-loss circle.point').length"
+    assert browser.execute_script(points) == len(metrics["log"]) == 2
+    log = browser.execute_script("return document.querySelector('#run-log').textContent")
+    assert "ftc runtime · sft · lora" in log  # the launch's own output, logged by the board
+    browser.save_screenshot(str(screenshots / "launched.png"))
