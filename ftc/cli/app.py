@@ -429,15 +429,16 @@ def eval(args: argparse.Namespace) -> None:  # noqa: A001 - the command's name
         help="Also require what launching there needs (slurm: sbatch; docker: its daemon).",
     ),
     arg("--serve", action="store_true", help="Also require what `ftc serve` needs (fastapi, uvicorn)."),
+    arg("--board", action="store_true", help="Also require what `ftc board` needs (fastapi, uvicorn, tomlkit)."),
 )
 def doctor(args: argparse.Namespace) -> int:
     """Compare installed libraries with the tested set; check torch's build, devices, DeepSpeed, Slurm, docker."""
     from ftc.cli.doctor import run_doctor
 
     if args.spec is None:
-        return run_doctor(args.output_format, target=args.target, serve=args.serve)
+        return run_doctor(args.output_format, target=args.target, serve=args.serve, board=args.board)
     loaded, resolved_plan = _load_and_plan(args.spec, args.hardware, 1)
-    return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target, serve=args.serve)
+    return run_doctor(args.output_format, loaded.spec, resolved_plan, args.target, serve=args.serve, board=args.board)
 
 
 @command(
@@ -461,15 +462,47 @@ def cache(args: argparse.Namespace) -> int:
     return run_cache(args.action, args.spec, args.folder, args.older_than, args.everything, args.output_format)
 
 
+@command(
+    arg(
+        "folder",
+        nargs="?",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="The folder whose runs and specs the board shows; it writes nowhere else (default .).",
+        complete=_complete("folder"),
+    ),
+    arg("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1); beyond loopback needs --auth-env."),
+    arg("--port", type=at_least(1), default=7860, help="Port (default 7860)."),
+    arg("--share", action="store_true", help="Bind every interface (0.0.0.0), for other machines; needs --auth-env."),
+    arg(
+        "--auth-env",
+        metavar="NAME",
+        help="Require a token, held in this environment variable: a Bearer header, or log in once with ?token=.",
+    ),
+)
+def board(args: argparse.Namespace) -> None:
+    """A web page to edit specs and see their plans live, launch them, and watch runs (curves, memory, logs)."""
+    from ftc.board.server import run_board
+
+    run_board(args.folder, "0.0.0.0" if args.share else args.host, args.port, args.auth_env)
+
+
 def _load_and_plan(spec: Path, hardware: str, nodes: int, overrides: list[str] | None = None):
-    from ftc.compiler import compile_plan
-    from ftc.models.lookup import adapter_for, architecture_for
     from ftc.spec import load_spec
 
     loaded = load_spec(spec, overrides or ())
+    return loaded, plan_for(loaded, hardware, nodes)
+
+
+def plan_for(loaded, hardware: str, nodes: int):
+    """The plan of a loaded spec on `hardware` (a registry name, or auto), as every command compiles it."""
+    from ftc.compiler import compile_plan
+    from ftc.models.lookup import adapter_for, architecture_for
+
     ref = _hardware(hardware, nodes)
     arch = architecture_for(loaded.spec, loaded.base_dir)
-    return loaded, compile_plan(loaded.spec, ref, arch, adapter=adapter_for(loaded.spec, loaded.base_dir))
+    return compile_plan(loaded.spec, ref, arch, adapter=adapter_for(loaded.spec, loaded.base_dir))
 
 
 def _hardware(hardware: str, nodes: int):

@@ -61,3 +61,8 @@ def run_folder(incomplete: str) -> list[str]:
         shown = str(child) if incomplete and str(parent) != "." or incomplete.startswith("./") else child.name
         found.append(shown if (child / RUN_MARKER).is_file() else f"{shown}/")
     return found
+
+
+def folder(incomplete: str) -> list[str]:
+    """Folders beside what was typed, for a command that takes a folder (`ftc board DIR`)."""
+    return [name for name in run_folder(incomplete) if name.endswith("/") or Path(name).is_dir()]

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 CORE_STACK = ("torch", "transformers", "trl", "peft", "accelerate", "datasets")
 # `ftc serve` (the serve extra); vLLM, CUDA only, is the server's choice where present, not a need.
 SERVE_STACK = ("fastapi", "uvicorn")
+# `ftc board` (the board extra): the same web stack, and tomlkit for writing the form's edits into a spec.
+BOARD_STACK = (*SERVE_STACK, "tomlkit")
 KEY_LIBRARIES = (
     *CORE_STACK,
     "deepspeed",
@@ -67,7 +69,7 @@ KEY_LIBRARIES = (
     "jinja2",
     "rich",
     "typer",
-    *SERVE_STACK,
+    *BOARD_STACK,
 )
 # ftc.install.extras decides which extras a plan needs; these are the rows each one stands for here.
 EXTRA_ROWS = {
@@ -93,12 +95,18 @@ STATUS_STYLES = {OK: "green", WARN: "yellow"}  # anything else (missing) is red
 
 
 def needs(
-    spec: Spec | None = None, plan: Plan | None = None, target: str = "local", serve: bool = False
+    spec: Spec | None = None,
+    plan: Plan | None = None,
+    target: str = "local",
+    serve: bool = False,
+    board: bool = False,
 ) -> dict[str, str]:
-    """Row → why a run (and with serve, `ftc serve`) needs it."""
+    """Row → why a run (and with serve, `ftc serve`; with board, `ftc board`) needs it."""
     needed = dict.fromkeys(CORE_STACK, "every run")
     if serve:
         needed |= dict.fromkeys(SERVE_STACK, "ftc serve")
+    if board:
+        needed |= dict.fromkeys(BOARD_STACK, "ftc board")
     if spec is not None and plan is not None:
         for extra in EXTRAS:
             if extra.needed(spec, plan):
@@ -193,8 +201,9 @@ def run_doctor(
     installed: Lookup = installed_version,
     probes: Iterable[Probe] = MACHINE_PROBES,
     serve: bool = False,
+    board: bool = False,
 ) -> int:
-    diagnosis = diagnose(needs(spec, plan, target, serve), installed, probes)
+    diagnosis = diagnose(needs(spec, plan, target, serve, board), installed, probes)
     if output_format == "json":
         print(json.dumps(diagnosis.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -25,21 +25,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def read_api_key(api_key_env: str | None, host: str, err: TextIO = sys.stderr) -> str | None:
-    """The key from the environment variable named; a host beyond loopback must have one."""
+def read_api_key(
+    api_key_env: str | None, host: str, err: TextIO = sys.stderr, flag: str = "--api-key-env", what: str = "serving"
+) -> str | None:
+    """The key from the environment variable named; a host beyond loopback must have one. `flag` and `what`
+    name the option and the server in the messages (`ftc board` asks the same with --auth-env)."""
     if not is_loopback(host):
-        print(f"warning: serving on {host}, reachable beyond this machine", file=err, flush=True)
+        print(f"warning: {what} on {host}, reachable beyond this machine", file=err, flush=True)
         if api_key_env is None:
             raise RuntimeUserError(
                 f"--host {host} is reachable from other machines, and no API key guards it",
-                "pass --api-key-env NAME (an environment variable holding the key), or serve on 127.0.0.1",
+                f"pass {flag} NAME (an environment variable holding the key), or bind 127.0.0.1",
             )
     if api_key_env is None:
         return None
     key = os.environ.get(api_key_env, "")
     if not key.strip():
         raise RuntimeUserError(
-            f"--api-key-env {api_key_env}: that environment variable is unset or empty",
+            f"{flag} {api_key_env}: that environment variable is unset or empty",
             f"export {api_key_env}=... before starting the server",
         )
     return key.strip()

@@ -149,7 +149,7 @@ def apply_overrides(composed: Composed, overrides: Iterable[Override], wants_tex
     """Set each override into the document, typed by the schema: `wants_text(path)` says a string is expected,
     so `--set model.revision=2024` stays the text "2024"; anything else is read as a TOML value."""
     for override in overrides:
-        value = override.raw if wants_text(override.path) else _toml_value(override.raw)
+        value = typed_value(override, wants_text)
         _assign(composed.data, override, value)
         composed.origins = {
             path: origin for path, origin in composed.origins.items() if path[: len(override.path)] != override.path
@@ -157,6 +157,11 @@ def apply_overrides(composed: Composed, overrides: Iterable[Override], wants_tex
         for depth in range(1, len(override.path) + 1):  # tables it made belong to the command line too
             composed.origins.setdefault(override.path[:depth], Origin(OVERRIDE_SOURCE, 0, 0))
         composed.origins[override.path] = Origin(OVERRIDE_SOURCE, 0, 0)
+
+
+def typed_value(override: Override, wants_text: Callable[[KeyPath], bool]) -> Any:
+    """The override's value as the spec will hold it: text where the schema wants text, else a TOML value."""
+    return override.raw if wants_text(override.path) else _toml_value(override.raw)
 
 
 def _toml_value(raw: str) -> Any:

@@ -44,10 +44,13 @@ def validate_composed(composed: Composed, root_file: str) -> Spec:
         raise SpecError(validation_diagnostics(error.errors(), composed.origins, root_file, Spec)) from None
 
 
-def load_spec(path: str | Path, overrides: typing.Sequence[str] = ()) -> LoadedSpec:
+def load_spec(
+    path: str | Path, overrides: typing.Sequence[str] = (), read: typing.Callable[[Path], str] | None = None
+) -> LoadedSpec:
+    """`read` gives a file's text (default: from disk); an editor passes its unsaved text for `path` this way."""
     path = Path(path)
     parsed = [parse_override(text) for text in overrides]  # a malformed --set fails before any file is read
-    composed = compose_file(path, read_spec_text)
+    composed = compose_file(path, read or read_spec_text)
     apply_overrides(composed, parsed, expects_text)
     expand_named_datasets(composed, path.parent, str(path))
     spec = validate_composed(composed, str(path))

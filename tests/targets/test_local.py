@@ -115,3 +115,20 @@ def test_paths_spelled_as_files_are_anchored_even_when_missing(tmp_path):
     resolved = resolve_paths(spec, tmp_path, is_local=lambda path: False)
     assert resolved.data.datasets[0].path == str(tmp_path / "data" / "alpaca_en.json")
     assert resolved.model.name_or_path == str(tmp_path / "m")
+
+
+def test_start_records_the_process_and_its_exit_status_in_the_run_folder(tmp_path):
+    from ftc.targets.base import Rendered
+    from ftc.targets.local import LocalTarget, process_alive, read_local_record
+
+    job = job_in(tmp_path)
+    job.run_dir.mkdir()
+    # What the board reads to tell a running run from one that ended, and how: the pid while it runs, then its status.
+    script = (
+        "for _ in $(seq 100); do test -s local_job.json && break; sleep 0.05; done; "
+        'grep -q "\\"pid\\": $$" local_job.json && exit 3'
+    )
+    code = LocalTarget().start(job, Rendered(files={}, command=["bash", "-c", script]))
+    record = read_local_record(job.run_dir)
+    assert code == 3 and record.exit_code == 3 and record.ended_at >= record.started_at
+    assert not process_alive(record, job.run_dir)
