@@ -43,6 +43,7 @@ SLURM_STATES = {
     "COMPLETING": "running",
     "RESIZING": "running",
     "COMPLETED": "done",
+    "CANCELLED": "stopped",  # scancel, from `ftc cancel` or this board: asked for, not a failure
 }
 
 

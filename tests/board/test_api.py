@@ -90,6 +90,38 @@ def test_a_running_local_run_is_running_with_the_time_left_and_cancel_stops_it(b
     assert refused.status_code == 400 and "not running" in refused.json()["error"]
 
 
+def test_a_slurm_run_takes_its_state_from_the_job_and_cancel_goes_through_scancel(board, run_folder, monkeypatch):
+    import ftc.board.runs as board_runs
+    import ftc.cli.jobs as jobs
+    from ftc.targets.slurm_jobs import JobState, SlurmJobRecord, write_job_record
+
+    root, client = board
+    run_dir = a_run(run_folder, root, "cluster", [2.0, 1.7], None)
+    write_job_record(run_dir, SlurmJobRecord(job_id="4242", submitted_at=time.time() - 30))
+    states = {"4242": JobState("PENDING", "Resources")}
+    monkeypatch.setattr(board_runs, "job_state", lambda job_id: states[job_id])
+    monkeypatch.setattr(jobs, "job_state", lambda job_id: states[job_id])
+    cancelled = []
+    monkeypatch.setattr(jobs, "cancel_job", cancelled.append)
+
+    def summary() -> dict:
+        return client.get("/api/runs").json()["runs"][0]
+
+    queued = summary()
+    assert (queued["state"], queued["target"]) == ("queued", "slurm")
+    assert queued["reason"] == "slurm job 4242: PENDING (Resources)"
+    states["4242"] = JobState("RUNNING")
+    assert summary()["state"] == "running"
+    said = client.post("/api/run/cancel", json={"path": "runs/cluster"}).json()["said"]
+    assert cancelled == ["4242"] and said == "cancelled slurm job 4242"
+    states["4242"] = JobState("CANCELLED")
+    assert summary()["state"] == "stopped"
+    states["4242"] = JobState("OUT_OF_MEMORY")
+    assert summary()["state"] == "failed"
+    states["4242"] = JobState("COMPLETED")
+    assert summary()["state"] == "done"
+
+
 def test_a_dry_run_is_prepared_not_running(board, run_folder):
     root, client = board
     run_dir = run_folder(tiny_spec(root / "runs" / "dry", root / "model", root / "data.json"))
