@@ -87,6 +87,17 @@ def hash_inputs(paths: Iterable[Path]) -> dict[Path, InputFiles]:
     return hashed
 
 
+def hash_files(files: Iterable[Path]) -> dict[Path, str]:
+    """sha256 of each file, read in chunks, with a progress bar when there is much to read (many images)."""
+    files = list(dict.fromkeys(files))
+    total = sum(file.stat().st_size for file in files)
+    progress = _progress(total) if total >= _SHOW_PROGRESS_FROM else None
+    hashed = {file: _sha256(file, progress) for file in files}
+    if progress is not None:
+        progress.close()
+    return hashed
+
+
 def _sha256(file: Path, progress) -> str:
     digest = hashlib.sha256()
     with file.open("rb") as stream:
