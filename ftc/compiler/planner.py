@@ -93,7 +93,7 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
     if arch is not None and arch.vision is None and set_here:
         raise FtcError(
             f"{set_here[0]} is set, but {spec.model.name_or_path!r} ({arch.model_type}) has no vision tower",
-            "remove it, or train an image+text model (model_type llava, qwen2_vl or qwen2_5_vl)",
+            "remove it, or train an image+text model (model_type llava, qwen2_vl, qwen2_5_vl or gemma3)",
         )
     budget = _images(spec, arch)
     if budget is None:
