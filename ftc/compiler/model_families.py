@@ -27,6 +27,20 @@ _LLAMA_STYLE_KEYS = (
 
 
 @dataclass(frozen=True)
+class VisionParts:
+    """Where an image+text model keeps its parts, as transformers names its modules (dotted paths)."""
+
+    tower: str  # the vision tower (image encoder)
+    projector: str  # what turns the tower's patches into language-model tokens; it may sit inside the tower
+    # The keys of its image processor's `size` that bound an image's pixels (min, max), for data.image_min_pixels
+    # and data.image_max_pixels; None: a fixed-resolution processor, which resizes every image to one square.
+    pixel_bounds: tuple[str, str] | None = None
+
+
+_QWEN_VL_PARTS = VisionParts("model.visual", "model.visual.merger", pixel_bounds=("shortest_edge", "longest_edge"))
+
+
+@dataclass(frozen=True)
 class Family:
     model_type: str
     read: Callable[[Config], Architecture]
@@ -42,6 +56,8 @@ class Family:
     # Why train.shift_attention cannot run on it; "" where its attention calls through transformers' attention
     # interface (ALL_ATTENTION_FUNCTIONS), where ftc's shifted sparse attention is registered.
     shift_attention_why_not: str = ""
+    # An image+text model's parts; None for a text-only model (loaded as a causal LM).
+    vision: VisionParts | None = None
 
 
 def architecture_from_config(config: Config, source: str = "config.json") -> Architecture:
@@ -618,9 +634,19 @@ FAMILIES: dict[str, Family] = {
         Family("mixtral", _mixtral, "MixtralDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("qwen2", _qwen2, "Qwen2DecoderLayer"),
         # Image+text models: the decoder block named is the language model's; the vision tower is its own part.
-        Family("llava", _llava, "LlamaDecoderLayer"),
-        Family("qwen2_vl", lambda config: _qwen_vl(config, "qwen2_vl"), "Qwen2VLDecoderLayer"),
-        Family("qwen2_5_vl", lambda config: _qwen_vl(config, "qwen2_5_vl"), "Qwen2_5_VLDecoderLayer"),
+        Family(
+            "llava",
+            _llava,
+            "LlamaDecoderLayer",
+            vision=VisionParts("model.vision_tower", "model.multi_modal_projector"),
+        ),
+        Family("qwen2_vl", lambda config: _qwen_vl(config, "qwen2_vl"), "Qwen2VLDecoderLayer", vision=_QWEN_VL_PARTS),
+        Family(
+            "qwen2_5_vl",
+            lambda config: _qwen_vl(config, "qwen2_5_vl"),
+            "Qwen2_5_VLDecoderLayer",
+            vision=_QWEN_VL_PARTS,
+        ),
         Family("qwen2_moe", _qwen2_moe, "Qwen2MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("qwen3", _qwen3, "Qwen3DecoderLayer"),
         Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),

@@ -138,8 +138,9 @@ def _tokenizer_corpus(seed: int) -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
-    """A byte-level BPE tokenizer with Llama 3's special tokens and our llama3 chat template."""
+def train_tiny_tokenizer(lines: list[str], special_tokens: list[str], vocab_size: int = 512, **named_tokens: str):
+    """A byte-level BPE tokenizer trained on `lines`, with `special_tokens` kept whole; `named_tokens` (bos_token,
+    eos_token, pad_token …) name some of them for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -148,13 +149,20 @@ def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS.values()),
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(_tokenizer_corpus(seed), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
+    backend.train_from_iterator(lines, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **named_tokens)
+
+
+def build_tiny_tokenizer(seed: int = 0, vocab_size: int = 512):
+    """A byte-level BPE tokenizer with Llama 3's special tokens and our llama3 chat template."""
+    tokenizer = train_tiny_tokenizer(
+        _tokenizer_corpus(seed),
+        list(SPECIAL_TOKENS.values()),
+        vocab_size,
         bos_token=SPECIAL_TOKENS["bos"],
         eos_token=SPECIAL_TOKENS["eos"],
         pad_token=SPECIAL_TOKENS["pad"],

@@ -21,7 +21,7 @@ from typing import Any
 from ftc.errors import FtcError, RuntimeUserError
 from ftc.records.collector import collector_paused
 from ftc.records.files import dataset_files, dataset_source, file_entries
-from ftc.records.formats import FORMATS, BadRecord, Chat, DataFormat
+from ftc.records.formats import FORMATS, BadRecord, Chat, DataFormat, Pair
 from ftc.records.images import image_path, image_problem
 from ftc.spec.models import DataSection, DatasetSection
 
@@ -153,7 +153,8 @@ def _check_file(
         except BadRecord as error:
             check.add(f"{where}: {error}", hint)
             continue
-        if isinstance(parts, Chat) and parts.images and _bad_images(check, where, file, parts, columns, media_dir):
+        images = parts.images if isinstance(parts, (Chat, Pair)) else ()
+        if images and _bad_images(check, where, file, images, columns, media_dir):
             continue
         if kept is not None:
             kept.append((where, parts))
@@ -161,13 +162,13 @@ def _check_file(
 
 
 def _bad_images(
-    check: DataCheck, where: str, file: Path, chat: Chat, columns: dict[str, str], media_dir: str | None
+    check: DataCheck, where: str, file: Path, images: tuple[str, ...], columns: dict[str, str], media_dir: str | None
 ) -> bool:
     """Reports each image of the record that cannot be read; True if there was one."""
     name = columns.get("images", "images")
     relative_to = f"data.media_dir ({media_dir})" if media_dir else "the dataset file's folder"
     bad = False
-    for index, image in enumerate(chat.images):
+    for index, image in enumerate(images):
         problem = image_problem(image_path(image, file, media_dir))
         if problem:
             bad = True

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from ftc.spec.chat_templates import Message
+from ftc.spec.chat_templates import IMAGE, Message
 from ftc.spec.models import FORMAT_FIELDS
 
 Kind = Literal["conversation", "preference", "kto", "text"]
@@ -35,10 +35,6 @@ SHAREGPT_ROLES = {
 # The speakers whose turn is its text as is (a function_call's value is JSON to parse).
 _PLAIN_SHAREGPT_ROLES = {speaker: role for speaker, role in SHAREGPT_ROLES.items() if speaker != "function_call"}
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")  # labels as a CSV file spells them
-
-
-# Where each image of a record goes in its text; the model's processor expands it to the image's tokens.
-IMAGE = "<image>"
 
 
 class BadRecord(ValueError):
@@ -348,7 +344,16 @@ def _whole_conversations(record: Record) -> tuple[list[Message], str, str]:
     return chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
 
 
-def preference_parts(record: Record) -> tuple[list[Message], str, str]:
+class Pair(NamedTuple):
+    """What a preference record makes: the prompt, the two replies, and the images placed in the prompt's text."""
+
+    prompt: list[Message]
+    chosen: str
+    rejected: str
+    images: tuple[str, ...] = ()
+
+
+def preference_parts(record: Record) -> Pair:
     has_prompt = any(record.has(field) for field in ("messages", "prompt", "instruction"))
     whole = isinstance(record.raw.get(record.column("chosen")), list) and len(record.get("chosen")) > 1
     if not has_prompt and whole:
@@ -357,7 +362,8 @@ def preference_parts(record: Record) -> tuple[list[Message], str, str]:
         prompt, chosen, rejected = prompt_messages(record), reply_text(record, "chosen"), reply_text(record, "rejected")
     if chosen == rejected:
         raise BadRecord(f"{record.column('chosen')!r} and {record.column('rejected')!r} are the same reply")
-    return prompt, chosen, rejected
+    placed = _with_images(record, Chat(prompt))
+    return Pair(placed.messages, chosen, rejected, placed.images)
 
 
 def _label(record: Record) -> bool:
@@ -440,7 +446,7 @@ FORMATS: dict[str, DataFormat] = _build_registry(
         "preference",
         preference_parts,
         "a prompt (messages, prompt, or instruction + input) and chosen, rejected replies; or chosen, rejected "
-        "as whole conversations that differ only in the last reply",
+        "as whole conversations that differ only in the last reply (+ optional images)",
     ),
     DataFormat("kto", "kto", kto_parts, "a prompt (messages, prompt, or instruction + input), completion, label"),
     DataFormat("text", "text", text_of, "text"),

@@ -18,6 +18,8 @@ from typing import Any, Literal, NamedTuple
 # {"role": "system" | "user" | "assistant" | "tool", "content": str}; an assistant turn may carry OpenAI-style
 # "tool_calls", a tool turn "tool_call_id". Templates with a ToolFormat render tool use at inference only.
 Message = dict[str, Any]
+# Where each image of a record goes in its text; a template with images writes its model's image text there.
+IMAGE = "<image>"
 
 
 class ChatTemplateError(ValueError):
@@ -99,6 +101,9 @@ class ChatTemplate:
     # None: the format has no tool use. Tools render only at inference (the jinja); training data with tool
     # calls is refused by the segment renderer.
     tools: ToolFormat | None = None
+    # The text written for each IMAGE placeholder, which the model's processor then expands to the image's
+    # tokens; None: a text-only template, which leaves the placeholder as it is.
+    image: str | None = None
 
     @property
     def supports_system(self) -> bool:
@@ -234,6 +239,24 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
         end_opens_next_turn=True,
     ),
     ChatTemplate(
+        # LLaVA-1.5 speaks Vicuna v1: "USER: <image>\n… ASSISTANT: …</s>"; its processor expands each <image>.
+        name="llava",
+        bos="<s>",
+        system=Wrap("", " "),
+        user=Wrap("USER: ", " "),
+        assistant_header="ASSISTANT: ",
+        assistant_end="</s>",
+        image=IMAGE,
+    ),
+    # Qwen2-VL and Qwen2.5-VL speak ChatML; an image is a run of <|image_pad|> between its start and end markers,
+    # one pad here, as many as the image's grid needs once the processor expands it.
+    replace(
+        _CHATML,
+        name="qwen2_vl",
+        default_system="You are a helpful assistant.",
+        image="<|vision_start|><|image_pad|><|vision_end|>",
+    ),
+    ChatTemplate(
         name="phi3",
         bos="",
         system=Wrap("<|system|>\n", "<|end|>\n"),
@@ -312,13 +335,15 @@ def render_segments(template: ChatTemplate, messages: list[Message]) -> list[Seg
         first_user += template.system.around(system)
     user_after, later_user = template.user.after, template.user_after_reply
     header, end, after_assistant = template.assistant_header, template.assistant_end, template.after_assistant
+    image = template.image if template.image not in (None, IMAGE) else None
     segments: list[Segment] = []
     prompt = [template.bos]  # the untrained text since the last reply, written as one segment before the next
     if system is not None and template.system_placement == "own_turn":
         prompt.append(template.system.around(system))
     for index, message in enumerate(turns):
         if index % 2 == 0:  # a user turn: split_system checked that they alternate, user first
-            prompt += (first_user if index == 0 else later_user, message["content"], user_after)
+            content = message["content"] if image is None else message["content"].replace(IMAGE, image)
+            prompt += (first_user if index == 0 else later_user, content, user_after)
             continue
         prompt.append(header)
         reply = message["content"] + end
@@ -387,6 +412,10 @@ def to_jinja(template: ChatTemplate) -> str:
         "{%- if message['role'] == 'user' -%}",
         "{%- set content = message['content'] -%}",
     ]
+    if template.image not in (None, IMAGE):
+        lines.append(
+            "{%- set content = content | replace(" + _literal(IMAGE) + ", " + _literal(template.image) + ") -%}"
+        )
     if in_first_user:
         lines += [
             "{%- if loop.first and system is not none -%}",

@@ -116,7 +116,7 @@ def test_bad_messages_are_named(messages, complaint):
 
 def test_preference_in_alpaca_shape():
     record = {"system": "S", "instruction": "Add.", "input": "1 + 1", "chosen": "2", "rejected": "3"}
-    prompt, chosen, rejected = parse("preference", record)
+    prompt, chosen, rejected, _ = parse("preference", record)
     assert prompt == [{"role": "system", "content": "S"}, {"role": "user", "content": "Add.\n\n1 + 1"}]
     assert (chosen, rejected) == ("2", "3")
 
@@ -137,7 +137,7 @@ def test_preference_in_messages_shape_takes_replies_as_text_or_assistant_message
         "chosen": reply("Bye!"),
         "rejected": reply("No."),
     }
-    prompt, chosen, rejected = parse("preference", record)
+    prompt, chosen, rejected, _ = parse("preference", record)
     assert [m["role"] for m in prompt] == ["user", "assistant", "user"]
     assert (chosen, rejected) == ("Bye!", "No.")
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ftc.errors import RuntimeUserError
 from ftc.records.collector import collector_paused
 from ftc.records.formats import FORMATS, BadRecord, Kind, formats_of
+from ftc.records.images import image_path
 from ftc.runtime.data.mixing import hold_out, interleave, mix
 from ftc.runtime.data.sources import dataset_records
 from ftc.spec.chat_templates import Message
@@ -49,6 +51,7 @@ class Conversation:
     where: str  # file and position, so a later error (a template refusing it) can still point at the record
     messages: list[Message]
     tools: list[dict[str, Any]] | None = None  # function definitions the conversation's tool calls may use
+    images: tuple[str, ...] = ()  # image files, in the order of the IMAGE placeholders in `messages`
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class PreferencePair:
     prompt: list[Message]  # the conversation before the reply (system/user/assistant turns), ends with a user turn
     chosen: str  # the preferred assistant reply
     rejected: str  # the dispreferred one
+    images: tuple[str, ...] = ()  # image files, in the order of the IMAGE placeholders in `prompt`
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,10 @@ KINDS: dict[type, ExampleKind] = {
     kind.item: kind
     for kind in (
         ExampleKind(
-            "conversation", Conversation, lambda where, chat: Conversation(where, *chat.parts()), "conversations"
+            "conversation",
+            Conversation,
+            lambda where, chat: Conversation(where, *chat.parts(), chat.images),
+            "conversations",
         ),
         ExampleKind("preference", PreferencePair, lambda where, pair: PreferencePair(where, *pair), "preference pairs"),
         ExampleKind("kto", KtoExample, lambda where, parts: KtoExample(where, *parts), "kto examples"),
@@ -163,7 +170,7 @@ def load_eval_datasets(data: DataSection, item: type[T], parsed: Parsed | None =
     return [
         example
         for index, dataset in enumerate(data.eval_datasets)
-        for example in dataset_examples(dataset, kind, f"data.eval_datasets[{index}]", parsed)
+        for example in dataset_examples(dataset, kind, f"data.eval_datasets[{index}]", parsed, data.media_dir)
     ]
 
 
@@ -172,14 +179,19 @@ def dataset_conversations(dataset: DatasetSection) -> list[Conversation]:
 
 
 def dataset_examples(
-    dataset: DatasetSection, kind: ExampleKind, key: str = "data.datasets", parsed: Parsed | None = None
+    dataset: DatasetSection,
+    kind: ExampleKind,
+    key: str = "data.datasets",
+    parsed: Parsed | None = None,
+    media_dir: str | None = None,
 ) -> list[Any]:
-    """Every example of one dataset (at most max_samples); `key` names it in errors."""
+    """Every example of one dataset (at most max_samples); `key` names it in errors. Image paths come out
+    absolute: relative ones are under `media_dir` (data.media_dir), else beside the dataset's files."""
     if parsed is not None and key in parsed:
         _check_kind(dataset, kind, key)
-        examples = [kind.build(where, parts) for where, parts in parsed[key]]
+        examples = [_images_found(kind.build(where, parts), dataset, media_dir) for where, parts in parsed[key]]
     else:
-        examples = list(_examples(dataset, kind, key))
+        examples = list(_examples(dataset, kind, key, media_dir=media_dir))
     if not examples:
         raise RuntimeUserError(f"{key}: dataset {dataset.path} has no records", "point its path at a non-empty file")
     return examples
@@ -188,7 +200,8 @@ def dataset_examples(
 def _load(data: DataSection, kind: ExampleKind, seed: int, parsed: Parsed | None = None) -> list[Any]:
     with collector_paused():
         sources = [
-            dataset_examples(dataset, kind, f"data.datasets[{i}]", parsed) for i, dataset in enumerate(data.datasets)
+            dataset_examples(dataset, kind, f"data.datasets[{i}]", parsed, data.media_dir)
+            for i, dataset in enumerate(data.datasets)
         ]
     if data.datasets[0].weight is None:  # the spec sets weights on all datasets or on none
         return [item for source in sources for item in source]
@@ -197,7 +210,7 @@ def _load(data: DataSection, kind: ExampleKind, seed: int, parsed: Parsed | None
 
 def _iterate(data: DataSection, kind: ExampleKind, seed: int) -> Iterator[Any]:
     def opener(index: int, dataset: DatasetSection) -> Callable[[], Iterator[Any]]:
-        return lambda: _examples(dataset, kind, f"data.datasets[{index}]", streaming=True)
+        return lambda: _examples(dataset, kind, f"data.datasets[{index}]", streaming=True, media_dir=data.media_dir)
 
     openers = [opener(index, dataset) for index, dataset in enumerate(data.datasets)]
     for index, (open_source, dataset) in enumerate(zip(openers, data.datasets, strict=True)):
@@ -222,7 +235,9 @@ def _check_kind(dataset: DatasetSection, kind: ExampleKind, key: str) -> None:
         )
 
 
-def _examples(dataset: DatasetSection, kind: ExampleKind, key: str, streaming: bool = False) -> Iterator[Any]:
+def _examples(
+    dataset: DatasetSection, kind: ExampleKind, key: str, streaming: bool = False, media_dir: str | None = None
+) -> Iterator[Any]:
     _check_kind(dataset, kind, key)
     data_format = FORMATS[dataset.format]
     hint = data_format.hint(dataset.columns)
@@ -231,4 +246,14 @@ def _examples(dataset: DatasetSection, kind: ExampleKind, key: str, streaming: b
             parts = data_format.parse(record, dataset.columns)
         except BadRecord as error:
             raise RuntimeUserError(f"{where}: {error}", hint) from None
-        yield kind.build(where, parts)
+        yield _images_found(kind.build(where, parts), dataset, media_dir)
+
+
+def _images_found(example: Any, dataset: DatasetSection, media_dir: str | None) -> Any:
+    """The example with its images' paths made absolute, as the launch check found them (`image_path`)."""
+    images = getattr(example, "images", ())
+    if not images:
+        return example
+    folder = Path(dataset.path)
+    beside = folder / "-" if folder.is_dir() else folder  # image_path looks in the folder of the file it is given
+    return replace(example, images=tuple(str(image_path(name, beside, media_dir)) for name in images))

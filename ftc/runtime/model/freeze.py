@@ -49,7 +49,9 @@ def decoder_layers(model: Any) -> Any:
     from torch import nn
 
     count = model.config.get_text_config().num_hidden_layers
-    for module in model.modules():
+    # An image+text model's vision tower holds a list of blocks too: the language model's are looked for in it.
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    for module in (decoder or model).modules():
         if isinstance(module, nn.ModuleList) and len(module) == count:
             return module
     raise RuntimeUserError(

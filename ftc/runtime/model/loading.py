@@ -68,9 +68,13 @@ def load_model(
     """`attention_group`: train.shift_attention's tokens per group, which the model trains with in place of the
     plan's kernel (sdpa). `pure_bf16` (train.pure_bf16): full training holds its weights in the plan's bf16."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from ftc.runtime.model.vision import skipped_by_quantization, vision_parts
 
     require_kernel_packages(plan)
+    parts = vision_parts(model_config(model))
+    auto_class = AutoModelForCausalLM if parts is None else AutoModelForImageTextToText
     # Full training keeps fp32 master weights and lets autocast compute in bf16/fp16, since the
     # optimizer cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
     # The other methods keep the frozen base in the plan's precision (what the plan's memory counts), as
@@ -82,7 +86,7 @@ def load_model(
     quantizes = METHODS[method].quantizes
     published = quantizes and _published_quantized(model)
     if quantizes:
-        extra |= loading_options(plan, dtype, published)
+        extra |= loading_options(plan, dtype, published, parts and skipped_by_quantization(parts))
         # Quantized layers cannot be moved after loading, so they are loaded (or made) where they will run.
         if plan.backend.value != "cpu":
             extra["device_map"] = {"": f"{plan.backend.value}:{int(os.environ.get('LOCAL_RANK', 0))}"}
@@ -90,7 +94,7 @@ def load_model(
     if attention_group is not None:
         attention = register_shifted_attention(attention_group)
     with load_errors_explained(model):
-        loaded = AutoModelForCausalLM.from_pretrained(
+        loaded = auto_class.from_pretrained(
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,
@@ -100,7 +104,7 @@ def load_model(
             **rope_scaling_arguments(model),
         )
     if quantizes:
-        quantize_loaded(loaded, plan, dtype, published)
+        quantize_loaded(loaded, plan, dtype, published, parts and skipped_by_quantization(parts))
     if attention_group is not None:
         check_model_takes_it(loaded, model.name_or_path)
     return loaded
@@ -108,13 +112,16 @@ def load_model(
 
 def _published_quantized(model: ModelSection) -> bool:
     """The checkpoint's config.json carries a quantization_config: it was quantized before it was published."""
+    return getattr(model_config(model), "quantization_config", None) is not None
+
+
+def model_config(model: ModelSection) -> Any:
     from transformers import AutoConfig
 
     with load_errors_explained(model):
-        config = AutoConfig.from_pretrained(
+        return AutoConfig.from_pretrained(
             model.name_or_path, revision=model.revision, trust_remote_code=model.trust_remote_code
         )
-    return getattr(config, "quantization_config", None) is not None
 
 
 def load_score_model(model: ModelSection, plan: Plan, dtype: Any) -> Any:

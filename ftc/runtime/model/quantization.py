@@ -33,9 +33,12 @@ def plan_quantizer(plan: Plan) -> Quantizer:
     return QUANTIZERS[plan.quantization_backend.value or DEFAULT_BACKEND]
 
 
-def loading_options(plan: Plan, compute_dtype: Any, published: bool) -> dict[str, Any]:
+def loading_options(
+    plan: Plan, compute_dtype: Any, published: bool, skip_modules: list[str] | None = None
+) -> dict[str, Any]:
     """from_pretrained's keyword arguments for the plan's quantization. `published`: the checkpoint's config.json
-    carries its own quantization_config, which transformers follows."""
+    carries its own quantization_config, which transformers follows. `skip_modules`: modules left unquantized
+    (an image+text model's vision tower and projector)."""
     quantizer = plan_quantizer(plan)
     bits = plan.quantization_bits.value
     if bits not in quantizer.bits:
@@ -56,13 +59,14 @@ def loading_options(plan: Plan, compute_dtype: Any, published: bool) -> dict[str
         from transformers import BitsAndBytesConfig
 
         if bits == 8:
-            return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
+            return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip_modules)}
         return {
             "quantization_config": BitsAndBytesConfig(
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=compute_dtype,
+                llm_int8_skip_modules=skip_modules,
             )
         }
     if quantizer.name == "eetq":
@@ -72,8 +76,11 @@ def loading_options(plan: Plan, compute_dtype: Any, published: bool) -> dict[str
     return {}  # hqq: quantize_loaded, below
 
 
-def quantize_loaded(model: Any, plan: Plan, compute_dtype: Any, published: bool) -> None:
-    """hqq: each linear layer but the head becomes an HQQLinear in the plan's bits and group, on the model's device."""
+def quantize_loaded(
+    model: Any, plan: Plan, compute_dtype: Any, published: bool, skip_modules: list[str] | None = None
+) -> None:
+    """hqq: each linear layer but the head (and those under `skip_modules`) becomes an HQQLinear in the plan's bits
+    and group, on the model's device."""
     if published or plan_quantizer(plan).name != "hqq":
         return
     from hqq.core.quantize import HQQLinear, hqq_base_quant_config
@@ -81,7 +88,10 @@ def quantize_loaded(model: Any, plan: Plan, compute_dtype: Any, published: bool)
 
     config = hqq_base_quant_config(nbits=plan.quantization_bits.value, group_size=plan.quantization_group_size.value)
     head = model.get_output_embeddings()
-    for parent in list(model.modules()):
+    skipped = set(skip_modules or ())
+    for path, parent in list(model.named_modules()):
+        if skipped & set(path.split(".")):
+            continue
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear) and child is not head:
                 device = str(child.weight.device)

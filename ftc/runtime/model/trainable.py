@@ -5,6 +5,7 @@ with [llama_pro], the added blocks alone, whole (`freeze`) or through a LoRA ada
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ftc.runtime.model.loading import load_model
 from ftc.runtime.model.lora import lora_config, with_adapter
 from ftc.runtime.model.lora_inits import BASE_CHANGING_INITS, INITIAL_ADAPTER, loftq_init, save_initial_adapter
 from ftc.runtime.model.oft import oft_config
+from ftc.runtime.model.vision import adapter_scope, apply_vision_section, vision_parts
 from ftc.spec.models import LoraSection, OftSection, Spec
 
 # peft's config for the section that shapes the method's adapter (Spec.adapter_section)
@@ -49,7 +51,10 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
     added = expand_for_spec(model, spec.llama_pro.added_layers)
     if method.trains_chosen_layers:
         freeze_all_but(model, spec.freeze, added, upcast=not spec.train.pure_bf16)
+    parts = vision_parts(model)
     if not method.has_adapter:
+        if parts is not None:
+            apply_vision_section(model, spec, parts)
         return model
     if adapter is not None:
         model = with_adapter(model, adapter, trainable=True)
@@ -61,6 +66,8 @@ def prepare_trainable(model: Any, spec: Spec, plan: Plan, run_path: Path | None 
         section = spec.adapter_section
         # [llama_pro] takes LoRA only (the methods' records say so): its adapter goes on the copies alone.
         config = lora_config(section, model, added) if added else ADAPTER_CONFIGS[type(section)](section, model)
+        if parts is not None:
+            config = replace(config, **adapter_scope(model, spec, config.target_modules, parts))
         model = get_peft_model(model, config)
     if spec.lora.init == "loftq":
         loftq_init(model, spec.model, plan)

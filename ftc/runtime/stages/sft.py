@@ -10,6 +10,7 @@ read, encoded (and packed) while training runs (`ftc.runtime.data.streaming`).
 from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
+from ftc.runtime.data.images import ImageCollator, image_stage_data, vision_parts_of
 from ftc.runtime.data.packing import PaddingCollator, packed_collator
 from ftc.runtime.data.prepared import token_stage_data
 from ftc.runtime.data.recipes import CONVERSATIONS, stage_tokenizer
@@ -24,6 +25,10 @@ RECIPE = CONVERSATIONS  # how its records become rows (ftc launch prepares them 
 def run(folder: RunFolder) -> None:
     spec = folder.spec
     from trl import SFTConfig, SFTTrainer
+
+    parts = vision_parts_of(spec.model)
+    if parts is not None:
+        return _run_with_images(folder, parts)
 
     tokenizer = stage_tokenizer(spec)
     # Our rows come with their labels: padding them is all a batch needs (trl's own collator does more, slower).
@@ -45,3 +50,29 @@ def run(folder: RunFolder) -> None:
         data_collator=collator,
         preparation=data.report,
     )
+
+
+def _run_with_images(folder: RunFolder, parts: object) -> None:
+    """An image+text model: rows keep their images, and the processor makes each batch (`ftc.runtime.data.images`)."""
+    from trl import SFTConfig, SFTTrainer
+
+    from ftc.runtime.model.processor import save_processor
+
+    spec = folder.spec
+    processor, rows, held_out = image_stage_data(spec, parts)
+    fit(
+        folder,
+        load_trainable(folder),
+        processor.tokenizer,
+        rows,
+        held_out,
+        trainer_class=with_model_loss(SFTTrainer) if folder.plan.loss_head.value == "model" else SFTTrainer,
+        config_class=SFTConfig,
+        settings={
+            "max_length": spec.data.cutoff_len,
+            "dataset_kwargs": {"skip_prepare_dataset": True},
+            "remove_unused_columns": False,  # the collator reads the rows' texts and image files
+        },
+        data_collator=ImageCollator(processor, spec.data.cutoff_len),
+    )
+    save_processor(processor, folder.trained)

@@ -12,7 +12,7 @@ FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
     "alpaca": ("instruction", "input", "output", "system", "history", "images"),
     "sharegpt": ("conversations", "system", "tools", "images"),
     "messages": ("messages", "tools", "images"),
-    "preference": ("messages", "prompt", "instruction", "input", "system", "history", "chosen", "rejected"),
+    "preference": ("messages", "prompt", "instruction", "input", "system", "history", "chosen", "rejected", "images"),
     "kto": ("messages", "prompt", "instruction", "input", "system", "history", "completion", "label"),
     "text": ("text",),
 }

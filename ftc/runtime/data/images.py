@@ -1,0 +1,163 @@
+"""Conversations with images → batches for an image+text model, through the model's processor.
+
+A row keeps the conversation's template segments and its image files; the batch is made when it is
+needed, so pixels are never held for the whole dataset. Each segment is encoded on its own, as text
+rows are (`ftc.runtime.data.tokenize`): a prompt segment that holds images goes through the processor,
+which expands each image's text to the image's tokens and returns its pixels; every other segment through
+the tokenizer alone. The labels are the reply tokens only: prompt and image tokens are -100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ftc.errors import RuntimeUserError
+from ftc.runtime.data.loading import Conversation
+from ftc.runtime.data.token_rows import IGNORE_INDEX
+from ftc.runtime.data.tokenize import conversation_segments_of
+
+
+def image_rows(tokenizer: Any, conversations: Sequence[Conversation], template_name: str) -> list[dict[str, Any]]:
+    """One row per conversation: its segments' texts, which of them train, its image files and where it is from."""
+    rows = []
+    for conversation in conversations:
+        segments = conversation_segments_of(tokenizer, conversation, template_name)
+        rows.append(
+            {
+                "texts": [segment.text for segment in segments],
+                "trainable": [segment.trainable for segment in segments],
+                # not "images": trl takes a row with that column for its own image handling
+                "image_files": list(conversation.images),
+                "where": conversation.where,
+            }
+        )
+    return rows
+
+
+def apply_pixel_bounds(processor: Any, bounds: tuple[str, str] | None, low: int | None, high: int | None) -> None:
+    """data.image_min_pixels / image_max_pixels, written into the image processor's `size` under the keys the
+    model's family names; a fixed-resolution processor (no keys) resizes every image to its square anyway."""
+    if bounds is None or (low is None and high is None):
+        return
+    image_processor = processor.image_processor
+    size = dict(image_processor.size)
+    for key, value in zip(bounds, (low, high), strict=True):
+        if value is not None:
+            size[key] = value
+    image_processor.size = size
+
+
+class ImageCollator:
+    """Rows of `image_rows` → a padded batch: input_ids, attention_mask, labels, and what the processor adds
+    (pixel_values; Qwen2-VL's image_grid_thw and mm_token_type_ids)."""
+
+    def __init__(self, processor: Any, cutoff_len: int) -> None:
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.cutoff_len = cutoff_len
+
+    def encode(self, row: dict[str, Any]) -> dict[str, Any]:
+        import torch
+        from PIL import Image
+
+        images = [Image.open(path).convert("RGB") for path in row["image_files"]]
+        image_text = self.processor.image_token
+        ids: list[int] = []
+        labels: list[int] = []
+        per_token: dict[str, list[Any]] = {}  # extras aligned with the tokens, segment by segment
+        per_image: dict[str, list[Any]] = {}
+        used = 0
+        for text, trainable in zip(row["texts"], row["trainable"], strict=True):
+            count = text.count(image_text)
+            if count:
+                out = self.processor(
+                    text=[text], images=images[used : used + count], return_tensors="pt", add_special_tokens=False
+                )
+                used += count
+                piece = out["input_ids"][0].tolist()
+                for key, value in out.items():
+                    if key in ("input_ids", "attention_mask"):
+                        continue
+                    if value.dim() == 2 and value.shape == (1, len(piece)):
+                        per_token.setdefault(key, []).append((len(ids), value[0]))
+                    else:
+                        per_image.setdefault(key, []).append(value)
+            else:
+                piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += piece
+            labels += piece if trainable else [IGNORE_INDEX] * len(piece)
+        if len(ids) > self.cutoff_len:
+            image_id = self.processor.image_token_id
+            if image_id in ids[self.cutoff_len :]:
+                raise RuntimeUserError(
+                    f"{row['where']}: its images' tokens run past data.cutoff_len = {self.cutoff_len} "
+                    f"({len(ids)} tokens in all), and an image cannot be cut",
+                    "raise data.cutoff_len, or lower data.image_max_pixels",
+                )
+            ids, labels = ids[: self.cutoff_len], labels[: self.cutoff_len]
+        extras = {}
+        for key, pieces in per_token.items():
+            aligned = torch.zeros(len(ids), dtype=pieces[0][1].dtype)
+            for start, value in pieces:
+                aligned[start : start + len(value)] = value[: max(0, len(ids) - start)]
+            extras[key] = aligned
+        return {"input_ids": ids, "labels": labels, "per_token": extras, "per_image": per_image}
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        encoded = [self.encode(row) for row in rows]
+        longest = max(len(example["input_ids"]) for example in encoded)
+        pad = self.tokenizer.pad_token_id
+
+        def padded(values: list[int], fill: int) -> list[int]:
+            return values + [fill] * (longest - len(values))
+
+        batch: dict[str, Any] = {
+            "input_ids": torch.tensor([padded(example["input_ids"], pad) for example in encoded]),
+            "attention_mask": torch.tensor(
+                [padded([1] * len(example["input_ids"]), 0) for example in encoded], dtype=torch.long
+            ),
+            "labels": torch.tensor([padded(example["labels"], IGNORE_INDEX) for example in encoded]),
+        }
+        for key in {key for example in encoded for key in example["per_token"]}:
+            rows_of_key = []
+            for example in encoded:
+                value = example["per_token"].get(key)
+                row = torch.zeros(longest, dtype=value.dtype if value is not None else torch.long)
+                if value is not None:
+                    row[: len(value)] = value
+                rows_of_key.append(row)
+            batch[key] = torch.stack(rows_of_key)
+        for key in {key for example in encoded for key in example["per_image"]}:
+            batch[key] = torch.cat([value for example in encoded for value in example["per_image"].get(key, [])])
+        return batch
+
+
+def vision_parts_of(model: Any) -> Any:
+    """The spec's model's VisionParts (from its config), or None for a text-only model."""
+    from ftc.runtime.model.loading import model_config
+    from ftc.runtime.model.vision import vision_parts
+
+    return vision_parts(model_config(model))
+
+
+def image_stage_data(spec: Any, parts: Any) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(processor, train rows, held-out rows) for a stage that trains an image+text model on conversations."""
+    from ftc.runtime.data.loading import load_conversations, train_eval_split
+    from ftc.runtime.data.tokenize import use_template
+    from ftc.runtime.model.processor import load_processor
+
+    seed = spec.train.seed
+    train, held_out = train_eval_split(load_conversations(spec.data, seed), spec.data, seed)
+    model = spec.model
+    processor = load_processor(model.name_or_path, model.revision, model.trust_remote_code)
+    use_template(processor.tokenizer, model.template)
+    apply_pixel_bounds(processor, parts.pixel_bounds, spec.data.image_min_pixels, spec.data.image_max_pixels)
+    template = model.template
+    return (
+        processor,
+        image_rows(processor.tokenizer, train, template),
+        image_rows(processor.tokenizer, held_out, template),
+    )
