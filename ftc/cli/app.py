@@ -294,14 +294,24 @@ def explain(args: argparse.Namespace) -> None:
     arg("path", nargs="?", type=Path, default=Path("job.toml"), help="The spec file to write (default job.toml)."),
     arg("--stage", default="sft", help=f"The stage: {', '.join(STAGES)} (default sft)."),
     arg("--method", default="lora", help=f"Which parameters train: {', '.join(METHODS)} (default lora)."),
-    arg("--model", default="meta-llama/Llama-3.1-8B", help="Hub id or local folder of the base model."),
+    arg(
+        "--model",
+        default=None,
+        help="Hub id or local folder of the base model (default meta-llama/Llama-3.1-8B; with --vision "
+        "Qwen/Qwen2-VL-2B-Instruct).",
+    ),
     arg("--force", action="store_true", help="Replace an existing file."),
+    arg(
+        "--vision",
+        action="store_true",
+        help="An image+text model's starter: records with images, the model's chat template, [vision] set.",
+    ),
 )
 def init(args: argparse.Namespace) -> None:
     """Write a commented starter spec for a stage and method, every key shown with its default."""
     from ftc.cli.docs import write_starter
 
-    write_starter(args.path, args.stage, args.method, args.model, args.force)
+    write_starter(args.path, args.stage, args.method, args.model, args.force, args.vision)
 
 
 @command(

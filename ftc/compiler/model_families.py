@@ -652,7 +652,12 @@ FAMILIES: dict[str, Family] = {
         Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("gemma", _gemma, "GemmaDecoderLayer"),
         Family("gemma3_text", _gemma3_text, "Gemma3DecoderLayer"),
-        Family("gemma3", _gemma3, "Gemma3DecoderLayer"),
+        Family(
+            "gemma3",
+            _gemma3,
+            "Gemma3DecoderLayer",
+            vision=VisionParts("model.vision_tower", "model.multi_modal_projector"),
+        ),
         Family(
             "gemma2",
             _gemma2,

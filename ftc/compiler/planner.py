@@ -69,6 +69,9 @@ def compile_plan(
     return replace(plan, notes=plan.notes + notes) if notes else plan
 
 
+# The note an image+text model's plan carries (and only its): what the images cost. `ftc doctor` and the
+# extras read it to tell an image run from a text one.
+IMAGES_NOTE = "images: "
 # The keys that mean something only for an image+text model.
 _IMAGE_KEYS = ("data.image_max_pixels", "data.image_min_pixels")
 
@@ -110,7 +113,7 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
         or "neither the vision tower nor the projector"
     )
     return (
-        f"images: {budget.reason}; the estimate assumes one such image in every row, so each row is "
+        f"{IMAGES_NOTE}{budget.reason}; the estimate assumes one such image in every row, so each row is "
         f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens",
         f"vision: {trains} trains beside the method's weights; vision_activations holds the image side's "
         f"activations ({budget.tower_tokens} tower tokens per image)",

@@ -25,6 +25,10 @@ TRAINING_LIBRARIES = (
     "datasets",
     "accelerate",
     "safetensors",
+    # an image+text model's images: Pillow decodes and resizes them; torchvision, where installed, makes
+    # transformers pick its other image processors
+    "pillow",
+    "torchvision",
     "deepspeed",
     "torch_npu",
     # train.optimizer's own libraries (ftc.optimizers)
