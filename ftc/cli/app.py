@@ -357,12 +357,18 @@ def export(args: argparse.Namespace) -> None:
     CHECKPOINT,
     arg("--max-new-tokens", type=at_least(1), default=128, help="Longest reply, in tokens (default 128)."),
     arg("--temperature", type=non_negative_float, default=0.0, help="0: greedy; above: sampling (default 0)."),
+    arg(
+        "--image",
+        type=Path,
+        default=None,
+        help="An image for an image+text model, shown in the first user turn of each conversation.",
+    ),
 )
 def chat(args: argparse.Namespace) -> None:
     """Talk to the trained model with its chat template, offline (the CPU is enough)."""
     from ftc.cli.trained import chat_with_run
 
-    chat_with_run(args.run_dir, args.checkpoint, args.max_new_tokens, args.temperature)
+    chat_with_run(args.run_dir, args.checkpoint, args.max_new_tokens, args.temperature, args.image)
 
 
 @command(
