@@ -299,14 +299,24 @@ def explain(args: argparse.Namespace) -> None:
     arg("path", nargs="?", type=Path, default=Path("job.toml"), help="The spec file to write (default job.toml)."),
     arg("--stage", default="sft", help=f"The stage: {', '.join(STAGES)} (default sft)."),
     arg("--method", default="lora", help=f"Which parameters train: {', '.join(METHODS)} (default lora)."),
-    arg("--model", default="meta-llama/Llama-3.1-8B", help="Hub id or local folder of the base model."),
+    arg(
+        "--model",
+        default=None,
+        help="Hub id or local folder of the base model (default meta-llama/Llama-3.1-8B; with --vision "
+        "Qwen/Qwen2-VL-2B-Instruct).",
+    ),
     arg("--force", action="store_true", help="Replace an existing file."),
+    arg(
+        "--vision",
+        action="store_true",
+        help="An image+text model's starter: records with images, the model's chat template, [vision] set.",
+    ),
 )
 def init(args: argparse.Namespace) -> None:
     """Write a commented starter spec for a stage and method, every key shown with its default."""
     from ftc.cli.docs import write_starter
 
-    write_starter(args.path, args.stage, args.method, args.model, args.force)
+    write_starter(args.path, args.stage, args.method, args.model, args.force, args.vision)
 
 
 @command(
@@ -352,12 +362,18 @@ def export(args: argparse.Namespace) -> None:
     CHECKPOINT,
     arg("--max-new-tokens", type=at_least(1), default=128, help="Longest reply, in tokens (default 128)."),
     arg("--temperature", type=non_negative_float, default=0.0, help="0: greedy; above: sampling (default 0)."),
+    arg(
+        "--image",
+        type=Path,
+        default=None,
+        help="An image for an image+text model, shown in the first user turn of each conversation.",
+    ),
 )
 def chat(args: argparse.Namespace) -> None:
     """Talk to the trained model with its chat template, offline (the CPU is enough)."""
     from ftc.cli.trained import chat_with_run
 
-    chat_with_run(args.run_dir, args.checkpoint, args.max_new_tokens, args.temperature)
+    chat_with_run(args.run_dir, args.checkpoint, args.max_new_tokens, args.temperature, args.image)
 
 
 @command(

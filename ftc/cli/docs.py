@@ -34,9 +34,10 @@ def explain_key(key: str) -> None:
         raise FtcError(f"no key '{unknown}' in the spec language", hint) from None
 
 
-def write_starter(path: Path, stage: str, method: str, model: str, force: bool) -> None:
+def write_starter(path: Path, stage: str, method: str, model: str | None, force: bool, vision: bool = False) -> None:
     from ftc.spec import SpecError, parse_spec
-    from ftc.spec.starter import starter_spec
+    from ftc.spec.models import FORMAT_FIELDS
+    from ftc.spec.starter import TEXT_MODEL, VISION_MODEL, starter_spec
     from ftc.stages import STAGES
 
     for name, value, allowed in (("stage", stage, Stage), ("method", method, Method)):
@@ -49,12 +50,40 @@ def write_starter(path: Path, stage: str, method: str, model: str, force: bool) 
             f"train.stage = '{stage}' does not run with train.method = '{method}'",
             f"use one of: {', '.join(runs_with)}",
         )
+    template = None
+    if vision:
+        data_format = STAGES[stage].formats[0]
+        if "images" not in FORMAT_FIELDS[data_format]:
+            raise FtcError(
+                f"train.stage = '{stage}' reads {data_format} records, which carry no images",
+                "--vision starts a stage whose format takes an images list (sft, dpo)",
+            )
+        model = model or VISION_MODEL
+        template = _vision_template(model)
     if path.exists() and not force:
         raise FtcError(f"{path} exists", "name another file, or pass --force to replace it")
-    text = starter_spec(stage, method, model)
+    text = starter_spec(stage, method, model or TEXT_MODEL, vision_template=template)
     try:
         parse_spec(text, str(path))  # a starter that does not validate would be our bug, not the user's
     except SpecError as error:
         raise FtcError(f"the starter for {stage} with {method} does not validate:\n{error}", None) from None
     atomic_write_text(path, text)
-    print(f"wrote {path}: a {stage} run with {method}; next: ftc validate {path} && ftc plan {path}")
+    on = " on images" if vision else ""
+    print(f"wrote {path}: a {stage} run with {method}{on}; next: ftc validate {path} && ftc plan {path}")
+
+
+def _vision_template(model: str) -> str:
+    """The registry's chat template named for the model's type where there is one (llava, qwen2_vl), Qwen2-VL's
+    for Qwen2.5-VL (the same ChatML and image markers), else the model's own ("auto")."""
+    from ftc.compiler.architectures import find_architecture
+    from ftc.spec.chat_templates import TEMPLATES
+
+    arch = find_architecture(model)
+    if arch is None or arch.vision is None:
+        raise FtcError(
+            f"--vision: {model!r} is not an image+text model the registry knows",
+            "name one with --model (e.g. Qwen/Qwen2-VL-2B-Instruct, llava-hf/llava-1.5-7b-hf, google/gemma-3-4b-it), "
+            "or drop --vision",
+        )
+    model_type = arch.model_type.replace("qwen2_5_vl", "qwen2_vl")
+    return model_type if model_type in TEMPLATES else "auto"

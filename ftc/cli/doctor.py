@@ -1,6 +1,6 @@
 """`ftc doctor`: this machine against what a run needs — the tested library versions, torch's build and
 devices, DeepSpeed's ops, bitsandbytes' backend, the kernel packages (liger-kernel, flash-attn), Slurm and
-docker — in one table or object.
+docker, and whether images can be read for an image+text model — in one table or object.
 
 A row is only a finding; what makes the exit status 1 is a row a planned run needs (the core training
 stack always, and with --spec what that spec's plan and target need) that is not ok.
@@ -69,6 +69,7 @@ KEY_LIBRARIES = (
     "jinja2",
     "rich",
     "typer",
+    "pillow",
     *BOARD_STACK,
 )
 # ftc.install.extras decides which extras a plan needs; these are the rows each one stands for here.
@@ -82,6 +83,7 @@ EXTRA_ROWS = {
         if quantizer.extra != QUANTIZERS[DEFAULT_BACKEND].extra  # bitsandbytes' rows, just above
     },
     "distributed": ("deepspeed",),
+    "vision": ("pillow", "image processors"),
     "wandb": ("wandb",),
     "mlflow": ("mlflow",),
     "liger": ("liger-kernel",),

@@ -302,6 +302,33 @@ def docker_rows(installed: Lookup) -> list[Row]:
     ]
 
 
+def image_processor_rows(installed: Lookup) -> list[Row]:
+    """Which image processors transformers will use for an image+text model. Pillow's always work; torchvision
+    is not needed, but where it is installed transformers picks its processors instead, and a torchvision
+    built for another torch (pip may pair a CUDA one with the CPU torch) then fails at the first image."""
+    pillow = installed("pillow")
+    if pillow is None:
+        return [Row("image processors", "Pillow not installed", MISSING, hint="pip install 'ftc[vision]'")]
+    vision = installed("torchvision")
+    if vision is None:
+        found = f"Pillow {pillow}; torchvision not installed (not needed): transformers uses its Pillow processors"
+        return [Row("image processors", found, OK)]
+    try:
+        with quiet():
+            import torchvision  # noqa: F401
+    except Exception as error:  # a mismatched build fails in its C++ operators, with any exception type
+        return [
+            Row(
+                "image processors",
+                f"torchvision {vision} does not import ({first_line(error)}): transformers would pick its "
+                "torchvision processors and fail",
+                MISSING,
+                hint="pip uninstall torchvision (ftc does not need it), or install the build made for this torch",
+            )
+        ]
+    return [Row("image processors", f"Pillow {pillow}; torchvision {vision} imports: transformers uses it", OK)]
+
+
 Probe = Callable[[Lookup], list[Row]]
 MACHINE_PROBES: tuple[Probe, ...] = (
     torch_rows,
@@ -310,6 +337,7 @@ MACHINE_PROBES: tuple[Probe, ...] = (
     quantization_rows,
     kernel_rows,
     attention_interface_rows,
+    image_processor_rows,
     slurm_rows,
     docker_rows,
 )

@@ -13,11 +13,12 @@ from ftc.lock.build import current_lock
 from ftc.lock.drift import drift
 from ftc.lock.files import lock_path, read_lock, write_lock
 from ftc.lock.hub_pins import how_to_pin_all, pin_notes, unpinned_inputs
+from ftc.lock.images import IMAGE_HASH_LIMIT, PER_IMAGE
 from ftc.spec.loader import LoadedSpec
 
 
 def write_spec_lock(loaded: LoadedSpec, plan: Plan) -> Path:
-    document = current_lock(loaded, plan)
+    document = current_lock(loaded, plan, writing=True)
     path = lock_path(loaded.path)
     write_lock(path, document)
     inputs = document["inputs"].values()
@@ -26,12 +27,25 @@ def write_spec_lock(loaded: LoadedSpec, plan: Plan) -> Path:
         f"[green]locked[/green] {path}: plan for {plan.hardware.label()}, {len(document['versions'])} versions, "
         f"{files} input file(s) hashed, {len(document['run']['environment'])} environment name(s)"
     )
+    for key, entry in document["inputs"].items():
+        if "images" in entry:
+            console().print(f"  {key}: {_images_locked(entry)}", markup=False)
     notes, warnings = pin_notes(document["inputs"])
     for note in notes:
         console().print(f"  {note}", markup=False)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return path
+
+
+def _images_locked(entry: dict[str, Any]) -> str:
+    count = entry["image_count"]
+    if entry["images"] == PER_IMAGE:
+        return f"{count:,} image(s) hashed one by one"
+    return (
+        f"{count:,} images, over the {IMAGE_HASH_LIMIT:,} hashed one by one: a manifest (path, size, mtime) of "
+        f"{len(entry['image_folders'])} image folder(s) locked instead"
+    )
 
 
 def verify_lock(loaded: LoadedSpec, plan: Plan) -> int:

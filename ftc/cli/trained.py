@@ -21,10 +21,18 @@ def export_run(run_dir: Path, output: Path | None, checkpoint: str | None, dtype
         target = export(run_dir, output, checkpoint, dtype, overwrite)
     except RuntimeUserError as error:
         raise FtcError(error.message, error.hint) from None
-    print(f"exported {target}: safetensors weights with the run's tokenizer and chat template")
+    from ftc.runtime.model.processor import PROCESSOR_CONFIG
+
+    with_processor = (target / PROCESSOR_CONFIG).is_file()
+    with_what = (
+        "processor (tokenizer, chat template, image processor)" if with_processor else "tokenizer and chat template"
+    )
+    print(f"exported {target}: safetensors weights with the run's {with_what}")
 
 
-def chat_with_run(run_dir: Path, checkpoint: str | None, max_new_tokens: int, temperature: float) -> None:
+def chat_with_run(
+    run_dir: Path, checkpoint: str | None, max_new_tokens: int, temperature: float, image: Path | None = None
+) -> None:
     from ftc.quickstart.workspace import require_training_extra
 
     require_training_extra()
@@ -32,7 +40,7 @@ def chat_with_run(run_dir: Path, checkpoint: str | None, max_new_tokens: int, te
     from ftc.runtime.chat import chat
 
     try:
-        chat(str(run_dir), checkpoint, max_new_tokens, temperature)
+        chat(str(run_dir), checkpoint, max_new_tokens, temperature, image=image)
     except RuntimeUserError as error:
         raise FtcError(error.message, error.hint) from None
 

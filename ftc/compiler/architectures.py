@@ -264,6 +264,35 @@ def _qwen2_5_vl(hub_id: str, *decoder: int, tied: bool, tower_intermediate: int)
     return KnownModel(hub_id, MappingProxyType({**model.config, "vision_config": tower}))
 
 
+_SIGLIP_SO400M_896 = {
+    "model_type": "siglip_vision_model",
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "image_size": 896,
+    "patch_size": 14,
+    "vision_use_head": False,
+}
+
+
+def _gemma3(hub_id: str, *decoder: int, head_dim: int) -> KnownModel:
+    """Gemma 3 (4B and up): SigLIP-So400m at 896 px, its 4096 patches averaged into 256 tokens per image."""
+    hidden, intermediate, layers, heads, kv_heads = decoder
+    text = {"model_type": "gemma3_text", "hidden_size": hidden, "intermediate_size": intermediate}
+    text |= {"num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv_heads}
+    text |= {"head_dim": head_dim, "vocab_size": 262208, "max_position_embeddings": 131072}
+    return _known(
+        hub_id,
+        "gemma3",
+        also=(hub_id.removesuffix("-it") + "-pt",),
+        text_config=text,
+        vision_config=_SIGLIP_SO400M_896,
+        mm_tokens_per_image=256,
+        tie_word_embeddings=True,
+    )
+
+
 # fmt: off
 # Image+text models. The instruct releases are the published ones; their shapes are the language model's
 # columns as above (hidden, intermediate, layers, heads, key-value heads, vocab) plus the vision tower.
@@ -277,6 +306,9 @@ _KNOWN_VISION = (
     _qwen2_5_vl("Qwen/Qwen2.5-VL-7B-Instruct",  3584, 18944, 28, 28, 4, 152064, tied=False, tower_intermediate=3420),
     _qwen2_5_vl("Qwen/Qwen2.5-VL-32B-Instruct", 5120, 27648, 64, 40, 8, 152064, tied=False, tower_intermediate=3456),
     _qwen2_5_vl("Qwen/Qwen2.5-VL-72B-Instruct", 8192, 29568, 80, 64, 8, 152064, tied=False, tower_intermediate=3456),
+    _gemma3("google/gemma-3-4b-it",             2560, 10240, 34,  8,  4, head_dim=256),
+    _gemma3("google/gemma-3-12b-it",            3840, 15360, 48, 16,  8, head_dim=256),
+    _gemma3("google/gemma-3-27b-it",            5376, 21504, 62, 32, 16, head_dim=128),
 )
 # fmt: on
 

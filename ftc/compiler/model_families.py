@@ -9,6 +9,7 @@ the caller's business: this module is pure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -163,6 +164,7 @@ _KEY_KINDS: dict[str, _Kind] = {
             "spatial_merge_size",
             "temporal_patch_size",
             "out_hidden_size",
+            "mm_tokens_per_image",
         ),
         _POSITIVE,
     ),
@@ -192,6 +194,7 @@ _KEY_KINDS: dict[str, _Kind] = {
             "parallel_attn",
             "rmsnorm",
             "post_layer_norm",
+            "vision_use_head",
         ),
         _FLAG,
     ),
@@ -335,9 +338,81 @@ def _qwen_vl(config: Config, model_type: str) -> Architecture:
             in_channels=_value(tower, "in_channels", "in_chans", default=3),
             temporal_patch_size=_value(tower, "temporal_patch_size"),
             spatial_merge=merge,
-            projector_norm=True,
+            projector_norm=shape["norm"],
             projector_hidden=width * merge * merge,
             **shape,
+        ),
+    )
+
+
+# transformers' Gemma3TextConfig and SiglipVisionConfig defaults, which Gemma 3's published config.json
+# leaves out where it agrees with them (google/gemma-3-4b-it names only four of its text model's keys).
+_GEMMA3_TEXT_DEFAULTS = {
+    "vocab_size": 262208,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "max_position_embeddings": 131072,
+}
+_SIGLIP_DEFAULTS = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "num_channels": 3,
+    "image_size": 224,
+    "patch_size": 16,
+}
+
+
+def _gemma3_text(config: Config) -> Architecture:
+    """Gemma 3's language model: Gemma 2's four norms per block, and an RMSNorm on each head's q and k."""
+    config = {"model_type": "gemma3_text", **_GEMMA3_TEXT_DEFAULTS, **config}
+    return _gemma(config, norms_per_layer=4, qk_norm="per_head")
+
+
+def _gemma3(config: Config) -> Architecture:
+    """Gemma 3 (4B and up): a SigLIP tower at a fixed square, whose patches are averaged into
+    mm_tokens_per_image tokens, normalized and multiplied by one matrix into the language model."""
+    language = replace(_gemma3_text(_value(config, "text_config", default={})), model_type="gemma3")
+    language = replace(language, tied_embeddings=bool(_value(config, "tie_word_embeddings", default=True)))
+    tower = {**_SIGLIP_DEFAULTS, **_value(config, "vision_config", default={})}
+    side = _value(tower, "image_size") // _value(tower, "patch_size")  # patches along each side
+    tokens = _value(config, "mm_tokens_per_image", default=256)
+    per_side = math.isqrt(tokens)
+    if per_side * per_side != tokens or side % per_side:
+        raise _KeyProblem(
+            f"mm_tokens_per_image = {tokens} does not pool the tower's {side} × {side} patches into a square of "
+            "whole tokens",
+            "Gemma 3 averages k × k patches into each token: mm_tokens_per_image must be a square whose side "
+            f"divides {side} (the published value is 256)",
+        )
+    return replace(
+        language,
+        vision=Vision(
+            model_type=str(tower.get("model_type", "siglip_vision_model")),
+            hidden_size=_value(tower, "hidden_size"),
+            num_layers=_value(tower, "num_hidden_layers"),
+            num_heads=_value(tower, "num_attention_heads"),
+            intermediate_size=_value(tower, "intermediate_size"),
+            patch_size=_value(tower, "patch_size"),
+            image_size=_value(tower, "image_size"),
+            in_channels=_value(tower, "num_channels"),
+            out_size=language.hidden_size,
+            learned_positions=True,
+            post_norm=True,
+            patch_bias=True,
+            pooling_head=bool(_value(tower, "vision_use_head", default=True)),
+            spatial_merge=side // per_side,
+            merge="average",
+            projector="matrix",
+            projector_norm="rms",
+            # "\n\n<start_of_image>" + the image's tokens + "<end_of_image>\n\n": the start token is the
+            # placeholder itself; the end token and the two blank lines (one token each) are added
+            marker_tokens=3,
         ),
     )
 
@@ -409,13 +484,14 @@ def _qwen3_moe(config: Config) -> Architecture:
     )
 
 
-def _gemma(config: Config, norms_per_layer: int = 2) -> Architecture:
+def _gemma(config: Config, norms_per_layer: int = 2, **layout: Any) -> Architecture:
     return _decoder(
         config,
         tied_by_default=True,
         head_dim_default=256,
         attention_bias=_flag_bias(config, "attention_bias"),
         norms_per_layer=norms_per_layer,
+        **layout,
     )
 
 
@@ -575,6 +651,13 @@ FAMILIES: dict[str, Family] = {
         Family("qwen3", _qwen3, "Qwen3DecoderLayer"),
         Family("qwen3_moe", _qwen3_moe, "Qwen3MoeDecoderLayer", block_expansion_refused=_MOE_EXPANSION),
         Family("gemma", _gemma, "GemmaDecoderLayer"),
+        Family("gemma3_text", _gemma3_text, "Gemma3DecoderLayer"),
+        Family(
+            "gemma3",
+            _gemma3,
+            "Gemma3DecoderLayer",
+            vision=VisionParts("model.vision_tower", "model.multi_modal_projector"),
+        ),
         Family(
             "gemma2",
             _gemma2,

@@ -37,17 +37,24 @@ class Moe:
 
 # How a vision tower's blocks normalize: CLIP's LayerNorm (weight and bias), Qwen2.5-VL's RMSNorm (weight)
 VisionNorm = Literal["layer", "rms"]
+# How spatial_merge² neighbouring patches become one token: Qwen's merger concatenates them (its MLP reads
+# spatial_merge² × the tower's width); Gemma 3's projector averages them (an AvgPool2d), keeping the width.
+PatchMerge = Literal["concat", "average"]
+# mlp: two biased linears with a GELU between (LLaVA, Qwen's merger); matrix: one unbiased matrix (Gemma 3)
+Projector = Literal["mlp", "matrix"]
 
 
 @dataclass(frozen=True)
 class Vision:
     """An image encoder and the projector that turns its patches into language-model tokens.
 
-    Two designs are described by these fields alone. A fixed-resolution tower (LLaVA's CLIP ViT) embeds
+    Three designs are described by these fields alone. A fixed-resolution tower (LLaVA's CLIP ViT) embeds
     an `image_size` square into (image_size / patch_size)² patches plus a class token, learns one position
     per patch, and hands one token per patch to a two-layer MLP projector. A dynamic-resolution tower
     (Qwen2-VL's ViT) cuts any image into patch_size squares (`temporal_patch_size` frames deep), uses
-    rotary positions, and its merger folds each `spatial_merge`² neighbours into one token.
+    rotary positions, and its merger folds each `spatial_merge`² neighbours into one token. Gemma 3's
+    SigLIP tower is fixed-resolution too (896 px, 4096 patches, no class token); its projector averages
+    each 4 × 4 patches into one of 256 tokens, normalizes it and multiplies it by one matrix.
     """
 
     model_type: str  # vision_config's model_type, or the whole model's where the tower has none of its own
@@ -67,11 +74,21 @@ class Vision:
     post_norm: bool = False  # CLIP's post_layernorm after the last block (built, though LLaVA reads layer -2)
     mlp: Mlp = "plain"  # every linear in a vision block is biased, whichever shape its MLP has
     norm: VisionNorm = "layer"
-    projector_norm: bool = False  # Qwen's merger normalizes each patch before folding
+    patch_bias: bool = False  # SigLIP's patch convolution is biased; CLIP's and Qwen's are not
+    # SigLIP's attention-pooling head: built whenever vision_use_head is on (transformers' default), read by
+    # no image+text model; Gemma 3's published configs turn it off.
+    pooling_head: bool = False
+    merge: PatchMerge = "concat"
+    projector: Projector = "mlp"
+    # Qwen's merger normalizes each patch before folding (with the tower's norm); Gemma 3 each pooled token (RMS)
+    projector_norm: VisionNorm | None = None
     projector_hidden: int = 0  # width of the projector's middle layer
     feature_layers: int = 1  # tower layers whose outputs LLaVA concatenates before projecting
     # LLaVA's "default" feature strategy drops the class token; "full" keeps it as an image token.
     keeps_class_token: bool = False
+    # Tokens the processor writes around each image's, beside the placeholder it replaces (Gemma 3: the
+    # end-of-image token and a blank line on either side).
+    marker_tokens: int = 0
 
     @property
     def patches_per_token(self) -> int:

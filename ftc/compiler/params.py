@@ -133,9 +133,9 @@ def _vision_norm(vision: Vision, width: int) -> int:
 
 
 def vision_tower_parameters(vision: Vision) -> int:
-    """The tower as transformers builds it: every block linear biased, the patch convolution not."""
+    """The tower as transformers builds it: every block linear biased, the patch convolution only in SigLIP."""
     h, i = vision.hidden_size, vision.intermediate_size
-    patch = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2 * h
+    patch = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2 * h + vision.patch_bias * h
     positions = 0
     if vision.learned_positions and vision.image_size is not None:
         positions = ((vision.image_size // vision.patch_size) ** 2 + vision.class_token) * h
@@ -144,13 +144,20 @@ def vision_tower_parameters(vision: Vision) -> int:
     mlp = 2 * h * i + i + h if vision.mlp == "plain" else 3 * h * i + 2 * i + h
     block = attention + mlp + 2 * _vision_norm(vision, h)
     outer_norms = (vision.pre_norm + vision.post_norm) * _vision_norm(vision, h)
-    return embeddings + vision.num_layers * block + outer_norms
+    # a learned probe, a biased multi-head attention (q, k and v in one input projection, and the output),
+    # a LayerNorm and a block's MLP
+    head = (h + 4 * h * h + 4 * h + 2 * h + 2 * h * i + i + h) if vision.pooling_head else 0
+    return embeddings + vision.num_layers * block + outer_norms + head
 
 
 def projector_parameters(vision: Vision) -> int:
-    """Two biased linears: the merged patches (or the concatenated feature layers) → the middle → the LM's width."""
-    features = vision.hidden_size * vision.patches_per_token * vision.feature_layers
-    norm = _vision_norm(vision, vision.hidden_size) if vision.projector_norm else 0
+    """LLaVA's and Qwen's: two biased linears, the merged patches (or the concatenated feature layers) → the
+    middle → the LM's width. Gemma 3's: one unbiased matrix from the averaged patch to the LM's width."""
+    merged = vision.patches_per_token if vision.merge == "concat" else 1
+    features = vision.hidden_size * merged * vision.feature_layers
+    norm = {"layer": 2, "rms": 1}[vision.projector_norm] * vision.hidden_size if vision.projector_norm else 0
+    if vision.projector == "matrix":
+        return norm + features * vision.out_size
     middle, out = vision.projector_hidden, vision.out_size
     return norm + features * middle + middle + middle * out + out
 

@@ -69,6 +69,9 @@ def compile_plan(
     return replace(plan, notes=plan.notes + notes) if notes else plan
 
 
+# The note an image+text model's plan carries (and only its): what the images cost. `ftc doctor` and the
+# extras read it to tell an image run from a text one.
+IMAGES_NOTE = "images: "
 # The keys that mean something only for an image+text model.
 _IMAGE_KEYS = ("data.image_max_pixels", "data.image_min_pixels")
 
@@ -93,7 +96,7 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
     if arch is not None and arch.vision is None and set_here:
         raise FtcError(
             f"{set_here[0]} is set, but {spec.model.name_or_path!r} ({arch.model_type}) has no vision tower",
-            "remove it, or train an image+text model (model_type llava, qwen2_vl or qwen2_5_vl)",
+            "remove it, or train an image+text model (model_type llava, qwen2_vl, qwen2_5_vl or gemma3)",
         )
     budget = _images(spec, arch)
     if budget is None:
@@ -118,7 +121,7 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
         or "neither the vision tower nor the projector"
     )
     return (
-        f"images: {budget.reason}; the estimate assumes one such image in every row, so each row is "
+        f"{IMAGES_NOTE}{budget.reason}; the estimate assumes one such image in every row, so each row is "
         f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens",
         f"vision: {trains} trains beside the method's weights; vision_activations holds the image side's "
         f"activations ({budget.tower_tokens} tower tokens per image)",

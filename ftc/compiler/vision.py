@@ -1,7 +1,7 @@
 """Images in a row: how many language-model tokens an image becomes, and what the vision tower holds for it.
 
 Pure arithmetic on a `Vision` record and the spec's pixel bounds, for the planner. A fixed-resolution
-tower (LLaVA-1.5) resizes every image to its square, so each image is the same number of tokens. A
+tower (LLaVA-1.5, Gemma 3) resizes every image to its square, so each image is the same number of tokens. A
 dynamic-resolution one (Qwen2-VL, Qwen2.5-VL) resizes each image, aspect kept, to sides that are
 multiples of patch_size × spatial_merge (28 px) with an area inside [min_pixels, max_pixels]: an image
 of area A becomes at most A / 28² tokens, so the largest image allowed bounds the row.
@@ -35,11 +35,16 @@ def image_budget(vision: Vision, min_pixels: int | None, max_pixels: int | None)
         side = vision.image_size
         patches = (side // vision.patch_size) ** 2
         ignored = " (data.image_max_pixels does not change it)" if max_pixels is not None else ""
+        merged = ""
+        if vision.spatial_merge > 1:
+            how = "averaged" if vision.merge == "average" else "merged"
+            merged = f" {how} {vision.spatial_merge} × {vision.spatial_merge} into"
+        markers = f" and {vision.marker_tokens} marker tokens around them" if vision.marker_tokens else ""
         return ImageBudget(
-            tokens=vision.fixed_image_tokens,
+            tokens=vision.fixed_image_tokens + vision.marker_tokens,
             tower_tokens=patches + vision.class_token,
-            reason=f"every image is resized to {side} × {side} px: {patches} patches of {vision.patch_size} px, "
-            f"{vision.fixed_image_tokens} image tokens{ignored}",
+            reason=f"every image is resized to {side} × {side} px: {patches} patches of {vision.patch_size} px,"
+            f"{merged} {vision.fixed_image_tokens} image tokens{markers}{ignored}",
         )
     unit = vision.patch_size * vision.spatial_merge  # the side of the pixels one token covers
     low = PROCESSOR_MIN_PIXELS if min_pixels is None else min_pixels
@@ -79,13 +84,17 @@ def tower_activations(
     patches and one block's working set (the block's input, q, k and v, the attention output, and the
     MLP's hidden, two of them for a gated MLP). A tower that trains saves about that much in every block,
     plus the block's input and its normalized copy; its blocks are not assumed to be checkpointed. A
-    projector that trains saves its input features and its middle layer before and after the activation.
+    projector that trains saves its input features and its middle layer before and after the activation;
+    Gemma 3's saves the pooled tokens and their normalized copy, the input of its one matrix.
     """
     h, patches = vision.hidden_size, images * budget.tower_tokens
     mlp_hidden = vision.intermediate_size * (2 if vision.mlp == "gated" else 1)
     pixels = patches * vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
     block = patches * (5 * h + mlp_hidden)
     saved = vision.num_layers * (block + 2 * patches * h) if tower_trains else 0
-    if projector_trains or tower_trains:  # the tower's gradient flows back through the projector
-        saved += patches * h * vision.feature_layers + 2 * images * budget.tokens * vision.projector_hidden
+    image_tokens = images * (budget.tokens - vision.marker_tokens)
+    if (projector_trains or tower_trains) and vision.projector == "matrix":
+        saved += 2 * image_tokens * h  # the pooled tokens and their normalized copy; averaging saves nothing
+    elif projector_trains or tower_trains:  # the tower's gradient flows back through the projector
+        saved += patches * h * vision.feature_layers + 2 * image_tokens * vision.projector_hidden
     return TowerActivations(saved=float(saved * dtype_bytes), working=float((pixels + block) * dtype_bytes))

@@ -41,6 +41,13 @@ def _quantizes_with(spec: Spec, plan: Plan | None, extra: str) -> bool:
 _QUANTIZER_EXTRAS = {quantizer.extra: quantizer.summary for quantizer in QUANTIZERS.values()}
 
 
+def trains_images(plan: Plan) -> bool:
+    """The plan is for an image+text model (the planner notes what its images cost)."""
+    from ftc.compiler.planner import IMAGES_NOTE
+
+    return any(note.startswith(IMAGES_NOTE) for note in plan.notes)
+
+
 def _kernel_extras(plan: Plan) -> set[str]:
     """The extras of the kernel packages the plan's run imports (ftc.kernels)."""
     needed = kernels_needing_package(plan.kernels.value, plan.attention.value, plan.backend.value)
@@ -84,6 +91,11 @@ EXTRAS: tuple[Extra, ...] = (
         lambda spec, plan: "flash" in _kernel_extras(plan),
         "flash-attn: model.attention = 'flash' on CUDA",
         isolated_build=False,
+    ),
+    Extra(
+        "vision",
+        lambda spec, plan: trains_images(plan),
+        "Pillow: an image+text model's images (transformers' Pillow image processors; no torchvision needed)",
     ),
     Extra("eval", lambda spec, plan: bool(spec.eval.tasks), "lm-eval: [eval] scores the result on benchmarks"),
     Extra("wandb", lambda spec, plan: "wandb" in spec.monitor.report_to, "monitor.report_to names wandb"),

@@ -11,15 +11,19 @@ from ftc.compiler.plan import Plan
 from ftc.data_cache.key import prepared_key
 from ftc.errors import FtcError
 from ftc.lock.hub_pins import locked_commit
+from ftc.lock.images import LockedImages, dataset_images, missing_image_error
 from ftc.lock.inputs import hash_inputs, text_sha256, versions
 from ftc.lock.record import LockedInput, RunFacts, lock_document
 from ftc.runs.environment import environment_names
 from ftc.spec.chat_templates import TEMPLATES
 from ftc.spec.loader import LoadedSpec
+from ftc.spec.models import Spec
 from ftc.spec.resolve import anchored, input_paths, names_a_local_path, resolve_paths
 
 
-def current_lock(loaded: LoadedSpec, plan: Plan) -> dict[str, Any]:
+def current_lock(loaded: LoadedSpec, plan: Plan, *, writing: bool = False) -> dict[str, Any]:
+    """The lock as things stand now. `writing`: for `ftc lock`, which refuses a dataset naming a missing image;
+    compared against a lock, a missing image is drift instead."""
     spec, base_dir = loaded.spec, loaded.base_dir
     local: dict[str, Path] = {}
     hub: dict[str, tuple[str, str | None]] = {}
@@ -32,10 +36,15 @@ def current_lock(loaded: LoadedSpec, plan: Plan) -> dict[str, Any]:
         else:
             hub[key] = (written, revision)
     hashed = hash_inputs(local.values())
+    images = _images_of_datasets(spec, base_dir, local)
+    if writing:
+        for key, named in images.items():
+            if named.missing:
+                raise FtcError(*missing_image_error(key, named))
     entries = []
     for key, written, _ in input_paths(spec):
         if key in local:
-            entries.append(LockedInput(key, written, "local", files=hashed[local[key]].files))
+            entries.append(LockedInput(key, written, "local", files=hashed[local[key]].files, images=images.get(key)))
         else:
             revision = hub[key][1]
             commit = locked_commit(key, written, revision)
@@ -61,6 +70,20 @@ def current_lock(loaded: LoadedSpec, plan: Plan) -> dict[str, Any]:
         inputs=entries,
         facts=facts,
     )
+
+
+def _images_of_datasets(spec: Spec, base_dir: Path, local: dict[str, Path]) -> dict[str, LockedImages]:
+    """Input key → the images the records of that local dataset name."""
+    media_dir = anchored(spec.data.media_dir, base_dir) if spec.data.media_dir else None
+    found = {}
+    for group in ("datasets", "eval_datasets"):
+        for index, dataset in enumerate(getattr(spec.data, group)):
+            key = f"data.{group}[{index}].path"
+            if key in local:
+                named = dataset_images(dataset.model_copy(update={"path": str(local[key])}), media_dir)
+                if named is not None:
+                    found[key] = named
+    return found
 
 
 def template_sha256(name: str, model_folder: Path | None) -> str:

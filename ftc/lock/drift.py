@@ -60,6 +60,8 @@ def _describe(key: str, old: Any, new: Any, current: dict[str, Any], locked: dic
         entry = rest.removesuffix(".commit").strip('"')
         written = ((current.get("inputs") or {}) | (locked.get("inputs") or {})).get(entry, {}).get("path", entry)
         return _commit_change(f"{entry}: {written}", old, new)
+    if section == "inputs" and _input_part(rest)[1] in _IMAGE_PARTS:
+        return _image_change(rest, old, new, (current.get("inputs") or {}) | (locked.get("inputs") or {}))
     if section == "inputs" and ".files." in rest:
         entry, _, file = rest.partition(".files.")
         inputs = (current.get("inputs") or {}) | (locked.get("inputs") or {})
@@ -80,6 +82,39 @@ def _describe(key: str, old: Any, new: Any, current: dict[str, Any], locked: dic
     if new is _ABSENT:
         return f"{key} removed (was {_show(old)})"
     return f"{key} {_show(old)} → {_show(new)}"
+
+
+_IMAGE_PARTS = frozenset(("image_files", "image_folders", "missing_images", "image_count", "images"))
+
+
+def _input_part(rest: str) -> tuple[str, str, str]:
+    """(input key, its field, what follows) of a flattened key under [inputs]; input keys are always quoted."""
+    if not rest.startswith('"'):
+        return rest, "", ""
+    entry, _, after = rest[1:].partition('".')
+    part, _, name = after.partition(".")
+    return entry, part, name.strip('"')
+
+
+def _image_change(rest: str, old: Any, new: Any, inputs: dict[str, Any]) -> str:
+    """A dataset's images (`ftc.lock.images`): an image by the name its records give it, or a folder."""
+    entry, part, name = _input_part(rest)
+    written = inputs.get(entry, {}).get("path", entry)
+    if part == "image_files":
+        if old is _ABSENT:
+            return f"image {name} (named by {written}): new image"
+        if new is _ABSENT:
+            return f"image {name} (named by {written}): image gone"
+        return f"image {name} (named by {written}): sha256 changed"
+    if part == "image_folders":
+        if old is _ABSENT or new is _ABSENT:
+            return f"image folder {name} (of {written}): {'now holds images' if old is _ABSENT else 'holds none now'}"
+        return f"image folder {name} (of {written}): a file in it was added, removed, resized or modified"
+    if part == "missing_images":
+        return f"{written} names images that are gone: {', '.join(new if isinstance(new, list) else [])}"
+    if part == "image_count":
+        return f"{written} names {_show(old)} → {_show(new)} distinct images"
+    return f"{written}'s images locked {_show(old)} → {_show(new)}"
 
 
 def _commit_change(input_named: str, old: Any, new: Any) -> str:

@@ -25,6 +25,10 @@ TRAINING_LIBRARIES = (
     "datasets",
     "accelerate",
     "safetensors",
+    # an image+text model's images: Pillow decodes and resizes them; torchvision, where installed, makes
+    # transformers pick its other image processors
+    "pillow",
+    "torchvision",
     "deepspeed",
     "torch_npu",
     # train.optimizer's own libraries (ftc.optimizers)
@@ -82,6 +86,17 @@ def hash_inputs(paths: Iterable[Path]) -> dict[Path, InputFiles]:
     for path, files in listed.items():
         root = path if path.is_dir() else path.parent
         hashed[path] = InputFiles(root, {file.relative_to(root).as_posix(): _sha256(file, progress) for file in files})
+    if progress is not None:
+        progress.close()
+    return hashed
+
+
+def hash_files(files: Iterable[Path]) -> dict[Path, str]:
+    """sha256 of each file, read in chunks, with a progress bar when there is much to read (many images)."""
+    files = list(dict.fromkeys(files))
+    total = sum(file.stat().st_size for file in files)
+    progress = _progress(total) if total >= _SHOW_PROGRESS_FROM else None
+    hashed = {file: _sha256(file, progress) for file in files}
     if progress is not None:
         progress.close()
     return hashed

@@ -3,7 +3,8 @@
 Shape (TOML): [lock] what was locked; [run] seed, chat template, environment names, the prepared data's
 cache key; [versions];
 [hardware]; [plan] the plan's decisions; [inputs."KEY"] one per model or dataset the spec reads (a hub
-input's commit, where known, beside its revision);
+input's commit, where known, beside its revision; a local dataset's images, each hashed or as a folder
+manifest, `ftc.lock.images`);
 [spec] the spec after extends and overrides, paths as written.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from ftc.compiler.plan import Plan
 from ftc.lock.hub_pins import UNPINNED
+from ftc.lock.images import LockedImages
 
 LOCK_FORMAT = 1
 
@@ -26,6 +28,7 @@ class LockedInput:
     files: dict[str, str] = field(default_factory=dict)  # local: file → sha256
     revision: str | None = None  # hub: as given in the spec; nothing is fetched
     commit: str | None = None  # hub: the revision if a commit, else the one the local cache holds; None if neither
+    images: LockedImages | None = None  # local dataset: the images its records name
 
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"path": self.written, "source": self.source}
@@ -35,6 +38,8 @@ class LockedInput:
                 entry["commit"] = self.commit
         else:
             entry["files"] = dict(self.files)
+            if self.images is not None:
+                entry.update(self.images.to_dict())
         return entry
 
 

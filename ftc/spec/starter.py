@@ -20,7 +20,18 @@ from ftc.stages import STAGES
 ALWAYS = ("model", "data", "train", "output")
 
 
-def starter_spec(stage: str, method: str, model: str, dataset: str | None = None) -> str:
+# `ftc init` without --model
+TEXT_MODEL = "meta-llama/Llama-3.1-8B"
+# `ftc init --vision` without --model: the smallest published image+text model the registry knows.
+VISION_MODEL = "Qwen/Qwen2-VL-2B-Instruct"
+# Up to 1280 image tokens an image (28 × 28 px each after Qwen's merge); a fixed-resolution tower ignores it.
+VISION_MAX_PIXELS = 28 * 28 * 1280
+
+
+def starter_spec(
+    stage: str, method: str, model: str, dataset: str | None = None, vision_template: str | None = None
+) -> str:
+    """`vision_template`: an image+text model's starter, with that chat template (its records carry images)."""
     record = STAGES[stage]
     chosen: dict[str, dict[str, Any]] = {
         "model": {"name_or_path": model},
@@ -35,9 +46,20 @@ def starter_spec(stage: str, method: str, model: str, dataset: str | None = None
         needed = record.reward_model == "needed"
         chosen["ppo"] = {"reward_model": "./runs/rm-lora/adapter"} if needed else {"reward_functions": ["length"]}
     live = {*ALWAYS, *METHODS[method].sections, *record.sections}
+    about = ""
+    if vision_template is not None:
+        chosen["model"]["template"] = vision_template
+        chosen["data.datasets"]["path"] = dataset or f"data/{stage}_images.jsonl"
+        chosen["data"] = {"image_max_pixels": VISION_MAX_PIXELS}
+        chosen["vision"] = {"freeze_tower": True, "freeze_projector": False}
+        live.add("vision")
+        about = (
+            "\n# Its records name images (an `images` list, each placed at an <image> in the text); the vision"
+            "\n# tower stays frozen, the projector and the method's weights train."
+        )
     lines = [
         f"# A {stage} run with {method}, written by `ftc init`. Every key of the spec language is here:",
-        "# the ones set are the choices to make; commented ones show their default.",
+        f"# the ones set are the choices to make; commented ones show their default.{about}",
         "# `ftc explain KEY` documents a key, `ftc validate` checks this file, `ftc plan` shows what it needs.",
         "",
     ]

@@ -245,3 +245,42 @@ def test_shifted_sparse_attention_needs_transformers_attention_interface(tmp_pat
     assert (found.found, found.status) == ("transformers 5.24.0", "ok")
     (old,) = attention_interface_rows(environment_with(transformers="4.46.0"))
     assert old.status == "missing" and "5.x" in old.hint
+
+
+def test_an_image_model_plan_needs_pillow_and_working_image_processors_and_a_text_plan_does_not(tmp_path):
+    from ftc.install.extras import extras_for
+
+    spec = tmp_path / "job.toml"
+    spec.write_text(replace(VALID, "meta-llama/Meta-Llama-3-8B-Instruct", "Qwen/Qwen2-VL-2B-Instruct"))
+    loaded, plan = _load_and_plan(spec, "1xA100-80GB", 1)
+    needed = needs(loaded.spec, plan)
+    assert needed["pillow"] == needed["image processors"] == "the plan: vision"
+    assert "vision" in extras_for(loaded.spec, plan)
+    text = tmp_path / "text.toml"
+    text.write_text(VALID)
+    loaded, plan = _load_and_plan(text, "1xA100-80GB", 1)
+    assert "pillow" not in needs(loaded.spec, plan) and "vision" not in extras_for(loaded.spec, plan)
+
+
+def test_image_processors_need_pillow_and_not_torchvision(monkeypatch):
+    (row,) = doctor_probes.image_processor_rows(lookup({"pillow": "13.0.0"}))
+    assert row.status == OK and "torchvision not installed (not needed)" in row.found
+    assert "Pillow processors" in row.found
+    (row,) = doctor_probes.image_processor_rows(lookup({}))
+    assert row.status == MISSING and "ftc[vision]" in row.hint
+
+
+def test_a_torchvision_that_does_not_import_is_named_with_the_fix(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "torchvision":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    (row,) = doctor_probes.image_processor_rows(lookup({"pillow": "13.0.0", "torchvision": "0.28.0+cu128"}))
+    assert row.status == MISSING and "torchvision 0.28.0+cu128 does not import (operator torchvision::nms" in row.found
+    assert "pip uninstall torchvision" in row.hint

@@ -59,8 +59,9 @@ def test_an_unknown_model_type_leaves_the_wrap_classes_to_transformers():
 
 @pytest.mark.parametrize("model_type", sorted(set(FAMILIES) - REMOTE_CODE - {"yi"}))
 def test_each_wrapped_class_exists_in_transformers(model_type):
-    # LLaVA's language model is transformers' llama, whose module defines the block LLaVA's FSDP wraps
-    source = {"llava": "llama"}.get(model_type, model_type)
+    # LLaVA's language model is transformers' llama, whose module defines the block LLaVA's FSDP wraps;
+    # Gemma 3's text-only model shares the image+text model's module
+    source = {"llava": "llama", "gemma3_text": "gemma3"}.get(model_type, model_type)
     modeling = importlib.import_module(f"transformers.models.{source}.modeling_{source}")
     assert hasattr(modeling, FAMILIES[model_type].decoder_layer)
 

@@ -71,6 +71,25 @@ def test_llava_1_5_7b_with_its_tower_training_saves_every_tower_block():
     assert plan.memory.terms["vision_activations"] * GIB == pytest.approx(2 * (24 * per_block + projector) * BF16)
 
 
+def test_gemma_3_4b_adds_256_averaged_tokens_and_their_markers_to_every_row():
+    plan = plan_for("google/gemma-3-4b-it", "image_max_pixels = 100000")
+    note = next(note for note in plan.notes if note.startswith("images:"))
+    assert "896 × 896 px: 4096 patches of 14 px, averaged 4 × 4 into 256 image tokens and 3 marker tokens" in note
+    assert "(data.image_max_pixels does not change it)" in note and "1024 + 259 = 1283 tokens" in note
+    # the frozen SigLIP tower saves nothing; the projector (trained by default) saves the 256 pooled tokens and
+    # their RMS-normed copy, 1152 wide, for each of the 2 rows of a micro-batch
+    assert plan.memory.terms["vision_activations"] * GIB == pytest.approx(2 * (2 * 256 * 1152) * BF16)
+    text_only = compile_plan(
+        spec_for("google/gemma-3-4b-it").model_copy(
+            update={"data": spec_for("google/gemma-3-4b-it").data.model_copy(update={"cutoff_len": 1283})}
+        ),
+        A100,
+        changed(find_architecture("google/gemma-3-4b-it"), vision=None),
+    )
+    for term in ("activations", "logits"):
+        assert plan.memory.terms[term] == pytest.approx(text_only.memory.terms[term])
+
+
 def test_llava_ignores_the_pixel_bounds_and_says_so():
     note = next(
         n for n in plan_for("llava-hf/llava-1.5-7b-hf", "image_max_pixels = 100000").notes if n.startswith("images:")

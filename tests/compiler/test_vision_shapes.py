@@ -107,6 +107,58 @@ PUBLISHED |= {
 }
 
 
+_SIGLIP_896 = {
+    "hidden_size": 1152,
+    "image_size": 896,
+    "intermediate_size": 4304,
+    "model_type": "siglip_vision_model",
+    "num_attention_heads": 16,
+    "num_hidden_layers": 27,
+    "patch_size": 14,
+    "vision_use_head": False,
+}
+
+
+def _gemma3(text: dict) -> dict:
+    return {
+        "model_type": "gemma3",
+        "mm_tokens_per_image": 256,
+        "text_config": {"model_type": "gemma3_text", "sliding_window": 1024, **text},
+        "vision_config": _SIGLIP_896,
+    }
+
+
+PUBLISHED |= {
+    # the 4B's config.json names only these text keys; the rest are Gemma3TextConfig's defaults
+    "google/gemma-3-4b-it": _gemma3({"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34}),
+    "google/gemma-3-12b-it": _gemma3(
+        {
+            "hidden_size": 3840,
+            "intermediate_size": 15360,
+            "num_hidden_layers": 48,
+            "num_attention_heads": 16,
+            "num_key_value_heads": 8,
+            "head_dim": 256,
+            "vocab_size": 262208,
+            "max_position_embeddings": 131072,
+        }
+    ),
+    "google/gemma-3-27b-it": _gemma3(
+        {
+            "hidden_size": 5376,
+            "intermediate_size": 21504,
+            "num_hidden_layers": 62,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 16,
+            "head_dim": 128,
+            "query_pre_attn_scalar": 168,
+            "vocab_size": 262208,
+            "max_position_embeddings": 131072,
+        }
+    ),
+}
+
+
 def meta_vlm(config: dict):
     """transformers' image+text model for this config, with shapes but no storage."""
     torch = pytest.importorskip("torch")
@@ -172,3 +224,32 @@ def test_an_unknown_llava_language_model_is_refused():
     config = {**PUBLISHED["llava-hf/llava-1.5-7b-hf"], "text_config": {"model_type": "nonesuch"}}
     with pytest.raises(FtcError, match="text_config has model_type 'nonesuch'"):
         architecture_from_config(config)
+
+
+def test_gemma_3_4b_by_hand():
+    arch = find_architecture("google/gemma-3-4b-it")
+    vision = arch.vision
+    h, i = 1152, 4304
+    block = (4 * h * h + 4 * h) + (2 * h * i + i + h) + 2 * 2 * h
+    embeddings = 3 * 14 * 14 * h + h + (896 // 14) ** 2 * h  # a biased patch convolution, 4096 learned positions
+    assert vision_tower_parameters(vision) == embeddings + 27 * block + 2 * h  # and the post-LayerNorm
+    assert projector_parameters(vision) == h + h * 2560  # an RMSNorm's weight and one unbiased matrix
+    assert vision.fixed_image_tokens == 256  # 64 × 64 patches averaged 4 × 4
+    # the language model: Gemma 2's four norms per block and a q and k norm of head_dim each
+    assert (arch.norms_per_layer, arch.qk_norm, arch.head_dim, arch.tied_embeddings) == (4, "per_head", 256, True)
+    assert round(count_parameters(arch).total / 1e9, 2) == 4.30
+
+
+def test_siglips_pooling_head_is_counted_when_the_config_leaves_it_on():
+    config = {**PUBLISHED["google/gemma-3-4b-it"]}
+    config["vision_config"] = {k: v for k, v in _SIGLIP_896.items() if k != "vision_use_head"}  # transformers: on
+    arch = architecture_from_config(config)
+    assert arch.vision.pooling_head
+    assert count_parameters(arch).total == numel(meta_vlm(config).parameters())
+
+
+def test_gemma_3_tokens_that_do_not_pool_the_patches_evenly_are_refused():
+    config = {**PUBLISHED["google/gemma-3-4b-it"], "mm_tokens_per_image": 100}
+    with pytest.raises(FtcError, match="mm_tokens_per_image = 100 does not pool") as caught:
+        architecture_from_config(config, source="model/config.json")
+    assert "model/config.json" in str(caught.value) and "side divides 64" in caught.value.hint

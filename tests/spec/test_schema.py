@@ -122,3 +122,28 @@ def test_init_writes_a_starter_and_never_overwrites(tmp_path):
     assert (tmp_path / "job.toml").read_text() == before
     wrong = ftc("init", "other.toml", "--stage", "sfft", cwd=tmp_path)
     assert wrong.returncode == 1 and "choose one of" in wrong.stderr and not (tmp_path / "other.toml").exists()
+
+
+def test_init_vision_writes_an_image_starter_that_plans_its_images(tmp_path):
+    result = ftc("init", "job.toml", "--vision", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    spec = parse_spec((tmp_path / "job.toml").read_text(), "job.toml")
+    assert (spec.model.name_or_path, spec.model.template) == ("Qwen/Qwen2-VL-2B-Instruct", "qwen2_vl")
+    assert spec.data.image_max_pixels == 1003520 and spec.data.datasets[0].path == "data/sft_images.jsonl"
+    assert "\n[vision]\nfreeze_tower = true" in (tmp_path / "job.toml").read_text()  # live, not commented
+    planned = ftc("plan", "job.toml", "-H", "1xA100-80GB", cwd=tmp_path)
+    assert planned.returncode == 0 and "1280 image tokens" in " ".join(planned.stdout.split())
+
+
+def test_init_vision_takes_the_models_template_and_refuses_a_text_model(tmp_path):
+    from ftc.cli.docs import write_starter
+    from ftc.errors import FtcError
+
+    write_starter(tmp_path / "llava.toml", "dpo", "lora", "llava-hf/llava-1.5-7b-hf", False, vision=True)
+    assert parse_spec((tmp_path / "llava.toml").read_text(), "llava.toml").model.template == "llava"
+    write_starter(tmp_path / "qwen25.toml", "sft", "lora", "Qwen/Qwen2.5-VL-7B-Instruct", False, vision=True)
+    assert parse_spec((tmp_path / "qwen25.toml").read_text(), "qwen25.toml").model.template == "qwen2_vl"
+    with pytest.raises(FtcError, match="not an image\\+text model"):
+        write_starter(tmp_path / "text.toml", "sft", "lora", "meta-llama/Llama-3.1-8B", False, vision=True)
+    with pytest.raises(FtcError, match="carry no images"):
+        write_starter(tmp_path / "pt.toml", "pt", "lora", None, False, vision=True)

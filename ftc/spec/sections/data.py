@@ -121,7 +121,7 @@ class DataSection(Section):
         ge=1,
         description="Largest image, in pixels (height × width), an image+text model's processor keeps: a larger one is "
         "scaled down, its aspect kept, as the processor does (Qwen2-VL's max_pixels). It bounds the image tokens "
-        "the plan adds to each row; default: the processor's own bound. A fixed-resolution tower (LLaVA-1.5) "
+        "the plan adds to each row; default: the processor's own bound. A fixed-resolution tower (LLaVA-1.5, Gemma 3) "
         "resizes every image to its own size, so there it changes neither the tokens nor the plan.",
     )
     image_min_pixels: int | None = Field(
