@@ -63,7 +63,8 @@ def image_budget(vision: Vision, min_pixels: int | None, max_pixels: int | None)
         tower_tokens=tokens * vision.patches_per_token,
         reason=f"the largest image has {high} px ({where}): at most {high} / {unit}² = {tokens} image tokens "
         f"({tokens * vision.patches_per_token} patches of {vision.patch_size} px before the "
-        f"{vision.spatial_merge} × {vision.spatial_merge} merge); the smallest is scaled up to {fewest}",
+        f"{vision.spatial_merge} × {vision.spatial_merge} merge); a smaller image is scaled up to at least "
+        f"{fewest} tokens ({low} px)",
     )
 
 
