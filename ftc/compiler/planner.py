@@ -394,7 +394,7 @@ def _notes(
     spec: Spec, hardware: HardwareRef, memory: MemoryEstimate, layout: Layout, arch: Architecture
 ) -> tuple[str, ...]:
     row = spec.data.cutoff_len
-    image = f" and an image's {row_tokens(spec, arch) - row}" if row_tokens(spec, arch) > row else ""
+    image = f" plus one image of {row_tokens(spec, arch) - row} tokens" if row_tokens(spec, arch) > row else ""
     notes = [f"the estimate assumes every row is {row} tokens (cutoff_len){image}: an upper bound"]
     if layout.offload != "none":
         per_node = memory.host_gib * hardware.devices_per_node
