@@ -98,6 +98,15 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
     budget = _images(spec, arch)
     if budget is None:
         return ()
+    stage = STAGES[spec.train.stage]
+    if not stage.takes_images:
+        able = [name for name, record in STAGES.items() if record.takes_images]
+        raise FtcError(
+            f"train.stage = {stage.name!r} cannot train an image+text model ({spec.model.name_or_path!r}, "
+            f"{arch.model_type}): {stage.no_images_why}",
+            f"train an image+text model with train.stage = {' or '.join(map(repr, able))}, or train the "
+            f"{stage.name} stage on a text-only model",
+        )
     if spec.data.packing:
         raise FtcError(
             f"data.packing = true, but {spec.model.name_or_path!r} ({arch.model_type}) is an image+text model: "
