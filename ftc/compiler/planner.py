@@ -126,9 +126,11 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
         )
         or "neither the vision tower nor the projector"
     )
+    # A pair's chosen and rejected rows each carry the prompt, its images with it (ftc.runtime.data.images).
+    pairs = "; a pair is two such rows, and its images pass the tower once for each" if stage.paired else ""
     return (
         f"images: {budget.reason}; the estimate assumes one such image in every row, so each row is "
-        f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens",
+        f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens{pairs}",
         f"vision: {trains} trains beside the method's weights; vision_activations holds the image side's "
         f"activations ({budget.tower_tokens} tower tokens per image)",
     )
