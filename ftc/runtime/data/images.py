@@ -211,5 +211,6 @@ def image_pair_data(
     template = spec.model.template
     rows = image_pair_rows(processor.tokenizer, pairs, template)
     images = sum(len(row["images"]) for row in rows)
-    print(f"data: {len(rows)} pairs with {images} images, template {template}; the processor makes each batch")
+    line = f"data: {len(rows)} pairs with {images} images, template {template}; the processor makes each batch"
+    print(line, flush=True)
     return processor, rows, image_pair_rows(processor.tokenizer, held_out, template)
