@@ -72,6 +72,10 @@ class Stage:
     # A new scalar score head takes the LM head's place: no vocabulary-wide logits, no text to chat with,
     # and no adapter of the base's to start from.
     score_head: bool = False
+    # It trains an image+text model on records with images: its rows keep their image files and the model's processor
+    # makes each batch (pixels, image tokens). A stage that cannot is refused for such a model by the planner...
+    takes_images: bool = False
+    no_images_why: str = ""  # ...because of this (said after "train.stage = 'x' cannot train an image+text model: ")
     methods: tuple[str, ...] = ("full", "freeze", "lora", "qlora", "oft")  # the training methods it runs with
     reads: tuple[str, ...] = ()  # the keys of [preference] and [ppo] it reads ("section.key")
     # The values of preference.loss_type its trainer runs (trl's names), when it reads that key; the spec
@@ -118,6 +122,7 @@ STAGES: dict[str, Stage] = _registry(
         shift_attention=True,
         cached_rows=True,
         streams=True,
+        no_images_why="pre-training reads raw text documents, which hold no images",
     ),
     Stage(
         "sft",
@@ -132,6 +137,7 @@ STAGES: dict[str, Stage] = _registry(
         shift_attention=True,
         cached_rows=True,
         streams=True,
+        takes_images=True,
     ),
     Stage(
         "rm",
@@ -144,6 +150,8 @@ STAGES: dict[str, Stage] = _registry(
         score_head=True,
         # The new score head must train: freeze would leave it out, qlora would quantize it.
         methods=("full", "lora"),
+        no_images_why="its score head is loaded as a *ForSequenceClassification model, and transformers has no such "
+        "class for an image+text model",
     ),
     Stage(
         "ppo",
@@ -161,6 +169,7 @@ STAGES: dict[str, Stage] = _registry(
         reads=(*_ROLLOUT_KEYS, "ppo.gamma", "ppo.lam", "ppo.clip_range_value", "ppo.value_loss_coef"),
         estimate_note="PPO: reference and reward model (the policy's shape) beside the policy; sampling a "
         "micro-batch at a time with a KV cache as long as cutoff_len",
+        no_images_why="ftc's rollout loop samples from text prompts only: it gives generate() no pixels",
     ),
     Stage(
         "grpo",
@@ -183,6 +192,7 @@ STAGES: dict[str, Stage] = _registry(
         ),
         estimate_note="GRPO: a reference beside the policy (a reward model, if any, not counted); each process "
         "samples all its replies of a step at once, with a KV cache as long as cutoff_len",
+        no_images_why="its prompts are handed to trl as text: the images would not reach the policy's generate()",
     ),
     Stage(
         "dpo",
@@ -210,6 +220,9 @@ STAGES: dict[str, Stage] = _registry(
             "discopop",
             "sigmoid_norm",
         ),
+        # trl's DPOTrainer takes the processor and leaves pair rows with images to our collator
+        # (ftc.runtime.data.images.PairImageCollator); the reference sees the same pixels.
+        takes_images=True,
     ),
     Stage(
         "kto",
@@ -223,6 +236,8 @@ STAGES: dict[str, Stage] = _registry(
         least_micro_batch=2,
         least_micro_batch_why="estimates its KL term from the other examples of a micro-batch",
         reads=("preference.beta", "preference.desirable_weight", "preference.undesirable_weight"),
+        no_images_why="its examples are handed to trl as text; ftc does not carry their images to trl's "
+        "vision collator yet",
     ),
     Stage(
         "orpo",
@@ -233,6 +248,7 @@ STAGES: dict[str, Stage] = _registry(
         paired=True,
         logit_bytes=18,  # measured, as cpo's: its odds ratio comes from the same log-probabilities
         reads=("preference.beta",),
+        no_images_why="trl's ORPOTrainer tokenizes text only: it passes the model no pixels",
     ),
     Stage(
         "cpo",
@@ -248,6 +264,7 @@ STAGES: dict[str, Stage] = _registry(
         # sigmoid is CPO; simpo is SimPO (length-normalised, with a target margin). trl's "alphapo" is left
         # out: it only switches to simpo with cpo_alpha 0, and AlphaPO's reward shape needs a key we lack.
         loss_types=("sigmoid", "hinge", "ipo", "simpo"),
+        no_images_why="trl's CPOTrainer tokenizes text only: it passes the model no pixels",
     ),
 )
 

@@ -134,3 +134,44 @@ def test_preference_records_carry_images_placed_in_the_prompt():
     record = {"prompt": "What is it?", "chosen": "A red circle.", "rejected": "A blue circle.", "images": ["a.png"]}
     pair = FORMATS["preference"].parse(record, {})
     assert pair.images == ("a.png",) and pair.prompt[-1]["content"] == "<image>What is it?"
+
+
+def preference_file(tmp_path: Path) -> Path:
+    picture = png(tmp_path / "red.png")
+    records = [
+        {"prompt": "What is it?", "chosen": "A red square.", "rejected": "A blue square.", "images": [picture]},
+        {"prompt": "Say hi.", "chosen": "Hi.", "rejected": "Bye."},  # no images: every stage takes it
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("stage", ["orpo", "cpo", "rm"])
+def test_a_stage_that_cannot_train_on_images_refuses_records_with_them_by_name(tmp_path, stage):
+    from ftc.stages import STAGES
+
+    data = DataSection(datasets=[DatasetSection(path=str(preference_file(tmp_path)), format="preference")])
+    check = check_data(data, stage=stage)
+    assert (check.records, check.problems) == (2, 1)
+    assert check.shown == [
+        f"{tmp_path / 'pairs.jsonl'} line 1: 'images' names 1 image(s), but train.stage = {stage!r} cannot train "
+        f"on images: {STAGES[stage].no_images_why}"
+    ]
+    assert "train.stage = 'sft' or 'dpo'" in check.error().hint
+    assert check_data(data, stage="dpo").problems == 0
+    assert check_data(data).problems == 0  # without a stage, only the records themselves are checked
+
+
+def test_validate_data_refuses_images_for_orpo(tmp_path, capsys):
+    from ftc.cli.typer_app import run
+    from tests.specs import VALID, as_dpo, replace
+
+    data = preference_file(tmp_path)
+    spec = tmp_path / "job.toml"
+    spec.write_text(replace(as_dpo(replace(VALID, "data/alpaca_en.json", str(data))), '"dpo"', '"orpo"'))
+    assert run(["validate", "--data", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert "line 1: 'images' names 1 image(s), but train.stage = 'orpo' cannot train on images" in out
+    spec.write_text(as_dpo(replace(VALID, "data/alpaca_en.json", str(data))))
+    assert run(["validate", "--data", str(spec)]) == 0

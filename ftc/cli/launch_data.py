@@ -26,7 +26,7 @@ def check_and_prepare(spec: Spec, prepare: bool) -> None:
     if key is not None and not key.uncached and complete(entry_of(spec, key)):
         console().print(f"data: prepared already, from these same files (cache hit: {entry_of(spec, key)})")
         return
-    check = require_good_data(spec.data, keep=key is not None and not key.uncached)
+    check = require_good_data(spec.data, keep=key is not None and not key.uncached, stage=spec.train.stage)
     console().print(check.summary(), markup=False)
     if check.parsed is None:
         return

@@ -98,4 +98,5 @@ def check_spec_data(loaded: LoadedSpec) -> DataCheck:
     from ftc.records.check import check_data
     from ftc.spec.resolve import resolve_paths
 
-    return check_data(resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists).data)
+    spec = resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists)
+    return check_data(spec.data, stage=spec.train.stage)

@@ -101,6 +101,15 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
     budget = _images(spec, arch)
     if budget is None:
         return ()
+    stage = STAGES[spec.train.stage]
+    if not stage.takes_images:
+        able = [name for name, record in STAGES.items() if record.takes_images]
+        raise FtcError(
+            f"train.stage = {stage.name!r} cannot train an image+text model ({spec.model.name_or_path!r}, "
+            f"{arch.model_type}): {stage.no_images_why}",
+            f"train an image+text model with train.stage = {' or '.join(map(repr, able))}, or train the "
+            f"{stage.name} stage on a text-only model",
+        )
     if spec.data.packing:
         raise FtcError(
             f"data.packing = true, but {spec.model.name_or_path!r} ({arch.model_type}) is an image+text model: "
@@ -120,9 +129,11 @@ def _vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
         )
         or "neither the vision tower nor the projector"
     )
+    # A pair's chosen and rejected rows each carry the prompt, its images with it (ftc.runtime.data.images).
+    pairs = "; a pair is two such rows, and its images pass the tower once for each" if stage.paired else ""
     return (
         f"{IMAGES_NOTE}{budget.reason}; the estimate assumes one such image in every row, so each row is "
-        f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens",
+        f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens{pairs}",
         f"vision: {trains} trains beside the method's weights; vision_activations holds the image side's "
         f"activations ({budget.tower_tokens} tower tokens per image)",
     )

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ftc.models.hub_cache import cached_commit, hub_cache_dir, is_commit
+from ftc.models.lookup import has_vision_tower
 from ftc.records.files import dataset_files, dataset_source
 from ftc.spec.chat_templates import TEMPLATES
 from ftc.spec.models import DatasetSection, Spec
@@ -85,6 +86,9 @@ def prepared_key(spec: Spec) -> PreparedKey:
         return PreparedKey("", {}, f"the {spec.train.stage} stage hands its records to trl, which tokenizes them")
     if not data.cache:
         return PreparedKey("", {}, "data.cache = false")
+    if has_vision_tower(spec):
+        # Image rows keep their texts and image files; the processor encodes them as each batch is made.
+        return PreparedKey("", {}, "an image+text model: the processor makes each batch from its texts and images")
     if data.streaming:
         return PreparedKey("", {}, "data.streaming reads and encodes records while training runs")
     try:

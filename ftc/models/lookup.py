@@ -13,6 +13,7 @@ from typing import Any
 
 from ftc.compiler.adapters import ADAPTER_CONFIG, AdapterShape, adapter_from_config
 from ftc.compiler.architectures import architecture_from_config, find_architecture
+from ftc.compiler.model_families import FAMILIES
 from ftc.compiler.model_shapes import Architecture
 from ftc.errors import FtcError
 from ftc.models.weight_files import check_weight_files
@@ -32,6 +33,23 @@ def architecture_for(spec: Spec, base_dir: Path) -> Architecture | None:
         return architecture_from_config(config, source=str(config_file))
     # A local folder's own config wins over a registry entry that happens to share its name.
     return None if folder.is_dir() else find_architecture(spec.model.name_or_path)
+
+
+def has_vision_tower(spec: Spec) -> bool:
+    """The spec's model (its paths resolved) is an image+text one: its model_type's family names vision parts. Read
+    off model.architecture, a local folder's config.json, else ftc's registry of hub ids; unknown: False."""
+    config = spec.model.architecture
+    config_file = Path(spec.model.name_or_path).expanduser() / "config.json"
+    if config is None and config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False  # the plan reports an unreadable config.json
+    if isinstance(config, dict):
+        family = FAMILIES.get(str(config.get("model_type", "")).lower())
+        return family is not None and family.vision is not None
+    known = find_architecture(spec.model.name_or_path)
+    return known is not None and known.vision is not None
 
 
 def adapter_for(spec: Spec, base_dir: Path) -> AdapterShape | None:

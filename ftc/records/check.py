@@ -24,6 +24,7 @@ from ftc.records.files import dataset_files, dataset_source, file_entries
 from ftc.records.formats import FORMATS, BadRecord, Chat, DataFormat, Pair
 from ftc.records.images import image_path, image_problem
 from ftc.spec.models import DataSection, DatasetSection
+from ftc.stages import STAGES
 
 SHOWN = 20  # problems listed; the rest are counted
 
@@ -73,10 +74,15 @@ class DataCheck:
         }
 
 
-def check_data(data: DataSection, keep: bool = False) -> DataCheck:
+def check_data(data: DataSection, keep: bool = False, stage: str | None = None) -> DataCheck:
     """Read every dataset and eval dataset of `data` (paths resolved, as the launcher resolves them);
-    with `keep`, what each record parsed to is kept in `check.parsed`."""
+    with `keep`, what each record parsed to is kept in `check.parsed`. With `stage` (train.stage), a record
+    with images is a problem where the stage's record says it cannot train on them."""
     check = DataCheck(parsed={} if keep else None)
+    record = STAGES[stage] if stage is not None else None
+    no_images = None
+    if record is not None and not record.takes_images:
+        no_images = f"train.stage = {stage!r} cannot train on images: {record.no_images_why}"
     started = time.perf_counter()
     keyed = [(f"data.datasets[{index}]", dataset) for index, dataset in enumerate(data.datasets)]
     keyed += [(f"data.eval_datasets[{index}]", dataset) for index, dataset in enumerate(data.eval_datasets)]
@@ -84,20 +90,22 @@ def check_data(data: DataSection, keep: bool = False) -> DataCheck:
         for key, dataset in keyed:
             # data.streaming changes only when the runtime reads a file, not what is in it: a streamed file is
             # checked whole too, one extra pass at the speed of reading it. Only the hub streams without a copy.
-            _check_dataset(check, key, dataset, data.media_dir)
+            _check_dataset(check, key, dataset, data.media_dir, no_images)
     check.seconds = time.perf_counter() - started
     return check
 
 
-def require_good_data(data: DataSection, keep: bool = False) -> DataCheck:
+def require_good_data(data: DataSection, keep: bool = False, stage: str | None = None) -> DataCheck:
     """The check, or an FtcError that lists the bad records."""
-    check = check_data(data, keep)
+    check = check_data(data, keep, stage)
     if check.problems:
         raise check.error()
     return check
 
 
-def _check_dataset(check: DataCheck, key: str, dataset: DatasetSection, media_dir: str | None = None) -> None:
+def _check_dataset(
+    check: DataCheck, key: str, dataset: DatasetSection, media_dir: str | None = None, no_images: str | None = None
+) -> None:
     source = dataset_source(dataset)
     if source != "files":
         # Reading these needs `datasets` (and the hub, a download): the runtime checks them as it reads them.
@@ -119,7 +127,7 @@ def _check_dataset(check: DataCheck, key: str, dataset: DatasetSection, media_di
             return
         check.files += 1
         try:
-            left = _check_file(check, file, data_format, dataset.columns, hint, left, kept, media_dir)
+            left = _check_file(check, file, data_format, dataset.columns, hint, left, kept, media_dir, no_images)
         except ImportError as error:  # Parquet without pyarrow, where only ftc is installed
             check.unchecked.append(f"{file} (needs {error.name or 'a library'}, not installed here)")
             if check.parsed is not None:
@@ -135,8 +143,10 @@ def _check_file(
     left: int | None,
     kept: list[tuple[str, Any]] | None,
     media_dir: str | None = None,
+    no_images: str | None = None,
 ) -> int | None:
-    """Checks the records of one file, at most `left` of them; returns how many the dataset may still read."""
+    """Checks the records of one file, at most `left` of them; returns how many the dataset may still read.
+    `no_images`: why a record with images is refused (the stage cannot train on them), None where it is not."""
     for where, entry in file_entries(file):
         if left == 0:
             break
@@ -154,6 +164,14 @@ def _check_file(
             check.add(f"{where}: {error}", hint)
             continue
         images = parts.images if isinstance(parts, (Chat, Pair)) else ()
+        if images and no_images:
+            able = " or ".join(repr(name) for name, stage in STAGES.items() if stage.takes_images)
+            name = columns.get("images", "images")
+            check.add(
+                f"{where}: {name!r} names {len(images)} image(s), but {no_images}",
+                f"train on the images with train.stage = {able}, or leave them out of the records",
+            )
+            continue
         if images and _bad_images(check, where, file, images, columns, media_dir):
             continue
         if kept is not None:

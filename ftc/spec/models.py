@@ -449,6 +449,26 @@ class Spec(Section):
         return self
 
     @model_validator(mode="after")
+    def _image_keys_need_a_stage_that_takes_images(self) -> Spec:
+        """The keys of image+text training, set for a stage whose record says it cannot train on images."""
+        stage, record = self.train.stage, STAGES[self.train.stage]
+        if record.takes_images:
+            return self
+        keys = ("media_dir", "image_max_pixels", "image_min_pixels")
+        set_here = [f"data.{key}" for key in keys if getattr(self.data, key) is not None]
+        set_here += [f"vision.{key}" for key in sorted(self.vision.model_fields_set)]
+        if set_here:
+            able = " or ".join(repr(name) for name, other in STAGES.items() if other.takes_images)
+            raise rule_error(
+                f"{set_here[0]} is for training on images, and train.stage = {stage!r} cannot train on images: "
+                f"{record.no_images_why}",
+                f"remove {set_here[0]}, or train on the images with train.stage = {able}",
+                at=set_here[0],
+                code=Code.CONFLICT,
+            )
+        return self
+
+    @model_validator(mode="after")
     def _projector_only_needs_a_method_that_trains_weights_whole(self) -> Spec:
         """[vision] projector_only freezes the language model: an adapter or a layer choice for it contradicts that."""
         method = METHODS[self.train.method]

@@ -56,3 +56,26 @@ def test_a_bad_record_stops_the_launch_and_nothing_is_kept(tmp_path, tiny_model_
     with pytest.raises(FtcError, match="line 2"):
         check_and_prepare(spec, prepare=True)
     assert entries(entry_of(spec, prepared_key(spec)).parent) == []
+
+
+def test_an_image_text_model_is_checked_but_no_token_rows_are_prepared_for_it(tmp_path, capsys):
+    """Its batches are made by the processor from the rows' texts and images: rows tokenized ahead would go unused."""
+    from ftc.models.lookup import has_vision_tower
+    from ftc.quickstart.tiny_vision import write_shapes_dataset
+
+    model = tmp_path / "llava"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llava"}), encoding="utf-8")
+    written = tiny_spec(tmp_path / "run", model, write_shapes_dataset(tmp_path / "shapes", n=6), "sharegpt")
+    spec = Spec.model_validate(written)
+    key = prepared_key(spec)
+    assert key.uncached == "an image+text model: the processor makes each batch from its texts and images"
+    check_and_prepare(spec, prepare=True)
+    out = capsys.readouterr().out
+    assert "data: 1 file, 6 records checked" in out and "cache" not in out
+    # the same folder said to hold a text model (model.architecture is read first) has its rows kept
+    text = spec.model_copy(update={"model": spec.model.model_copy(update={"architecture": {"model_type": "llama"}})})
+    assert prepared_key(text).uncached is None and prepared_key(text).digest
+    for name, vision in (("llava-hf/llava-1.5-7b-hf", True), ("meta-llama/Meta-Llama-3-8B-Instruct", False)):
+        hub = spec.model_copy(update={"model": spec.model.model_copy(update={"name_or_path": name})})
+        assert has_vision_tower(hub) is vision

@@ -8,6 +8,7 @@ from ftc.compiler import compile_plan, parse_hardware
 from ftc.compiler.architectures import find_architecture
 from ftc.errors import FtcError
 from ftc.spec import SpecError, parse_spec
+from ftc.stages import STAGES
 from tests.specs import VALID, replace
 
 GIB = 1024**3
@@ -166,3 +167,40 @@ def test_packing_image_rows_is_refused_with_the_reason():
         plan_for("Qwen/Qwen2-VL-7B-Instruct", "packing = true")
     assert "set data.packing = false" in caught.value.hint
     assert plan_for("Qwen/Qwen2-VL-7B-Instruct").notes  # unpacked, it plans
+
+
+def as_stage(spec, stage: str):
+    return spec.model_copy(update={"train": spec.train.model_copy(update={"stage": stage})})
+
+
+def test_dpo_counts_each_replys_row_with_its_image_and_a_whole_reference_under_full():
+    model, bound = "Qwen/Qwen2-VL-2B-Instruct", "image_max_pixels = 1003520"
+    arch = find_architecture(model)
+    sft, dpo = (compile_plan(as_stage(spec_for(model, bound, method="full"), s), A100, arch) for s in ("sft", "dpo"))
+    assert sft.micro_batch_size.value == dpo.micro_batch_size.value == 2
+    # the chosen and the rejected row each hold the prompt's image: the tower's side is held for twice the rows
+    assert dpo.memory.terms["vision_activations"] == pytest.approx(2 * sft.memory.terms["vision_activations"])
+    assert any("a pair is two such rows" in note for note in dpo.notes)
+    # the frozen reference is the whole image+text model in bf16: 2,208,985,600 parameters, tower and merger included
+    assert dpo.memory.terms["reference_model"] * GIB == pytest.approx(2_208_985_600 * BF16)
+    lora = compile_plan(as_stage(spec_for(model, bound), "dpo"), A100, arch)
+    assert lora.memory.terms["reference_model"] == 0  # the adapter is switched off instead
+
+
+@pytest.mark.parametrize("stage", [name for name, record in STAGES.items() if not record.takes_images])
+def test_a_stage_that_cannot_take_images_is_refused_for_an_image_text_model_with_its_reason(stage):
+    spec = as_stage(spec_for("llava-hf/llava-1.5-7b-hf"), stage)
+    with pytest.raises(FtcError) as caught:
+        compile_plan(spec, A100, find_architecture("llava-hf/llava-1.5-7b-hf"))
+    message = caught.value.message
+    assert message.startswith(f"train.stage = {stage!r} cannot train an image+text model")
+    assert STAGES[stage].no_images_why in message
+    assert "train.stage = 'sft' or 'dpo'" in caught.value.hint
+    # the same stage plans a text-only model as before
+    text = "meta-llama/Meta-Llama-3-8B-Instruct"
+    assert compile_plan(as_stage(spec_for(text), stage), A100, find_architecture(text)).fits
+
+
+def test_the_stages_that_take_images_are_sft_and_dpo_and_every_other_says_why_not():
+    assert [name for name, record in STAGES.items() if record.takes_images] == ["sft", "dpo"]
+    assert all(record.no_images_why for record in STAGES.values() if not record.takes_images)

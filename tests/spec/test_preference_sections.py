@@ -138,3 +138,21 @@ def test_cpo_ranges():
     for text, path in [("cpo_alpha = -0.1", "preference.cpo_alpha"), ("simpo_gamma = -1.0", "preference.simpo_gamma")]:
         d = only(f'{CPO}\n[preference]\nloss_type = "simpo"\n{text}\n')
         assert (d.path, d.code) == (path, "E-RANGE")
+
+
+@pytest.mark.parametrize(
+    ("stage", "keys", "path"),
+    [
+        ("orpo", ("cutoff_len = 1024", "cutoff_len = 1024\nimage_max_pixels = 1003520"), "data.image_max_pixels"),
+        ("cpo", ("cutoff_len = 1024", 'cutoff_len = 1024\nmedia_dir = "pictures"'), "data.media_dir"),
+        ("rm", ("[output]", "[vision]\nfreeze_tower = false\n\n[output]"), "vision.freeze_tower"),
+    ],
+)
+def test_image_keys_are_refused_for_a_stage_that_cannot_train_on_images_with_its_reason(stage, keys, path):
+    from ftc.stages import STAGES
+
+    d = only(replace(replace(DPO, 'stage = "dpo"', f'stage = "{stage}"'), *keys))
+    assert (d.path, d.code) == (path, "E-CONFLICT")
+    assert f"train.stage = {stage!r} cannot train on images: {STAGES[stage].no_images_why}" in d.message
+    assert d.hint == f"remove {path}, or train on the images with train.stage = 'sft' or 'dpo'"
+    parse_spec(replace(DPO, *keys), "job.toml")  # dpo takes them

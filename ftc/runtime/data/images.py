@@ -5,6 +5,9 @@ needed, so pixels are never held for the whole dataset. Each segment is encoded 
 rows are (`ftc.runtime.data.tokenize`): a prompt segment that holds images goes through the processor,
 which expands each image's text to the image's tokens and returns its pixels; every other segment through
 the tokenizer alone. The labels are the reply tokens only: prompt and image tokens are -100.
+
+A preference pair is two such rows, the prompt (with its images) followed by each reply, encoded alike:
+`PairImageCollator` lays them out as trl's DPO batch.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftc.errors import RuntimeUserError
-from ftc.runtime.data.loading import Conversation
+from ftc.runtime.data.loading import Conversation, PreferencePair
 from ftc.runtime.data.token_rows import IGNORE_INDEX
 from ftc.runtime.data.tokenize import conversation_segments_of
 
@@ -32,6 +35,21 @@ def image_rows(tokenizer: Any, conversations: Sequence[Conversation], template_n
                 "where": conversation.where,
             }
         )
+    return rows
+
+
+def image_pair_rows(tokenizer: Any, pairs: Sequence[PreferencePair], template_name: str) -> list[dict[str, Any]]:
+    """One row per pair: the prompt followed by each reply, as `image_rows` makes a conversation's row, and the
+    pair's image files under "images", the column by which trl's DPOTrainer knows the pairs hold images (it then
+    leaves them untokenized, to the collator)."""
+    rows = []
+    for pair in pairs:
+        replies = [
+            Conversation(pair.where, [*pair.prompt, {"role": "assistant", "content": reply}], images=pair.images)
+            for reply in (pair.chosen, pair.rejected)
+        ]
+        chosen, rejected = image_rows(tokenizer, replies, template_name)
+        rows.append({"chosen": chosen, "rejected": rejected, "images": list(pair.images)})
     return rows
 
 
@@ -135,6 +153,20 @@ class ImageCollator:
         return batch
 
 
+class PairImageCollator:
+    """Rows of `image_pair_rows` → trl's DPO batch: every pair's chosen row first, then every rejected one (the
+    halves trl's loss splits), each encoded and padded by `ImageCollator`, so both see the prompt's images (the
+    reference model is given the same batch). completion_mask marks the reply tokens the labels would learn."""
+
+    def __init__(self, processor: Any, cutoff_len: int) -> None:
+        self.rows = ImageCollator(processor, cutoff_len)
+
+    def __call__(self, pairs: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.rows([pair["chosen"] for pair in pairs] + [pair["rejected"] for pair in pairs])
+        batch["completion_mask"] = (batch.pop("labels") != IGNORE_INDEX).long()
+        return batch
+
+
 def vision_parts_of(model: Any) -> Any:
     """The spec's model's VisionParts (from its config), or None for a text-only model."""
     from ftc.runtime.model.loading import model_config
@@ -143,21 +175,42 @@ def vision_parts_of(model: Any) -> Any:
     return vision_parts(model_config(model))
 
 
-def image_stage_data(spec: Any, parts: Any) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
-    """(processor, train rows, held-out rows) for a stage that trains an image+text model on conversations."""
-    from ftc.runtime.data.loading import load_conversations, train_eval_split
+def stage_processor(spec: Any, parts: Any) -> Any:
+    """The model's processor as a stage encodes with it: the run's template on its tokenizer, the spec's pixel bounds
+    on its image processor."""
     from ftc.runtime.data.tokenize import use_template
     from ftc.runtime.model.processor import load_processor
 
-    seed = spec.train.seed
-    train, held_out = train_eval_split(load_conversations(spec.data, seed), spec.data, seed)
     model = spec.model
     processor = load_processor(model.name_or_path, model.revision, model.trust_remote_code)
     use_template(processor.tokenizer, model.template)
     apply_pixel_bounds(processor, parts.pixel_bounds, spec.data.image_min_pixels, spec.data.image_max_pixels)
-    template = model.template
+    return processor
+
+
+def image_stage_data(spec: Any, parts: Any) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(processor, train rows, held-out rows) for a stage that trains an image+text model on conversations."""
+    from ftc.runtime.data.loading import load_conversations, train_eval_split
+
+    seed = spec.train.seed
+    train, held_out = train_eval_split(load_conversations(spec.data, seed), spec.data, seed)
+    processor = stage_processor(spec, parts)
+    template = spec.model.template
     return (
         processor,
         image_rows(processor.tokenizer, train, template),
         image_rows(processor.tokenizer, held_out, template),
     )
+
+
+def image_pair_data(
+    spec: Any, parts: Any, pairs: Sequence[PreferencePair], held_out: Sequence[PreferencePair]
+) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(processor, train rows, held-out rows) for a preference stage that trains an image+text model."""
+    processor = stage_processor(spec, parts)
+    template = spec.model.template
+    rows = image_pair_rows(processor.tokenizer, pairs, template)
+    images = sum(len(row["images"]) for row in rows)
+    line = f"data: {len(rows)} pairs with {images} images, template {template}; the processor makes each batch"
+    print(line, flush=True)
+    return processor, rows, image_pair_rows(processor.tokenizer, held_out, template)

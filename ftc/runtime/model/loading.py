@@ -68,13 +68,12 @@ def load_model(
     """`attention_group`: train.shift_attention's tokens per group, which the model trains with in place of the
     plan's kernel (sdpa). `pure_bf16` (train.pure_bf16): full training holds its weights in the plan's bf16."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     from ftc.runtime.model.vision import skipped_by_quantization, vision_parts
 
     require_kernel_packages(plan)
     parts = vision_parts(model_config(model))
-    auto_class = AutoModelForCausalLM if parts is None else AutoModelForImageTextToText
+    auto_class = auto_class_of(parts)
     # Full training keeps fp32 master weights and lets autocast compute in bf16/fp16, since the
     # optimizer cannot update fp16 weights under a loss scaler and bf16 weights lose small updates.
     # The other methods keep the frozen base in the plan's precision (what the plan's memory counts), as
@@ -108,6 +107,13 @@ def load_model(
     if attention_group is not None:
         check_model_takes_it(loaded, model.name_or_path)
     return loaded
+
+
+def auto_class_of(parts: Any) -> Any:
+    """transformers' auto class that loads the model: its image+text class where the family names vision parts."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    return AutoModelForCausalLM if parts is None else AutoModelForImageTextToText
 
 
 def _published_quantized(model: ModelSection) -> bool:

@@ -63,10 +63,16 @@ def _images_only(processor_class: type) -> type:
             return None
         return processor_class.check_argument_for_proper_class(self, argument_name, argument)
 
+    # transformers' own save would look up the absent video processor's class; a trainer given the processor
+    # (trl's DPOTrainer) saves it with each checkpoint.
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        save_processor_parts(save_directory, processor_class.__name__, self.tokenizer, self.image_processor)
+        return []
+
     return type(
         processor_class.__name__,
         (processor_class,),
-        {"check_argument_for_proper_class": check_argument_for_proper_class},
+        {"check_argument_for_proper_class": check_argument_for_proper_class, "save_pretrained": save_pretrained},
     )
 
 
@@ -88,7 +94,4 @@ def save_processor(processor: Any, folder: str | Path) -> None:
 
     if int(os.environ.get("RANK", 0)) != 0:
         return
-    if getattr(processor, "video_processor", True) is None:  # assembled without its video part
-        save_processor_parts(folder, type(processor).__name__, processor.tokenizer, processor.image_processor)
-    else:
-        processor.save_pretrained(str(folder))
+    processor.save_pretrained(str(folder))  # one assembled without its video part saves its parts (`_images_only`)

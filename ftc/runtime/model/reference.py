@@ -7,7 +7,13 @@ from typing import Any
 
 from ftc.compiler.plan import Plan
 from ftc.methods import METHODS
-from ftc.runtime.model.loading import ATTENTION_KERNELS, load_errors_explained, load_score_model
+from ftc.runtime.model.loading import (
+    ATTENTION_KERNELS,
+    auto_class_of,
+    load_errors_explained,
+    load_score_model,
+    model_config,
+)
 from ftc.runtime.model.lora import lora_config
 from ftc.runtime.model.precision import compute_dtype
 from ftc.runtime.model.rope import rope_scaling_arguments
@@ -20,12 +26,13 @@ def load_reference_model(model: ModelSection, plan: Plan) -> Any:
     """A frozen copy of the base for DPO/KTO's reference log-probabilities, in the compute dtype the plan counts.
 
     Only full training and freeze need one: with an adapter, trl keeps a frozen copy of the initial
-    adapter (the base itself, for the default init) and switches to it.
+    adapter (the base itself, for the default init) and switches to it. An image+text model's reference is one
+    too, its tower and projector included: trl gives it the policy's batch, pixels and all.
     """
-    from transformers import AutoModelForCausalLM
+    from ftc.runtime.model.vision import vision_parts
 
     with load_errors_explained(model):
-        reference = AutoModelForCausalLM.from_pretrained(
+        reference = auto_class_of(vision_parts(model_config(model))).from_pretrained(
             model.name_or_path,
             revision=model.revision,
             trust_remote_code=model.trust_remote_code,

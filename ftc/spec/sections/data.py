@@ -114,7 +114,8 @@ class DataSection(Section):
         default=None,
         min_length=1,
         description="Folder (relative to the spec) that records' image paths are relative to; default: each "
-        "dataset file's own folder. An absolute image path is read as it is.",
+        "dataset file's own folder. An absolute image path is read as it is. Records with images train under "
+        "the sft and dpo stages; the others refuse them.",
     )
     image_max_pixels: int | None = Field(
         default=None,
