@@ -73,10 +73,9 @@ def write_starter(path: Path, stage: str, method: str, model: str | None, force:
 
 
 def _vision_template(model: str) -> str:
-    """The registry's chat template named for the model's type where there is one (llava, qwen2_vl), Qwen2-VL's
-    for Qwen2.5-VL (the same ChatML and image markers), else the model's own ("auto")."""
+    """The chat template the model's family record names for it (its turns and its processor's image text)."""
     from ftc.compiler.architectures import find_architecture
-    from ftc.spec.chat_templates import TEMPLATES
+    from ftc.compiler.model_families import FAMILIES
 
     arch = find_architecture(model)
     if arch is None or arch.vision is None:
@@ -85,5 +84,4 @@ def _vision_template(model: str) -> str:
             "name one with --model (e.g. Qwen/Qwen2-VL-2B-Instruct, llava-hf/llava-1.5-7b-hf, google/gemma-3-4b-it), "
             "or drop --vision",
         )
-    model_type = arch.model_type.replace("qwen2_5_vl", "qwen2_vl")
-    return model_type if model_type in TEMPLATES else "auto"
+    return FAMILIES[arch.model_type].vision.template

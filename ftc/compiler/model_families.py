@@ -32,12 +32,18 @@ class VisionParts:
 
     tower: str  # the vision tower (image encoder)
     projector: str  # what turns the tower's patches into language-model tokens; it may sit inside the tower
+    # The chat template (a name in ftc.spec.chat_templates.TEMPLATES) that speaks the model's turns and writes
+    # the image text its processor expands: what `ftc init --vision` sets for the model.
+    template: str
     # The keys of its image processor's `size` that bound an image's pixels (min, max), for data.image_min_pixels
     # and data.image_max_pixels; None: a fixed-resolution processor, which resizes every image to one square.
     pixel_bounds: tuple[str, str] | None = None
 
 
-_QWEN_VL_PARTS = VisionParts("model.visual", "model.visual.merger", pixel_bounds=("shortest_edge", "longest_edge"))
+# Qwen2.5-VL speaks Qwen2-VL's ChatML and image markers.
+_QWEN_VL_PARTS = VisionParts(
+    "model.visual", "model.visual.merger", template="qwen2_vl", pixel_bounds=("shortest_edge", "longest_edge")
+)
 
 
 @dataclass(frozen=True)
@@ -638,7 +644,7 @@ FAMILIES: dict[str, Family] = {
             "llava",
             _llava,
             "LlamaDecoderLayer",
-            vision=VisionParts("model.vision_tower", "model.multi_modal_projector"),
+            vision=VisionParts("model.vision_tower", "model.multi_modal_projector", template="llava"),
         ),
         Family("qwen2_vl", lambda config: _qwen_vl(config, "qwen2_vl"), "Qwen2VLDecoderLayer", vision=_QWEN_VL_PARTS),
         Family(
@@ -656,7 +662,7 @@ FAMILIES: dict[str, Family] = {
             "gemma3",
             _gemma3,
             "Gemma3DecoderLayer",
-            vision=VisionParts("model.vision_tower", "model.multi_modal_projector"),
+            vision=VisionParts("model.vision_tower", "model.multi_modal_projector", template="gemma3"),
         ),
         Family(
             "gemma2",

@@ -1,9 +1,11 @@
 """Tiny image+text models and an image dataset, built offline from code, for `ftc quickstart --vision` and the tests.
 
-Two designs, each a real transformers architecture at toy size, saved so that `from_pretrained` loads
-model, tokenizer and processor alike: LLaVA (a CLIP tower of fixed resolution, an MLP projector, Llama)
-and Qwen2-VL (a dynamic-resolution tower whose patch merger is the projector, a Qwen2 language model with
-multimodal rotary positions). The processors are the Pillow image processors, so nothing needs torchvision.
+Three designs, each a real transformers architecture at toy size, saved so that `from_pretrained` loads
+model, tokenizer and processor alike: LLaVA (a CLIP tower of fixed resolution, an MLP projector, Llama),
+Qwen2-VL (a dynamic-resolution tower whose patch merger is the projector, a Qwen2 language model with
+multimodal rotary positions) and Gemma 3 (a SigLIP tower whose patches are averaged into a few tokens, one
+projection matrix, a Gemma 3 language model that attends both ways within an image). The processors are the
+Pillow image processors, so nothing needs torchvision.
 
 The dataset is pictures of one coloured shape each, drawn with Pillow, and captions that name the colour
 and the shape: learnable from the pixels within a few steps, and only from the pixels.
@@ -35,6 +37,17 @@ _QWEN2_VL_TOKENS = {
     "vision_start_token": "<|vision_start|>",
     "vision_end_token": "<|vision_end|>",
     "im_start_token": "<|im_start|>",
+}
+# Gemma 3's processor reads its image markers off the tokenizer by these names: the start-of-image marker is the
+# template's placeholder, which the processor replaces by itself, the image's soft tokens and the end marker.
+_GEMMA3_TOKENS = {
+    "bos_token": "<bos>",
+    "eos_token": "<end_of_turn>",
+    "pad_token": "<pad>",
+    "start_of_turn": "<start_of_turn>",
+    "boi_token": "<start_of_image>",
+    "eoi_token": "<end_of_image>",
+    "image_token": "<image_soft_token>",
 }
 
 
@@ -229,4 +242,56 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, vocab_size: int = 384
     model.save_pretrained(folder)
     # Qwen2VLProcessor cannot be built without torchvision (its video part); its parts are saved instead.
     save_processor_parts(folder, "Qwen2VLProcessor", tokenizer, image_processor)
+    return folder
+
+
+def build_tiny_gemma3(folder: str | Path, seed: int = 0, vocab_size: int = 384, hidden_size: int = 64) -> Path:
+    """A Gemma3ForConditionalGeneration (a 2-layer SigLIP tower on 28 px images in 7 px patches, whose 4 x 4
+    patches are averaged 2 x 2 into 4 image tokens; a 2-layer Gemma 3 language model) with its Gemma3Processor
+    and the gemma3 chat template, saved into `folder`; returns it."""
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessorPil,
+        Gemma3Processor,
+        Gemma3TextConfig,
+        SiglipVisionConfig,
+    )
+
+    folder = Path(folder)
+    tokenizer = _tokenizer(seed, _GEMMA3_TOKENS, "gemma3", vocab_size)
+    side, patch, image_tokens = 28, 7, 4
+    text = _text_config(tokenizer, hidden_size, 2)
+    head_dim = hidden_size // text["num_attention_heads"]
+    # Gemma 3's defaults are the published sizes (256-wide heads, scores scaled by 256, a 4096-token window):
+    # at toy size the heads are the hidden size's share and one layer of the two slides over a short window.
+    text |= {"head_dim": head_dim, "query_pre_attn_scalar": head_dim, "sliding_window": 16}
+    text["layer_types"] = ["sliding_attention", "full_attention"]
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=side,
+        patch_size=patch, vision_use_head=False,
+    )  # fmt: skip
+    ids = {key: tokenizer.convert_tokens_to_ids(_GEMMA3_TOKENS[key]) for key in ("boi_token", "eoi_token")}
+    config = Gemma3Config(
+        vision_config=vision,
+        text_config=Gemma3TextConfig(**text),
+        mm_tokens_per_image=image_tokens,
+        boi_token_index=ids["boi_token"],
+        eoi_token_index=ids["eoi_token"],
+        image_token_index=tokenizer.convert_tokens_to_ids(_GEMMA3_TOKENS["image_token"]),
+        initializer_range=text["initializer_range"],
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(config)
+    image_processor = Gemma3ImageProcessorPil(size={"height": side, "width": side}, do_pan_and_scan=False)
+    processor = Gemma3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=image_tokens,
+        chat_template=tokenizer.chat_template,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder

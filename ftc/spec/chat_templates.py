@@ -149,6 +149,19 @@ _CHATML = ChatTemplate(
 )
 
 
+# Gemma calls the assistant "model" and, like Gemma 3, puts a system prompt at the top of the first user turn.
+_GEMMA = ChatTemplate(
+    name="gemma",
+    bos="<bos>",
+    system=Wrap("", "\n\n"),
+    system_placement="in_first_user",
+    user=Wrap("<start_of_turn>user\n", "<end_of_turn>\n"),
+    assistant_header="<start_of_turn>model\n",
+    assistant_end="<end_of_turn>",
+    after_assistant="\n",
+)
+
+
 def _build_registry(*templates: ChatTemplate) -> dict[str, ChatTemplate]:
     return {template.name: template for template in templates}
 
@@ -188,17 +201,7 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
         assistant_header="",
         assistant_end="</s>",
     ),
-    ChatTemplate(
-        # Gemma calls the assistant "model" and, like Gemma 3, puts a system prompt at the top of the first user turn.
-        name="gemma",
-        bos="<bos>",
-        system=Wrap("", "\n\n"),
-        system_placement="in_first_user",
-        user=Wrap("<start_of_turn>user\n", "<end_of_turn>\n"),
-        assistant_header="<start_of_turn>model\n",
-        assistant_end="<end_of_turn>",
-        after_assistant="\n",
-    ),
+    _GEMMA,
     # Yi's chat models speak ChatML.
     replace(_CHATML, name="yi"),
     ChatTemplate(
@@ -256,6 +259,9 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
         default_system="You are a helpful assistant.",
         image="<|vision_start|><|image_pad|><|vision_end|>",
     ),
+    # Gemma 3 with images: Gemma's turns, and an image is its start marker, which Gemma3Processor replaces by the
+    # marker itself between blank lines, the image's mm_tokens_per_image soft tokens and the end marker.
+    replace(_GEMMA, name="gemma3", image="<start_of_image>"),
     ChatTemplate(
         name="phi3",
         bos="",

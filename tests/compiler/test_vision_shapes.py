@@ -253,3 +253,13 @@ def test_gemma_3_tokens_that_do_not_pool_the_patches_evenly_are_refused():
     with pytest.raises(FtcError, match="mm_tokens_per_image = 100 does not pool") as caught:
         architecture_from_config(config, source="model/config.json")
     assert "model/config.json" in str(caught.value) and "side divides 64" in caught.value.hint
+
+
+def test_each_image_text_family_names_a_template_that_writes_images():
+    """The template a family's record names (ftc init --vision sets it) is in the registry and places images."""
+    from ftc.compiler.model_families import FAMILIES
+    from ftc.spec.chat_templates import TEMPLATES
+
+    named = {name: family.vision.template for name, family in FAMILIES.items() if family.vision is not None}
+    assert named == {"llava": "llava", "qwen2_vl": "qwen2_vl", "qwen2_5_vl": "qwen2_vl", "gemma3": "gemma3"}
+    assert all(TEMPLATES[template].image is not None for template in named.values())

@@ -143,6 +143,8 @@ def test_init_vision_takes_the_models_template_and_refuses_a_text_model(tmp_path
     assert parse_spec((tmp_path / "llava.toml").read_text(), "llava.toml").model.template == "llava"
     write_starter(tmp_path / "qwen25.toml", "sft", "lora", "Qwen/Qwen2.5-VL-7B-Instruct", False, vision=True)
     assert parse_spec((tmp_path / "qwen25.toml").read_text(), "qwen25.toml").model.template == "qwen2_vl"
+    write_starter(tmp_path / "gemma3.toml", "sft", "lora", "google/gemma-3-4b-it", False, vision=True)
+    assert parse_spec((tmp_path / "gemma3.toml").read_text(), "gemma3.toml").model.template == "gemma3"
     with pytest.raises(FtcError, match="not an image\\+text model"):
         write_starter(tmp_path / "text.toml", "sft", "lora", "meta-llama/Llama-3.1-8B", False, vision=True)
     with pytest.raises(FtcError, match="carry no images"):

@@ -68,7 +68,9 @@ def apply_pixel_bounds(processor: Any, bounds: tuple[str, str] | None, low: int 
 
 class ImageCollator:
     """Rows of `image_rows` → a padded batch: input_ids, attention_mask, labels, and what the processor adds
-    (pixel_values; Qwen2-VL's image_grid_thw and mm_token_type_ids)."""
+    (pixel_values; Qwen2-VL's image_grid_thw and mm_token_type_ids; Gemma 3's token_type_ids, which mark the
+    image tokens that its language model attends to both ways). A per-token extra is 0 on text the tokenizer
+    alone encoded and on padding, as the processor would write it there."""
 
     def __init__(self, processor: Any, cutoff_len: int) -> None:
         self.processor = processor
@@ -106,8 +108,9 @@ class ImageCollator:
             ids += piece
             labels += piece if trainable else [IGNORE_INDEX] * len(piece)
         if len(ids) > self.cutoff_len:
-            image_id = self.processor.image_token_id
-            if image_id in ids[self.cutoff_len :]:
+            # the tokens an image's features fill (Gemma 3's soft tokens, not the start marker it is written as)
+            image_ids = set(self.processor.image_token_ids)
+            if not image_ids.isdisjoint(ids[self.cutoff_len :]):
                 raise RuntimeUserError(
                     f"{row['where']}: its images' tokens run past data.cutoff_len = {self.cutoff_len} "
                     f"({len(ids)} tokens in all), and an image cannot be cut",
