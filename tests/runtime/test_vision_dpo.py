@@ -76,7 +76,7 @@ def test_a_collated_pair_batch_masks_the_prompt_and_its_image_tokens_in_both_row
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("template", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("template", ["llava", "qwen2_vl", "gemma3"])
 def test_dpo_lora_raises_the_margin_with_the_adapter_on_the_language_model(
     template, vision_models, pairs, tmp_path, run_folder, train_in_process
 ):
