@@ -173,5 +173,22 @@ def test_validate_data_refuses_images_for_orpo(tmp_path, capsys):
     assert run(["validate", "--data", str(spec)]) == 1
     out = capsys.readouterr().out
     assert "line 1: 'images' names 1 image(s), but train.stage = 'orpo' cannot train on images" in out
-    spec.write_text(as_dpo(replace(VALID, "data/alpaca_en.json", str(data))))
+    vision = replace(VALID, "meta-llama/Meta-Llama-3-8B-Instruct", "Qwen/Qwen2-VL-2B-Instruct")
+    spec.write_text(as_dpo(replace(vision, "data/alpaca_en.json", str(data))))
     assert run(["validate", "--data", str(spec)]) == 0
+
+
+def test_a_text_only_model_refuses_records_with_images_whatever_the_stage(tmp_path, capsys):
+    from ftc.cli.typer_app import run
+    from tests.specs import VALID, as_dpo, replace
+
+    spec = tmp_path / "job.toml"
+    spec.write_text(as_dpo(replace(VALID, "data/alpaca_en.json", str(preference_file(tmp_path)))))
+    assert run(["validate", "--data", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "line 1: 'images' names 1 image(s), but the model (model_type 'llama') reads text only: it has no vision "
+        "tower to see them" in out
+    )
+    assert "train an image+text model (model_type gemma3, llava, qwen2_5_vl, qwen2_vl)" in out
+    assert "line 2" not in out  # the record without images is fine on a text model

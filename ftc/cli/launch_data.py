@@ -15,6 +15,7 @@ from ftc.cli.output import console
 from ftc.data_cache.entries import complete
 from ftc.data_cache.key import entry_of, prepared_key
 from ftc.errors import FtcError, RuntimeUserError
+from ftc.models.lookup import images_refused
 from ftc.records.check import require_good_data
 from ftc.spec.models import Spec
 
@@ -26,7 +27,12 @@ def check_and_prepare(spec: Spec, prepare: bool) -> None:
     if key is not None and not key.uncached and complete(entry_of(spec, key)):
         console().print(f"data: prepared already, from these same files (cache hit: {entry_of(spec, key)})")
         return
-    check = require_good_data(spec.data, keep=key is not None and not key.uncached, stage=spec.train.stage)
+    check = require_good_data(
+        spec.data,
+        keep=key is not None and not key.uncached,
+        stage=spec.train.stage,
+        model_no_images=images_refused(spec),
+    )
     console().print(check.summary(), markup=False)
     if check.parsed is None:
         return

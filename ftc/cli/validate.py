@@ -95,8 +95,9 @@ def _print_tally(files: list[str], problems: dict[str, list[Diagnostic]], data_c
 
 def check_spec_data(loaded: LoadedSpec) -> DataCheck:
     # Paths anchored as `ftc launch` anchors them; the check imports no torch, so CI needs only ftc.
+    from ftc.models.lookup import images_refused
     from ftc.records.check import check_data
     from ftc.spec.resolve import resolve_paths
 
     spec = resolve_paths(loaded.spec, loaded.base_dir, is_local=Path.exists)
-    return check_data(spec.data, stage=spec.train.stage)
+    return check_data(spec.data, stage=spec.train.stage, model_no_images=images_refused(spec))

@@ -36,20 +36,40 @@ def architecture_for(spec: Spec, base_dir: Path) -> Architecture | None:
 
 
 def has_vision_tower(spec: Spec) -> bool:
-    """The spec's model (its paths resolved) is an image+text one: its model_type's family names vision parts. Read
-    off model.architecture, a local folder's config.json, else ftc's registry of hub ids; unknown: False."""
+    """The spec's model (its paths resolved) is an image+text one: its model_type's family names vision parts."""
+    return model_type_and_vision(spec)[1] is True
+
+
+def model_type_and_vision(spec: Spec) -> tuple[str, bool | None]:
+    """The spec's model's model_type and whether its family names vision parts (paths resolved); read off
+    model.architecture, a local folder's config.json, else ftc's registry of hub ids. ("", None) when unknown: a
+    hub id the registry lacks, or a config.json the plan will report as unreadable."""
     config = spec.model.architecture
     config_file = Path(spec.model.name_or_path).expanduser() / "config.json"
     if config is None and config_file.is_file():
         try:
             config = json.loads(config_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return False  # the plan reports an unreadable config.json
+            return "", None
     if isinstance(config, dict):
-        family = FAMILIES.get(str(config.get("model_type", "")).lower())
-        return family is not None and family.vision is not None
+        model_type = str(config.get("model_type", "")).lower()
+        family = FAMILIES.get(model_type)
+        return model_type, None if family is None else family.vision is not None
     known = find_architecture(spec.model.name_or_path)
-    return known is not None and known.vision is not None
+    return ("", None) if known is None else (known.model_type, known.vision is not None)
+
+
+def images_refused(spec: Spec) -> tuple[str, str] | None:
+    """Why the spec's model cannot take records with images, and the hint; None when it can, or is unknown."""
+    model_type, vision = model_type_and_vision(spec)
+    if vision is not False:
+        return None
+    # Its tokenizer would read each placeholder as the text "<image>", and no pixels would reach it.
+    able = ", ".join(sorted(name for name, family in FAMILIES.items() if family.vision is not None))
+    return (
+        f"the model (model_type {model_type!r}) reads text only: it has no vision tower to see them",
+        f"train an image+text model (model_type {able}) on them, or leave the images out of the records",
+    )
 
 
 def adapter_for(spec: Spec, base_dir: Path) -> AdapterShape | None:

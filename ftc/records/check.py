@@ -74,15 +74,24 @@ class DataCheck:
         }
 
 
-def check_data(data: DataSection, keep: bool = False, stage: str | None = None) -> DataCheck:
+def check_data(
+    data: DataSection, keep: bool = False, stage: str | None = None, model_no_images: tuple[str, str] | None = None
+) -> DataCheck:
     """Read every dataset and eval dataset of `data` (paths resolved, as the launcher resolves them);
     with `keep`, what each record parsed to is kept in `check.parsed`. With `stage` (train.stage), a record
-    with images is a problem where the stage's record says it cannot train on them."""
+    with images is a problem where the stage's record says it cannot train on them; with `model_no_images` (why the
+    model cannot, and the hint: `ftc.models.lookup.images_refused`), wherever it is."""
     check = DataCheck(parsed={} if keep else None)
     record = STAGES[stage] if stage is not None else None
     no_images = None
     if record is not None and not record.takes_images:
-        no_images = f"train.stage = {stage!r} cannot train on images: {record.no_images_why}"
+        able = " or ".join(repr(name) for name, other in STAGES.items() if other.takes_images)
+        no_images = (
+            f"train.stage = {stage!r} cannot train on images: {record.no_images_why}",
+            f"train on the images with train.stage = {able}, or leave them out of the records",
+        )
+    elif model_no_images is not None:
+        no_images = model_no_images
     started = time.perf_counter()
     keyed = [(f"data.datasets[{index}]", dataset) for index, dataset in enumerate(data.datasets)]
     keyed += [(f"data.eval_datasets[{index}]", dataset) for index, dataset in enumerate(data.eval_datasets)]
@@ -95,9 +104,11 @@ def check_data(data: DataSection, keep: bool = False, stage: str | None = None) 
     return check
 
 
-def require_good_data(data: DataSection, keep: bool = False, stage: str | None = None) -> DataCheck:
+def require_good_data(
+    data: DataSection, keep: bool = False, stage: str | None = None, model_no_images: tuple[str, str] | None = None
+) -> DataCheck:
     """The check, or an FtcError that lists the bad records."""
-    check = check_data(data, keep, stage)
+    check = check_data(data, keep, stage, model_no_images)
     if check.problems:
         raise check.error()
     return check
@@ -143,10 +154,11 @@ def _check_file(
     left: int | None,
     kept: list[tuple[str, Any]] | None,
     media_dir: str | None = None,
-    no_images: str | None = None,
+    no_images: tuple[str, str] | None = None,
 ) -> int | None:
     """Checks the records of one file, at most `left` of them; returns how many the dataset may still read.
-    `no_images`: why a record with images is refused (the stage cannot train on them), None where it is not."""
+    `no_images`: why a record with images is refused (the stage or the model cannot train on them) and how to fix
+    it, None where it is not."""
     for where, entry in file_entries(file):
         if left == 0:
             break
@@ -165,12 +177,8 @@ def _check_file(
             continue
         images = parts.images if isinstance(parts, (Chat, Pair)) else ()
         if images and no_images:
-            able = " or ".join(repr(name) for name, stage in STAGES.items() if stage.takes_images)
             name = columns.get("images", "images")
-            check.add(
-                f"{where}: {name!r} names {len(images)} image(s), but {no_images}",
-                f"train on the images with train.stage = {able}, or leave them out of the records",
-            )
+            check.add(f"{where}: {name!r} names {len(images)} image(s), but {no_images[0]}", no_images[1])
             continue
         if images and _bad_images(check, where, file, images, columns, media_dir):
             continue
