@@ -1,7 +1,7 @@
 """DPO on image+text models, on the CPU: tiny LLaVA and Qwen2-VL prefer the caption whose colour is in the picture.
 
 The shapes dataset's pairs differ only in the colour named, so the margin can only rise through the image.
-The margin rises, the vision tower stays as it was, and a real collated pair batch masks the prompt and its
+The margin rises (LoRA on all three tiny models, full on LLaVA and Qwen2-VL), the vision tower stays as it was, and a real collated pair batch masks the prompt and its
 image tokens in the chosen and the rejected rows alike.
 """
 
@@ -95,11 +95,14 @@ def test_dpo_lora_raises_the_margin_with_the_adapter_on_the_language_model(
 
 
 @pytest.mark.slow
-def test_dpo_full_raises_the_margin_and_leaves_the_tower(vision_models, pairs, tmp_path, run_folder, train_in_process):
+@pytest.mark.parametrize("template", ["llava", "qwen2_vl"])
+def test_dpo_full_raises_the_margin_and_leaves_the_tower(
+    template, vision_models, pairs, tmp_path, run_folder, train_in_process
+):
     """The reference is a frozen copy of the whole image+text model, given the same pixels."""
-    spec = dpo_spec(tmp_path / "run", vision_models["llava"], pairs, "llava", "full", steps=8)
+    spec = dpo_spec(tmp_path / "run", vision_models[template], pairs, template, "full", steps=10)
     metrics = train_in_process(run_folder(spec, cpu_plan(loss_head="fused")))
     margins = series(metrics, "reward_margin")
-    assert len(margins) == 8 and rising(margins), margins
-    before, after = weights(vision_models["llava"]), weights(tmp_path / "run" / "model")
-    assert {part(name, "llava") for name in changed(before, after)} == {"language_model", "projector"}
+    assert len(margins) == 10 and rising(margins), margins
+    before, after = weights(vision_models[template]), weights(tmp_path / "run" / "model")
+    assert {part(name, template) for name in changed(before, after)} == {"language_model", "projector"}

@@ -177,6 +177,22 @@ def test_sft_trains_the_language_model_and_leaves_the_tower(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("template", ["llava", "qwen2_vl"])
+def test_freeze_trains_the_language_models_last_block_and_the_projector(
+    template, vision_models, shapes, tmp_path, run_folder, train_in_process
+):
+    """The freeze method counts blocks in the language model, never the tower's (both are stacks of layers)."""
+    spec = vision_spec(tmp_path / "run", vision_models[template], shapes, template, method="freeze", max_steps=4)
+    spec["freeze"] = {"trainable_layers": 1}
+    metrics = train_in_process(run_folder(spec, cpu_plan()))
+    assert series(metrics, "loss")[-1] < series(metrics, "loss")[0]
+    moved = changed(weights(vision_models[template]), weights(tmp_path / "run" / "model"))
+    assert {part(name, template) for name in moved} == {"language_model", "projector"}
+    blocks = {name.split(".layers.")[1].split(".")[0] for name in moved if part(name, template) == "language_model"}
+    assert blocks == {"1"}  # the last of the tiny language model's two blocks
+
+
+@pytest.mark.slow
 def test_projector_only_changes_the_projector_alone(vision_models, shapes, tmp_path, run_folder, train_in_process):
     spec = vision_spec(tmp_path / "run", vision_models["llava"], shapes, "llava", method="full", max_steps=4)
     spec["vision"] = {"projector_only": True}
