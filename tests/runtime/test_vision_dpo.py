@@ -1,8 +1,9 @@
-"""DPO on image+text models, on the CPU: tiny LLaVA and Qwen2-VL prefer the caption whose colour is in the picture.
+"""DPO on image+text models, on the CPU: tiny LLaVA, Qwen2-VL and Gemma 3 prefer the caption whose colour is in
+the picture.
 
 The shapes dataset's pairs differ only in the colour named, so the margin can only rise through the image.
-The margin rises (LoRA on all three tiny models, full on LLaVA and Qwen2-VL), the vision tower stays as it was, and a real collated pair batch masks the prompt and its
-image tokens in the chosen and the rejected rows alike.
+The margin rises (LoRA on all three, full on LLaVA and Qwen2-VL), the vision tower stays as it was, and a real
+collated pair batch masks the prompt and its image tokens in the chosen and the rejected rows alike.
 """
 
 from __future__ import annotations
