@@ -164,25 +164,28 @@ async def _stream(
     answer_id: str,
 ) -> AsyncIterator[str]:
     """SSE: for each choice a role chunk, its text as written, a last chunk with the finish reason; then usage
-    (if asked) and [DONE]. With tools offered a choice is sent whole, once its tool calls can be read."""
+    (if asked) and [DONE]. With tools offered, text passes while it cannot yet be a tool call; the calls come
+    after it, each whole in one chunk, once the reply is done."""
     completions: list[Completion] = []
     async with gate:
         for index in range(body.n):
             yield _chunk(answer_id, backend.name, [_delta(index, {"role": "assistant", "content": ""})])
-            if prompt.tools:
-                completion = await asyncio.to_thread(backend.complete, prompt, sampling)
-                message, reason = _message(backend, prompt, completion)
-                delta = {"content": message["content"]}
-                if "tool_calls" in message:
-                    delta["tool_calls"] = [{"index": n, **call} for n, call in enumerate(message["tool_calls"])]
-                yield _chunk(answer_id, backend.name, [_delta(index, delta)])
-            else:
-                completion, reason = None, None
-                async for piece in _in_thread(backend.stream(prompt, sampling)):
-                    if isinstance(piece, Completion):
-                        completion, reason = piece, piece.finish_reason
-                    else:
-                        yield _chunk(answer_id, backend.name, [_delta(index, {"content": piece})])
+            reader = backend.templating.reader(prompt) if prompt.tools else None
+            completion, reason = None, None
+            async for piece in _in_thread(backend.stream(prompt, sampling)):
+                if isinstance(piece, Completion):
+                    completion, reason = piece, piece.finish_reason
+                    continue
+                shown = reader.feed(piece) if reader is not None else piece
+                if shown:
+                    yield _chunk(answer_id, backend.name, [_delta(index, {"content": shown})])
+            if reader is not None:
+                rest, calls = reader.finish()
+                if rest:
+                    yield _chunk(answer_id, backend.name, [_delta(index, {"content": rest})])
+                for call in calls:
+                    yield _chunk(answer_id, backend.name, [_delta(index, {"tool_calls": [call]})])
+                reason = "tool_calls" if calls else reason
             completions.append(completion)
             yield _chunk(answer_id, backend.name, [_delta(index, {}, reason)])
     if body.stream_options is not None and body.stream_options.include_usage:

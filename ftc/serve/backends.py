@@ -20,6 +20,7 @@ from typing import Any
 from ftc.errors import RuntimeUserError
 
 STOP, LENGTH = "stop", "length"  # finish reasons
+CONTENT = "content"  # the response_template's field for the reply's text, tool calls aside
 DEFAULT_MAX_TOKENS = 512  # a request that names no max_tokens gets this many, or what the context has left
 
 
@@ -109,6 +110,10 @@ class Templating:
         except (TemplateError, TypeError, ValueError, KeyError) as error:
             raise RequestError(f"the chat template refused the messages: {error}", "messages") from None
 
+    def reader(self, prompt: Prompt) -> ToolCallReader:
+        """A reader that streams a reply's content as it is written, with tools offered."""
+        return ToolCallReader(self, prompt)
+
     def tool_calls(self, prompt: Prompt, reply: str) -> tuple[str | None, list[dict[str, Any]]]:
         """(content, tool calls in OpenAI's shape) read from a reply by the tokenizer's response_template."""
         try:
@@ -131,7 +136,57 @@ class Templating:
                     "function": {"name": name, "arguments": text},
                 }
             )
-        return (parsed.get("content") or None) if calls else reply, calls
+        return (parsed.get(CONTENT) or None) if calls else reply, calls
+
+
+class ToolCallReader:
+    """A streamed reply read as it is written, with tools offered: its content passes on while it cannot yet be
+    the start of a tool call; the calls are read from the whole reply at the end, as an answer sent whole reads
+    them, so both agree.
+
+    transformers' streaming ResponseParser decides what is content: it holds back text that may still become a
+    region's opening (a marker cut at a piece's edge included). Once anything other than the content region
+    shows (a call opens, content closes) or the parser fails, nothing more passes until the end. What passed is
+    always the reply's first characters, so the rest is known exactly at the end."""
+
+    def __init__(self, templating: Templating, prompt: Prompt) -> None:
+        from transformers.utils.chat_parsing import ResponseParser
+
+        self.templating, self.prompt = templating, prompt
+        self.reply, self.shown, self.holding = "", 0, False
+        try:
+            self.parser = ResponseParser(templating.tokenizer.response_template, prefix=prompt.text, tools=prompt.tools)
+        except Exception:  # noqa: BLE001 - a template the parser refuses: the reply goes whole, as `complete` sends it
+            self.holding = True
+
+    def feed(self, piece: str) -> str:
+        """The content that may be sent now (possibly none)."""
+        self.reply += piece
+        if self.holding:
+            return ""
+        try:
+            events = self.parser.feed(piece)
+        except Exception:  # noqa: BLE001 - a region the parser cannot read: the end decides what it was
+            events = [{"type": "unreadable"}]
+        passed = []
+        for event in events:
+            if event.get("field") != CONTENT or event["type"] == "region_close":
+                self.holding = True
+                break
+            if event["type"] == "region_chunk":
+                passed.append(event["text"])
+        text = "".join(passed)
+        self.shown += len(text)
+        return text
+
+    def finish(self) -> tuple[str, list[dict[str, Any]]]:
+        """(the content still to send, the tool calls in OpenAI's shape, each with its index)."""
+        content, calls = self.templating.tool_calls(self.prompt, self.reply)
+        if not calls:
+            return self.reply[self.shown :], []
+        sent = self.reply[: self.shown]
+        rest = content[len(sent) :] if content and content.startswith(sent) else ""
+        return rest, [{"index": index, **call} for index, call in enumerate(calls)]
 
 
 class Backend(ABC):
@@ -220,10 +275,8 @@ class TransformersBackend(Backend):
         return self._finished(new, text, cutter, arguments["max_new_tokens"])
 
     def stream(self, prompt: Prompt, sampling: Sampling) -> Iterator[str | Completion]:
-        from transformers import TextIteratorStreamer
-
         arguments = self._arguments(prompt, sampling)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _reply_streamer(self.tokenizer, self.ends, skip_special_tokens=not prompt.tools)
         result: dict[str, Any] = {}
 
         def work() -> None:
@@ -249,6 +302,23 @@ class TransformersBackend(Backend):
             written.append(rest)
             yield rest
         yield self._finished(result["new"], "".join(written), cutter, arguments["max_new_tokens"])
+
+
+def _reply_streamer(tokenizer: Any, ends: list[int], skip_special_tokens: bool) -> Any:
+    """transformers' TextIteratorStreamer without the end-of-turn tokens: the streamed text is the text `complete`
+    decodes, special tokens kept where tool calls may be marked by them."""
+    from transformers import TextIteratorStreamer
+
+    class ReplyStreamer(TextIteratorStreamer):
+        def put(self, value: Any) -> None:
+            if self.next_tokens_are_prompt:
+                super().put(value)
+                return
+            kept = [token for token in value.reshape(-1).tolist() if token not in ends]
+            if kept:
+                super().put(value.new_tensor(kept))
+
+    return ReplyStreamer(tokenizer, skip_prompt=True, skip_special_tokens=skip_special_tokens)
 
 
 class VllmBackend(Backend):

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from ftc.serve.app import build_app
-from ftc.serve.backends import Prompt, Templating, TransformersBackend
+from ftc.serve.backends import Prompt, Sampling, Templating, TransformersBackend
 from ftc.spec.chat_templates import TEMPLATES
 from tests.serve.test_server import Running
 
@@ -36,14 +36,24 @@ def qwen_tokenizer(folder):
 
 
 class Replies:
-    """What the patched generate writes: the next reply, as token ids ending with the end-of-turn token."""
+    """What the patched generate writes: the next reply, as token ids ending with the end-of-turn token, handed
+    to a streamer (where one is given) a token at a time, as generate hands them."""
 
     def __init__(self, backend: TransformersBackend) -> None:
         self.backend, self.text, self.prompts = backend, "", []
 
     def __call__(self, arguments) -> list[int]:
+        import torch
+
         self.prompts.append(self.backend.tokenizer.decode(arguments["input_ids"][0]))
-        return self.backend.tokenizer(self.text, add_special_tokens=False)["input_ids"] + [self.backend.ends[0]]
+        new = self.backend.tokenizer(self.text, add_special_tokens=False)["input_ids"] + [self.backend.ends[0]]
+        streamer = arguments.get("streamer")
+        if streamer is not None:
+            streamer.put(arguments["input_ids"])
+            for token in new:
+                streamer.put(torch.tensor([token]))
+            streamer.end()
+        return new
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +102,85 @@ def test_a_streamed_tool_call(served):
     assert calls[0].id.startswith("call_") and calls[0].type == "function"
     finals = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
     assert finals == ["tool_calls"]
+
+
+def test_text_before_the_calls_streams_first_and_the_calls_follow_whole(served):
+    client, replies = served
+    replies.text = "Checking the weather for you.\n" + CALL + "\n" + CALL.replace("Paris", "Oslo")
+    with client.chat.completions.stream(**ASKED, max_tokens=64) as stream:
+        events = list(stream)
+        final = stream.get_final_completion()
+    kinds = [event.type for event in events]
+    texts = [event.delta for event in events if event.type == "content.delta"]
+    # the text came in pieces as written, all before the first call, and none of the marker leaked
+    assert "".join(texts) == "Checking the weather for you." and len(texts) > 1
+    assert max(n for n, kind in enumerate(kinds) if kind == "content.delta") < kinds.index(
+        "tool_calls.function.arguments.done"
+    )
+    done = [
+        (event.index, event.name, json.loads(event.arguments))
+        for event in events
+        if event.type == "tool_calls.function.arguments.done"
+    ]
+    assert done == [(0, "get_weather", {"city": "Paris"}), (1, "get_weather", {"city": "Oslo"})]
+    choice = final.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == "Checking the weather for you."
+    assert [call.function.name for call in choice.message.tool_calls] == ["get_weather", "get_weather"]
+    assert len({call.id for call in choice.message.tool_calls}) == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "It is sunny in Paris, and 2 < 3 <tool> is no call.",
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": \n</tool_call>',  # broken JSON
+        'Let me see. <tool_call>{"arguments": {}}</tool_call>',  # no name
+    ],
+)
+def test_a_streamed_reply_without_a_readable_call_is_all_content(served, reply):
+    client, replies = served
+    replies.text = reply
+    chunks = list(client.chat.completions.create(**ASKED, max_tokens=64, stream=True))
+    texts = [chunk.choices[0].delta.content for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
+    assert "".join(texts) == reply
+    assert not any(chunk.choices[0].delta.tool_calls for chunk in chunks if chunk.choices)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    if not reply.startswith("<tool_call>"):
+        assert len(texts) > 1  # what could not be a call was sent before the reply ended
+
+
+def test_a_marker_cut_anywhere_never_leaks(tiny_model_dir):
+    templating = Templating(qwen_tokenizer(tiny_model_dir))
+    prompt = templating.prompt([{"role": "user", "content": "hi"}], [WEATHER])
+    reply = "Checking.\n" + CALL
+    for cut in range(1, len(reply)):
+        reader = templating.reader(prompt)
+        shown = reader.feed(reply[:cut]) + reader.feed(reply[cut:])
+        rest, calls = reader.finish()
+        assert shown == reply[: min(cut, len("Checking."))] or shown == "Checking.", cut
+        assert shown + rest == "Checking." and [call["index"] for call in calls] == [0]
+    # a character at a time: "<" waits until it cannot open a call, then passes
+    reader = templating.reader(prompt)
+    shown = [reader.feed(char) for char in "a <b"]
+    assert shown == ["a", "", "", " <b"] and reader.finish() == ("", [])
+
+
+def test_a_call_marked_by_special_tokens_is_streamed_to_the_reader(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = qwen_tokenizer(tiny_model_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<tool_call>", "</tool_call>"]})
+    backend = TransformersBackend(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, "qwen-tiny")
+    replies = Replies(backend)
+    backend._generate, replies.text = replies, "Sure.\n" + CALL
+    assert tokenizer.convert_tokens_to_ids("<tool_call>") in tokenizer(CALL, add_special_tokens=False)["input_ids"]
+    prompt = backend.prompt([{"role": "user", "content": "hi"}], [WEATHER])
+    reader = backend.templating.reader(prompt)
+    pieces = [piece for piece in backend.stream(prompt, Sampling(0.0, 1.0, 64)) if isinstance(piece, str)]
+    assert "".join(pieces) == "Sure.\n" + CALL  # the markers kept, the end-of-turn token dropped
+    shown = "".join(reader.feed(piece) for piece in pieces)
+    rest, [call] = reader.finish()
+    assert shown + rest == "Sure." and call["function"]["name"] == "get_weather"
 
 
 def test_tool_choice_none_offers_no_tools_and_reads_no_calls(served):
