@@ -49,9 +49,13 @@ class ToolFormat:
 
     name: str
     offer: Wrap  # after the system prompt, around the tool signatures (one JSON object a line)
-    call: Wrap  # around one call's JSON object {"name": ..., "arguments": {...}}
-    result: Wrap  # around one tool result; consecutive results share one user turn
+    call: Wrap  # around one call's JSON object {"name": ..., <arguments_key>: {...}}
+    result: Wrap  # around one tool result
     response_template: dict[str, Any]
+    arguments_key: str = "arguments"  # the call object's key for its arguments
+    # None: consecutive results share one user turn, a line apart; else each result is a turn of its own, this one
+    result_turn: Wrap | None = None
+    max_calls: int | None = None  # the most calls one reply may make; None: any number, a line apart
 
 
 # Hermes' format, which Qwen 2.5 and later speak: tools in <tools>, each call a JSON object in <tool_call>.
@@ -77,6 +81,41 @@ HERMES_TOOLS = ToolFormat(
                 "transform": {"type": "function", "function": "{content}"},
             },
             "content": {"close_pattern": r"\s*<\|im_end\|>", "content": "text"},
+        },
+    },
+)
+
+
+# Llama 3.1's JSON tool calling: the reply is one call, a JSON object {"name": ..., "parameters": {...}}, alone or
+# after <|python_tag|>; each result comes back in a turn of the ipython role. The format has room for one call.
+LLAMA3_JSON_TOOLS = ToolFormat(
+    name="llama3_json",
+    offer=Wrap(
+        "\n\nYou may call functions to answer. Their signatures, one JSON object a line:",
+        "\n\nTo call one, answer with nothing but a JSON object holding its name and arguments: "
+        '{"name": <function-name>, "parameters": <args-json-object>}',
+    ),
+    call=Wrap("", ""),
+    result=Wrap("", ""),
+    arguments_key="parameters",
+    result_turn=Wrap("<|start_header_id|>ipython<|end_header_id|>\n\n", "<|eot_id|>"),
+    max_calls=1,
+    response_template={
+        "defaults": {"role": "assistant"},
+        "start_anchor": "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        "fields": {
+            "tool_calls": {
+                # the marker, or (looked ahead at, so the object keeps its brace) a JSON object opening with its
+                # name; the call runs to the end of the reply
+                "open_pattern": r'\s*(?:<\|python_tag\|>|(?=\{\s*"name"))',
+                "repeats": True,
+                "content": "json",
+                "transform": {
+                    "type": "function",
+                    "function": {"name": "{content.name}", "arguments": "{content.parameters}"},
+                },
+            },
+            "content": {"close_pattern": r"\s*(?:<\|eot_id\|>|<\|eom_id\|>)", "content": "text"},
         },
     },
 )
@@ -174,6 +213,7 @@ TEMPLATES: dict[str, ChatTemplate] = _build_registry(
         user=_llama3("user"),
         assistant_header=_LLAMA3_HEADER.format(role="assistant"),
         assistant_end="<|eot_id|>",
+        tools=LLAMA3_JSON_TOOLS,
     ),
     _CHATML,
     # Qwen speaks ChatML and brings its own system prompt when the conversation has none.
@@ -400,7 +440,12 @@ def to_jinja(template: ChatTemplate) -> str:
             "{%- if system is not none or tools -%}",
             "{{- " + _literal(system_wrap.before) + " + (system if system is not none else '') -}}",
             "{%- if tools -%}",
-            "{{- " + _literal(tools.offer.before) + " -}}",
+            # with no system prompt the turn opens on the offer, without the blank lines that set it apart
+            "{{- "
+            + _literal(tools.offer.before)
+            + " if system is not none else "
+            + _literal(tools.offer.before.lstrip())
+            + " -}}",
             "{%- for tool in tools -%}{{- '\\n' + tool | tojson -}}{%- endfor -%}",
             "{{- " + _literal(tools.offer.after) + " -}}",
             "{%- endif -%}",
@@ -465,19 +510,42 @@ def to_jinja(template: ChatTemplate) -> str:
 
 def _tool_use_jinja(template: ChatTemplate, tools: ToolFormat) -> list[str]:
     """An assistant turn with its tool calls, then the branch for tool results (the loop's next `elif`)."""
-    return [
+    lines = []
+    if tools.max_calls is not None:
+        too_many = f"the {template.name} template's tool format has room for {tools.max_calls} call(s) in a reply"
+        lines.append(
+            "{%- if (message.tool_calls or []) | length > "
+            + str(tools.max_calls)
+            + " -%}{{- raise_exception("
+            + _literal(too_many)
+            + ") -}}{%- endif -%}"
+        )
+    lines += [
         "{{- " + _literal(template.assistant_header) + " + (message['content'] or '') -}}",
         "{%- for call in message.tool_calls or [] -%}",
         "{%- set function = call.function if call.function is defined else call -%}",
         "{%- set arguments = function.arguments if function.arguments is string else function.arguments | tojson -%}",
         "{{- ('\\n' if message['content'] or not loop.first else '') + "
         + _literal(tools.call.before)
-        + " + '{\"name\": ' + function.name | tojson + ', \"arguments\": ' + arguments + '}' + "
+        + " + '{\"name\": ' + function.name | tojson + "
+        + _literal(f', "{tools.arguments_key}": ')
+        + " + arguments + '}' + "
         + _literal(tools.call.after)
         + " -}}",
         "{%- endfor -%}",
         "{{- " + _literal(template.assistant_end + template.after_assistant) + " -}}",
         "{%- elif message['role'] == 'tool' -%}",
+    ]
+    if tools.result_turn is not None:
+        turn, result = tools.result_turn, tools.result
+        return lines + [
+            "{{- "
+            + _literal(turn.before + result.before)
+            + " + message['content'] + "
+            + _literal(result.after + turn.after)
+            + " -}}"
+        ]
+    return lines + [
         # consecutive results share one user turn
         "{%- if loop.first or turns[loop.index0 - 1]['role'] != 'tool' -%}",
         "{{- " + _literal(template.user_after_reply) + " -}}",

@@ -246,16 +246,6 @@ def test_a_body_that_is_not_json_is_a_400(served):
     assert code == 400 and answer["error"]["type"] == "invalid_request_error"
 
 
-def test_tools_on_a_template_without_a_tool_format_are_a_400(client):
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
-            model="quickstart",
-            messages=[{"role": "user", "content": "hi"}],
-            tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
-        )
-    assert "no tool format" in caught.value.body["message"] and caught.value.body["param"] == "tools"
-
-
 def test_a_wrong_or_missing_key_is_a_401(served):
     wrong = openai.OpenAI(base_url=served, api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as caught:

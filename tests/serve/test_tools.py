@@ -5,9 +5,11 @@ tiny model's generation is replaced by a fixed reply: the parsing and the respon
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import openai
 import pytest
+from jinja2 import TemplateError
 
 from ftc.serve.app import build_app
 from ftc.serve.backends import Prompt, Sampling, Templating, TransformersBackend
@@ -26,13 +28,19 @@ CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</
 ASKED = {"model": "qwen-tiny", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER]}
 
 
-def qwen_tokenizer(folder):
+def template_tokenizer(folder, name: str):
+    """The tiny tokenizer with a registry template, as training saves it (tokenize.use_template)."""
     from transformers import AutoTokenizer
 
+    from ftc.runtime.data.tokenize import use_template
+
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    qwen = TEMPLATES["qwen"]
-    tokenizer.chat_template, tokenizer.response_template = qwen.jinja(), qwen.tools.response_template
+    use_template(tokenizer, name)
     return tokenizer
+
+
+def qwen_tokenizer(folder):
+    return template_tokenizer(folder, "qwen")
 
 
 class Replies:
@@ -56,17 +64,24 @@ class Replies:
         return new
 
 
-@pytest.fixture(scope="module")
-def served(tiny_model_dir):
+@contextmanager
+def serving(folder, template: str, name: str = "qwen-tiny"):
+    """The tiny model served with a registry template, its generation replaced: (client, replies)."""
     from transformers import AutoModelForCausalLM
 
     backend = TransformersBackend(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir), qwen_tokenizer(tiny_model_dir), "qwen-tiny"
+        AutoModelForCausalLM.from_pretrained(folder), template_tokenizer(folder, template), name
     )
     replies = Replies(backend)
     backend._generate = replies
     with Running(build_app(backend)) as url:
         yield openai.OpenAI(base_url=url, api_key="unused", max_retries=0), replies
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir):
+    with serving(tiny_model_dir, "qwen") as served:
+        yield served
 
 
 def test_a_tool_call_is_read_from_the_reply(served):
@@ -240,3 +255,109 @@ def test_the_qwen_jinja_renders_plain_conversations_as_before(tiny_model_dir):
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
     assert rendered == TEMPLATES["qwen"].render(messages)
     assert TEMPLATES["qwen"].system is not None and TEMPLATES["qwen"].system_placement == "own_turn"
+
+
+def test_tools_on_a_template_without_a_tool_format_are_a_400(tiny_model_dir):
+    with serving(tiny_model_dir, "chatml") as (client, _):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(**ASKED)
+    assert "no tool format" in caught.value.body["message"] and caught.value.body["param"] == "tools"
+
+
+# --- Llama 3.1's JSON tool calling (the llama3 template) ------------------------------------------------------
+
+LLAMA_CALL = '{"name": "get_weather", "parameters": {"city": "Paris"}}'
+LLAMA_ASKED = {**ASKED, "model": "llama-tiny"}
+
+
+@pytest.fixture(scope="module")
+def served_llama(tiny_model_dir):
+    with serving(tiny_model_dir, "llama3", "llama-tiny") as served:
+        yield served
+
+
+def test_the_llama3_jinja_offers_tools_writes_one_call_and_hands_each_result_back_in_an_ipython_turn(
+    tiny_tokenizer,
+):
+    llama3 = TEMPLATES["llama3"]
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}],
+        },
+        {"role": "tool", "content": "sunny"},
+        {"role": "tool", "content": "22C"},
+    ]
+    rendered = tiny_tokenizer.apply_chat_template(
+        messages, tools=[WEATHER], chat_template=llama3.jinja(), tokenize=False, add_generation_prompt=True
+    )
+    signature = json.dumps(WEATHER)
+    assert rendered == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        f"You may call functions to answer. Their signatures, one JSON object a line:\n{signature}\n\n"
+        "To call one, answer with nothing but a JSON object holding its name and arguments: "
+        '{"name": <function-name>, "parameters": <args-json-object>}<|eot_id|>'
+        "<|start_header_id|>user<|end_header_id|>\n\nWeather in Paris?<|eot_id|>"
+        f"<|start_header_id|>assistant<|end_header_id|>\n\n{LLAMA_CALL}<|eot_id|>"
+        "<|start_header_id|>ipython<|end_header_id|>\n\nsunny<|eot_id|>"
+        "<|start_header_id|>ipython<|end_header_id|>\n\n22C<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    # a system prompt comes first, the offer after it; the format has room for one call a reply
+    with_system = tiny_tokenizer.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, messages[0]],
+        tools=[WEATHER],
+        chat_template=llama3.jinja(),
+        tokenize=False,
+    )
+    assert with_system.startswith(
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.\n\nYou may call"
+    )
+    two = [{**messages[1], "tool_calls": messages[1]["tool_calls"] * 2}]
+    with pytest.raises(TemplateError, match="room for 1 call"):
+        tiny_tokenizer.apply_chat_template([messages[0], *two], chat_template=llama3.jinja(), tokenize=False)
+
+
+@pytest.mark.parametrize(
+    ("reply", "content"),
+    [
+        (LLAMA_CALL, None),
+        ("<|python_tag|>" + LLAMA_CALL, None),
+        ("I will look it up.\n" + LLAMA_CALL, "I will look it up."),
+    ],
+)
+def test_a_llama3_call_alone_or_after_the_python_tag_is_read_plain_and_streamed(served_llama, reply, content):
+    client, replies = served_llama
+    replies.text = reply
+    choice = client.chat.completions.create(**LLAMA_ASKED, max_tokens=64).choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == content
+    [call] = choice.message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == ("get_weather", {"city": "Paris"})
+    assert "You may call functions" in replies.prompts[-1]
+    with client.chat.completions.stream(**LLAMA_ASKED, max_tokens=64) as stream:
+        events = list(stream)
+        final = stream.get_final_completion().choices[0]
+    texts = [event.delta for event in events if event.type == "content.delta"]
+    assert "".join(texts) == (content or "") and not any("{" in text or "<|" in text for text in texts)
+    assert final.finish_reason == "tool_calls"
+    assert [json.loads(call.function.arguments) for call in final.message.tool_calls] == [{"city": "Paris"}]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Paris is sunny; a set is written {1, 2}.",
+        '{"name": "get_weather", "arguments": {"city": "Paris"}}',  # OpenAI's key, not the format's
+        '{"name": "get_weather", "parameters": {"city": ',  # cut off
+    ],
+)
+def test_a_llama3_reply_without_a_readable_call_is_content_plain_and_streamed(served_llama, reply):
+    client, replies = served_llama
+    replies.text = reply
+    choice = client.chat.completions.create(**LLAMA_ASKED, max_tokens=64).choices[0]
+    assert (choice.message.content, choice.message.tool_calls, choice.finish_reason) == (reply, None, "stop")
+    chunks = list(client.chat.completions.create(**LLAMA_ASKED, max_tokens=64, stream=True))
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == reply
+    assert chunks[-1].choices[0].finish_reason == "stop"
