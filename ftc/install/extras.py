@@ -43,7 +43,7 @@ _QUANTIZER_EXTRAS = {quantizer.extra: quantizer.summary for quantizer in QUANTIZ
 
 def trains_images(plan: Plan) -> bool:
     """The plan is for an image+text model (the planner notes what its images cost)."""
-    from ftc.compiler.planner import IMAGES_NOTE
+    from ftc.compiler.vision_plan import IMAGES_NOTE
 
     return any(note.startswith(IMAGES_NOTE) for note in plan.notes)
 

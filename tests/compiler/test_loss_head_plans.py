@@ -7,9 +7,9 @@ import pytest
 
 from ftc.compiler import compile_plan, parse_hardware
 from ftc.compiler.architectures import find_architecture
+from ftc.compiler.kernel_plan import MODEL_LOSS_MAX_LOGITS_GIB
 from ftc.compiler.memory.logits import MODEL_LOSS_BYTES_PER_LOGIT
 from ftc.compiler.plan import Plan
-from ftc.compiler.planner import MODEL_LOSS_MAX_LOGITS_GIB
 from ftc.spec import parse_spec
 from tests.specs import VALID, as_dpo, refusal, replace
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ftc.compiler.architectures import architecture_from_config
+from ftc.compiler.feature_notes import oft_blocks
 from ftc.compiler.params import oft_parameters
-from ftc.compiler.planner import oft_blocks
 from ftc.errors import RuntimeUserError
 from ftc.quickstart.tiny import write_tiny_alpaca
 from ftc.runs.folder import load_run_folder
