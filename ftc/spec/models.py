@@ -456,7 +456,11 @@ class Spec(Section):
             return self
         keys = ("media_dir", "image_max_pixels", "image_min_pixels")
         set_here = [f"data.{key}" for key in keys if getattr(self.data, key) is not None]
-        set_here += [f"vision.{key}" for key in sorted(self.vision.model_fields_set)]
+        # A value other than its default: a resolved spec (a run folder's spec.toml) writes every key, defaults too.
+        changed = [
+            key for key, field in type(self.vision).model_fields.items() if getattr(self.vision, key) != field.default
+        ]
+        set_here += [f"vision.{key}" for key in changed]
         if set_here:
             able = " or ".join(repr(name) for name, other in STAGES.items() if other.takes_images)
             raise rule_error(

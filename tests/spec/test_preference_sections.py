@@ -156,3 +156,14 @@ def test_image_keys_are_refused_for_a_stage_that_cannot_train_on_images_with_its
     assert f"train.stage = {stage!r} cannot train on images: {STAGES[stage].no_images_why}" in d.message
     assert d.hint == f"remove {path}, or train on the images with train.stage = 'sft' or 'dpo'"
     parse_spec(replace(DPO, *keys), "job.toml")  # dpo takes them
+
+
+@pytest.mark.parametrize("stage", ["orpo", "cpo", "rm"])
+def test_a_resolved_spec_with_every_default_written_is_not_taken_for_image_keys(stage):
+    """A run folder's spec.toml writes [vision]'s defaults too: only a value other than its default is refused."""
+    import tomli_w
+
+    spec = parse_spec(replace(DPO, 'stage = "dpo"', f'stage = "{stage}"'), "job.toml")
+    resolved = tomli_w.dumps(spec.model_dump(mode="json", exclude_none=True))
+    assert "[vision]" in resolved and "freeze_projector = false" in resolved
+    assert parse_spec(resolved, "spec.toml") == spec
