@@ -136,6 +136,30 @@ def test_preference_records_carry_images_placed_in_the_prompt():
     assert pair.images == ("a.png",) and pair.prompt[-1]["content"] == "<image>What is it?"
 
 
+def test_kto_records_carry_images_placed_in_the_prompt_in_either_shape():
+    example = parse("kto", {"prompt": "What is it?", "completion": "A red circle.", "label": True, "images": ["a.png"]})
+    assert example.images == ("a.png",) and example.prompt[-1]["content"] == f"{IMAGE}What is it?"
+    turns = [{"role": "user", "content": f"Is {IMAGE} red?"}, {"role": "assistant", "content": "No."}]
+    example = parse("kto", {"messages": turns, "label": "false", "images": ["b.png"]})
+    assert (example.prompt, example.completion, example.label, example.images) == (turns[:1], "No.", False, ("b.png",))
+    assert parse("kto", {"prompt": "Say hi.", "completion": "Hi.", "label": True}).images == ()
+    with pytest.raises(BadRecord, match="names 2 image"):
+        parse("kto", {"prompt": f"{IMAGE}What is it?", "completion": "A.", "label": True, "images": ["a", "b"]})
+
+
+def test_the_data_check_locates_a_missing_image_of_a_kto_record_and_takes_kto_records_with_images(tmp_path):
+    picture = png(tmp_path / "red.png")
+    records = [
+        {"prompt": "What is it?", "completion": "A red square.", "label": True, "images": [picture]},
+        {"prompt": "What is it?", "completion": "A blue square.", "label": False, "images": ["gone.png"]},
+    ]
+    path = tmp_path / "kto.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    check = check_data(DataSection(datasets=[DatasetSection(path=str(path), format="kto")]), stage="kto")
+    assert (check.records, check.problems) == (2, 1)
+    assert check.shown[0].startswith(f"{path} line 2: ") and "gone.png" in check.shown[0]
+
+
 def preference_file(tmp_path: Path) -> Path:
     picture = png(tmp_path / "red.png")
     records = [
@@ -158,7 +182,7 @@ def test_a_stage_that_cannot_train_on_images_refuses_records_with_them_by_name(t
         f"{tmp_path / 'pairs.jsonl'} line 1: 'images' names 1 image(s), but train.stage = {stage!r} cannot train "
         f"on images: {STAGES[stage].no_images_why}"
     ]
-    assert "train.stage = 'sft' or 'dpo'" in check.error().hint
+    assert "train.stage = 'sft' or 'dpo' or 'kto'" in check.error().hint
     assert check_data(data, stage="dpo").problems == 0
     assert check_data(data).problems == 0  # without a stage, only the records themselves are checked
 

@@ -21,7 +21,7 @@ from typing import Any
 from ftc.errors import FtcError, RuntimeUserError
 from ftc.records.collector import collector_paused
 from ftc.records.files import dataset_files, dataset_source, file_entries
-from ftc.records.formats import FORMATS, BadRecord, Chat, DataFormat, Pair
+from ftc.records.formats import FORMATS, BadRecord, Chat, DataFormat, KtoParts, Pair
 from ftc.records.images import image_path, image_problem
 from ftc.spec.models import DataSection, DatasetSection
 from ftc.stages import STAGES
@@ -175,7 +175,7 @@ def _check_file(
         except BadRecord as error:
             check.add(f"{where}: {error}", hint)
             continue
-        images = parts.images if isinstance(parts, (Chat, Pair)) else ()
+        images = parts.images if isinstance(parts, (Chat, Pair, KtoParts)) else ()
         if images and no_images:
             name = columns.get("images", "images")
             check.add(f"{where}: {name!r} names {len(images)} image(s), but {no_images[0]}", no_images[1])

@@ -375,7 +375,16 @@ def _label(record: Record) -> bool:
     raise BadRecord(f"{name!r} must be true or false, found {value!r}")
 
 
-def kto_parts(record: Record) -> tuple[list[Message], str, bool]:
+class KtoParts(NamedTuple):
+    """What a kto record makes: the prompt, the reply, whether it is desirable, and the images placed in the prompt."""
+
+    prompt: list[Message]
+    completion: str
+    label: bool
+    images: tuple[str, ...] = ()
+
+
+def kto_parts(record: Record) -> KtoParts:
     if not record.has("completion") and record.has("messages"):
         # The reply as the conversation's last turn, as LLaMA-Factory's kto files keep it.
         messages, name = parse_messages(record.get("messages"), record.column("messages")), record.column("messages")
@@ -383,8 +392,11 @@ def kto_parts(record: Record) -> tuple[list[Message], str, bool]:
             raise BadRecord(
                 f"without {record.column('completion')!r}, {name!r} must end with a user turn and the reply"
             )
-        return messages[:-1], messages[-1]["content"], _label(record)
-    return prompt_messages(record), reply_text(record, "completion"), _label(record)
+        prompt, completion = messages[:-1], messages[-1]["content"]
+    else:
+        prompt, completion = prompt_messages(record), reply_text(record, "completion")
+    placed = _with_images(record, Chat(prompt))
+    return KtoParts(placed.messages, completion, _label(record), placed.images)
 
 
 def text_of(record: Record) -> str:
@@ -401,7 +413,7 @@ def text_of(record: Record) -> str:
 class DataFormat:
     name: str
     kind: Kind  # what a stage gets from it: conversations, preference pairs, kto examples or texts
-    read: Callable[[Record], Any]  # record → Chat | (prompt, chosen, rejected) | (prompt, completion, label) | text
+    read: Callable[[Record], Any]  # record → Chat | Pair | KtoParts | text
     fields: str  # shown in hints
 
     def parse(self, raw: Any, columns: Mapping[str, str]) -> Any:
@@ -448,7 +460,12 @@ FORMATS: dict[str, DataFormat] = _build_registry(
         "a prompt (messages, prompt, or instruction + input) and chosen, rejected replies; or chosen, rejected "
         "as whole conversations that differ only in the last reply (+ optional images)",
     ),
-    DataFormat("kto", "kto", kto_parts, "a prompt (messages, prompt, or instruction + input), completion, label"),
+    DataFormat(
+        "kto",
+        "kto",
+        kto_parts,
+        "a prompt (messages, prompt, or instruction + input), completion, label (+ optional images)",
+    ),
     DataFormat("text", "text", text_of, "text"),
 )
 

@@ -191,8 +191,8 @@ def test_bad_preference_records(record, complaint):
     ("label", "desirable"), [(True, True), (False, False), ("true", True), ("False", False), ("1", True)]
 )
 def test_kto_label_is_a_boolean_or_how_a_csv_spells_one(label, desirable):
-    prompt, completion, parsed_label = parse("kto", {"prompt": "Q", "completion": "A", "label": label})
-    assert (prompt, completion, parsed_label) == ([{"role": "user", "content": "Q"}], "A", desirable)
+    prompt, completion, parsed_label, images = parse("kto", {"prompt": "Q", "completion": "A", "label": label})
+    assert (prompt, completion, parsed_label, images) == ([{"role": "user", "content": "Q"}], "A", desirable, ())
 
 
 @pytest.mark.parametrize(

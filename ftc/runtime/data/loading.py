@@ -69,6 +69,7 @@ class KtoExample:
     prompt: list[Message]
     completion: str
     label: bool  # True: desirable
+    images: tuple[str, ...] = ()  # image files, in the order of the IMAGE placeholders in `prompt`
 
 
 @dataclass(frozen=True)

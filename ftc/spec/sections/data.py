@@ -13,7 +13,7 @@ FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
     "sharegpt": ("conversations", "system", "tools", "images"),
     "messages": ("messages", "tools", "images"),
     "preference": ("messages", "prompt", "instruction", "input", "system", "history", "chosen", "rejected", "images"),
-    "kto": ("messages", "prompt", "instruction", "input", "system", "history", "completion", "label"),
+    "kto": ("messages", "prompt", "instruction", "input", "system", "history", "completion", "label", "images"),
     "text": ("text",),
 }
 
@@ -115,7 +115,7 @@ class DataSection(Section):
         min_length=1,
         description="Folder (relative to the spec) that records' image paths are relative to; default: each "
         "dataset file's own folder. An absolute image path is read as it is. Records with images train under "
-        "the sft and dpo stages; the others refuse them.",
+        "the sft, dpo and kto stages; the others refuse them.",
     )
     image_max_pixels: int | None = Field(
         default=None,
