@@ -36,6 +36,9 @@ class Stage:
     formats: tuple[str, ...]  # the data formats it reads (those of its kind); a starter names the first
     # The loss compares a chosen and a rejected reply in one forward: two rows per example.
     paired: bool = False
+    # Before the loss's forward, a forward without gradients of each example's prompt with another example's reply
+    # (a KL estimate): one more row per example through the model, whose activations are freed before the loss's.
+    kl_rows: bool = False
     # A frozen copy of the policy gives reference log-probabilities. With an adapter, peft switches the
     # adapter off instead, and there is no second model.
     reference: bool = False
@@ -233,11 +236,13 @@ STAGES: dict[str, Stage] = _registry(
         reference=True,
         loss_heads=("fused",),
         bf16_quantized_adapter=True,
+        kl_rows=True,
         least_micro_batch=2,
         least_micro_batch_why="estimates its KL term from the other examples of a micro-batch",
         reads=("preference.beta", "preference.desirable_weight", "preference.undesirable_weight"),
-        no_images_why="its examples are handed to trl as text; ftc does not carry their images to trl's "
-        "vision collator yet",
+        # trl's KTOTrainer takes the processor and leaves rows with images to our collator
+        # (ftc.runtime.data.images.KtoImageCollator), whose KL rows carry their prompts' images.
+        takes_images=True,
     ),
     Stage(
         "orpo",

@@ -56,7 +56,9 @@ def write_starter(path: Path, stage: str, method: str, model: str | None, force:
         if "images" not in FORMAT_FIELDS[data_format]:
             raise FtcError(
                 f"train.stage = '{stage}' reads {data_format} records, which carry no images",
-                "--vision starts a stage whose format takes an images list (sft, dpo)",
+                "--vision starts a stage whose format takes an images list ("
+                + ", ".join(name for name, record in STAGES.items() if record.takes_images)
+                + ")",
             )
         model = model or VISION_MODEL
         template = _vision_template(model)

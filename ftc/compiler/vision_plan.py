@@ -74,6 +74,12 @@ def vision_notes(spec: Spec, arch: Architecture | None) -> tuple[str, ...]:
     )
     # A pair's chosen and rejected rows each carry the prompt, its images with it (ftc.runtime.data.images).
     pairs = "; a pair is two such rows, and its images pass the tower once for each" if stage.paired else ""
+    if stage.kl_rows:  # the KL rows hold their prompts' images (ftc.runtime.data.images.KtoImageCollator)
+        pairs = (
+            "; each example's KL row (its prompt and images with another example's reply) passes the tower and the "
+            "model too, without gradients and before the loss's forward: its activations are freed by then, so it "
+            "adds compute, not a term"
+        )
     return (
         f"{IMAGES_NOTE}{budget.reason}; the estimate assumes one such image in every row, so each row is "
         f"{spec.data.cutoff_len} + {budget.tokens} = {row_tokens(spec, arch)} tokens{pairs}",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from ftc.quickstart.tiny import train_tiny_tokenizer
@@ -86,14 +87,35 @@ def shapes_records(n: int, seed: int = 0) -> list[dict]:
     ]  # fmt: skip
 
 
-def write_shapes_dataset(
-    folder: str | Path, n: int = 64, seed: int = 0, preference: bool = False, data_format: str = "sharegpt"
-) -> Path:
+def _user(question: str) -> list[dict]:
+    return [{"role": "user", "content": question}]
+
+
+# A picture's records in each format, from (question, right caption, wrong caption, image files).
+_SHAPE_RECORDS: dict[str, Callable[[str, str, str, list[str]], list[dict]]] = {
+    "sharegpt": lambda question, answer, wrong, images: [
+        {"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}], "images": images}
+    ],
+    "messages": lambda question, answer, wrong, images: [
+        {"messages": [*_user(question), {"role": "assistant", "content": answer}], "images": images}
+    ],
+    "preference": lambda question, answer, wrong, images: [
+        {"messages": _user(question), "chosen": answer, "rejected": wrong, "images": images}
+    ],
+    "kto": lambda question, answer, wrong, images: [
+        {"messages": _user(question), "completion": reply, "label": label, "images": images}
+        for reply, label in ((answer, True), (wrong, False))
+    ],
+}
+
+
+def write_shapes_dataset(folder: str | Path, n: int = 64, seed: int = 0, data_format: str = "sharegpt") -> Path:
     """Draw `n` pictures into `folder`/images and write the dataset beside them; returns the dataset file.
 
     Conversations (`data_format` "sharegpt" or "messages"): the question with an `<image>` placeholder, the caption
-    as the reply. With `preference`, a "preference" record instead: the right caption chosen, the same shape in
-    another colour rejected, so a policy can only prefer the chosen one by looking at the image.
+    as the reply. "preference": the right caption chosen, the same shape in another colour rejected, so a policy can
+    only prefer the chosen one by looking at the image. "kto": the same replies unpaired, two records a picture, the
+    right caption desirable and the wrong colour not.
     """
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -101,18 +123,14 @@ def write_shapes_dataset(
     records = []
     for item in shapes_records(n, seed):
         draw_shape(item["colour"], item["shape"], seed=item["seed"]).save(folder / item["file"])
-        question, answer = f"{IMAGE}{item['question']}", caption(item["colour"], item["shape"])
-        if preference:
-            wrong = rng.choice([colour for colour in sorted(COLOURS) if colour != item["colour"]])
-            records.append({"messages": [{"role": "user", "content": question}], "chosen": answer,
-                            "rejected": caption(wrong, item["shape"]), "images": [item["file"]]})  # fmt: skip
-        elif data_format == "messages":
-            turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-            records.append({"messages": turns, "images": [item["file"]]})
-        else:
-            records.append({"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
-                            "images": [item["file"]]})  # fmt: skip
-    path = folder / ("preference.json" if preference else f"{data_format}.json")
+        wrong = rng.choice([colour for colour in sorted(COLOURS) if colour != item["colour"]])
+        records += _SHAPE_RECORDS[data_format](
+            f"{IMAGE}{item['question']}",
+            caption(item["colour"], item["shape"]),
+            caption(wrong, item["shape"]),
+            [item["file"]],
+        )
+    path = folder / f"{data_format}.json"
     path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
     return path
 

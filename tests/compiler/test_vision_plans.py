@@ -187,6 +187,20 @@ def test_dpo_counts_each_replys_row_with_its_image_and_a_whole_reference_under_f
     assert lora.memory.terms["reference_model"] == 0  # the adapter is switched off instead
 
 
+def test_kto_counts_one_row_per_example_and_says_its_kl_row_passes_the_tower_without_gradients():
+    """trl's KL forward runs under no_grad before the loss's forward: it holds nothing the backward needs."""
+    model, bound = "Qwen/Qwen2-VL-2B-Instruct", "image_max_pixels = 1003520"
+    arch = find_architecture(model)
+    sft, kto = (compile_plan(as_stage(spec_for(model, bound), s), A100, arch) for s in ("sft", "kto"))
+    assert sft.micro_batch_size.value == kto.micro_batch_size.value == 2
+    assert kto.memory.terms["vision_activations"] == pytest.approx(sft.memory.terms["vision_activations"])
+    assert kto.memory.terms["activations"] == pytest.approx(sft.memory.terms["activations"])
+    (note,) = [note for note in kto.notes if note.startswith("images: ")]
+    assert "each example's KL row (its prompt and images with another example's reply) passes the tower" in note
+    assert "without gradients" in note and "a pair is two" not in note
+    assert not any("KL row" in note for note in sft.notes)
+
+
 @pytest.mark.parametrize("stage", [name for name, record in STAGES.items() if not record.takes_images])
 def test_a_stage_that_cannot_take_images_is_refused_for_an_image_text_model_with_its_reason(stage):
     spec = as_stage(spec_for("llava-hf/llava-1.5-7b-hf"), stage)
@@ -195,12 +209,12 @@ def test_a_stage_that_cannot_take_images_is_refused_for_an_image_text_model_with
     message = caught.value.message
     assert message.startswith(f"train.stage = {stage!r} cannot train an image+text model")
     assert STAGES[stage].no_images_why in message
-    assert "train.stage = 'sft' or 'dpo'" in caught.value.hint
+    assert "train.stage = 'sft' or 'dpo' or 'kto'" in caught.value.hint
     # the same stage plans a text-only model as before
     text = "meta-llama/Meta-Llama-3-8B-Instruct"
     assert compile_plan(as_stage(spec_for(text), stage), A100, find_architecture(text)).fits
 
 
-def test_the_stages_that_take_images_are_sft_and_dpo_and_every_other_says_why_not():
-    assert [name for name, record in STAGES.items() if record.takes_images] == ["sft", "dpo"]
+def test_the_stages_that_take_images_are_sft_dpo_and_kto_and_every_other_says_why_not():
+    assert [name for name, record in STAGES.items() if record.takes_images] == ["sft", "dpo", "kto"]
     assert all(record.no_images_why for record in STAGES.values() if not record.takes_images)

@@ -21,7 +21,7 @@ __all__ = ["vision_models"]  # the fixture, shared with the SFT tests
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory) -> Path:
-    return write_shapes_dataset(tmp_path_factory.mktemp("pairs"), n=32, preference=True)
+    return write_shapes_dataset(tmp_path_factory.mktemp("pairs"), n=32, data_format="preference")
 
 
 def dpo_spec(run_dir: Path, model_dir: Path, data: Path, template: str, method: str, steps: int) -> dict:

@@ -154,7 +154,7 @@ def test_image_keys_are_refused_for_a_stage_that_cannot_train_on_images_with_its
     d = only(replace(replace(DPO, 'stage = "dpo"', f'stage = "{stage}"'), *keys))
     assert (d.path, d.code) == (path, "E-CONFLICT")
     assert f"train.stage = {stage!r} cannot train on images: {STAGES[stage].no_images_why}" in d.message
-    assert d.hint == f"remove {path}, or train on the images with train.stage = 'sft' or 'dpo'"
+    assert d.hint == f"remove {path}, or train on the images with train.stage = 'sft' or 'dpo' or 'kto'"
     parse_spec(replace(DPO, *keys), "job.toml")  # dpo takes them
 
 

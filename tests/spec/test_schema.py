@@ -147,5 +147,8 @@ def test_init_vision_takes_the_models_template_and_refuses_a_text_model(tmp_path
     assert parse_spec((tmp_path / "gemma3.toml").read_text(), "gemma3.toml").model.template == "gemma3"
     with pytest.raises(FtcError, match="not an image\\+text model"):
         write_starter(tmp_path / "text.toml", "sft", "lora", "meta-llama/Llama-3.1-8B", False, vision=True)
-    with pytest.raises(FtcError, match="carry no images"):
+    write_starter(tmp_path / "kto.toml", "kto", "lora", None, False, vision=True)
+    assert parse_spec((tmp_path / "kto.toml").read_text(), "kto.toml").data.datasets[0].format == "kto"
+    with pytest.raises(FtcError, match="carry no images") as caught:
         write_starter(tmp_path / "pt.toml", "pt", "lora", None, False, vision=True)
+    assert caught.value.hint.endswith("(sft, dpo, kto)")

@@ -7,7 +7,9 @@ which expands each image's text to the image's tokens and returns its pixels; ev
 the tokenizer alone. The labels are the reply tokens only: prompt and image tokens are -100.
 
 A preference pair is two such rows, the prompt (with its images) followed by each reply, encoded alike:
-`PairImageCollator` lays them out as trl's DPO batch.
+`PairImageCollator` lays them out as trl's DPO batch. A KTO example is one such row, and `KtoImageCollator` adds
+its KL row: the same prompt, images and all, followed by another example's reply. In both only the reply trains,
+as trl's preference trainers learn from the completion alone (not from the prompt's earlier assistant turns).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftc.errors import RuntimeUserError
-from ftc.runtime.data.loading import Conversation, PreferencePair
+from ftc.runtime.data.loading import Conversation, KtoExample, PreferencePair
 from ftc.runtime.data.token_rows import IGNORE_INDEX
 from ftc.runtime.data.tokenize import conversation_segments_of
+from ftc.spec.chat_templates import Message
 
 
 def image_rows(tokenizer: Any, conversations: Sequence[Conversation], template_name: str) -> list[dict[str, Any]]:
@@ -38,18 +41,46 @@ def image_rows(tokenizer: Any, conversations: Sequence[Conversation], template_n
     return rows
 
 
+def reply_rows(
+    tokenizer: Any, where: str, prompt: list[Message], replies: Sequence[str], images: Sequence[str], template_name: str
+) -> list[dict[str, Any]]:
+    """A row per reply to the same prompt, as `image_rows` makes a conversation's, with the reply (its last trainable
+    segment) the only one that trains; "reply_at" is the reply's first segment, where another reply may be put."""
+    conversations = [
+        Conversation(where, [*prompt, {"role": "assistant", "content": reply}], images=tuple(images))
+        for reply in replies
+    ]
+    rows = image_rows(tokenizer, conversations, template_name)
+    for row in rows:
+        reply_at = max(index for index, trainable in enumerate(row["trainable"]) if trainable)
+        row["trainable"] = [index == reply_at for index in range(len(row["trainable"]))]
+        row["reply_at"] = reply_at
+    return rows
+
+
 def image_pair_rows(tokenizer: Any, pairs: Sequence[PreferencePair], template_name: str) -> list[dict[str, Any]]:
-    """One row per pair: the prompt followed by each reply, as `image_rows` makes a conversation's row, and the
-    pair's image files under "images", the column by which trl's DPOTrainer knows the pairs hold images (it then
-    leaves them untokenized, to the collator)."""
+    """One row per pair: the prompt followed by each reply (`reply_rows`), and the pair's image files under "images",
+    the column by which trl's DPOTrainer knows the pairs hold images (it then leaves them untokenized, to the
+    collator)."""
     rows = []
     for pair in pairs:
-        replies = [
-            Conversation(pair.where, [*pair.prompt, {"role": "assistant", "content": reply}], images=pair.images)
-            for reply in (pair.chosen, pair.rejected)
-        ]
-        chosen, rejected = image_rows(tokenizer, replies, template_name)
+        chosen, rejected = reply_rows(
+            tokenizer, pair.where, pair.prompt, (pair.chosen, pair.rejected), pair.images, template_name
+        )
         rows.append({"chosen": chosen, "rejected": rejected, "images": list(pair.images)})
+    return rows
+
+
+def image_kto_rows(tokenizer: Any, examples: Sequence[KtoExample], template_name: str) -> list[dict[str, Any]]:
+    """One row per example: its prompt and reply (`reply_rows`), whether the reply is desirable, and the example's
+    image files under "images", the column by which trl's KTOTrainer knows the examples hold images (it then leaves
+    them untokenized, to the collator)."""
+    rows = []
+    for example in examples:
+        (row,) = reply_rows(
+            tokenizer, example.where, example.prompt, (example.completion,), example.images, template_name
+        )
+        rows.append({"example": row, "label": example.label, "images": list(example.images)})
     return rows
 
 
@@ -126,9 +157,12 @@ class ImageCollator:
         return {"input_ids": ids, "labels": labels, "per_token": extras, "per_image": per_image}
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.collate([self.encode(row) for row in rows])
+
+    def collate(self, encoded: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rows of `encode`, padded into one batch."""
         import torch
 
-        encoded = [self.encode(row) for row in rows]
         longest = max(len(example["input_ids"]) for example in encoded)
         pad = self.tokenizer.pad_token_id
 
@@ -167,6 +201,41 @@ class PairImageCollator:
     def __call__(self, pairs: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.rows([pair["chosen"] for pair in pairs] + [pair["rejected"] for pair in pairs])
         batch["completion_mask"] = (batch.pop("labels") != IGNORE_INDEX).long()
+        return batch
+
+
+class KtoImageCollator:
+    """Rows of `image_kto_rows` → trl's KTO batch: each example's row, encoded and padded by `ImageCollator`, and its KL
+    row under the "KL_" keys: the example's prompt, its images with it, followed by the reply of the example before it
+    in the micro-batch (the first takes the last's), the mismatch trl's own collators make. trl's KL forward passes
+    the batch's pixels (and image grids) with the KL ids, so each KL row holds its own example's images, in the same
+    order; the per-token extras (Qwen2-VL's mm_token_type_ids, Gemma 3's token_type_ids) it takes from their "KL_"
+    copies. The reference is given the same batch."""
+
+    def __init__(self, processor: Any, cutoff_len: int) -> None:
+        self.rows = ImageCollator(processor, cutoff_len)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        rows = [example["example"] for example in examples]
+        mismatched = [
+            {
+                **row,
+                "texts": row["texts"][: row["reply_at"]] + other["texts"][other["reply_at"] :],
+                "trainable": row["trainable"][: row["reply_at"]] + other["trainable"][other["reply_at"] :],
+            }
+            for row, other in zip(rows, rows[-1:] + rows[:-1], strict=True)
+        ]
+        batch = self.rows(rows)
+        batch["completion_mask"] = (batch.pop("labels") != IGNORE_INDEX).long()
+        encoded = [self.rows.encode(row) for row in mismatched]
+        kl = self.rows.collate(encoded)
+        batch["KL_input_ids"], batch["KL_attention_mask"] = kl["input_ids"], kl["attention_mask"]
+        batch["KL_completion_mask"] = (kl["labels"] != IGNORE_INDEX).long()
+        for key in {key for example in encoded for key in example["per_token"]}:
+            batch[f"KL_{key}"] = kl[key]
+        batch["label"] = torch.tensor([example["label"] for example in examples])
         return batch
 
 
@@ -217,3 +286,20 @@ def image_pair_data(
     line = f"data: {len(rows)} pairs with {images} images, template {template}; the processor makes each batch"
     print(line, flush=True)
     return processor, rows, image_pair_rows(processor.tokenizer, held_out, template)
+
+
+def image_kto_data(
+    spec: Any, parts: Any, examples: Sequence[KtoExample], held_out: Sequence[KtoExample]
+) -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(processor, train rows, held-out rows) for KTO on an image+text model."""
+    processor = stage_processor(spec, parts)
+    template = spec.model.template
+    rows = image_kto_rows(processor.tokenizer, examples, template)
+    images = sum(len(row["images"]) for row in rows)
+    desirable = sum(row["label"] for row in rows)
+    print(
+        f"data: {len(rows)} examples ({desirable} desirable, {len(rows) - desirable} undesirable) with {images} "
+        f"images, template {template}; the processor makes each batch and its KL rows",
+        flush=True,
+    )
+    return processor, rows, image_kto_rows(processor.tokenizer, held_out, template)

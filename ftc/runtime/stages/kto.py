@@ -2,7 +2,10 @@
 
 trl gets conversational records and renders them with our template (see `ftc.runtime.data.preference`).
 Each completion's log-probability ratio against the reference is pushed up when desirable and down
-when not, around a KL estimate taken from mismatched prompt/completion pairs within a batch.
+when not, around a KL estimate taken from mismatched prompt/completion pairs within a batch. An image+text
+model is given rows that keep their image files, and trl the model's processor: our collator encodes each
+example as SFT encodes a conversation, and its KL row as the same prompt and images with another example's reply
+(`ftc.runtime.data.images`); trl's forwards pass the pixels to the policy and the reference alike.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import random
 
 from ftc.errors import RuntimeUserError
 from ftc.runs.folder import RunFolder
+from ftc.runtime.data.images import KtoImageCollator, image_kto_data, vision_parts_of
 from ftc.runtime.data.loading import load_kto_examples, train_eval_split
 from ftc.runtime.data.preference import encode_kto_examples, tokenizer_and_records
 from ftc.runtime.model.reference import reference_model
@@ -32,6 +36,28 @@ def run(folder: RunFolder) -> None:
 
     from trl import KTOConfig, KTOTrainer
 
+    settings = {
+        "max_length": spec.data.cutoff_len,
+        "beta": preference.beta,
+        "desirable_weight": preference.desirable_weight,
+        "undesirable_weight": preference.undesirable_weight,
+    }
+    parts = vision_parts_of(spec.model)
+    if parts is not None:
+        processor, rows, evaluated = image_kto_data(spec, parts, examples, held_out)
+        fit(
+            folder,
+            load_trainable(folder),
+            processor,
+            rows,
+            evaluated or None,
+            trainer_class=KTOTrainer,
+            config_class=KTOConfig,
+            settings={**settings, "remove_unused_columns": False},  # the collator reads the rows' texts and files
+            data_collator=KtoImageCollator(processor, spec.data.cutoff_len),
+            ref_model=reference_model(spec, folder.plan),
+        )
+        return
     tokenizer, data, evaluated = tokenizer_and_records(spec, examples, held_out, encode_kto_examples, "examples")
     fit(
         folder,
@@ -41,11 +67,6 @@ def run(folder: RunFolder) -> None:
         evaluated,
         trainer_class=KTOTrainer,
         config_class=KTOConfig,
-        settings={
-            "max_length": spec.data.cutoff_len,
-            "beta": preference.beta,
-            "desirable_weight": preference.desirable_weight,
-            "undesirable_weight": preference.undesirable_weight,
-        },
+        settings=settings,
         ref_model=reference_model(spec, folder.plan),
     )

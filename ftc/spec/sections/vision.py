@@ -9,7 +9,8 @@ from ftc.spec.sections.base import Section, rule_error
 
 
 class VisionSection(Section):
-    """What trains in an image+text model (LLaVA, Qwen2-VL, Gemma 3) under sft or dpo; refused for a text-only model."""
+    """What trains in an image+text model (LLaVA, Qwen2-VL, Gemma 3) under sft, dpo or kto; refused for a text-only
+    model."""
 
     freeze_tower: bool = Field(
         default=True,
