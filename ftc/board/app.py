@@ -22,6 +22,7 @@ from ftc.board.paths import OutsideFolder, inside
 from ftc.errors import FtcError, RuntimeUserError
 
 COOKIE = "ftc_board_token"
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 STATIC = Path(str(resources.files("ftc.board") / "static"))
 
 
@@ -57,6 +58,13 @@ def _token_given(request: Request) -> str:
     return request.cookies.get(COOKIE, "")
 
 
+def _loopback_name(request: Request) -> bool:
+    """The Host the browser asked for is a loopback name. Without a token the board trusts whoever reaches it, which
+    is this machine only while the name is loopback: a site whose name is made to resolve to 127.0.0.1 (DNS
+    rebinding) would otherwise drive the board from its own page, same origin and all."""
+    return urlsplit("//" + request.headers.get("host", "")).hostname in LOOPBACK_NAMES
+
+
 def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     return origin is None or urlsplit(origin).netloc == request.headers.get("host")
@@ -72,6 +80,14 @@ def build_app(folder: Path, token: str | None = None) -> FastAPI:
         if request.method == "POST" and not _same_origin(request):
             return JSONResponse({"error": "a request from another site's page", "hint": None}, status_code=403)
         if token is None:
+            if not _loopback_name(request):
+                return JSONResponse(
+                    {
+                        "error": f"this board answers only to a loopback name, not {request.headers.get('host')!r}",
+                        "hint": "open it as http://127.0.0.1:PORT, or give it a token with --auth-env",
+                    },
+                    status_code=403,
+                )
             return await call_next(request)
         offered = request.query_params.get("token")
         if offered is not None and secrets.compare_digest(offered.encode(), token.encode()):

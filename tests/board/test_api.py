@@ -19,12 +19,13 @@ from ftc.targets.local import RECORD_FILE
 from tests.specs import VALID, replace
 from tests.tiny_runs import tiny_spec
 
+LOOPBACK = "http://127.0.0.1:7860"
 COMMENTED = "# my LoRA run\n" + replace(VALID, "rank = 8", "rank = 8  # small on purpose")
 
 
 @pytest.fixture
 def board(tmp_path):
-    return tmp_path, TestClient(build_app(tmp_path))
+    return tmp_path, TestClient(build_app(tmp_path), base_url=LOOPBACK)
 
 
 def a_run(run_folder, root: Path, name: str, losses: list[float], record: dict | None = None) -> Path:
@@ -178,7 +179,7 @@ def test_the_editor_never_reads_or_writes_outside_its_folder_or_beyond_spec_file
     root = tmp_path / "board"
     root.mkdir()
     (root / "link").symlink_to(tmp_path)  # a link inside the folder to the folder above it
-    client = TestClient(build_app(root))
+    client = TestClient(build_app(root), base_url=LOOPBACK)
     saved = client.post("/api/save", json={"path": name, "text": "x = 1\n"})
     assert saved.status_code == 403, saved.json()
     assert not (tmp_path / "outside.toml").exists() and not (root / "notes.txt").exists()
@@ -251,3 +252,13 @@ def test_the_page_and_its_assets_are_served_from_the_package(board):
     assert page.status_code == 200 and '<script src="/static/board.js">' in page.text
     assert "http" not in page.text.replace("http://www.w3.org", "")  # nothing fetched from elsewhere: works offline
     assert client.get("/static/board.js").status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:7860", "192.168.1.20:7860"])
+def test_without_a_token_a_request_for_another_host_name_is_refused(board, host):
+    """DNS rebinding: a page on a name that resolves to this machine would be same-origin with the board."""
+    root, client = board
+    refused = client.get("/api/runs", headers={"host": host})
+    assert refused.status_code == 403 and "only to a loopback name" in refused.json()["error"]
+    for name in ("127.0.0.1:7860", "localhost:7860", "[::1]:7860"):
+        assert client.get("/api/runs", headers={"host": name}).status_code == 200
