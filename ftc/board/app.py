@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 from ftc.board import editor, runs
 from ftc.board.paths import OutsideFolder, inside
 from ftc.errors import FtcError, RuntimeUserError
+from ftc.serve.hosts import asks_for_loopback
 
 COOKIE = "ftc_board_token"
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 STATIC = Path(str(resources.files("ftc.board") / "static"))
 
 
@@ -58,13 +58,6 @@ def _token_given(request: Request) -> str:
     return request.cookies.get(COOKIE, "")
 
 
-def _loopback_name(request: Request) -> bool:
-    """The Host the browser asked for is a loopback name. Without a token the board trusts whoever reaches it, which
-    is this machine only while the name is loopback: a site whose name is made to resolve to 127.0.0.1 (DNS
-    rebinding) would otherwise drive the board from its own page, same origin and all."""
-    return urlsplit("//" + request.headers.get("host", "")).hostname in LOOPBACK_NAMES
-
-
 def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     return origin is None or urlsplit(origin).netloc == request.headers.get("host")
@@ -80,7 +73,7 @@ def build_app(folder: Path, token: str | None = None) -> FastAPI:
         if request.method == "POST" and not _same_origin(request):
             return JSONResponse({"error": "a request from another site's page", "hint": None}, status_code=403)
         if token is None:
-            if not _loopback_name(request):
+            if not asks_for_loopback(request.headers.get("host")):  # DNS rebinding (ftc.serve.hosts)
                 return JSONResponse(
                     {
                         "error": f"this board answers only to a loopback name, not {request.headers.get('host')!r}",

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ftc.serve.backends import Backend, Completion, Prompt, RequestError, Sampling
+from ftc.serve.hosts import asks_for_loopback
 from ftc.serve.protocol import ChatCompletionRequest, error_body
 
 INVALID = "invalid_request_error"
@@ -57,6 +58,12 @@ def build_app(backend: Backend, api_key: str | None = None, concurrency: int = 1
 
     @app.middleware("http")
     async def _authorise(request: Request, call_next):
+        if api_key is None and not asks_for_loopback(request.headers.get("host")):  # DNS rebinding (ftc.serve.hosts)
+            return _error(
+                403,
+                f"without an API key this server answers only to a loopback name, not {request.headers.get('host')!r}",
+                code="host_not_allowed",
+            )
         if api_key is not None:
             given = request.headers.get("authorization", "")
             scheme, _, token = given.partition(" ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import sys
@@ -11,18 +10,9 @@ from typing import TextIO
 
 from ftc.errors import RuntimeUserError
 from ftc.serve.backends import AUTO, Backend, Engine, choose_engine
+from ftc.serve.hosts import is_loopback
 
-LOOPBACK_NAMES = ("localhost",)
 VLLM_MEMORY_SHARE = 0.9  # vLLM's default gpu_memory_utilization: the share of the device it may take
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def read_api_key(

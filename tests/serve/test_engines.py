@@ -11,7 +11,8 @@ from ftc.compiler.architectures import find_architecture
 from ftc.compiler.memory.serving import serving_memory
 from ftc.errors import RuntimeUserError
 from ftc.serve.backends import choose_engine
-from ftc.serve.server import is_loopback, read_api_key
+from ftc.serve.hosts import is_loopback
+from ftc.serve.server import read_api_key
 
 
 def installed(*names):
@@ -53,3 +54,20 @@ def test_serving_memory_counts_weights_and_one_full_length_cache():
     assert planned.weights == 8_030_261_248 * 2
     assert planned.cache == 2 * 32 * 8192 * 1024 * 2 + 3 * 8192 * 14336 * 2
     assert planned.logits == 128_256 * 4
+
+
+def test_without_a_key_the_server_answers_only_to_a_loopback_host_name():
+    """DNS rebinding: a page on a name that resolves to this machine would be same-origin with the server."""
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from ftc.serve.app import build_app
+
+    client = TestClient(build_app(SimpleNamespace(name="tiny")), base_url="http://127.0.0.1:8000")
+    for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000"):
+        assert client.get("/v1/models", headers={"host": host}).json()["data"][0]["id"] == "tiny"
+    refused = client.get("/v1/models", headers={"host": "evil.example:8000"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "host_not_allowed"
+    keyed = TestClient(build_app(SimpleNamespace(name="tiny"), api_key="k"), base_url="http://10.0.0.5:8000")
+    assert keyed.get("/v1/models", headers={"authorization": "Bearer k"}).status_code == 200  # a key guards it
