@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
 from ftc.runtime.data.loading import load_preferences, train_eval_split
-from ftc.runtime.data.preference import encode_pairs, tokenizer_and_records
-from ftc.runtime.model.trainable import load_trainable
-from ftc.runtime.training import fit
+from ftc.runtime.data.preference import encode_pairs
+from ftc.runtime.preference_fit import fit_preferences
 
 
 def run(folder: RunFolder) -> None:
@@ -25,13 +24,10 @@ def run(folder: RunFolder) -> None:
 
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-    tokenizer, data, evaluated = tokenizer_and_records(spec, pairs, held_out, encode_pairs)
-    fit(
+    fit_preferences(
         folder,
-        load_trainable(folder),
-        tokenizer,
-        data.records,
-        evaluated,
+        pairs,
+        held_out,
         trainer_class=CPOTrainer,
         config_class=CPOConfig,
         settings={
@@ -41,4 +37,6 @@ def run(folder: RunFolder) -> None:
             "simpo_gamma": preference.simpo_gamma,
             "cpo_alpha": preference.nll_weight,
         },
+        encode=encode_pairs,
+        reference=False,  # a reference-free loss
     )

@@ -10,12 +10,10 @@ conversation (`ftc.runtime.data.images`), and trl's forward passes its pixels to
 from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
-from ftc.runtime.data.images import PairImageCollator, image_pair_data, vision_parts_of
+from ftc.runtime.data.images import PairImageCollator, image_pair_data
 from ftc.runtime.data.loading import load_preferences, train_eval_split
-from ftc.runtime.data.preference import encode_pairs, tokenizer_and_records
-from ftc.runtime.model.reference import reference_model
-from ftc.runtime.model.trainable import load_trainable
-from ftc.runtime.training import fit
+from ftc.runtime.data.preference import encode_pairs
+from ftc.runtime.preference_fit import ImagePath, fit_preferences
 
 
 def run(folder: RunFolder) -> None:
@@ -32,31 +30,13 @@ def run(folder: RunFolder) -> None:
         "loss_type": [preference.loss_type, "sft"] if preference.ftx else [preference.loss_type],
         "loss_weights": [1.0, preference.ftx] if preference.ftx else None,
     }
-    parts = vision_parts_of(spec.model)
-    if parts is not None:
-        processor, rows, evaluated = image_pair_data(spec, parts, pairs, held_out)
-        fit(
-            folder,
-            load_trainable(folder),
-            processor,
-            rows,
-            evaluated or None,
-            trainer_class=DPOTrainer,
-            config_class=DPOConfig,
-            settings={**settings, "remove_unused_columns": False},  # the collator reads the rows' texts and files
-            data_collator=PairImageCollator(processor, spec.data.cutoff_len),
-            ref_model=reference_model(spec, folder.plan),
-        )
-        return
-    tokenizer, data, evaluated = tokenizer_and_records(spec, pairs, held_out, encode_pairs)
-    fit(
+    fit_preferences(
         folder,
-        load_trainable(folder),
-        tokenizer,
-        data.records,
-        evaluated,
+        pairs,
+        held_out,
         trainer_class=DPOTrainer,
         config_class=DPOConfig,
         settings=settings,
-        ref_model=reference_model(spec, folder.plan),
+        encode=encode_pairs,
+        images=ImagePath(image_pair_data, PairImageCollator),
     )

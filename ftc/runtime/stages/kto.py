@@ -14,12 +14,10 @@ import random
 
 from ftc.errors import RuntimeUserError
 from ftc.runs.folder import RunFolder
-from ftc.runtime.data.images import KtoImageCollator, image_kto_data, vision_parts_of
+from ftc.runtime.data.images import KtoImageCollator, image_kto_data
 from ftc.runtime.data.loading import load_kto_examples, train_eval_split
-from ftc.runtime.data.preference import encode_kto_examples, tokenizer_and_records
-from ftc.runtime.model.reference import reference_model
-from ftc.runtime.model.trainable import load_trainable
-from ftc.runtime.training import fit
+from ftc.runtime.data.preference import encode_kto_examples
+from ftc.runtime.preference_fit import ImagePath, fit_preferences
 
 
 def run(folder: RunFolder) -> None:
@@ -42,31 +40,14 @@ def run(folder: RunFolder) -> None:
         "desirable_weight": preference.desirable_weight,
         "undesirable_weight": preference.undesirable_weight,
     }
-    parts = vision_parts_of(spec.model)
-    if parts is not None:
-        processor, rows, evaluated = image_kto_data(spec, parts, examples, held_out)
-        fit(
-            folder,
-            load_trainable(folder),
-            processor,
-            rows,
-            evaluated or None,
-            trainer_class=KTOTrainer,
-            config_class=KTOConfig,
-            settings={**settings, "remove_unused_columns": False},  # the collator reads the rows' texts and files
-            data_collator=KtoImageCollator(processor, spec.data.cutoff_len),
-            ref_model=reference_model(spec, folder.plan),
-        )
-        return
-    tokenizer, data, evaluated = tokenizer_and_records(spec, examples, held_out, encode_kto_examples, "examples")
-    fit(
+    fit_preferences(
         folder,
-        load_trainable(folder),
-        tokenizer,
-        data.records,
-        evaluated,
+        examples,
+        held_out,
         trainer_class=KTOTrainer,
         config_class=KTOConfig,
         settings=settings,
-        ref_model=reference_model(spec, folder.plan),
+        encode=encode_kto_examples,
+        what="examples",
+        images=ImagePath(image_kto_data, KtoImageCollator),
     )

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from ftc.runs.folder import RunFolder
 from ftc.runtime.data.loading import load_preferences, train_eval_split
-from ftc.runtime.data.preference import encode_pairs, tokenizer_and_records
-from ftc.runtime.model.trainable import load_trainable
-from ftc.runtime.training import fit
+from ftc.runtime.data.preference import encode_pairs
+from ftc.runtime.preference_fit import fit_preferences
 
 
 def run(folder: RunFolder) -> None:
@@ -24,14 +23,13 @@ def run(folder: RunFolder) -> None:
 
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    tokenizer, data, evaluated = tokenizer_and_records(spec, pairs, held_out, encode_pairs)
-    fit(
+    fit_preferences(
         folder,
-        load_trainable(folder),
-        tokenizer,
-        data.records,
-        evaluated,
+        pairs,
+        held_out,
         trainer_class=ORPOTrainer,
         config_class=ORPOConfig,
         settings={"max_length": spec.data.cutoff_len, "beta": preference.beta},
+        encode=encode_pairs,
+        reference=False,  # a reference-free loss
     )
